@@ -1,0 +1,53 @@
+# meshgate: `make up` runs the whole system locally, `make test` runs the whole suite.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install up down status test lint typecheck unit integration e2e bench-skeleton constraints clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	@command -v $(PYTHON) >/dev/null || { echo "make: error: $(PYTHON) not found; install Python 3.11 or set PYTHON=" >&2; exit 1; }
+	@echo "==> project environment ($(VENV), $(PYTHON))"
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/pip install --quiet --disable-pip-version-check --progress-bar off -c constraints.txt -e '.[dev]'
+	@touch $(STAMP)
+
+up: install
+	@$(BIN)/meshgate up
+
+down:
+	@if [ -x $(BIN)/meshgate ]; then $(BIN)/meshgate down; else \
+	  bash localstack/ministack/ministack.sh stop; bash localstack/kafka/kafka.sh stop; fi
+
+status: install
+	@$(BIN)/meshgate status
+
+lint: install
+	$(BIN)/ruff check .
+
+typecheck: install
+	$(BIN)/mypy
+
+# The whole suite: static checks, then unit, integration and e2e tests against the real
+# broker and emulator (started, topics created and stack deployed if not already).
+test: install
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+	$(BIN)/meshgate up --no-demo
+	$(BIN)/pytest -q -p no:cacheprovider
+
+bench-skeleton: install
+	$(BIN)/meshgate up --no-demo
+	$(BIN)/python -m bench.skeleton_latency
+
+constraints:
+	{ echo '# Exact versions for CI and the Lambda zips (pip install -c constraints.txt).'; \
+	  echo '# Regenerate with `make constraints` after changing dependencies in pyproject.toml.'; \
+	  $(BIN)/pip freeze --exclude-editable | grep -v '^meshgate'; } > constraints.txt
+
+clean:
+	rm -rf build .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,23 @@
+"""meshgate mesh client: service-to-service calls over Kafka topics."""
+
+from bus.client import MeshClient
+from bus.envelope import Envelope
+from bus.errors import (
+    DeadlineExceeded,
+    EnvelopeError,
+    MeshError,
+    RemoteError,
+    TransportError,
+)
+from bus.service import Service
+
+__all__ = [
+    "DeadlineExceeded",
+    "Envelope",
+    "EnvelopeError",
+    "MeshClient",
+    "MeshError",
+    "RemoteError",
+    "Service",
+    "TransportError",
+]

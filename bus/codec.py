@@ -1,0 +1,28 @@
+"""Payload encoding: JSON bytes by default, pydantic models accepted."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pydantic import BaseModel
+
+from bus.errors import EnvelopeError
+
+JSON = dict[str, Any]
+
+
+def encode(payload: BaseModel | JSON) -> bytes:
+    if isinstance(payload, BaseModel):
+        return payload.model_dump_json().encode()
+    return json.dumps(payload, separators=(",", ":")).encode()
+
+
+def decode(value: bytes) -> JSON:
+    try:
+        decoded = json.loads(value) if value else {}
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise EnvelopeError(f"value is not JSON: {exc}") from exc
+    if not isinstance(decoded, dict):
+        raise EnvelopeError(f"value must be a JSON object, got {type(decoded).__name__}")
+    return decoded

@@ -1,0 +1,36 @@
+"""Typed settings of the mesh client: explicit argument over environment over default."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+ENV_PREFIX = "MESH_"
+
+
+class BusSettings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    bootstrap_servers: str = "127.0.0.1:9092"
+    service_name: str = Field(default="anonymous", min_length=1)
+    reply_topic: str = "mesh.replies"
+    reply_partition: int | None = Field(default=None, ge=0)
+    request_timeout_s: float = Field(default=10.0, gt=0, le=900)
+    linger_ms: int = Field(default=0, ge=0)
+    fetch_max_wait_ms: int = Field(default=10, ge=0)
+    max_message_bytes: int = Field(default=1_000_000, gt=0)
+
+    @classmethod
+    def resolve(cls, env: Mapping[str, str] | None = None, **explicit: Any) -> BusSettings:
+        """Explicit keyword arguments win over ``MESH_*`` variables, which win over defaults."""
+        source = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for name in cls.model_fields:
+            env_value = source.get(ENV_PREFIX + name.upper())
+            if env_value is not None and env_value != "":
+                values[name] = env_value
+        values.update({k: v for k, v in explicit.items() if v is not None})
+        return cls.model_validate(values)

@@ -1,0 +1,241 @@
+"""The mesh envelope: CloudEvents-style Kafka record headers around a plain-bytes value.
+
+Pure functions only: building headers from an ``Envelope`` and parsing them back. Parsing
+never raises anything but ``EnvelopeError``.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+
+from bus.errors import EnvelopeError
+
+Headers = list[tuple[str, bytes]]
+
+H_ID = "ce_id"
+H_SOURCE = "ce_source"
+H_TYPE = "ce_type"
+H_TIME = "ce_time"
+H_CORRELATION = "mesh_correlation_id"
+H_REPLY_TO = "mesh_reply_to"
+H_DEADLINE = "mesh_deadline"
+H_ATTEMPT = "mesh_attempt"
+H_KIND = "mesh_kind"
+H_TRACEPARENT = "traceparent"
+H_TRACESTATE = "tracestate"
+H_SIGNATURE = "mesh_sig"
+H_CONTENT_TYPE = "content-type"
+
+KIND_REQUEST = "request"
+KIND_REPLY = "reply"
+KIND_ERROR = "error"
+KIND_EVENT = "event"
+KINDS = frozenset({KIND_REQUEST, KIND_REPLY, KIND_ERROR, KIND_EVENT})
+
+REQUIRED = (H_ID, H_SOURCE, H_TYPE, H_TIME, H_KIND)
+MAX_HEADER_VALUE = 4096
+
+
+@dataclass(frozen=True)
+class ReplyTo:
+    """Where a reply goes: a topic and the partition the caller listens on."""
+
+    topic: str
+    partition: int
+
+    def encode(self) -> str:
+        return f"{self.topic}:{self.partition}"
+
+    @classmethod
+    def decode(cls, text: str) -> ReplyTo:
+        topic, sep, partition = text.rpartition(":")
+        if not sep or not topic or not partition.isdigit():
+            raise EnvelopeError(f"{H_REPLY_TO} must be 'topic:partition', got {text!r}")
+        return cls(topic, int(partition))
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """One mesh message: the contract headers plus the value bytes."""
+
+    id: str
+    source: str
+    type: str
+    kind: str
+    value: bytes
+    time_ms: int
+    correlation_id: str | None = None
+    reply_to: ReplyTo | None = None
+    deadline_ms: int | None = None
+    attempt: int = 1
+    traceparent: str | None = None
+    tracestate: str | None = None
+    signature: str | None = None
+    content_type: str = "application/json"
+    extra: tuple[tuple[str, bytes], ...] = field(default=())
+
+    def remaining_ms(self, now_ms: int) -> int | None:
+        """Milliseconds left before the deadline, or None when the message has none."""
+        return None if self.deadline_ms is None else self.deadline_ms - now_ms
+
+    def expired(self, now_ms: int) -> bool:
+        return self.deadline_ms is not None and now_ms >= self.deadline_ms
+
+    def with_signature(self, signature: str) -> Envelope:
+        return replace(self, signature=signature)
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def new_request(
+    *,
+    source: str,
+    operation: str,
+    value: bytes,
+    reply_to: ReplyTo,
+    deadline_ms: int,
+    traceparent: str | None = None,
+    at_ms: int | None = None,
+) -> Envelope:
+    message_id = new_id()
+    return Envelope(
+        id=message_id,
+        source=source,
+        type=operation,
+        kind=KIND_REQUEST,
+        value=value,
+        time_ms=now_ms() if at_ms is None else at_ms,
+        correlation_id=message_id,
+        reply_to=reply_to,
+        deadline_ms=deadline_ms,
+        traceparent=traceparent,
+    )
+
+
+def reply_for(request: Envelope, *, source: str, value: bytes, error: bool = False) -> Envelope:
+    """The reply (or error reply) to ``request``, correlated and carrying its trace."""
+    return Envelope(
+        id=new_id(),
+        source=source,
+        type=request.type,
+        kind=KIND_ERROR if error else KIND_REPLY,
+        value=value,
+        time_ms=now_ms(),
+        correlation_id=request.correlation_id or request.id,
+        deadline_ms=request.deadline_ms,
+        traceparent=request.traceparent,
+        tracestate=request.tracestate,
+    )
+
+
+def to_headers(envelope: Envelope) -> Headers:
+    headers: Headers = [
+        (H_ID, envelope.id.encode()),
+        (H_SOURCE, envelope.source.encode()),
+        (H_TYPE, envelope.type.encode()),
+        (H_TIME, str(envelope.time_ms).encode()),
+        (H_KIND, envelope.kind.encode()),
+        (H_ATTEMPT, str(envelope.attempt).encode()),
+        (H_CONTENT_TYPE, envelope.content_type.encode()),
+    ]
+    optional: list[tuple[str, str | None]] = [
+        (H_CORRELATION, envelope.correlation_id),
+        (H_REPLY_TO, envelope.reply_to.encode() if envelope.reply_to else None),
+        (H_DEADLINE, None if envelope.deadline_ms is None else str(envelope.deadline_ms)),
+        (H_TRACEPARENT, envelope.traceparent),
+        (H_TRACESTATE, envelope.tracestate),
+        (H_SIGNATURE, envelope.signature),
+    ]
+    headers.extend((name, text.encode()) for name, text in optional if text is not None)
+    headers.extend(envelope.extra)
+    return headers
+
+
+def _text(name: str, raw: bytes) -> str:
+    if len(raw) > MAX_HEADER_VALUE:
+        raise EnvelopeError(f"header {name} is {len(raw)} bytes, over {MAX_HEADER_VALUE}")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise EnvelopeError(f"header {name} is not UTF-8") from exc
+
+
+def _int(name: str, text: str) -> int:
+    if not text.lstrip("-").isdigit():
+        raise EnvelopeError(f"header {name} must be an integer, got {text!r}")
+    return int(text)
+
+
+def from_record(headers: Sequence[tuple[str, bytes | None]], value: bytes | None) -> Envelope:
+    """Parse a Kafka record into an Envelope; raises only ``EnvelopeError``."""
+    known: dict[str, str] = {}
+    extra: list[tuple[str, bytes]] = []
+    for name, raw in headers:
+        if not isinstance(name, str) or not isinstance(raw, bytes):
+            raise EnvelopeError(f"header {name!r} has no bytes value")
+        if name in _KNOWN:
+            if name in known:
+                raise EnvelopeError(f"header {name} appears twice")
+            known[name] = _text(name, raw)
+        else:
+            extra.append((name, raw))
+    missing = [name for name in REQUIRED if not known.get(name)]
+    if missing:
+        raise EnvelopeError(f"missing headers: {', '.join(missing)}")
+    kind = known[H_KIND]
+    if kind not in KINDS:
+        raise EnvelopeError(f"{H_KIND} must be one of {sorted(KINDS)}, got {kind!r}")
+    attempt = _int(H_ATTEMPT, known.get(H_ATTEMPT, "1"))
+    if attempt < 1:
+        raise EnvelopeError(f"{H_ATTEMPT} must be >= 1, got {attempt}")
+    reply_to = ReplyTo.decode(known[H_REPLY_TO]) if H_REPLY_TO in known else None
+    if kind == KIND_REQUEST and reply_to is None:
+        raise EnvelopeError(f"a request needs {H_REPLY_TO}")
+    if kind in (KIND_REPLY, KIND_ERROR) and not known.get(H_CORRELATION):
+        raise EnvelopeError(f"a {kind} needs {H_CORRELATION}")
+    deadline = known.get(H_DEADLINE)
+    return Envelope(
+        id=known[H_ID],
+        source=known[H_SOURCE],
+        type=known[H_TYPE],
+        kind=kind,
+        value=value if value is not None else b"",
+        time_ms=_int(H_TIME, known[H_TIME]),
+        correlation_id=known.get(H_CORRELATION),
+        reply_to=reply_to,
+        deadline_ms=None if deadline is None else _int(H_DEADLINE, deadline),
+        attempt=attempt,
+        traceparent=known.get(H_TRACEPARENT),
+        tracestate=known.get(H_TRACESTATE),
+        signature=known.get(H_SIGNATURE),
+        content_type=known.get(H_CONTENT_TYPE, "application/json"),
+        extra=tuple(extra),
+    )
+
+
+_KNOWN = frozenset(
+    {
+        H_ID,
+        H_SOURCE,
+        H_TYPE,
+        H_TIME,
+        H_CORRELATION,
+        H_REPLY_TO,
+        H_DEADLINE,
+        H_ATTEMPT,
+        H_KIND,
+        H_TRACEPARENT,
+        H_TRACESTATE,
+        H_SIGNATURE,
+        H_CONTENT_TYPE,
+    }
+)

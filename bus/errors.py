@@ -1,0 +1,92 @@
+"""The one error hierarchy of the mesh client.
+
+Every error says whether retrying the same call may succeed (``retriable``), in the spirit
+of aiokafka's errors. Retry loops catch ``MeshError`` and look at ``retriable``; nothing else.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class MeshError(Exception):
+    """Base of every error the mesh client raises."""
+
+    retriable: ClassVar[bool] = False
+    code: ClassVar[str] = "mesh_error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class EnvelopeError(MeshError):
+    """A record is not a valid mesh envelope (missing or malformed headers or value)."""
+
+    code = "bad_envelope"
+
+
+class TransportError(MeshError):
+    """The broker could not be reached or refused the operation; usually transient."""
+
+    retriable = True
+    code = "transport"
+
+
+class BrokerRefused(TransportError):
+    """The broker answered with an error that retrying will not fix (unknown topic, too large)."""
+
+    retriable = False
+    code = "broker_refused"
+
+
+class DeadlineExceeded(MeshError):
+    """The caller's deadline passed before a reply arrived, or before work could start."""
+
+    retriable = True
+    code = "deadline_exceeded"
+
+
+class RemoteError(MeshError):
+    """A service handled the request and answered with an error.
+
+    Keeps the remote error's code, message and retriable flag across the wire.
+    """
+
+    code = "remote"
+
+    def __init__(self, code: str, message: str, retriable: bool) -> None:
+        super().__init__(message)
+        self.remote_code = code
+        self.remote_retriable = retriable
+
+    @property
+    def is_retriable(self) -> bool:
+        return self.remote_retriable
+
+    def __str__(self) -> str:
+        return f"{self.remote_code}: {self.message}"
+
+
+class HandlerError(MeshError):
+    """Raised by a service handler to answer the caller with a typed error."""
+
+    code = "handler_error"
+
+    def __init__(self, code: str, message: str, *, retriable: bool = False) -> None:
+        super().__init__(message)
+        self.error_code = code
+        self.error_retriable = retriable
+
+
+class UnknownOperation(MeshError):
+    """A service got a request for an operation it has no handler for."""
+
+    code = "unknown_operation"
+
+
+def is_retriable(error: BaseException) -> bool:
+    """Whether retrying the call that raised ``error`` may succeed."""
+    if isinstance(error, RemoteError):
+        return error.remote_retriable
+    return isinstance(error, MeshError) and error.retriable

@@ -1,0 +1,152 @@
+"""aiokafka adapter: the only module of ``bus`` that talks to a real broker."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Sequence
+from typing import Any, TypeVar
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaError
+
+from bus.config import BusSettings
+from bus.errors import BrokerRefused, TransportError
+from bus.transport import Record
+
+T = TypeVar("T")
+START_TIMEOUT_S = 15.0
+
+
+async def _guard(what: str, awaitable: Awaitable[T], timeout_s: float = START_TIMEOUT_S) -> T:
+    """Bound a broker call in time and translate aiokafka errors into the bus hierarchy."""
+    try:
+        return await asyncio.wait_for(awaitable, timeout_s)
+    except TimeoutError as exc:
+        raise TransportError(f"{what}: no answer from the broker in {timeout_s:g}s") from exc
+    except KafkaError as exc:
+        error = TransportError if getattr(exc, "retriable", False) else BrokerRefused
+        raise error(f"{what}: {exc!r}") from exc
+
+
+def _record(message: Any) -> Record:
+    return Record(
+        topic=message.topic,
+        partition=message.partition,
+        offset=message.offset,
+        value=message.value,
+        key=message.key,
+        headers=tuple(message.headers or ()),
+    )
+
+
+class _KafkaReader:
+    def __init__(self, consumer: AIOKafkaConsumer, assign: TopicPartition | None) -> None:
+        self._consumer = consumer
+        self._assign = assign
+        self._started = False
+
+    async def start(self) -> None:
+        await _guard("start consumer", self._consumer.start())
+        self._started = True
+        if self._assign is not None:
+            self._consumer.assign([self._assign])
+            await _guard("seek to end", self._consumer.seek_to_end(self._assign))
+            # Resolve the position now, so nothing sent after start() can be skipped.
+            await _guard("resolve position", self._consumer.position(self._assign))
+
+    async def stop(self) -> None:
+        if self._started:
+            self._started = False
+            await _guard("stop consumer", self._consumer.stop())
+
+    async def read(self, timeout_s: float, max_records: int = 100) -> list[Record]:
+        batches = await _guard(
+            "fetch",
+            self._consumer.getmany(timeout_ms=int(timeout_s * 1000), max_records=max_records),
+            timeout_s + START_TIMEOUT_S,
+        )
+        return [_record(m) for messages in batches.values() for m in messages]
+
+    async def commit(self, records: Sequence[Record]) -> None:
+        if self._assign is not None or not records:
+            return
+        offsets: dict[TopicPartition, int] = {}
+        for record in records:
+            tp = TopicPartition(record.topic, record.partition)
+            offsets[tp] = max(offsets.get(tp, 0), record.offset + 1)
+        await _guard("commit", self._consumer.commit(offsets))
+
+
+class KafkaTransport:
+    """Transport over a real Kafka broker; the producer starts on first use."""
+
+    def __init__(self, settings: BusSettings) -> None:
+        self._settings = settings
+        self._producer: AIOKafkaProducer | None = None
+        self._producer_lock = asyncio.Lock()
+
+    async def _ready_producer(self) -> AIOKafkaProducer:
+        async with self._producer_lock:
+            if self._producer is None:
+                producer = AIOKafkaProducer(
+                    bootstrap_servers=self._settings.bootstrap_servers,
+                    client_id=f"{self._settings.service_name}-producer",
+                    linger_ms=self._settings.linger_ms,
+                    acks="all",
+                    enable_idempotence=True,
+                    max_request_size=self._settings.max_message_bytes + 64 * 1024,
+                )
+                try:
+                    await _guard("start producer", producer.start())
+                except BaseException:
+                    await producer.stop()
+                    raise
+                self._producer = producer
+            return self._producer
+
+    async def send(
+        self,
+        topic: str,
+        value: bytes,
+        *,
+        headers: Sequence[tuple[str, bytes]],
+        key: bytes | None = None,
+        partition: int | None = None,
+    ) -> None:
+        producer = await self._ready_producer()
+        await _guard(
+            f"send to {topic}",
+            producer.send_and_wait(
+                topic, value, key=key, partition=partition, headers=list(headers)
+            ),
+        )
+
+    async def partition_count(self, topic: str) -> int:
+        producer = await self._ready_producer()
+        partitions = await _guard(f"metadata of {topic}", producer.partitions_for(topic))
+        if not partitions:
+            raise BrokerRefused(f"topic {topic} does not exist")
+        return len(partitions)
+
+    def _consumer(self, *topics: str, group_id: str | None) -> AIOKafkaConsumer:
+        return AIOKafkaConsumer(
+            *topics,
+            bootstrap_servers=self._settings.bootstrap_servers,
+            client_id=f"{self._settings.service_name}-consumer",
+            group_id=group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest" if group_id else "latest",
+            fetch_max_wait_ms=self._settings.fetch_max_wait_ms,
+            isolation_level="read_committed",
+        )
+
+    def assigned_reader(self, topic: str, partition: int) -> _KafkaReader:
+        return _KafkaReader(self._consumer(group_id=None), TopicPartition(topic, partition))
+
+    def group_reader(self, topics: Sequence[str], group_id: str) -> _KafkaReader:
+        return _KafkaReader(self._consumer(*topics, group_id=group_id), None)
+
+    async def close(self) -> None:
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            await _guard("stop producer", producer.stop())

@@ -1,0 +1,80 @@
+"""Listening for replies on one self-assigned partition, matched by correlation id.
+
+A Lambda instance cannot afford a consumer-group join per cold start: it assigns itself one
+partition of the reply topic, seeks to its end before the first request, and ignores
+replies meant for other instances that picked the same partition.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from bus.envelope import KIND_ERROR, KIND_REPLY, Envelope, from_record
+from bus.errors import EnvelopeError, MeshError
+from bus.transport import Reader, Transport
+
+log = logging.getLogger(__name__)
+POLL_S = 0.5
+STOP_TIMEOUT_S = 5.0
+
+
+class ReplyListener:
+    def __init__(self, transport: Transport, topic: str, partition: int) -> None:
+        self.topic = topic
+        self.partition = partition
+        self._reader: Reader = transport.assigned_reader(topic, partition)
+        self._pending: dict[str, asyncio.Future[Envelope]] = {}
+        self._task: asyncio.Task[None] | None = None
+        self.ignored = 0
+        self.malformed = 0
+
+    async def start(self) -> None:
+        await self._reader.start()
+        self._task = asyncio.create_task(self._run(), name=f"replies:{self.topic}:{self.partition}")
+
+    def expect(self, correlation_id: str) -> asyncio.Future[Envelope]:
+        future: asyncio.Future[Envelope] = asyncio.get_running_loop().create_future()
+        self._pending[correlation_id] = future
+        return future
+
+    def forget(self, correlation_id: str) -> None:
+        self._pending.pop(correlation_id, None)
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                records = await self._reader.read(POLL_S)
+            except MeshError as exc:
+                log.warning("reply fetch failed, retrying: %s", exc)
+                await asyncio.sleep(POLL_S)
+                continue
+            for record in records:
+                try:
+                    envelope = from_record(record.headers, record.value)
+                except EnvelopeError as exc:
+                    self.malformed += 1
+                    log.warning("malformed reply at %s:%s@%s: %s",
+                                record.topic, record.partition, record.offset, exc)
+                    continue
+                self._resolve(envelope)
+
+    def _resolve(self, envelope: Envelope) -> None:
+        if envelope.kind not in (KIND_REPLY, KIND_ERROR) or envelope.correlation_id is None:
+            self.ignored += 1
+            return
+        future = self._pending.pop(envelope.correlation_id, None)
+        if future is None or future.done():
+            self.ignored += 1  # another instance's reply, or one that came after its deadline
+            return
+        future.set_result(envelope)
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.wait([task], timeout=STOP_TIMEOUT_S)
+        for future in self._pending.values():
+            future.cancel()
+        self._pending.clear()
+        await self._reader.stop()

@@ -1,0 +1,92 @@
+"""The service side of the mesh: handlers keyed by operation, and the reply they produce."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel
+
+from bus import codec
+from bus.envelope import Envelope, now_ms, reply_for
+from bus.errors import DeadlineExceeded, HandlerError, MeshError, UnknownOperation
+from bus.topics import request_topic, service_of
+
+log = logging.getLogger(__name__)
+
+Payload = dict[str, Any]
+Handler = Callable[[Payload, Envelope], Awaitable[BaseModel | Payload]]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What handling one request produced: the reply to send, or None (nobody waits)."""
+
+    reply: Envelope | None
+    error_code: str | None = None
+
+
+class Service:
+    """A named set of handlers, e.g. ``@orders.operation("orders.create")``."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.handlers: dict[str, Handler] = {}
+
+    @property
+    def request_topic(self) -> str:
+        return request_topic(self.name)
+
+    def operation(self, name: str) -> Callable[[Handler], Handler]:
+        if service_of(name) != self.name:
+            raise ValueError(f"operation {name!r} does not belong to service {self.name!r}")
+
+        def register(handler: Handler) -> Handler:
+            if name in self.handlers:
+                raise ValueError(f"operation {name!r} already has a handler")
+            self.handlers[name] = handler
+            return handler
+
+        return register
+
+    async def handle(self, request: Envelope) -> Outcome:
+        """Run the handler for ``request`` within its deadline and build the reply."""
+        try:
+            body = await self._call(request)
+        except MeshError as exc:
+            return Outcome(self._error_reply(request, exc), _code(exc))
+        except Exception as exc:
+            log.exception("handler for %s failed on message %s", request.type, request.id)
+            wrapped = HandlerError("internal", f"{type(exc).__name__} in handler", retriable=True)
+            return Outcome(self._error_reply(request, wrapped), "internal")
+        return Outcome(reply_for(request, source=self.name, value=codec.encode(body)))
+
+    async def _call(self, request: Envelope) -> BaseModel | Payload:
+        handler = self.handlers.get(request.type)
+        if handler is None:
+            raise UnknownOperation(f"{self.name} has no operation {request.type!r}")
+        remaining = request.remaining_ms(now_ms())
+        if remaining is not None and remaining <= 0:
+            raise DeadlineExceeded(f"{request.type}: deadline passed before handling")
+        payload = codec.decode(request.value)
+        if remaining is None:
+            return await handler(payload, request)
+        try:
+            return await asyncio.wait_for(handler(payload, request), remaining / 1000)
+        except TimeoutError:
+            raise DeadlineExceeded(f"{request.type}: handler ran past the deadline") from None
+
+    def _error_reply(self, request: Envelope, error: MeshError) -> Envelope:
+        body = {"code": _code(error), "message": error.message, "retriable": _retriable(error)}
+        return reply_for(request, source=self.name, value=codec.encode(body), error=True)
+
+
+def _code(error: MeshError) -> str:
+    return error.error_code if isinstance(error, HandlerError) else error.code
+
+
+def _retriable(error: MeshError) -> bool:
+    return error.error_retriable if isinstance(error, HandlerError) else error.retriable

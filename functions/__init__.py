@@ -1,0 +1,1 @@
+"""Lambda functions and demo services built on the ``bus`` mesh client."""

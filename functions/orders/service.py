@@ -1,0 +1,55 @@
+"""Handlers of the demo ``orders`` service: pure business logic on the bus runtime."""
+
+from __future__ import annotations
+
+import hashlib
+from decimal import Decimal
+
+from pydantic import BaseModel, Field, ValidationError
+
+from bus.envelope import Envelope
+from bus.errors import HandlerError
+from bus.service import Payload, Service
+
+orders = Service("orders")
+
+
+class OrderLine(BaseModel):
+    sku: str = Field(min_length=1, max_length=64)
+    quantity: int = Field(gt=0, le=10_000)
+    unit_price: Decimal = Field(ge=0, max_digits=12, decimal_places=2)
+
+
+class CreateOrder(BaseModel):
+    customer: str = Field(min_length=1, max_length=128)
+    lines: list[OrderLine] = Field(min_length=1, max_length=100)
+
+
+class OrderCreated(BaseModel):
+    order_id: str
+    customer: str
+    total: Decimal
+    item_count: int
+    status: str = "accepted"
+    handled_by: str = "orders"
+
+
+def price(order: CreateOrder, message_id: str) -> OrderCreated:
+    """The order's total and an id derived from the request id (same request, same order)."""
+    total = sum((line.unit_price * line.quantity for line in order.lines), Decimal("0"))
+    order_id = "ord_" + hashlib.sha256(message_id.encode()).hexdigest()[:16]
+    return OrderCreated(
+        order_id=order_id,
+        customer=order.customer,
+        total=total,
+        item_count=sum(line.quantity for line in order.lines),
+    )
+
+
+@orders.operation("orders.create")
+async def create_order(payload: Payload, message: Envelope) -> OrderCreated:
+    try:
+        order = CreateOrder.model_validate(payload)
+    except ValidationError as exc:
+        raise HandlerError("invalid_order", exc.errors()[0]["msg"]) from exc
+    return price(order, message.id)

@@ -1,0 +1,1 @@
+"""meshgate infrastructure: local cloud, packaging, deploy and the ``meshgate`` CLI."""

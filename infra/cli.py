@@ -1,0 +1,63 @@
+"""The ``meshgate`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from infra import stack
+from infra.errors import InfraError
+from infra.settings import Settings
+
+
+def _say(line: str) -> None:
+    print(line, flush=True)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="meshgate", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    up = commands.add_parser("up", help="start broker, emulator, topics, stack and workers")
+    up.add_argument("--no-demo", action="store_true", help="skip the demo call at the end")
+    commands.add_parser("down", help="stop workers, emulator and broker (state is kept)")
+    status = commands.add_parser("status", help="what is running, and the endpoint")
+    status.add_argument("--json", action="store_true", help="one JSON object")
+    commands.add_parser("deploy", help="package the functions and deploy the stack")
+    commands.add_parser("topics", help="create or grow the topics declared in policies/")
+    return parser
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    settings = Settings.resolve()
+    if args.command == "up":
+        stack.up(settings, _say, smoke_call=not args.no_demo)
+    elif args.command == "down":
+        stack.down(settings, _say)
+    elif args.command == "status":
+        state = stack.status(settings)
+        if args.json:
+            print(json.dumps(state))
+        else:
+            for key, value in state.items():
+                print(f"{key:>9}: {value}")
+    elif args.command == "deploy":
+        _say(f"endpoint: {stack.deploy_stack(settings, _say)}")
+    elif args.command == "topics":
+        plan = stack.provision_topics(settings)
+        _say("no changes" if plan.empty else f"created {[s.name for s in plan.create]}, "
+             f"grew {[g[0] for g in plan.grow]}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    try:
+        code = run(argv)
+    except InfraError as exc:
+        print(f"meshgate: error: {exc}", file=sys.stderr)
+        code = 1
+    except KeyboardInterrupt:
+        code = 130
+    sys.exit(code)

@@ -1,0 +1,108 @@
+"""Local processes: the broker and emulator scripts, and the demo service workers."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from infra.errors import ProcessFailed
+from infra.settings import Settings
+
+Say = Callable[[str], None]
+KAFKA_SCRIPT = "kafka/kafka.sh"
+EMULATOR_SCRIPT = "ministack/ministack.sh"
+SCRIPT_TIMEOUT_S = 600.0
+STOP_TIMEOUT_S = 15.0
+
+
+def run_script(settings: Settings, script: str, action: str, say: Say) -> bool:
+    """Run a localstack script; True when it succeeded. ``status`` may fail without raising."""
+    path = settings.root / "localstack" / script
+    try:
+        result = subprocess.run(
+            ["bash", str(path), action], capture_output=True, text=True,
+            timeout=SCRIPT_TIMEOUT_S, check=False,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise ProcessFailed(f"{script} {action} took over {SCRIPT_TIMEOUT_S:g}s",
+                            "see its log under .local/") from exc
+    for line in result.stdout.splitlines():
+        say(line)
+    if result.returncode == 0:
+        return True
+    if action == "status":
+        return False
+    errors = [line for line in result.stderr.splitlines() if ": error: " in line]
+    detail = errors[-1] if errors else (result.stderr.strip().splitlines() or ["no output"])[-1]
+    raise ProcessFailed(f"{script} {action} failed: {detail}", "fix the cause above and retry")
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    name: str
+    module: str
+
+
+WORKERS = (WorkerSpec("orders", "functions.orders.worker"),)
+
+
+def _worker_paths(settings: Settings, spec: WorkerSpec) -> tuple[Path, Path]:
+    folder = settings.local_dir / "workers"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / f"{spec.name}.pid", folder / f"{spec.name}.log"
+
+
+def worker_pid(settings: Settings, spec: WorkerSpec) -> int | None:
+    """The worker's pid if it is alive and really is that worker (pids get reused)."""
+    pidfile, _ = _worker_paths(settings, spec)
+    try:
+        pid = int(pidfile.read_text().strip())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (OSError, ValueError):
+        return None
+    return pid if spec.module.encode() in cmdline else None
+
+
+def start_worker(settings: Settings, spec: WorkerSpec, say: Say) -> int:
+    pid = worker_pid(settings, spec)
+    if pid is not None:
+        say(f"worker {spec.name}: already running (pid {pid})")
+        return pid
+    pidfile, logfile = _worker_paths(settings, spec)
+    env = {**os.environ, "MESH_BOOTSTRAP_SERVERS": settings.kafka_bootstrap,
+           "MESH_SERVICE_NAME": spec.name, "PYTHONUNBUFFERED": "1"}
+    with logfile.open("ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", spec.module],
+            cwd=settings.root, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+            start_new_session=True,
+        )
+    pidfile.write_text(str(process.pid))
+    time.sleep(0.5)
+    if process.poll() is not None:
+        raise ProcessFailed(f"worker {spec.name} exited at start ({process.returncode})",
+                            f"see {logfile}")
+    say(f"worker {spec.name}: started (pid {process.pid}, log {logfile})")
+    return process.pid
+
+
+def stop_worker(settings: Settings, spec: WorkerSpec, say: Say) -> None:
+    pidfile, _ = _worker_paths(settings, spec)
+    pid = worker_pid(settings, spec)
+    if pid is None:
+        say(f"worker {spec.name}: not running")
+    else:
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        while time.monotonic() < deadline and worker_pid(settings, spec) == pid:
+            time.sleep(0.1)
+        if worker_pid(settings, spec) == pid:
+            os.kill(pid, signal.SIGKILL)
+        say(f"worker {spec.name}: stopped (pid {pid})")
+    pidfile.unlink(missing_ok=True)

@@ -1,0 +1,95 @@
+"""The whole local system, step by step: what ``meshgate up``, ``down`` and ``status`` do."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from infra import deploy, local, package, smoke, template, topics
+from infra.errors import InfraError
+from infra.functions import GATEWAY
+from infra.settings import Settings
+
+Say = Callable[[str], None]
+
+
+@contextmanager
+def step(say: Say, title: str) -> Iterator[None]:
+    say(f"==> {title}")
+    started = time.monotonic()
+    yield
+    say(f"    done in {time.monotonic() - started:.1f}s")
+
+
+def provision_topics(settings: Settings) -> topics.TopicPlan:
+    wanted = topics.load_topics(settings.root / "policies" / "mesh.yaml")
+    return asyncio.run(topics.apply_topics(settings.kafka_bootstrap, wanted))
+
+
+def deploy_stack(settings: Settings, say: Say) -> str:
+    """Package, upload and deploy; returns the HTTP endpoint."""
+    artifact = package.build(GATEWAY, settings)
+    say(f"built {artifact.path.name} ({artifact.path.stat().st_size / 1e6:.1f} MB, "
+        f"sha256 {artifact.sha256[:12]})")
+    deploy.upload(settings, [artifact], say)
+    body = template.render(template.stack_template(artifact, settings))
+    result = deploy.deploy_template(settings, body, say)
+    return template.endpoint_url(settings, result.outputs["ApiId"])
+
+
+def up(settings: Settings, say: Say, *, smoke_call: bool = True) -> dict[str, Any]:
+    total = time.monotonic()
+    with step(say, "Kafka broker"):
+        local.run_script(settings, local.KAFKA_SCRIPT, "start", say)
+    with step(say, "AWS emulator"):
+        local.run_script(settings, local.EMULATOR_SCRIPT, "start", say)
+    with step(say, "topics"):
+        plan = provision_topics(settings)
+        created = [s.name for s in plan.create]
+        say(f"created {', '.join(created)}" if created else "topics: no changes")
+        for name, have, want in plan.grow:
+            say(f"{name}: partitions {have} -> {want}")
+    with step(say, "package and deploy"):
+        endpoint = deploy_stack(settings, say)
+    with step(say, "service workers"):
+        for worker in local.WORKERS:
+            local.start_worker(settings, worker, say)
+    result: dict[str, Any] = {"endpoint": endpoint}
+    if smoke_call:
+        with step(say, "demo call through the HTTP endpoint"):
+            result["demo"] = smoke.demo_call(endpoint)
+            say(f"answer: {result['demo']}")
+    say(f"meshgate is up in {time.monotonic() - total:.1f}s")
+    say(f"endpoint: {endpoint}")
+    say(smoke.curl_line(endpoint))
+    return result
+
+
+def down(settings: Settings, say: Say) -> None:
+    for worker in local.WORKERS:
+        local.stop_worker(settings, worker, say)
+    local.run_script(settings, local.EMULATOR_SCRIPT, "stop", say)
+    local.run_script(settings, local.KAFKA_SCRIPT, "stop", say)
+
+
+def status(settings: Settings) -> dict[str, Any]:
+    quiet: Say = lambda _line: None  # noqa: E731
+    kafka_up = local.run_script(settings, local.KAFKA_SCRIPT, "status", quiet)
+    emulator_up = local.run_script(settings, local.EMULATOR_SCRIPT, "status", quiet)
+    endpoint = None
+    if emulator_up or not settings.is_local:
+        try:
+            outputs = deploy.stack_outputs(settings)
+        except InfraError:
+            outputs = None
+        if outputs and "ApiId" in outputs:
+            endpoint = template.endpoint_url(settings, outputs["ApiId"])
+    return {
+        "endpoint": endpoint,
+        "kafka": {"bootstrap": settings.kafka_bootstrap, "running": kafka_up},
+        "emulator": {"url": settings.endpoint_url, "running": emulator_up},
+        "workers": {w.name: local.worker_pid(settings, w) for w in local.WORKERS},
+    }

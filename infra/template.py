@@ -1,0 +1,114 @@
+"""The CloudFormation template of the stack, generated from Python (plain CloudFormation, no
+SAM: the emulator runs it the same as AWS)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from infra.package import Artifact
+from infra.settings import Settings
+
+Template = dict[str, Any]
+
+
+def _function(artifact: Artifact, settings: Settings, env: Mapping[str, str]) -> dict[str, Any]:
+    spec = artifact.function
+    return {
+        "Type": "AWS::Lambda::Function",
+        "Properties": {
+            "Runtime": f"python{settings.lambda_python}",
+            "Handler": spec.handler,
+            "Role": {"Fn::GetAtt": ["FunctionRole", "Arn"]},
+            "Code": {"S3Bucket": settings.artifact_bucket, "S3Key": artifact.key},
+            "MemorySize": spec.memory_mb,
+            "Timeout": spec.timeout_s,
+            "Architectures": ["x86_64"],
+            "Environment": {"Variables": dict(sorted(env.items()))},
+        },
+    }
+
+
+def gateway_environment(settings: Settings) -> dict[str, str]:
+    return {
+        "MESH_BOOTSTRAP_SERVERS": settings.kafka_bootstrap,
+        "MESH_SERVICE_NAME": "gateway",
+        "MESH_REQUEST_TIMEOUT_S": str(settings.request_timeout_s),
+    }
+
+
+def stack_template(gateway: Artifact, settings: Settings) -> Template:
+    return {
+        "AWSTemplateFormatVersion": "2010-09-09",
+        "Description": "meshgate: edge gateway on Lambda behind an HTTP API",
+        "Resources": {
+            "FunctionRole": {
+                "Type": "AWS::IAM::Role",
+                "Properties": {
+                    "AssumeRolePolicyDocument": {
+                        "Version": "2012-10-17",
+                        "Statement": [{
+                            "Effect": "Allow",
+                            "Principal": {"Service": "lambda.amazonaws.com"},
+                            "Action": "sts:AssumeRole",
+                        }],
+                    },
+                    "ManagedPolicyArns": [
+                        "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"
+                    ],
+                },
+            },
+            "GatewayFunction": _function(gateway, settings, gateway_environment(settings)),
+            "HttpApi": {
+                "Type": "AWS::ApiGatewayV2::Api",
+                "Properties": {"Name": f"{settings.stack_name}-edge", "ProtocolType": "HTTP"},
+            },
+            "GatewayIntegration": {
+                "Type": "AWS::ApiGatewayV2::Integration",
+                "Properties": {
+                    "ApiId": {"Ref": "HttpApi"},
+                    "IntegrationType": "AWS_PROXY",
+                    "IntegrationUri": {"Fn::GetAtt": ["GatewayFunction", "Arn"]},
+                    "PayloadFormatVersion": "2.0",
+                    "TimeoutInMillis": 29000,
+                },
+            },
+            "DefaultRoute": {
+                "Type": "AWS::ApiGatewayV2::Route",
+                "Properties": {
+                    "ApiId": {"Ref": "HttpApi"},
+                    "RouteKey": "$default",
+                    "Target": {"Fn::Join": ["/", ["integrations", {"Ref": "GatewayIntegration"}]]},
+                },
+            },
+            "DefaultStage": {
+                "Type": "AWS::ApiGatewayV2::Stage",
+                "Properties": {"ApiId": {"Ref": "HttpApi"}, "StageName": "$default",
+                               "AutoDeploy": True},
+            },
+            "GatewayInvokePermission": {
+                "Type": "AWS::Lambda::Permission",
+                "Properties": {
+                    "Action": "lambda:InvokeFunction",
+                    "FunctionName": {"Ref": "GatewayFunction"},
+                    "Principal": "apigateway.amazonaws.com",
+                },
+            },
+        },
+        "Outputs": {
+            "ApiId": {"Value": {"Ref": "HttpApi"}},
+            "GatewayFunctionName": {"Value": {"Ref": "GatewayFunction"}},
+        },
+    }
+
+
+def render(template: Template) -> str:
+    return json.dumps(template, indent=1, sort_keys=True)
+
+
+def endpoint_url(settings: Settings, api_id: str) -> str:
+    """The base URL clients call: the emulator's execute-api path, or AWS's own host."""
+    if settings.endpoint_url is not None:
+        return f"{settings.endpoint_url.rstrip('/')}/_aws/execute-api/{api_id}"
+    return f"https://{api_id}.execute-api.{settings.region}.amazonaws.com"

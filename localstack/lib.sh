@@ -1,0 +1,53 @@
+# Shared helpers for the local-cloud scripts (sourced, not run).
+# Every failure prints one line "<name>: error: <what failed>; <what to do>" and exits non-zero.
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+LOCAL_DIR=${MESHGATE_LOCAL_DIR:-$ROOT/.local}
+
+fail() { echo "$NAME: error: $*" >&2; exit 1; }
+say() { echo "$NAME: $*"; }
+
+# pid from a pidfile if that process is alive, else nothing.
+live_pid() {
+  local pidfile=$1 pid
+  [ -f "$pidfile" ] || return 1
+  pid=$(cat "$pidfile" 2>/dev/null) || return 1
+  [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 1
+  echo "$pid"
+}
+
+port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+require_free_port() {
+  local port=$1 what=$2
+  if port_in_use "$port"; then
+    fail "port $port ($what) is already in use by another process; stop it or choose another port"
+  fi
+}
+
+# wait_ready PID SECONDS LOGFILE CHECK...: poll CHECK until it succeeds, the process dies, or
+# time runs out. On failure the process is stopped, so nothing is left half-running.
+wait_ready() {
+  local pid=$1 seconds=$2 logfile=$3; shift 3
+  local deadline=$((SECONDS + seconds))
+  while (( SECONDS < deadline )); do
+    if "$@" >/dev/null 2>&1; then return 0; fi
+    if ! kill -0 "$pid" 2>/dev/null; then
+      tail -n 20 "$logfile" >&2 || true
+      fail "the process exited during start-up (log: $logfile)"
+    fi
+    sleep 0.5
+  done
+  stop_pid "$pid" 10
+  tail -n 20 "$logfile" >&2 || true
+  fail "not ready after ${seconds}s; stopped it (log: $logfile)"
+}
+
+# stop_pid PID SECONDS: TERM, wait, then KILL.
+stop_pid() {
+  local pid=$1 seconds=$2
+  kill -TERM "$pid" 2>/dev/null || return 0
+  local deadline=$((SECONDS + seconds))
+  while kill -0 "$pid" 2>/dev/null && (( SECONDS < deadline )); do sleep 0.2; done
+  if kill -0 "$pid" 2>/dev/null; then kill -KILL "$pid" 2>/dev/null || true; sleep 0.2; fi
+}
