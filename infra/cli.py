@@ -21,7 +21,8 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     up = commands.add_parser("up", help="start broker, emulator, topics, stack and workers")
     up.add_argument("--no-demo", action="store_true", help="skip the demo call at the end")
-    commands.add_parser("down", help="stop workers, emulator and broker (state is kept)")
+    down = commands.add_parser("down", help="stop workers, emulator and broker (state is kept)")
+    down.add_argument("--workers-only", action="store_true", help="stop only the service workers")
     status = commands.add_parser("status", help="what is running, and the endpoint")
     status.add_argument("--json", action="store_true", help="one JSON object")
     commands.add_parser("deploy", help="package the functions and deploy the stack")
@@ -35,7 +36,7 @@ def run(argv: Sequence[str] | None = None) -> int:
     if args.command == "up":
         stack.up(settings, _say, smoke_call=not args.no_demo)
     elif args.command == "down":
-        stack.down(settings, _say)
+        stack.down(settings, _say, workers_only=args.workers_only)
     elif args.command == "status":
         state = stack.status(settings)
         if args.json:

@@ -68,9 +68,11 @@ def up(settings: Settings, say: Say, *, smoke_call: bool = True) -> dict[str, An
     return result
 
 
-def down(settings: Settings, say: Say) -> None:
+def down(settings: Settings, say: Say, *, workers_only: bool = False) -> None:
     for worker in local.WORKERS:
         local.stop_worker(settings, worker, say)
+    if workers_only:
+        return
     local.run_script(settings, local.EMULATOR_SCRIPT, "stop", say)
     local.run_script(settings, local.KAFKA_SCRIPT, "stop", say)
 

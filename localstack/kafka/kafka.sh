@@ -35,9 +35,9 @@ fetch() {
   say "fetched $(ls "$LIBS" | wc -l) jars into $LIBS"
 }
 
-java_run() {
-  "$JAVA" -Xms256m -Xmx"$HEAP" -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
-    -Dlog4j2.configurationFile="$HERE/log4j2.properties" -cp "$LIBS/*" "$@"
+# Short-lived tool runs (formatting) get a small fixed heap; KAFKA_HEAP is the broker's.
+java_tool() {
+  "$JAVA" -Xmx256m -Dlog4j2.configurationFile="$HERE/log4j2.properties" -cp "$LIBS/*" "$@"
 }
 
 configure() {
@@ -46,8 +46,10 @@ configure() {
     "$HERE/server.properties.in" > "$STATE/server.properties"
   if [ ! -f "$STATE/data/meta.properties" ]; then
     local cluster_id
-    cluster_id=$(java_run kafka.tools.StorageTool random-uuid 2>/dev/null | tail -n 1)
-    java_run kafka.tools.StorageTool format -t "$cluster_id" -c "$STATE/server.properties" \
+    cluster_id=$(java_tool kafka.tools.StorageTool random-uuid 2>"$STATE/format.log" | tail -n 1) \
+      || { cat "$STATE/format.log" >&2; fail "could not run $JAVA to format the log directory"; }
+    [ -n "$cluster_id" ] || fail "the storage tool printed no cluster id (see $STATE/format.log)"
+    java_tool kafka.tools.StorageTool format -t "$cluster_id" -c "$STATE/server.properties" \
       >"$STATE/format.log" 2>&1 || { cat "$STATE/format.log" >&2; fail "could not format the log directory $STATE/data"; }
     say "formatted $STATE/data (cluster $cluster_id)"
   fi

@@ -42,7 +42,7 @@ def broker_ready(host: str, port: int, timeout_s: float = 2.0) -> bool:
     (cluster_len,) = struct.unpack_from(">h", response, offset)
     offset += 2 + max(cluster_len, 0)
     (controller,) = struct.unpack_from(">i", response, offset)
-    return brokers >= 1 and controller >= 0
+    return bool(brokers >= 1 and controller >= 0)
 
 
 if __name__ == "__main__":

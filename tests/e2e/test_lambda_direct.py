@@ -1,0 +1,50 @@
+"""The gateway handler invoked with a recorded API Gateway v2 event: in this process (real
+Kafka, real worker) and through the emulator's Lambda Invoke API."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from infra import deploy
+from infra.settings import Settings
+
+pytestmark = pytest.mark.e2e
+EVENT = Path(__file__).resolve().parent.parent / "events" / "apigw_v2_post_orders.json"
+
+
+def recorded_event() -> dict[str, Any]:
+    event: dict[str, Any] = json.loads(EVENT.read_text())
+    return event
+
+
+def test_handler_in_process_with_recorded_event(endpoint: str) -> None:
+    from functions.gateway import handler as gateway
+
+    try:
+        response = gateway.handler(recorded_event(), None)
+        again = gateway.handler(recorded_event(), None)  # warm: same clients, same loop
+    finally:
+        asyncio.get_event_loop().run_until_complete(gateway.app.state.mesh.close())
+    assert response["statusCode"] == 201, response
+    body = json.loads(response["body"])
+    assert Decimal(body["total"]) == Decimal("7.50")
+    assert body["customer"] == "recorded"
+    assert again["statusCode"] == 201
+    assert json.loads(again["body"])["order_id"] != body["order_id"]
+
+
+def test_deployed_function_invoked_directly(endpoint: str, settings: Settings) -> None:
+    outputs = deploy.stack_outputs(settings)
+    assert outputs is not None
+    lam = deploy.client(settings, "lambda")
+    result = lam.invoke(FunctionName=outputs["GatewayFunctionName"],
+                        Payload=json.dumps(recorded_event()).encode())
+    payload = json.loads(result["Payload"].read())
+    assert payload["statusCode"] == 201, payload
+    assert Decimal(json.loads(payload["body"])["total"]) == Decimal("7.50")

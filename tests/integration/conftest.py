@@ -1,0 +1,46 @@
+"""Integration fixtures: the real broker started by ``make test`` / ``meshgate up``."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from bus.config import BusSettings
+from infra.settings import Settings
+from localstack.kafka.probe import broker_ready
+
+
+@pytest.fixture(scope="session")
+def infra_settings() -> Settings:
+    return Settings.resolve()
+
+
+@pytest.fixture(scope="session")
+def bootstrap(infra_settings: Settings) -> str:
+    host, _, port = infra_settings.kafka_bootstrap.rpartition(":")
+    if not broker_ready(host, int(port)):
+        pytest.fail(f"no Kafka broker at {infra_settings.kafka_bootstrap}: run 'make test' "
+                    "or '.venv/bin/meshgate up' first")
+    return infra_settings.kafka_bootstrap
+
+
+@pytest.fixture
+async def service_name(bootstrap: str) -> AsyncIterator[str]:
+    """A fresh service name whose request topic exists (3 partitions), deleted afterwards."""
+    name = f"itest{uuid.uuid4().hex[:10]}"
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(f"{name}.requests", 3, 1)])
+        yield name
+        await admin.delete_topics([f"{name}.requests"])
+    finally:
+        await admin.close()
+
+
+@pytest.fixture
+def bus_settings(bootstrap: str) -> BusSettings:
+    return BusSettings.resolve(bootstrap_servers=bootstrap, service_name="itest-caller")

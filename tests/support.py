@@ -1,0 +1,53 @@
+"""Helpers shared by the integration and e2e tests."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+from collections.abc import Mapping
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+KAFKA_SCRIPT = ROOT / "localstack" / "kafka" / "kafka.sh"
+EMULATOR_SCRIPT = ROOT / "localstack" / "ministack" / "ministack.sh"
+MESHGATE = ROOT / ".venv" / "bin" / "meshgate"
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on now, whose neighbour (+1) is free too."""
+    for _ in range(50):
+        with socket.socket() as first:
+            first.bind(("127.0.0.1", 0))
+            port = int(first.getsockname()[1])
+        with socket.socket() as second:
+            try:
+                second.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no free pair of ports")
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(1.0)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def run(
+    command: list[str], env: Mapping[str, str] | None = None, timeout_s: float = 300.0
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        command, env={**os.environ, **(env or {})}, capture_output=True, text=True,
+        timeout=timeout_s, check=False,
+    )
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    status = Path(f"/proc/{pid}/status")
+    return not (status.exists() and "State:\tZ" in status.read_text())
