@@ -40,9 +40,12 @@ def _record(message: Any) -> Record:
 
 
 class _KafkaReader:
-    def __init__(self, consumer: AIOKafkaConsumer, assign: TopicPartition | None) -> None:
+    def __init__(
+        self, consumer: AIOKafkaConsumer, assign: TopicPartition | None, from_beginning: bool
+    ) -> None:
         self._consumer = consumer
         self._assign = assign
+        self._from_beginning = from_beginning
         self._started = False
 
     async def start(self) -> None:
@@ -50,7 +53,10 @@ class _KafkaReader:
         self._started = True
         if self._assign is not None:
             self._consumer.assign([self._assign])
-            await _guard("seek to end", self._consumer.seek_to_end(self._assign))
+            if self._from_beginning:
+                await _guard("seek to start", self._consumer.seek_to_beginning(self._assign))
+            else:
+                await _guard("seek to end", self._consumer.seek_to_end(self._assign))
             # Resolve the position now, so nothing sent after start() can be skipped.
             await _guard("resolve position", self._consumer.position(self._assign))
 
@@ -140,11 +146,14 @@ class KafkaTransport:
             isolation_level="read_committed",
         )
 
-    def assigned_reader(self, topic: str, partition: int) -> _KafkaReader:
-        return _KafkaReader(self._consumer(group_id=None), TopicPartition(topic, partition))
+    def assigned_reader(
+        self, topic: str, partition: int, *, from_beginning: bool = False
+    ) -> _KafkaReader:
+        tp = TopicPartition(topic, partition)
+        return _KafkaReader(self._consumer(group_id=None), tp, from_beginning)
 
     def group_reader(self, topics: Sequence[str], group_id: str) -> _KafkaReader:
-        return _KafkaReader(self._consumer(*topics, group_id=group_id), None)
+        return _KafkaReader(self._consumer(*topics, group_id=group_id), None, False)
 
     async def close(self) -> None:
         producer, self._producer = self._producer, None

@@ -76,12 +76,15 @@ class MemoryBroker:
 
 
 class _AssignedReader:
-    def __init__(self, broker: MemoryBroker, topic: str, partition: int) -> None:
+    def __init__(self, broker: MemoryBroker, topic: str, partition: int,
+                 from_beginning: bool) -> None:
         self._broker, self._topic, self._partition = broker, topic, partition
+        self._from_beginning = from_beginning
         self._position = 0
 
     async def start(self) -> None:
-        self._position = len(self._broker.log(self._topic)[self._partition])
+        if not self._from_beginning:
+            self._position = len(self._broker.log(self._topic)[self._partition])
 
     async def stop(self) -> None:
         return None
@@ -157,8 +160,10 @@ class MemoryTransport:
     async def partition_count(self, topic: str) -> int:
         return len(self.broker.log(topic))
 
-    def assigned_reader(self, topic: str, partition: int) -> _AssignedReader:
-        return _AssignedReader(self.broker, topic, partition)
+    def assigned_reader(
+        self, topic: str, partition: int, *, from_beginning: bool = False
+    ) -> _AssignedReader:
+        return _AssignedReader(self.broker, topic, partition, from_beginning)
 
     def group_reader(self, topics: Sequence[str], group_id: str) -> _GroupReader:
         return _GroupReader(self.broker, topics, group_id)

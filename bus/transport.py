@@ -52,8 +52,11 @@ class Transport(Protocol):
 
     async def partition_count(self, topic: str) -> int: ...
 
-    def assigned_reader(self, topic: str, partition: int) -> Reader:
-        """A reader on one partition, no consumer group, starting at the partition's end."""
+    def assigned_reader(
+        self, topic: str, partition: int, *, from_beginning: bool = False
+    ) -> Reader:
+        """A reader on one partition, no consumer group, starting at the partition's end
+        (or at its first record with ``from_beginning``)."""
         ...
 
     def group_reader(self, topics: Sequence[str], group_id: str) -> Reader:
