@@ -1,0 +1,80 @@
+"""Refusing replays: a bounded memory of the message ids seen inside the freshness window.
+
+Pure: the caller passes the current time. Run it after ``bus.signing.verify`` and
+``check_fresh``, so ids and times are ones an authentic sender chose.
+"""
+
+from __future__ import annotations
+
+import heapq
+
+from bus.errors import MeshError
+
+
+class ReplayedMessage(MeshError):
+    """A message id already seen inside the freshness window."""
+
+    code = "replayed_message"
+
+
+class PossibleReplay(ReplayedMessage):
+    """Older than the guard's horizon: it may have been seen and forgotten, so it is refused."""
+
+    code = "possible_replay"
+
+
+class ReplayGuard:
+    """Remembers message ids by their ``ce_time`` for ``window_ms``, at most ``max_entries``.
+
+    The guard keeps a horizon and refuses any message with ``time_ms`` below it, because
+    it can no longer tell whether such a message is new. The horizon only moves forward:
+    to ``now_ms - window_ms`` (anything older is stale anyway), and past the time of every
+    id evicted for lack of room (so a flood of new ids cannot make the guard forget an id
+    and then accept its replay). Size ``max_entries`` above peak messages per window, or a
+    flood will also refuse legitimate messages that arrive slightly out of order.
+
+    ``message_id`` is whatever the caller deduplicates on; CloudEvents makes ``source`` plus
+    ``id`` unique, so include the source when ids are not globally unique.
+    """
+
+    def __init__(self, window_ms: int, max_entries: int) -> None:
+        if window_ms < 0:
+            raise ValueError(f"window_ms must be >= 0, got {window_ms}")
+        if max_entries < 1:
+            raise ValueError(f"max_entries must be >= 1, got {max_entries}")
+        self._window_ms = window_ms
+        self._max_entries = max_entries
+        self._time_by_id: dict[str, int] = {}
+        self._oldest_first: list[tuple[int, str]] = []
+        self._horizon_ms: int | None = None
+
+    @property
+    def horizon_ms(self) -> int | None:
+        """Messages with ``time_ms`` below this are refused; None until time has been seen."""
+        return self._horizon_ms
+
+    def __len__(self) -> int:
+        return len(self._time_by_id)
+
+    def check_and_remember(self, message_id: str, time_ms: int, now_ms: int) -> None:
+        """Accept and remember ``message_id``, or raise ``ReplayedMessage``/``PossibleReplay``."""
+        self._advance_horizon(now_ms - self._window_ms)
+        if message_id in self._time_by_id:
+            raise ReplayedMessage("message id already seen inside the freshness window")
+        if self._horizon_ms is not None and time_ms < self._horizon_ms:
+            raise PossibleReplay(
+                f"message time {time_ms} is before the replay horizon {self._horizon_ms}"
+            )
+        self._time_by_id[message_id] = time_ms
+        heapq.heappush(self._oldest_first, (time_ms, message_id))
+        if len(self._time_by_id) > self._max_entries:
+            evicted_time, _ = self._oldest_first[0]
+            self._advance_horizon(evicted_time + 1)
+
+    def _advance_horizon(self, horizon_ms: int) -> None:
+        if self._horizon_ms is not None:
+            horizon_ms = max(horizon_ms, self._horizon_ms)
+        self._horizon_ms = horizon_ms
+        while self._oldest_first and self._oldest_first[0][0] < horizon_ms:
+            _, message_id = heapq.heappop(self._oldest_first)
+            del self._time_by_id[message_id]
