@@ -1,0 +1,292 @@
+"""Idempotent handling: each message id is applied once, even when Kafka delivers it twice.
+
+Modelled on AWS Lambda Powertools' idempotency: one record per key, ``IN_PROGRESS`` while a
+worker holds a lease on it, ``COMPLETED`` with the handler's result afterwards.
+
+- ``begin`` claims a key that has no record, whose completed record has expired, or whose
+  in-progress lease has run out (the worker that held it crashed or stalled). A duplicate
+  gets ``completed`` and the stored result, or ``in_progress`` while another lease is live.
+- ``complete`` stores the result for ``keep_ms``; ``release`` drops a claim after a
+  retriable failure so a redelivery can run the handler again.
+- Every claim carries a ``token``. ``complete`` and ``release`` act only while the caller's
+  claim is still the current one, so a worker whose lease ran out and was taken over cannot
+  release (or overwrite) the claim of the worker that took over. They answer ``False`` then.
+
+A lease only bounds how long a crashed worker blocks a key: a worker that stalls longer than
+``lease_ms`` and then finishes may have run the handler alongside the one that took over.
+Choose ``lease_ms`` above the handler's deadline.
+
+Pure decision logic (``decide`` and the record builders) is shared by every store; stores
+never read a clock (``now_ms`` is passed in). Expiry is kept in whole epoch seconds
+(``expires_at_s``, rounded up) because that is what DynamoDB's TTL reads; the lease is in ms.
+"""
+
+from __future__ import annotations
+
+import heapq
+import uuid
+from dataclasses import dataclass
+from typing import Final, Literal, Protocol
+
+from bus.errors import MeshError
+
+RecordStatus = Literal["IN_PROGRESS", "COMPLETED"]
+IN_PROGRESS: Final = "IN_PROGRESS"
+COMPLETED: Final = "COMPLETED"
+ClaimStatus = Literal["claimed", "in_progress", "completed"]
+MAX_KEY_BYTES = 1024
+
+
+class IdempotencyError(MeshError):
+    """The idempotency store could not be reached or did not answer; retrying may succeed."""
+
+    retriable = True
+    code = "idempotency_unavailable"
+
+
+class IdempotencyRefused(IdempotencyError):
+    """The store refused the operation in a way retrying will not fix (no such table, access
+    denied, result too large)."""
+
+    retriable = False
+    code = "idempotency_refused"
+
+
+@dataclass(frozen=True)
+class Claim:
+    """What ``begin`` found.
+
+    - ``claimed``: the caller holds the key; run the handler, then ``complete`` or
+      ``release`` with ``token``. ``lease_until_ms`` is when the claim can be taken over.
+    - ``in_progress``: another worker holds a live lease until ``lease_until_ms``; do not
+      run the handler (redeliver or retry after that time).
+    - ``completed``: a duplicate; answer with ``result`` without running the handler.
+    """
+
+    status: ClaimStatus
+    token: str | None = None
+    lease_until_ms: int | None = None
+    result: bytes | None = None
+
+
+@dataclass(frozen=True)
+class IdempotencyRecord:
+    """One stored record. ``token`` and ``lease_until_ms`` are set while ``IN_PROGRESS``,
+    ``result`` once ``COMPLETED``. The record means nothing from ``expires_at_s`` on."""
+
+    status: RecordStatus
+    expires_at_s: int
+    token: str | None = None
+    lease_until_ms: int | None = None
+    result: bytes | None = None
+
+    def expires_at_ms(self) -> int:
+        return self.expires_at_s * 1000
+
+
+def check_key(key: str) -> None:
+    if not key:
+        raise ValueError("idempotency key must not be empty")
+    if len(key.encode()) > MAX_KEY_BYTES:
+        raise ValueError(f"idempotency key is longer than {MAX_KEY_BYTES} bytes")
+
+
+def _positive(name: str, value: int) -> None:
+    if value <= 0:
+        raise ValueError(f"{name} must be > 0, got {value}")
+
+
+def expiry_s(at_ms: int) -> int:
+    """Epoch seconds of ``at_ms``, rounded up, so a record never expires early."""
+    return -(-at_ms // 1000)
+
+
+def is_expired(record: IdempotencyRecord, now_ms: int) -> bool:
+    return now_ms >= record.expires_at_ms()
+
+
+def lease_expired(record: IdempotencyRecord, now_ms: int) -> bool:
+    return (
+        record.status == IN_PROGRESS
+        and record.lease_until_ms is not None
+        and now_ms >= record.lease_until_ms
+    )
+
+
+def decide(record: IdempotencyRecord | None, now_ms: int) -> Claim | None:
+    """What ``begin`` at ``now_ms`` finds: None when the key may be claimed (no record, the
+    record expired, or its in-progress lease ran out), else the answer a duplicate gets."""
+    if record is None or is_expired(record, now_ms) or lease_expired(record, now_ms):
+        return None
+    if record.status == COMPLETED:
+        return Claim("completed", result=record.result if record.result is not None else b"")
+    return Claim("in_progress", lease_until_ms=record.lease_until_ms)
+
+
+def claim_record(token: str, *, now_ms: int, lease_ms: int) -> IdempotencyRecord:
+    """The in-progress record a claim writes. It expires with its lease: once the lease has
+    run out the key is free anyway, so a store may forget the record then."""
+    _positive("lease_ms", lease_ms)
+    lease_until_ms = now_ms + lease_ms
+    return IdempotencyRecord(IN_PROGRESS, expiry_s(lease_until_ms), token, lease_until_ms)
+
+
+def completed_record(result: bytes, *, now_ms: int, keep_ms: int) -> IdempotencyRecord:
+    _positive("keep_ms", keep_ms)
+    return IdempotencyRecord(COMPLETED, expiry_s(now_ms + keep_ms), result=bytes(result))
+
+
+def holds(record: IdempotencyRecord | None, token: str) -> bool:
+    """Whether ``token``'s claim is the current one (what ``release`` requires)."""
+    return record is not None and record.status == IN_PROGRESS and record.token == token
+
+
+def may_complete(record: IdempotencyRecord | None, token: str) -> bool:
+    """``complete`` stores the result while the claim is current, or when the record is gone
+    (the lease ran out and the store forgot it, and nobody has claimed the key since)."""
+    return record is None or holds(record, token)
+
+
+def new_token() -> str:
+    return uuid.uuid4().hex
+
+
+class IdempotencyStore(Protocol):
+    """Where idempotency records live. Each method is atomic with respect to the others, across
+    every worker sharing the store."""
+
+    async def begin(self, key: str, *, now_ms: int, lease_ms: int) -> Claim:
+        """Claim ``key`` for ``lease_ms``, or report the duplicate (see ``Claim``)."""
+        ...
+
+    async def complete(
+        self, key: str, result: bytes, *, token: str, now_ms: int, keep_ms: int
+    ) -> bool:
+        """Store ``result`` for ``keep_ms``; False when the claim had been taken over."""
+        ...
+
+    async def release(self, key: str, *, token: str) -> bool:
+        """Drop the claim so a redelivery can run; False when it was no longer held."""
+        ...
+
+
+class MemoryIdempotencyStore:
+    """In-process store for one worker process and for tests (not shared across processes).
+
+    Bounded: expired records are forgotten as time passes (``now_ms`` of each call), and at
+    ``max_entries`` the completed record closest to its expiry is forgotten early to make
+    room (its key could then run again). Live in-progress claims are never dropped: when
+    all ``max_entries`` are live claims, ``begin`` raises ``IdempotencyError``.
+
+    Not thread-safe; atomic for asyncio tasks on one loop (no method awaits inside).
+    """
+
+    def __init__(self, max_entries: int = 100_000) -> None:
+        if max_entries < 1:
+            raise ValueError(f"max_entries must be >= 1, got {max_entries}")
+        self._max_entries = max_entries
+        self._records: dict[str, tuple[int, IdempotencyRecord]] = {}
+        # (expires_at_ms, version, key); entries whose version is no longer the key's are stale.
+        self._completed: list[tuple[int, int, str]] = []
+        self._leases: list[tuple[int, int, str]] = []
+        self._version = 0
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    @property
+    def max_entries(self) -> int:
+        return self._max_entries
+
+    @property
+    def index_entries(self) -> int:
+        """Entries of the expiry index, live and stale: at most ``2 * len(self) + 64``."""
+        return len(self._completed) + len(self._leases)
+
+    def record(self, key: str) -> IdempotencyRecord | None:
+        """The stored record of ``key`` (expired or not), for inspection."""
+        entry = self._records.get(key)
+        return entry[1] if entry else None
+
+    async def begin(self, key: str, *, now_ms: int, lease_ms: int) -> Claim:
+        check_key(key)
+        self._forget_expired(now_ms)
+        duplicate = decide(self.record(key), now_ms)
+        if duplicate is not None:
+            return duplicate
+        token = new_token()
+        record = claim_record(token, now_ms=now_ms, lease_ms=lease_ms)
+        self._put(key, record)
+        return Claim("claimed", token=token, lease_until_ms=record.lease_until_ms)
+
+    async def complete(
+        self, key: str, result: bytes, *, token: str, now_ms: int, keep_ms: int
+    ) -> bool:
+        check_key(key)
+        record = completed_record(result, now_ms=now_ms, keep_ms=keep_ms)
+        self._forget_expired(now_ms)
+        if not may_complete(self.record(key), token):
+            return False
+        self._put(key, record)
+        return True
+
+    async def release(self, key: str, *, token: str) -> bool:
+        check_key(key)
+        if not holds(self.record(key), token):
+            return False
+        del self._records[key]
+        self._compact()
+        return True
+
+    def _put(self, key: str, record: IdempotencyRecord) -> None:
+        if key not in self._records and len(self._records) >= self._max_entries:
+            self._make_room()
+        self._version += 1
+        self._records[key] = (self._version, record)
+        heapq.heappush(self._heap_of(record), (_forget_at_ms(record), self._version, key))
+        self._compact()
+
+    def _heap_of(self, record: IdempotencyRecord) -> list[tuple[int, int, str]]:
+        return self._completed if record.status == COMPLETED else self._leases
+
+    def _forget_expired(self, now_ms: int) -> None:
+        for heap in (self._completed, self._leases):
+            while heap and heap[0][0] <= now_ms:
+                _, version, key = heapq.heappop(heap)
+                self._drop_if_current(key, version)
+
+    def _make_room(self) -> None:
+        while self._completed:
+            _, version, key = heapq.heappop(self._completed)
+            if self._drop_if_current(key, version):
+                return
+        raise IdempotencyError(
+            f"idempotency store full: {len(self._records)} claims in progress"
+        )
+
+    def _drop_if_current(self, key: str, version: int) -> bool:
+        entry = self._records.get(key)
+        if entry is None or entry[0] != version:
+            return False
+        del self._records[key]
+        return True
+
+    def _compact(self) -> None:
+        """Rebuild the heaps when stale entries (replaced or released records) dominate, so
+        they stay within a constant factor of the live records even if time stands still."""
+        if len(self._completed) + len(self._leases) <= 2 * len(self._records) + 64:
+            return
+        self._completed = []
+        self._leases = []
+        for key, (version, record) in self._records.items():
+            self._heap_of(record).append((_forget_at_ms(record), version, key))
+        heapq.heapify(self._completed)
+        heapq.heapify(self._leases)
+
+
+def _forget_at_ms(record: IdempotencyRecord) -> int:
+    """When a store may forget ``record``: at its expiry, or an in-progress one at the end
+    of its lease (the key is free from then on either way)."""
+    if record.status == IN_PROGRESS and record.lease_until_ms is not None:
+        return min(record.lease_until_ms, record.expires_at_ms())
+    return record.expires_at_ms()

@@ -1,0 +1,247 @@
+"""The idempotency store on DynamoDB (boto3 adapter of ``bus.idempotency.IdempotencyStore``).
+
+Item schema (table with hash key ``id`` S, TTL on ``expires_at``; see ``infra.tables``):
+
+- ``id`` (S): the idempotency key (the message id)
+- ``status`` (S): ``IN_PROGRESS`` or ``COMPLETED``
+- ``expires_at`` (N): epoch seconds; DynamoDB's TTL deletes the item some time after it.
+  Expiry is also checked in every condition, because TTL deletion is lazy.
+- ``lease_until_ms`` (N) and ``token`` (S): while ``IN_PROGRESS``
+- ``result`` (B): once ``COMPLETED``
+
+Every write is one conditional request, so two workers can never both claim a key, and a
+worker whose claim was taken over cannot release or overwrite the new claim. boto3 blocks,
+so each request runs in a thread (``asyncio.to_thread``), never on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
+from botocore.exceptions import ConnectionError as BotoConnectionError
+
+from bus.idempotency import (
+    COMPLETED,
+    IN_PROGRESS,
+    Claim,
+    IdempotencyError,
+    IdempotencyRecord,
+    IdempotencyRefused,
+    check_key,
+    claim_record,
+    completed_record,
+    decide,
+    new_token,
+)
+
+# A claim may lose a race to a record that then disappears (released) before it is read;
+# claiming again settles it. More rounds than this means something is badly wrong.
+BEGIN_ATTEMPTS = 3
+CONDITION_FAILED = "ConditionalCheckFailedException"
+RETRIABLE_CODES = frozenset({
+    "InternalServerError",
+    "LimitExceededException",
+    "ProvisionedThroughputExceededException",
+    "RequestLimitExceeded",
+    "ServiceUnavailable",
+    "ThrottlingException",
+    "TransactionConflictException",
+})
+DEFAULT_CONFIG = Config(
+    connect_timeout=2, read_timeout=5, retries={"mode": "standard", "max_attempts": 3}
+)
+
+NAMES = {
+    "#id": "id",
+    "#status": "status",
+    "#expires_at": "expires_at",
+    "#lease_until_ms": "lease_until_ms",
+    "#token": "token",
+}
+# Free to claim: no item, the item expired (TTL has not deleted it yet), or an in-progress
+# lease ran out. Exactly ``bus.idempotency.decide`` returning None, with now_s = now_ms // 1000
+# (now_ms >= expires_at * 1000 <=> now_ms // 1000 >= expires_at).
+CLAIM_CONDITION = (
+    "attribute_not_exists(#id) OR #expires_at <= :now_s"
+    " OR (#status = :in_progress AND #lease_until_ms <= :now_ms)"
+)
+# The caller's claim is still the current one (``bus.idempotency.holds``).
+HOLDS_CONDITION = "#status = :in_progress AND #token = :token"
+# ``bus.idempotency.may_complete``: the claim is current, or the item is gone.
+COMPLETE_CONDITION = f"attribute_not_exists(#id) OR ({HOLDS_CONDITION})"
+
+
+class _ConditionFailed(Exception):
+    def __init__(self, item: Mapping[str, Any] | None) -> None:
+        super().__init__("conditional check failed")
+        self.item = item
+
+
+class DynamoDBIdempotencyStore:
+    """``IdempotencyStore`` on the DynamoDB table ``table_name``.
+
+    ``client_args`` go to ``boto3`` (``region_name``, ``endpoint_url``, credentials, a
+    botocore ``config``); without them boto3's defaults apply (in Lambda: the function's
+    region and role). The client is created on first use, once per store.
+    """
+
+    def __init__(self, table_name: str, *, client_args: Mapping[str, Any] | None = None) -> None:
+        if not table_name:
+            raise ValueError("table_name must not be empty")
+        self.table_name = table_name
+        self._client_args = {"config": DEFAULT_CONFIG, **(client_args or {})}
+        self._client_lock = threading.Lock()
+        self._dynamodb: Any = None
+
+    def client(self) -> Any:
+        """The boto3 DynamoDB client, created on first use."""
+        with self._client_lock:
+            if self._dynamodb is None:
+                session = boto3.session.Session()
+                self._dynamodb = session.client("dynamodb", **self._client_args)
+            return self._dynamodb
+
+    async def begin(self, key: str, *, now_ms: int, lease_ms: int) -> Claim:
+        check_key(key)
+        record = claim_record(new_token(), now_ms=now_ms, lease_ms=lease_ms)
+        return await asyncio.to_thread(self._begin, key, record, now_ms)
+
+    async def complete(
+        self, key: str, result: bytes, *, token: str, now_ms: int, keep_ms: int
+    ) -> bool:
+        check_key(key)
+        record = completed_record(result, now_ms=now_ms, keep_ms=keep_ms)
+        return await asyncio.to_thread(self._complete, key, record, token)
+
+    async def release(self, key: str, *, token: str) -> bool:
+        check_key(key)
+        return await asyncio.to_thread(self._release, key, token)
+
+    def _begin(self, key: str, record: IdempotencyRecord, now_ms: int) -> Claim:
+        for _ in range(BEGIN_ATTEMPTS):
+            try:
+                with self._errors("claim", key):
+                    self.client().put_item(
+                        TableName=self.table_name,
+                        Item=to_item(key, record),
+                        ConditionExpression=CLAIM_CONDITION,
+                        ExpressionAttributeNames=_names(CLAIM_CONDITION),
+                        ExpressionAttributeValues={
+                            ":now_s": {"N": str(now_ms // 1000)},
+                            ":now_ms": {"N": str(now_ms)},
+                            ":in_progress": {"S": IN_PROGRESS},
+                        },
+                        ReturnValuesOnConditionCheckFailure="ALL_OLD",
+                    )
+                return Claim("claimed", token=record.token, lease_until_ms=record.lease_until_ms)
+            except _ConditionFailed as failed:
+                item = failed.item if failed.item is not None else self._read(key)
+            duplicate = decide(from_item(key, item), now_ms)
+            if duplicate is not None:
+                return duplicate
+        raise IdempotencyError(f"could not claim {key!r} in {self.table_name}: "
+                               f"its record changed {BEGIN_ATTEMPTS} times in a row")
+
+    def _complete(self, key: str, record: IdempotencyRecord, token: str) -> bool:
+        return self._write_if(
+            "complete", key, token, COMPLETE_CONDITION,
+            lambda dynamodb, args: dynamodb.put_item(Item=to_item(key, record), **args),
+        )
+
+    def _release(self, key: str, token: str) -> bool:
+        return self._write_if(
+            "release", key, token, HOLDS_CONDITION,
+            lambda dynamodb, args: dynamodb.delete_item(Key={"id": {"S": key}}, **args),
+        )
+
+    def _write_if(
+        self, what: str, key: str, token: str, condition: str,
+        write: Callable[[Any, dict[str, Any]], object],
+    ) -> bool:
+        args = {
+            "TableName": self.table_name,
+            "ConditionExpression": condition,
+            "ExpressionAttributeNames": _names(condition),
+            "ExpressionAttributeValues": {
+                ":in_progress": {"S": IN_PROGRESS}, ":token": {"S": token}
+            },
+        }
+        try:
+            with self._errors(what, key):
+                write(self.client(), args)
+        except _ConditionFailed:
+            return False
+        return True
+
+    def _read(self, key: str) -> Mapping[str, Any] | None:
+        with self._errors("read", key):
+            answer = self.client().get_item(
+                TableName=self.table_name, Key={"id": {"S": key}}, ConsistentRead=True
+            )
+        item: Mapping[str, Any] | None = answer.get("Item")
+        return item
+
+    @contextmanager
+    def _errors(self, what: str, key: str) -> Iterator[None]:
+        try:
+            yield
+        except ClientError as exc:
+            error = exc.response.get("Error", {})
+            code = str(error.get("Code", ""))
+            if code == CONDITION_FAILED:
+                old = exc.response.get("Item")  # ReturnValuesOnConditionCheckFailure=ALL_OLD
+                raise _ConditionFailed(old if isinstance(old, Mapping) else None) from None
+            status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
+            message = f"{what} {key!r} in {self.table_name}: {code}: {error.get('Message', '')}"
+            if code in RETRIABLE_CODES or status >= 500:
+                raise IdempotencyError(message) from exc
+            raise IdempotencyRefused(message) from exc
+        except (BotoConnectionError, HTTPClientError) as exc:
+            raise IdempotencyError(f"{what} {key!r} in {self.table_name}: {exc}") from exc
+        except BotoCoreError as exc:
+            raise IdempotencyRefused(f"{what} {key!r} in {self.table_name}: {exc}") from exc
+
+
+def _names(expression: str) -> dict[str, str]:
+    """The expression attribute names ``expression`` uses (DynamoDB rejects unused ones)."""
+    return {alias: name for alias, name in NAMES.items() if alias in expression}
+
+
+def to_item(key: str, record: IdempotencyRecord) -> dict[str, Any]:
+    item: dict[str, Any] = {
+        "id": {"S": key},
+        "status": {"S": record.status},
+        "expires_at": {"N": str(record.expires_at_s)},
+    }
+    if record.token is not None:
+        item["token"] = {"S": record.token}
+    if record.lease_until_ms is not None:
+        item["lease_until_ms"] = {"N": str(record.lease_until_ms)}
+    if record.result is not None:
+        item["result"] = {"B": record.result}
+    return item
+
+
+def from_item(key: str, item: Mapping[str, Any] | None) -> IdempotencyRecord | None:
+    if item is None:
+        return None
+    try:
+        status = item["status"]["S"]
+        if status not in (IN_PROGRESS, COMPLETED):
+            raise ValueError(f"unknown status {status!r}")
+        return IdempotencyRecord(
+            status=IN_PROGRESS if status == IN_PROGRESS else COMPLETED,
+            expires_at_s=int(item["expires_at"]["N"]),
+            token=item["token"]["S"] if "token" in item else None,
+            lease_until_ms=int(item["lease_until_ms"]["N"]) if "lease_until_ms" in item else None,
+            result=bytes(item["result"]["B"]) if "result" in item else None,
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise IdempotencyRefused(f"malformed idempotency record for {key!r}: {exc}") from exc
