@@ -1,0 +1,543 @@
+"""Tracing and metrics for the mesh: one unbroken trace from caller to service and back.
+
+The trace context travels in the envelope's W3C ``traceparent``/``tracestate`` headers.
+Spans and attributes follow the OpenTelemetry messaging semantic conventions for Kafka
+(span names ``"send {topic}"`` / ``"process {topic}"``, ``messaging.*`` attributes,
+``error.type`` on failure). The attribute names are plain constants below, checked against
+the installed ``opentelemetry.semconv`` package by the unit tests, so this module does not
+import the package's incubating (unstable) modules at runtime.
+
+API
+===
+
+``MeshTelemetry(service_name, tracer_provider=None, meter_provider=None)``
+    One per process (or per ``MeshClient`` / worker); holds the tracer, the meter and every
+    instrument. With no providers it uses the OpenTelemetry global ones (a proxy until the
+    application calls ``trace.set_tracer_provider`` / ``metrics.set_meter_provider``, so it
+    may be built before the SDK is configured). Without an SDK everything is a no-op:
+    spans are non-recording, attributes are skipped, yet an incoming trace context still
+    flows through (``stamp`` re-injects the upstream traceparent).
+
+Propagation (read the current context / an envelope; no side effects)
+    ``inject() -> tuple[str | None, str | None]``: (traceparent, tracestate) of the current
+        span, ``(None, None)`` when there is no valid span.
+    ``stamp(envelope) -> Envelope``: ``envelope`` carrying ``inject()``'s headers; the
+        envelope is returned unchanged when there is nothing to inject.
+    ``extract(envelope) -> Context``: the trace context the envelope carries, on top of an
+        empty context. A missing or malformed ``traceparent`` gives an empty context, so a
+        span started from it begins a new trace; it never raises.
+    ``extract_headers(traceparent, tracestate=None) -> Context``: the same, from raw values.
+
+Spans (context managers; each yields a ``SpanScope`` whose span is current inside)
+    ``request_span(operation, topic, *, parent=None)``: CLIENT span named ``operation``,
+        around one whole request/reply (retries and publishes happen inside it). On exit it
+        records ``mesh.requests`` and ``mesh.request.duration``.
+    ``publish_span(envelope, topic, partition=None, *, key=None)``: PRODUCER span
+        ``"send {topic}"``. Call ``stamp`` inside it, so the consumer's parent is this span.
+    ``process_span(envelope, topic, partition, group=None, *, offset=None, key=None)``:
+        CONSUMER span ``"process {topic}"`` whose parent is ``extract(envelope)`` (an
+        ambient span, e.g. a Lambda invocation, becomes a link). On exit it records
+        ``messaging.process.duration`` and ``mesh.messages.handled``.
+    An exception leaving a span is recorded on it, sets ERROR status and ``error.type``
+    (see ``error_type_of``) and propagates. A failure that is not an exception (a handler
+    that answered with an error reply) is reported with ``scope.fail(error_type)``.
+
+Metrics (instruments are created once per ``MeshTelemetry``)
+    ``record_request(operation, outcome, seconds)``: mesh.requests + mesh.request.duration.
+        ``request_span`` already calls it; call it directly only for requests made without
+        the span, never both.
+    ``record_process(envelope, topic, partition, seconds, *, group=None, error_type=None)``:
+        messaging.process.duration + mesh.messages.handled; ``process_span`` already
+        calls it.
+    ``count_retry(operation, reason)``: mesh.retries.
+    ``count_dead_letter(operation, reason)``: mesh.dead_letters.
+    ``count_quarantined(reason, topic=None)``: mesh.quarantined.
+    Outcomes are ``"ok"`` or an error type (``outcome_of(exc)``).
+
+Wiring guide
+============
+
+Caller (``MeshClient.request``)::
+
+    with tel.request_span(operation, topic):
+        envelope = new_request(...)                      # traceparent no longer needed
+        with tel.publish_span(envelope, topic, key=envelope.id.encode()):
+            envelope = tel.stamp(envelope)               # inside: the consumer's parent
+            await transport.send(topic, envelope.value, headers=to_headers(envelope), ...)
+        reply = await ...                                # waiting is part of request_span
+        if reply.kind == KIND_ERROR:
+            raise remote_error(reply)                    # error.type = the remote code
+    # on a retry: tel.count_retry(operation, error_type_of(exc)), in the same request_span
+
+A caller-supplied ``traceparent`` (e.g. from the edge) becomes the parent with
+``request_span(operation, topic, parent=tel.extract_headers(traceparent))``. The client's
+own fallback (``bus.tracing.child_of`` / ``new_traceparent``) can stay on the envelope:
+``stamp`` only replaces it when a span (recording or an extracted remote one) is current.
+``MeshClient.publish`` (events): only ``publish_span`` + ``stamp`` around the send.
+
+Worker (``ServiceWorker._process``) and the Lambda Kafka-event path, per record::
+
+    request = guard.admit(record, now)  # on a refusal (MeshError exc), when parking it:
+                                        # tel.count_quarantined(exc.code, record.topic)
+    with tel.process_span(request, record.topic, record.partition, group_id,
+                          offset=record.offset, key=record.key) as scope:
+        outcome = await service.handle(request)       # handler calls nest under this span
+        if outcome.error_code is not None:
+            scope.fail(outcome.error_code)
+        if outcome.reply is not None:
+            to = request.reply_to
+            with tel.publish_span(outcome.reply, to.topic, to.partition):
+                reply = tel.stamp(outcome.reply)
+                await transport.send(to.topic, reply.value, headers=to_headers(reply),
+                                     partition=to.partition)
+    # parking a message on a dead-letter topic: tel.count_dead_letter(request.type, reason)
+
+``Service.handle`` needs nothing: handlers run inside the process span, so a
+``MeshClient.request`` made by a handler is its child (asyncio tasks copy the context).
+
+Cost: a span is one ``start_span`` plus one context attach/detach; attribute dicts are
+small and built once per span; with the no-op provider spans are non-recording and the
+error bookkeeping is skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from contextvars import Token
+from dataclasses import replace
+from types import TracebackType
+from typing import Final, Self
+
+from opentelemetry import context as otel_context
+from opentelemetry import metrics, trace
+from opentelemetry.context import Context
+from opentelemetry.metrics import Counter, Histogram, Meter, MeterProvider
+from opentelemetry.trace import (
+    INVALID_SPAN,
+    Link,
+    Span,
+    SpanKind,
+    Status,
+    StatusCode,
+    Tracer,
+    TracerProvider,
+)
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+from opentelemetry.util.types import AttributeValue
+
+from bus.envelope import H_TRACEPARENT, H_TRACESTATE, Envelope
+from bus.errors import HandlerError, MeshError, RemoteError
+
+SCOPE_NAME: Final = "meshgate.bus"
+
+# OpenTelemetry semantic conventions (messaging, error); names as in opentelemetry.semconv.
+MESSAGING_SYSTEM: Final = "messaging.system"
+MESSAGING_OPERATION_TYPE: Final = "messaging.operation.type"
+MESSAGING_OPERATION_NAME: Final = "messaging.operation.name"
+MESSAGING_DESTINATION_NAME: Final = "messaging.destination.name"
+MESSAGING_DESTINATION_PARTITION_ID: Final = "messaging.destination.partition.id"
+MESSAGING_MESSAGE_ID: Final = "messaging.message.id"
+MESSAGING_MESSAGE_CONVERSATION_ID: Final = "messaging.message.conversation_id"
+MESSAGING_MESSAGE_BODY_SIZE: Final = "messaging.message.body.size"
+MESSAGING_KAFKA_MESSAGE_KEY: Final = "messaging.kafka.message.key"
+MESSAGING_KAFKA_OFFSET: Final = "messaging.kafka.offset"
+MESSAGING_CONSUMER_GROUP_NAME: Final = "messaging.consumer.group.name"
+ERROR_TYPE: Final = "error.type"
+SYSTEM_KAFKA: Final = "kafka"
+OPERATION_SEND: Final = "send"
+OPERATION_PROCESS: Final = "process"
+METRIC_PROCESS_DURATION: Final = "messaging.process.duration"
+
+# Mesh-specific attributes (no convention covers them).
+MESH_SERVICE: Final = "mesh.service"
+MESH_OPERATION: Final = "mesh.operation"
+MESH_KIND: Final = "mesh.kind"
+MESH_SOURCE: Final = "mesh.source"
+MESH_ATTEMPT: Final = "mesh.attempt"
+
+# Metric names and their attribute keys.
+METRIC_REQUESTS: Final = "mesh.requests"
+METRIC_REQUEST_DURATION: Final = "mesh.request.duration"
+METRIC_RETRIES: Final = "mesh.retries"
+METRIC_DEAD_LETTERS: Final = "mesh.dead_letters"
+METRIC_QUARANTINED: Final = "mesh.quarantined"
+METRIC_HANDLED: Final = "mesh.messages.handled"
+ATTR_OPERATION: Final = "operation"
+ATTR_OUTCOME: Final = "outcome"
+ATTR_REASON: Final = "reason"
+OUTCOME_OK: Final = "ok"
+
+# Seconds; finer than the conventions' advice at the low end, where the mesh overhead lives.
+DURATION_BUCKETS: Final = (
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75,
+    1.0, 2.5, 5.0, 7.5, 10.0, 30.0,
+)
+
+Attributes = dict[str, AttributeValue]
+
+
+def error_type_of(exc: BaseException) -> str:
+    """The ``error.type`` / outcome for an exception: the mesh error code when there is one
+    (the remote code for ``RemoteError``, the handler's code for ``HandlerError``),
+    ``"cancelled"`` for task cancellation, else the exception's qualified class name."""
+    if isinstance(exc, RemoteError):
+        return exc.remote_code
+    if isinstance(exc, HandlerError):
+        return exc.error_code
+    if isinstance(exc, MeshError):
+        return exc.code
+    if isinstance(exc, asyncio.CancelledError):
+        return "cancelled"
+    cls = type(exc)
+    if cls.__module__ == "builtins":
+        return cls.__qualname__
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def outcome_of(exc: BaseException | None) -> str:
+    """``"ok"`` without an exception, else ``error_type_of(exc)``."""
+    return OUTCOME_OK if exc is None else error_type_of(exc)
+
+
+def _key_text(key: bytes | str | None) -> str | None:
+    """The key's canonical string form (UTF-8), or None when it has none."""
+    if key is None or isinstance(key, str):
+        return key
+    try:
+        return key.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+class SpanScope:
+    """One span in progress; ``with`` makes it current, ``fail`` marks a non-exception error.
+
+    Returned by ``MeshTelemetry.request_span`` / ``publish_span`` / ``process_span``; use it
+    once. ``span`` is the OpenTelemetry span (for extra attributes or events).
+    """
+
+    __slots__ = (
+        "_attributes", "_kind", "_links", "_name", "_parent", "_start", "_telemetry", "_token",
+        "description", "error_type", "span",
+    )
+
+    def __init__(
+        self,
+        telemetry: MeshTelemetry,
+        name: str,
+        kind: SpanKind,
+        attributes: Attributes,
+        parent: Context | None = None,
+        links: list[Link] | None = None,
+    ) -> None:
+        self._telemetry = telemetry
+        self._name = name
+        self._kind = kind
+        self._attributes = attributes
+        self._parent = parent
+        self._links = links
+        self._start = 0.0
+        self._token: Token[Context] | None = None
+        self.span: Span = INVALID_SPAN
+        self.error_type: str | None = None
+        self.description: str | None = None
+
+    def fail(self, error_type: str, description: str | None = None) -> None:
+        """Mark the operation failed without raising (e.g. an error reply was sent)."""
+        self.error_type = error_type
+        self.description = description
+
+    def __enter__(self) -> Self:
+        span = self._telemetry.tracer.start_span(
+            self._name,
+            context=self._parent,
+            kind=self._kind,
+            attributes=self._attributes,
+            links=self._links,
+            record_exception=False,
+            set_status_on_exception=False,
+        )
+        self.span = span
+        # Keep the ambient context's other values; only the current span changes.
+        self._token = otel_context.attach(trace.set_span_in_context(span))
+        self._start = time.perf_counter()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        seconds = time.perf_counter() - self._start
+        if self._token is not None:
+            otel_context.detach(self._token)
+            self._token = None
+        span = self.span
+        if exc is not None and self.error_type is None:
+            self.error_type = error_type_of(exc)
+            if self.description is None:
+                self.description = f"{type(exc).__name__}: {exc}"
+        if span.is_recording():
+            if exc is not None:
+                span.record_exception(exc)
+            if self.error_type is not None:
+                span.set_attribute(ERROR_TYPE, self.error_type)
+                span.set_status(Status(StatusCode.ERROR, self.description))
+        span.end()
+        self._record(seconds)
+
+    def _record(self, seconds: float) -> None:
+        """Metrics for the finished operation (none for a publish)."""
+
+
+class _RequestScope(SpanScope):
+    __slots__ = ("_operation",)
+
+    def __init__(
+        self, telemetry: MeshTelemetry, operation: str, attributes: Attributes,
+        parent: Context | None,
+    ) -> None:
+        super().__init__(telemetry, operation, SpanKind.CLIENT, attributes, parent)
+        self._operation = operation
+
+    def _record(self, seconds: float) -> None:
+        self._telemetry.record_request(
+            self._operation, self.error_type or OUTCOME_OK, seconds
+        )
+
+
+class _ProcessScope(SpanScope):
+    __slots__ = ("_envelope", "_group", "_partition", "_topic")
+
+    def __init__(
+        self,
+        telemetry: MeshTelemetry,
+        envelope: Envelope,
+        topic: str,
+        partition: int,
+        group: str | None,
+        attributes: Attributes,
+        parent: Context,
+        links: list[Link] | None,
+    ) -> None:
+        super().__init__(
+            telemetry, f"{OPERATION_PROCESS} {topic}", SpanKind.CONSUMER, attributes, parent,
+            links,
+        )
+        self._envelope = envelope
+        self._topic = topic
+        self._partition = partition
+        self._group = group
+
+    def _record(self, seconds: float) -> None:
+        self._telemetry.record_process(
+            self._envelope, self._topic, self._partition, seconds,
+            group=self._group, error_type=self.error_type,
+        )
+
+
+class MeshTelemetry:
+    """Tracer, meter, propagator and instruments of one mesh participant (see module doc)."""
+
+    def __init__(
+        self,
+        service_name: str,
+        tracer_provider: TracerProvider | None = None,
+        meter_provider: MeterProvider | None = None,
+    ) -> None:
+        self.service_name = service_name
+        scope_attributes: Attributes = {MESH_SERVICE: service_name}
+        self.tracer: Tracer = trace.get_tracer(
+            SCOPE_NAME, tracer_provider=tracer_provider, attributes=scope_attributes
+        )
+        meter = metrics.get_meter(
+            SCOPE_NAME, meter_provider=meter_provider, attributes=scope_attributes
+        )
+        self._propagator = TraceContextTextMapPropagator()
+        self._requests: Counter = meter.create_counter(
+            METRIC_REQUESTS, unit="{request}", description="Requests sent, by outcome"
+        )
+        self._request_duration = _histogram(
+            meter, METRIC_REQUEST_DURATION, "Caller-side request/reply duration"
+        )
+        self._retries = meter.create_counter(
+            METRIC_RETRIES, unit="{retry}", description="Request attempts retried"
+        )
+        self._dead_letters = meter.create_counter(
+            METRIC_DEAD_LETTERS, unit="{message}", description="Messages parked as dead letters"
+        )
+        self._quarantined = meter.create_counter(
+            METRIC_QUARANTINED, unit="{message}",
+            description="Messages refused before any handler (bad envelope, signature, ...)",
+        )
+        self._handled = meter.create_counter(
+            METRIC_HANDLED, unit="{message}", description="Messages handled, by outcome"
+        )
+        self._process_duration = _histogram(
+            meter, METRIC_PROCESS_DURATION, "Duration of processing one message"
+        )
+
+    # -- propagation -------------------------------------------------------------------
+
+    def inject(self) -> tuple[str | None, str | None]:
+        """(traceparent, tracestate) of the current span; (None, None) without one."""
+        carrier: dict[str, str] = {}
+        self._propagator.inject(carrier)
+        return carrier.get(H_TRACEPARENT), carrier.get(H_TRACESTATE)
+
+    def stamp(self, envelope: Envelope) -> Envelope:
+        """``envelope`` with the current trace context (unchanged if there is none)."""
+        traceparent, tracestate = self.inject()
+        if traceparent is None:
+            return envelope
+        return replace(envelope, traceparent=traceparent, tracestate=tracestate)
+
+    def extract(self, envelope: Envelope) -> Context:
+        """The trace context ``envelope`` carries (empty when absent or malformed)."""
+        return self.extract_headers(envelope.traceparent, envelope.tracestate)
+
+    def extract_headers(self, traceparent: str | None, tracestate: str | None = None) -> Context:
+        """The trace context of raw W3C header values (empty when absent or malformed)."""
+        if not traceparent:
+            return Context()
+        carrier = {H_TRACEPARENT: traceparent}
+        if tracestate:
+            carrier[H_TRACESTATE] = tracestate
+        return self._propagator.extract(carrier, context=Context())
+
+    # -- spans -------------------------------------------------------------------------
+
+    def request_span(
+        self, operation: str, topic: str, *, parent: Context | None = None
+    ) -> SpanScope:
+        """CLIENT span around a whole request/reply; parent = ``parent`` or the current."""
+        attributes: Attributes = {
+            MESSAGING_SYSTEM: SYSTEM_KAFKA,
+            MESSAGING_DESTINATION_NAME: topic,
+            MESH_OPERATION: operation,
+        }
+        return _RequestScope(self, operation, attributes, parent)
+
+    def publish_span(
+        self,
+        envelope: Envelope,
+        topic: str,
+        partition: int | None = None,
+        *,
+        key: bytes | str | None = None,
+    ) -> SpanScope:
+        """PRODUCER span ``"send {topic}"``; ``stamp`` the envelope inside it."""
+        attributes = self._message_attributes(envelope, topic, partition, OPERATION_SEND, key)
+        return SpanScope(self, f"{OPERATION_SEND} {topic}", SpanKind.PRODUCER, attributes)
+
+    def process_span(
+        self,
+        envelope: Envelope,
+        topic: str,
+        partition: int,
+        group: str | None = None,
+        *,
+        offset: int | None = None,
+        key: bytes | str | None = None,
+    ) -> SpanScope:
+        """CONSUMER span ``"process {topic}"``, child of the envelope's trace context."""
+        attributes = self._message_attributes(
+            envelope, topic, partition, OPERATION_PROCESS, key
+        )
+        if group is not None:
+            attributes[MESSAGING_CONSUMER_GROUP_NAME] = group
+        if offset is not None:
+            attributes[MESSAGING_KAFKA_OFFSET] = offset
+        attributes[MESH_SOURCE] = envelope.source
+        parent = self.extract(envelope)
+        ambient = trace.get_current_span().get_span_context()
+        links = [Link(ambient)] if ambient.is_valid else None
+        return _ProcessScope(
+            self, envelope, topic, partition, group, attributes, parent, links
+        )
+
+    @staticmethod
+    def _message_attributes(
+        envelope: Envelope,
+        topic: str,
+        partition: int | None,
+        operation: str,
+        key: bytes | str | None,
+    ) -> Attributes:
+        attributes: Attributes = {
+            MESSAGING_SYSTEM: SYSTEM_KAFKA,
+            MESSAGING_OPERATION_TYPE: operation,
+            MESSAGING_OPERATION_NAME: operation,
+            MESSAGING_DESTINATION_NAME: topic,
+            MESSAGING_MESSAGE_ID: envelope.id,
+            MESSAGING_MESSAGE_BODY_SIZE: len(envelope.value),
+            MESH_OPERATION: envelope.type,
+            MESH_KIND: envelope.kind,
+            MESH_ATTEMPT: envelope.attempt,
+        }
+        if partition is not None:
+            attributes[MESSAGING_DESTINATION_PARTITION_ID] = str(partition)
+        if envelope.correlation_id is not None:
+            attributes[MESSAGING_MESSAGE_CONVERSATION_ID] = envelope.correlation_id
+        key_text = _key_text(key)
+        if key_text is not None:
+            attributes[MESSAGING_KAFKA_MESSAGE_KEY] = key_text
+        return attributes
+
+    # -- metrics -----------------------------------------------------------------------
+
+    def record_request(self, operation: str, outcome: str, seconds: float) -> None:
+        """One finished request (caller side): count and duration."""
+        attributes: Attributes = {ATTR_OPERATION: operation, ATTR_OUTCOME: outcome}
+        self._requests.add(1, attributes)
+        self._request_duration.record(seconds, attributes)
+
+    def record_process(
+        self,
+        envelope: Envelope,
+        topic: str,
+        partition: int,
+        seconds: float,
+        *,
+        group: str | None = None,
+        error_type: str | None = None,
+    ) -> None:
+        """One handled message (service side): messaging.process.duration and count."""
+        attributes: Attributes = {
+            MESSAGING_SYSTEM: SYSTEM_KAFKA,
+            MESSAGING_OPERATION_NAME: OPERATION_PROCESS,
+            MESSAGING_DESTINATION_NAME: topic,
+            MESSAGING_DESTINATION_PARTITION_ID: str(partition),
+        }
+        if group is not None:
+            attributes[MESSAGING_CONSUMER_GROUP_NAME] = group
+        if error_type is not None:
+            attributes[ERROR_TYPE] = error_type
+        self._process_duration.record(seconds, attributes)
+        self._handled.add(
+            1, {ATTR_OPERATION: envelope.type, ATTR_OUTCOME: error_type or OUTCOME_OK}
+        )
+
+    def count_retry(self, operation: str, reason: str) -> None:
+        self._retries.add(1, {ATTR_OPERATION: operation, ATTR_REASON: reason})
+
+    def count_dead_letter(self, operation: str, reason: str) -> None:
+        self._dead_letters.add(1, {ATTR_OPERATION: operation, ATTR_REASON: reason})
+
+    def count_quarantined(self, reason: str, topic: str | None = None) -> None:
+        attributes: Attributes = {ATTR_REASON: reason}
+        if topic is not None:
+            attributes[MESSAGING_DESTINATION_NAME] = topic
+        self._quarantined.add(1, attributes)
+
+
+def _histogram(meter: Meter, name: str, description: str) -> Histogram:
+    try:
+        return meter.create_histogram(
+            name, unit="s", description=description,
+            explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
+        )
+    except TypeError:  # opentelemetry-api < 1.28 has no bucket advice
+        return meter.create_histogram(name, unit="s", description=description)
