@@ -1,15 +1,18 @@
-"""The caller side of the mesh: request/reply and events."""
+"""The caller side of the mesh: request/reply and events, signed as this service."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
+from dataclasses import replace
 from typing import Any
 
 from pydantic import BaseModel
 
 from bus import codec
 from bus.config import BusSettings
+from bus.context import current_message, inherited_deadline_ms
 from bus.envelope import (
     KIND_ERROR,
     KIND_EVENT,
@@ -20,11 +23,18 @@ from bus.envelope import (
     now_ms,
     to_headers,
 )
-from bus.errors import DeadlineExceeded, EnvelopeError, RemoteError
+from bus.errors import DeadlineExceeded, EnvelopeError, MeshError, RemoteError
+from bus.identity import Identity
+from bus.inbound import guard_for
+from bus.quarantine import park
 from bus.replies import ReplyListener
+from bus.retry import Backoff, RetryBudget, call_with_retries
+from bus.telemetry import MeshTelemetry, error_type_of
 from bus.topics import topic_for_operation
-from bus.tracing import new_traceparent
-from bus.transport import Transport
+from bus.tracing import child_of, new_traceparent, valid_traceparent
+from bus.transport import Record, Transport
+
+log = logging.getLogger(__name__)
 
 
 def remote_error(envelope: Envelope) -> RemoteError:
@@ -41,13 +51,29 @@ def remote_error(envelope: Envelope) -> RemoteError:
 
 
 class MeshClient:
-    """Sends requests and events as ``settings.service_name``; starts on first use."""
+    """Sends requests and events as ``identity.service``; starts on first use."""
 
-    def __init__(self, transport: Transport, settings: BusSettings) -> None:
+    def __init__(
+        self,
+        transport: Transport,
+        settings: BusSettings,
+        identity: Identity,
+        *,
+        telemetry: MeshTelemetry | None = None,
+    ) -> None:
+        if identity.service != settings.service_name:
+            raise ValueError(f"identity {identity.service!r} is not {settings.service_name!r}")
         self.settings = settings
+        self.identity = identity
         self._transport = transport
+        self._telemetry = telemetry or MeshTelemetry(identity.service)
+        self._guard = guard_for(identity, settings)
         self._listener: ReplyListener | None = None
         self._start_lock = asyncio.Lock()
+        self._backoff = Backoff(max_attempts=settings.max_attempts)
+        self._budget = RetryBudget()
+        self._rng = random.Random()
+        self.quarantined = 0
 
     async def start(self) -> ReplyListener:
         async with self._start_lock:
@@ -56,10 +82,26 @@ class MeshClient:
                 partition = self.settings.reply_partition
                 if partition is None:
                     partition = random.randrange(await self._transport.partition_count(topic))
-                listener = ReplyListener(self._transport, topic, partition)
+                listener = ReplyListener(
+                    self._transport, topic, partition, admit=self._guard.admit,
+                    reject=self._quarantine,
+                )
                 await listener.start()
                 self._listener = listener
             return self._listener
+
+    async def _quarantine(self, record: Record, error: MeshError) -> None:
+        self.quarantined += 1
+        self._telemetry.count_quarantined(error.code, record.topic)
+        await park(self._transport, record, error, by=self.identity.service,
+                   max_value_bytes=self.settings.max_message_bytes)
+
+    def _trace(self, explicit: str | None) -> str:
+        if valid_traceparent(explicit):
+            assert explicit is not None
+            return explicit
+        parent = current_message.get()
+        return child_of(parent.traceparent) if parent is not None else new_traceparent()
 
     async def request(
         self,
@@ -69,39 +111,76 @@ class MeshClient:
         timeout_s: float | None = None,
         traceparent: str | None = None,
     ) -> dict[str, Any]:
-        """Send ``payload`` to ``operation`` and wait for its reply until the deadline."""
+        """Send ``payload`` to ``operation`` and wait for its reply until the deadline.
+
+        Inside a handler, the deadline is capped by the handled message's deadline and the
+        trace continues the handled message's trace.
+        """
         timeout = self.settings.request_timeout_s if timeout_s is None else timeout_s
-        deadline_ms = now_ms() + int(timeout * 1000)
+        deadline_ms = inherited_deadline_ms(now_ms() + int(timeout * 1000))
+        if deadline_ms <= now_ms():
+            raise DeadlineExceeded(f"{operation}: no time left in the caller's deadline")
+        topic = topic_for_operation(operation)
+        value = codec.encode(payload)
+        if len(value) > self.settings.max_message_bytes:
+            raise EnvelopeError(f"payload is {len(value)} bytes, over "
+                                f"{self.settings.max_message_bytes}")
         listener = await self.start()
-        envelope = new_request(
-            source=self.settings.service_name,
-            operation=operation,
-            value=codec.encode(payload),
-            reply_to=ReplyTo(listener.topic, listener.partition),
-            deadline_ms=deadline_ms,
-            traceparent=traceparent or new_traceparent(),
-        )
+        parent = (self._telemetry.extract_headers(traceparent)
+                  if valid_traceparent(traceparent) else None)
+        correlation_id = new_id()
+        trace = self._trace(traceparent)
+
+        async def attempt(number: int) -> Envelope:
+            envelope = new_request(
+                source=self.identity.service, operation=operation, value=value,
+                reply_to=ReplyTo(listener.topic, listener.partition), deadline_ms=deadline_ms,
+                traceparent=trace, correlation_id=correlation_id, attempt=number,
+            )
+            if number == 1:  # the call's id is its first request's id; retries get new ids
+                envelope = replace(envelope, id=correlation_id)
+            reply = await self._exchange(listener, topic, envelope, deadline_ms, timeout)
+            if reply.kind == KIND_ERROR:
+                raise remote_error(reply)
+            return reply
+
+        def retried(number: int, error: BaseException, delay_s: float) -> None:
+            log.info("%s attempt %d failed (%s), retrying in %.3fs", operation, number, error,
+                     delay_s)
+            self._telemetry.count_retry(operation, error_type_of(error))
+
+        with self._telemetry.request_span(operation, topic, parent=parent):
+            reply = await call_with_retries(
+                attempt, backoff=self._backoff, budget=self._budget, deadline_ms=deadline_ms,
+                now_ms=now_ms, sleep=asyncio.sleep, rng=self._rng, on_retry=retried,
+            )
+            return codec.decode(reply.value)
+
+    async def _exchange(
+        self, listener: ReplyListener, topic: str, envelope: Envelope, deadline_ms: int,
+        timeout_s: float,
+    ) -> Envelope:
+        """Send one request and wait for its reply until the deadline."""
         correlation_id = envelope.correlation_id or envelope.id
         waiter = listener.expect(correlation_id)
         try:
-            await self._transport.send(
-                topic_for_operation(operation),
-                envelope.value,
-                headers=to_headers(envelope),
-                key=envelope.id.encode(),
-            )
-            remaining_s = max(0.0, (deadline_ms - now_ms()) / 1000)
+            with self._telemetry.publish_span(envelope, topic, key=correlation_id.encode()):
+                sealed = self.identity.outgoing(self._telemetry.stamp(envelope), topic)
+                send = self._transport.send(
+                    topic, sealed.value, headers=to_headers(sealed), key=correlation_id.encode()
+                )
+                try:
+                    await asyncio.wait_for(send, max(0.0, (deadline_ms - now_ms()) / 1000))
+                except TimeoutError:
+                    raise DeadlineExceeded(
+                        f"{envelope.type}: could not send within {timeout_s:g}s") from None
             try:
-                reply = await asyncio.wait_for(waiter, remaining_s)
+                return await asyncio.wait_for(waiter, max(0.0, (deadline_ms - now_ms()) / 1000))
             except TimeoutError:
                 raise DeadlineExceeded(
-                    f"{operation}: no reply within {timeout:g}s"
-                ) from None
+                    f"{envelope.type}: no reply within {timeout_s:g}s") from None
         finally:
             listener.forget(correlation_id)
-        if reply.kind == KIND_ERROR:
-            raise remote_error(reply)
-        return codec.decode(reply.value)
 
     async def publish(
         self, topic: str, event_type: str, payload: BaseModel | dict[str, Any], *,
@@ -110,14 +189,16 @@ class MeshClient:
         """Publish an event; returns its id once the broker has acknowledged it."""
         envelope = Envelope(
             id=new_id(),
-            source=self.settings.service_name,
+            source=self.identity.service,
             type=event_type,
             kind=KIND_EVENT,
             value=codec.encode(payload),
             time_ms=now_ms(),
-            traceparent=new_traceparent(),
+            traceparent=self._trace(None),
         )
-        await self._transport.send(topic, envelope.value, headers=to_headers(envelope), key=key)
+        with self._telemetry.publish_span(envelope, topic, key=key):
+            sealed = self.identity.outgoing(self._telemetry.stamp(envelope), topic)
+            await self._transport.send(topic, sealed.value, headers=to_headers(sealed), key=key)
         return envelope.id
 
     async def close(self) -> None:

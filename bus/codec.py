@@ -21,7 +21,7 @@ def encode(payload: BaseModel | JSON) -> bytes:
 def decode(value: bytes) -> JSON:
     try:
         decoded = json.loads(value) if value else {}
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:  # bad UTF-8, bad JSON, absurd nesting
         raise EnvelopeError(f"value is not JSON: {exc}") from exc
     if not isinstance(decoded, dict):
         raise EnvelopeError(f"value must be a JSON object, got {type(decoded).__name__}")

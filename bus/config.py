@@ -19,9 +19,21 @@ class BusSettings(BaseModel):
     reply_topic: str = "mesh.replies"
     reply_partition: int | None = Field(default=None, ge=0)
     request_timeout_s: float = Field(default=10.0, gt=0, le=900)
+    max_attempts: int = Field(default=3, ge=1, le=10)
     linger_ms: int = Field(default=0, ge=0)
     fetch_max_wait_ms: int = Field(default=10, ge=0)
     max_message_bytes: int = Field(default=1_000_000, gt=0)
+    # Identity: a signing key (file, or MESH_SIGNING_KEY in the environment, or a secret
+    # name resolved by a SecretSource), the trusted public keys, and the access map.
+    signing_key_file: str | None = None
+    signing_key_secret: str | None = None
+    keyring_file: str | None = None
+    keyring_json: str | None = None
+    access_file: str | None = None
+    access_json: str | None = None
+    insecure: bool = False
+    freshness_window_ms: int = Field(default=300_000, gt=0)
+    replay_max_entries: int = Field(default=200_000, gt=0)
 
     @classmethod
     def resolve(cls, env: Mapping[str, str] | None = None, **explicit: Any) -> BusSettings:

@@ -6,6 +6,7 @@ never raises anything but ``EnvelopeError``.
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from collections.abc import Sequence
@@ -14,6 +15,9 @@ from dataclasses import dataclass, field, replace
 from bus.errors import EnvelopeError
 
 Headers = list[tuple[str, bytes]]
+# ASCII only: str.isdigit() is true for characters such as '²' that int() refuses.
+_DIGITS = re.compile(r"[0-9]{1,19}")
+_INTEGER = re.compile(r"-?[0-9]{1,19}")
 
 H_ID = "ce_id"
 H_SOURCE = "ce_source"
@@ -52,7 +56,7 @@ class ReplyTo:
     @classmethod
     def decode(cls, text: str) -> ReplyTo:
         topic, sep, partition = text.rpartition(":")
-        if not sep or not topic or not partition.isdigit():
+        if not sep or not topic or not _DIGITS.fullmatch(partition):
             raise EnvelopeError(f"{H_REPLY_TO} must be 'topic:partition', got {text!r}")
         return cls(topic, int(partition))
 
@@ -105,7 +109,10 @@ def new_request(
     deadline_ms: int,
     traceparent: str | None = None,
     at_ms: int | None = None,
+    correlation_id: str | None = None,
+    attempt: int = 1,
 ) -> Envelope:
+    """A request; retries of one call share its ``correlation_id`` and get a new id each."""
     message_id = new_id()
     return Envelope(
         id=message_id,
@@ -114,9 +121,10 @@ def new_request(
         kind=KIND_REQUEST,
         value=value,
         time_ms=now_ms() if at_ms is None else at_ms,
-        correlation_id=message_id,
+        correlation_id=correlation_id or message_id,
         reply_to=reply_to,
         deadline_ms=deadline_ms,
+        attempt=attempt,
         traceparent=traceparent,
     )
 
@@ -170,7 +178,7 @@ def _text(name: str, raw: bytes) -> str:
 
 
 def _int(name: str, text: str) -> int:
-    if not text.lstrip("-").isdigit():
+    if not _INTEGER.fullmatch(text):
         raise EnvelopeError(f"header {name} must be an integer, got {text!r}")
     return int(text)
 

@@ -10,9 +10,13 @@ from typing import ClassVar
 
 
 class MeshError(Exception):
-    """Base of every error the mesh client raises."""
+    """Base of every error the mesh client raises.
 
-    retriable: ClassVar[bool] = False
+    ``retriable`` is a class default that an instance may override (a remote error carries
+    the flag the service sent).
+    """
+
+    retriable: bool = False
     code: ClassVar[str] = "mesh_error"
 
     def __init__(self, message: str) -> None:
@@ -58,11 +62,11 @@ class RemoteError(MeshError):
     def __init__(self, code: str, message: str, retriable: bool) -> None:
         super().__init__(message)
         self.remote_code = code
-        self.remote_retriable = retriable
+        self.retriable = retriable
 
     @property
-    def is_retriable(self) -> bool:
-        return self.remote_retriable
+    def remote_retriable(self) -> bool:
+        return self.retriable
 
     def __str__(self) -> str:
         return f"{self.remote_code}: {self.message}"
@@ -76,7 +80,7 @@ class HandlerError(MeshError):
     def __init__(self, code: str, message: str, *, retriable: bool = False) -> None:
         super().__init__(message)
         self.error_code = code
-        self.error_retriable = retriable
+        self.retriable = retriable
 
 
 class UnknownOperation(MeshError):
@@ -87,6 +91,4 @@ class UnknownOperation(MeshError):
 
 def is_retriable(error: BaseException) -> bool:
     """Whether retrying the call that raised ``error`` may succeed."""
-    if isinstance(error, RemoteError):
-        return error.remote_retriable
     return isinstance(error, MeshError) and error.retriable

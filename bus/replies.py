@@ -2,32 +2,42 @@
 
 A Lambda instance cannot afford a consumer-group join per cold start: it assigns itself one
 partition of the reply topic, seeks to its end before the first request, and ignores
-replies meant for other instances that picked the same partition.
+replies meant for other instances that picked the same partition. Replies pass the same
+admission checks as requests (signature, sender, freshness, replay): a forged reply is
+refused, never handed to a caller.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 
-from bus.envelope import KIND_ERROR, KIND_REPLY, Envelope, from_record
-from bus.errors import EnvelopeError, MeshError
-from bus.transport import Reader, Transport
+from bus.envelope import KIND_ERROR, KIND_REPLY, Envelope, now_ms
+from bus.errors import MeshError
+from bus.transport import Reader, Record, Transport
 
 log = logging.getLogger(__name__)
 POLL_S = 0.5
 STOP_TIMEOUT_S = 5.0
 
+Admit = Callable[[Record, int], Envelope]
+Reject = Callable[[Record, MeshError], Awaitable[None]]
+
 
 class ReplyListener:
-    def __init__(self, transport: Transport, topic: str, partition: int) -> None:
+    def __init__(
+        self, transport: Transport, topic: str, partition: int, *, admit: Admit, reject: Reject
+    ) -> None:
         self.topic = topic
         self.partition = partition
         self._reader: Reader = transport.assigned_reader(topic, partition)
+        self._admit = admit
+        self._reject = reject
         self._pending: dict[str, asyncio.Future[Envelope]] = {}
         self._task: asyncio.Task[None] | None = None
         self.ignored = 0
-        self.malformed = 0
+        self.rejected = 0
 
     async def start(self) -> None:
         await self._reader.start()
@@ -50,16 +60,20 @@ class ReplyListener:
                 await asyncio.sleep(POLL_S)
                 continue
             for record in records:
-                try:
-                    envelope = from_record(record.headers, record.value)
-                except EnvelopeError as exc:
-                    self.malformed += 1
-                    log.warning("malformed reply at %s:%s@%s: %s",
-                                record.topic, record.partition, record.offset, exc)
-                    continue
-                self._resolve(envelope)
+                await self._receive(record)
 
-    def _resolve(self, envelope: Envelope) -> None:
+    async def _receive(self, record: Record) -> None:
+        try:
+            envelope = self._admit(record, now_ms())
+        except MeshError as exc:
+            self.rejected += 1
+            log.warning("refused reply at %s:%s@%s: %s: %s", record.topic, record.partition,
+                        record.offset, exc.code, exc)
+            try:
+                await self._reject(record, exc)
+            except MeshError as quarantine_failure:
+                log.error("could not quarantine a refused reply: %s", quarantine_failure)
+            return
         if envelope.kind not in (KIND_REPLY, KIND_ERROR) or envelope.correlation_id is None:
             self.ignored += 1
             return

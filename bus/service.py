@@ -11,6 +11,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from bus import codec
+from bus.context import current_message
 from bus.envelope import Envelope, now_ms, reply_for
 from bus.errors import DeadlineExceeded, HandlerError, MeshError, UnknownOperation
 from bus.topics import request_topic, service_of
@@ -27,6 +28,7 @@ class Outcome:
 
     reply: Envelope | None
     error_code: str | None = None
+    retriable: bool = False
 
 
 class Service:
@@ -54,14 +56,21 @@ class Service:
 
     async def handle(self, request: Envelope) -> Outcome:
         """Run the handler for ``request`` within its deadline and build the reply."""
+        token = current_message.set(request)
+        try:
+            return await self._handle(request)
+        finally:
+            current_message.reset(token)
+
+    async def _handle(self, request: Envelope) -> Outcome:
         try:
             body = await self._call(request)
         except MeshError as exc:
-            return Outcome(self._error_reply(request, exc), _code(exc))
+            return Outcome(self._error_reply(request, exc), _code(exc), _retriable(exc))
         except Exception as exc:
             log.exception("handler for %s failed on message %s", request.type, request.id)
             wrapped = HandlerError("internal", f"{type(exc).__name__} in handler", retriable=True)
-            return Outcome(self._error_reply(request, wrapped), "internal")
+            return Outcome(self._error_reply(request, wrapped), "internal", True)
         return Outcome(reply_for(request, source=self.name, value=codec.encode(body)))
 
     async def _call(self, request: Envelope) -> BaseModel | Payload:
@@ -89,4 +98,4 @@ def _code(error: MeshError) -> str:
 
 
 def _retriable(error: MeshError) -> bool:
-    return error.error_retriable if isinstance(error, HandlerError) else error.retriable
+    return error.retriable

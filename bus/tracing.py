@@ -17,6 +17,11 @@ def trace_id(traceparent: str | None) -> str | None:
     return match.group(1) if match else None
 
 
+def valid_traceparent(text: str | None) -> str | None:
+    """``text`` if it is a well-formed W3C traceparent, else None (never forward junk)."""
+    return text if text is not None and trace_id(text) is not None else None
+
+
 def child_of(traceparent: str | None) -> str:
     """A traceparent in the same trace with a new span id (a new trace if none is valid)."""
     parent_trace = trace_id(traceparent)

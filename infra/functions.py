@@ -19,7 +19,7 @@ GATEWAY = FunctionSpec(
     name="gateway",
     handler="functions.gateway.handler.handler",
     packages=("bus", "functions"),
-    requirements=("aiokafka", "fastapi", "mangum", "pydantic"),
+    requirements=("aiokafka", "cryptography", "fastapi", "mangum", "opentelemetry-api", "pydantic"),
 )
 
 FUNCTIONS = (GATEWAY,)

@@ -69,14 +69,32 @@ def worker_pid(settings: Settings, spec: WorkerSpec) -> int | None:
     return pid if spec.module.encode() in cmdline else None
 
 
+def worker_environment(settings: Settings, spec: WorkerSpec) -> dict[str, str]:
+    """Bus settings of a local worker: the broker, its identity, the idempotency table."""
+    identity_dir = settings.local_dir / "identity"
+    env = {
+        "MESH_BOOTSTRAP_SERVERS": settings.kafka_bootstrap,
+        "MESH_SERVICE_NAME": spec.name,
+        "MESH_SIGNING_KEY_SECRET": f"{settings.stack_name}/{spec.name}/signing-key",
+        "MESH_KEYRING_FILE": str(identity_dir / "keyring.json"),
+        "MESH_ACCESS_FILE": str(identity_dir / "access.json"),
+        "MESH_IDEMPOTENCY_TABLE": f"{settings.stack_name}-idempotency",
+        "AWS_REGION": settings.region,
+        "AWS_DEFAULT_REGION": settings.region,
+    }
+    if settings.endpoint_url is not None:
+        env.update(AWS_ENDPOINT_URL=settings.endpoint_url, AWS_ACCESS_KEY_ID="test",
+                   AWS_SECRET_ACCESS_KEY="test")
+    return env
+
+
 def start_worker(settings: Settings, spec: WorkerSpec, say: Say) -> int:
     pid = worker_pid(settings, spec)
     if pid is not None:
         say(f"worker {spec.name}: already running (pid {pid})")
         return pid
     pidfile, logfile = _worker_paths(settings, spec)
-    env = {**os.environ, "MESH_BOOTSTRAP_SERVERS": settings.kafka_bootstrap,
-           "MESH_SERVICE_NAME": spec.name, "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, **worker_environment(settings, spec), "PYTHONUNBUFFERED": "1"}
     with logfile.open("ab") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", spec.module],

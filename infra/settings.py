@@ -59,4 +59,6 @@ class Settings(BaseModel):
             if raw is not None:
                 values[name] = None if (name == "endpoint_url" and raw in ("", "aws")) else raw
         values.update({k: v for k, v in explicit.items() if v is not None})
+        if values.get("endpoint_url") == "aws":
+            values["endpoint_url"] = None
         return cls.model_validate(values)

@@ -6,9 +6,10 @@ import asyncio
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
-from infra import deploy, local, package, smoke, template, topics
+from infra import deploy, identity, local, package, smoke, template, topics
 from infra.errors import InfraError
 from infra.functions import GATEWAY
 from infra.settings import Settings
@@ -25,17 +26,31 @@ def step(say: Say, title: str) -> Iterator[None]:
 
 
 def provision_topics(settings: Settings) -> topics.TopicPlan:
-    wanted = topics.load_topics(settings.root / "policies" / "mesh.yaml")
+    wanted = topics.load_topics(policy_file(settings))
     return asyncio.run(topics.apply_topics(settings.kafka_bootstrap, wanted))
 
 
+def policy_file(settings: Settings) -> Path:
+    return settings.root / "policies" / "mesh.yaml"
+
+
+def mesh_config(settings: Settings, say: Say) -> template.MeshConfig:
+    """Ensure every service has a signing key; the public keyring and access map."""
+    services = identity.services_of(policy_file(settings))
+    keyring = identity.ensure_keys(settings, services, say)
+    access = identity.access_map(policy_file(settings))
+    identity.write_local_identity(settings, keyring, access)
+    return template.MeshConfig(keyring=keyring.to_dict(), access=access)
+
+
 def deploy_stack(settings: Settings, say: Say) -> str:
-    """Package, upload and deploy; returns the HTTP endpoint."""
+    """Keys, package, upload and deploy; returns the HTTP endpoint."""
+    mesh = mesh_config(settings, say)
     artifact = package.build(GATEWAY, settings)
     say(f"built {artifact.path.name} ({artifact.path.stat().st_size / 1e6:.1f} MB, "
         f"sha256 {artifact.sha256[:12]})")
     deploy.upload(settings, [artifact], say)
-    body = template.render(template.stack_template(artifact, settings))
+    body = template.render(template.stack_template(artifact, settings, mesh))
     result = deploy.deploy_template(settings, body, say)
     return template.endpoint_url(settings, result.outputs["ApiId"])
 

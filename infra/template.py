@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from infra.package import Artifact
 from infra.settings import Settings
+from infra.tables import idempotency_table
 
 Template = dict[str, Any]
 
@@ -30,15 +32,26 @@ def _function(artifact: Artifact, settings: Settings, env: Mapping[str, str]) ->
     }
 
 
-def gateway_environment(settings: Settings) -> dict[str, str]:
+@dataclass(frozen=True)
+class MeshConfig:
+    """Public mesh configuration handed to functions: trusted keys and the access map."""
+
+    keyring: dict[str, Any]
+    access: dict[str, Any]
+
+
+def gateway_environment(settings: Settings, mesh: MeshConfig) -> dict[str, str]:
     return {
         "MESH_BOOTSTRAP_SERVERS": settings.kafka_bootstrap,
         "MESH_SERVICE_NAME": "gateway",
         "MESH_REQUEST_TIMEOUT_S": str(settings.request_timeout_s),
+        "MESH_SIGNING_KEY_SECRET": f"{settings.stack_name}/gateway/signing-key",
+        "MESH_KEYRING_JSON": json.dumps(mesh.keyring, separators=(",", ":"), sort_keys=True),
+        "MESH_ACCESS_JSON": json.dumps(mesh.access, separators=(",", ":"), sort_keys=True),
     }
 
 
-def stack_template(gateway: Artifact, settings: Settings) -> Template:
+def stack_template(gateway: Artifact, settings: Settings, mesh: MeshConfig) -> Template:
     return {
         "AWSTemplateFormatVersion": "2010-09-09",
         "Description": "meshgate: edge gateway on Lambda behind an HTTP API",
@@ -57,9 +70,23 @@ def stack_template(gateway: Artifact, settings: Settings) -> Template:
                     "ManagedPolicyArns": [
                         "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"
                     ],
+                    "Policies": [{
+                        "PolicyName": "read-own-signing-key",
+                        "PolicyDocument": {
+                            "Version": "2012-10-17",
+                            "Statement": [{
+                                "Effect": "Allow",
+                                "Action": "secretsmanager:GetSecretValue",
+                                "Resource": {"Fn::Sub": "arn:${AWS::Partition}:secretsmanager:"
+                                             "${AWS::Region}:${AWS::AccountId}:secret:"
+                                             f"{settings.stack_name}/gateway/signing-key-*"},
+                            }],
+                        },
+                    }],
                 },
             },
-            "GatewayFunction": _function(gateway, settings, gateway_environment(settings)),
+            "GatewayFunction": _function(gateway, settings, gateway_environment(settings, mesh)),
+            "IdempotencyTable": idempotency_table(f"{settings.stack_name}-idempotency"),
             "HttpApi": {
                 "Type": "AWS::ApiGatewayV2::Api",
                 "Properties": {"Name": f"{settings.stack_name}-edge", "ProtocolType": "HTTP"},
@@ -99,6 +126,7 @@ def stack_template(gateway: Artifact, settings: Settings) -> Template:
         "Outputs": {
             "ApiId": {"Value": {"Ref": "HttpApi"}},
             "GatewayFunctionName": {"Value": {"Ref": "GatewayFunction"}},
+            "IdempotencyTableName": {"Value": {"Ref": "IdempotencyTable"}},
         },
     }
 

@@ -10,7 +10,7 @@ from typing import Any
 import yaml
 from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
 from aiokafka.errors import KafkaError
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from infra.errors import InfraError, NotReachable
 
@@ -20,16 +20,32 @@ ADMIN_TIMEOUT_S = 20.0
 class TopicSpec(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
+    # Kafka's rule: letters, digits, '.', '_', '-', at most 249, and never '.' or '..'.
     name: str = Field(pattern=r"^[A-Za-z0-9._-]{1,249}$")
     partitions: int = Field(ge=1, le=1000)
     replication: int = Field(default=1, ge=1)
     config: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _not_dots(cls, name: str) -> str:
+        if name in (".", ".."):
+            raise ValueError("Kafka refuses the topic names '.' and '..'")
+        return name
 
 
 class TopicFile(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     topics: list[TopicSpec]
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> TopicFile:
+        names = [t.name for t in self.topics]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"topics declared more than once: {', '.join(twice)}")
+        return self
 
 
 def load_topics(path: Path) -> list[TopicSpec]:

@@ -8,6 +8,10 @@ import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 
+from bus.access import AccessPolicy
+from bus.identity import Identity
+from bus.keys import KeyRing, generate_ed25519
+
 ROOT = Path(__file__).resolve().parent.parent
 KAFKA_SCRIPT = ROOT / "localstack" / "kafka" / "kafka.sh"
 EMULATOR_SCRIPT = ROOT / "localstack" / "ministack" / "ministack.sh"
@@ -51,3 +55,12 @@ def pid_alive(pid: int) -> bool:
         return False
     status = Path(f"/proc/{pid}/status")
     return not (status.exists() and "State:\tZ" in status.read_text())
+
+
+def identities(produce: dict[str, list[str]]) -> dict[str, Identity]:
+    """A fresh Ed25519 key per service, one shared keyring, and the given access map."""
+    keys = {service: generate_ed25519(service) for service in produce}
+    keyring = KeyRing(verify for _, verify in keys.values())
+    access = AccessPolicy.from_dict(produce)
+    return {service: Identity(service, signing, keyring, access)
+            for service, (signing, _) in keys.items()}

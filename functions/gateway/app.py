@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Request
@@ -11,10 +11,12 @@ from fastapi.responses import JSONResponse
 
 from bus.client import MeshClient
 from bus.errors import DeadlineExceeded, MeshError, RemoteError, TransportError
+from bus.tracing import valid_traceparent
 from functions.orders.service import CreateOrder
 
-ClientFactory = Callable[[], MeshClient]
-ORDER_TIMEOUT_S = 10.0
+ClientFactory = Callable[[], Awaitable[MeshClient]]
+# API Gateway ends an integration at 29 s: a route's deadline must fit inside it.
+ORDER_TIMEOUT_S = 28.0
 
 
 class LazyMeshClient:
@@ -28,7 +30,7 @@ class LazyMeshClient:
     async def get(self) -> MeshClient:
         async with self._lock:
             if self._client is None:
-                client = self._factory()
+                client = await self._factory()
                 await client.start()
                 self._client = client
             return self._client
@@ -88,8 +90,8 @@ def create_app(factory: ClientFactory) -> FastAPI:
         return await client.request(
             "orders.create",
             order,
-            timeout_s=ORDER_TIMEOUT_S,
-            traceparent=request.headers.get("traceparent"),
+            timeout_s=min(ORDER_TIMEOUT_S, client.settings.request_timeout_s),
+            traceparent=valid_traceparent(request.headers.get("traceparent")),
         )
 
     return app

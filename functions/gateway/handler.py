@@ -1,24 +1,30 @@
 """Lambda entry point: ``functions.gateway.handler.handler``.
 
-The app and its Mangum adapter are built once per process at import; the Kafka clients
-inside are created on the first request that needs them (Mangum keeps one event loop).
+The app and its Mangum adapter are built once per process at import; the mesh client (Kafka
+clients, identity from Secrets Manager) is created on the first request that needs it, and
+Mangum keeps one event loop per process so it survives warm invocations.
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from mangum import Mangum
 
 from bus.client import MeshClient
 from bus.config import BusSettings
+from bus.identity import load_identity
 from bus.kafka import KafkaTransport
 from functions.gateway.app import create_app
+from functions.shared.secrets import SecretsManagerSource
 
 
-def _client() -> MeshClient:
+async def _client() -> MeshClient:
     settings = BusSettings.resolve(service_name="gateway")
-    return MeshClient(KafkaTransport(settings), settings)
+    # Reading the key is a blocking AWS call: keep it off the event loop.
+    identity = await asyncio.to_thread(load_identity, settings, secrets=SecretsManagerSource())
+    return MeshClient(KafkaTransport(settings), settings, identity)
 
 
 app = create_app(_client)

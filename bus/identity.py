@@ -1,0 +1,104 @@
+"""A service's identity on the mesh: its signing key, the keys it trusts, the access map.
+
+Loaded from ``BusSettings`` (explicit argument over ``MESH_*`` environment over default). A
+service without a key or keyring refuses to start unless ``insecure`` is set explicitly:
+signed identity per message is the default, not an option.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from bus.access import AccessPolicy
+from bus.config import BusSettings
+from bus.envelope import Envelope
+from bus.errors import MeshError
+from bus.keys import (
+    KeyRing,
+    SecretSource,
+    SigningKey,
+    load_signing_key,
+    signing_key_from_env,
+    signing_key_from_source,
+)
+from bus.signing import sign
+
+SIGNING_KEY_ENV = "MESH_SIGNING_KEY"
+
+
+class IdentityError(MeshError):
+    code = "identity"
+
+
+@dataclass(frozen=True)
+class Identity:
+    service: str
+    signing_key: SigningKey | None
+    keyring: KeyRing | None
+    access: AccessPolicy
+
+    @classmethod
+    def insecure(cls, service: str) -> Identity:
+        """No signatures, everyone may produce everywhere: tests and experiments only."""
+        return cls(service, None, None, AccessPolicy.open())
+
+    def outgoing(self, envelope: Envelope, topic: str) -> Envelope:
+        """Check this service may produce to ``topic`` and sign ``envelope`` for it."""
+        self.access.check_produce(self.service, topic)
+        if self.signing_key is None:
+            return envelope
+        return sign(envelope, topic, self.signing_key)
+
+
+def _read_json(inline: str | None, path: str | None, what: str) -> object | None:
+    try:
+        if inline:
+            data: object = json.loads(inline)
+        elif path:
+            data = json.loads(Path(path).read_text())
+        else:
+            return None
+    except (OSError, json.JSONDecodeError) as exc:
+        raise IdentityError(f"cannot read the {what}: {exc}") from exc
+    return data
+
+
+def load_identity(
+    settings: BusSettings,
+    *,
+    env: Mapping[str, str] | None = None,
+    secrets: SecretSource | None = None,
+) -> Identity:
+    source = os.environ if env is None else env
+    if settings.insecure:
+        return Identity.insecure(settings.service_name)
+    key: SigningKey | None = None
+    if settings.signing_key_file:
+        key = load_signing_key(settings.signing_key_file)
+    elif source.get(SIGNING_KEY_ENV):
+        key = signing_key_from_env(SIGNING_KEY_ENV, source)
+    elif settings.signing_key_secret:
+        if secrets is None:
+            raise IdentityError("signing_key_secret is set but no secret source was given")
+        key = signing_key_from_source(secrets, settings.signing_key_secret)
+    keyring_data = _read_json(settings.keyring_json, settings.keyring_file, "keyring")
+    access_data = _read_json(settings.access_json, settings.access_file, "access map")
+    missing = [name for name, value in (("a signing key", key), ("a keyring", keyring_data),
+                                        ("an access map", access_data)) if value is None]
+    if missing:
+        raise IdentityError(
+            f"{settings.service_name} has no {', '.join(missing)}; configure MESH_SIGNING_KEY"
+            " / MESH_KEYRING_FILE / MESH_ACCESS_FILE, or set MESH_INSECURE=1 for tests"
+        )
+    if not isinstance(keyring_data, dict):
+        raise IdentityError("the keyring must be a JSON object {'keys': [...]}")
+    keyring = KeyRing.from_dict(keyring_data)
+    produce = access_data.get("produce") if isinstance(access_data, dict) else None
+    if not isinstance(produce, dict):
+        raise IdentityError("the access map needs {'produce': {service: [topics]}}")
+    return Identity(settings.service_name, key, keyring, AccessPolicy.from_dict(produce))
+

@@ -1,0 +1,34 @@
+"""AWS Secrets Manager as a ``bus.keys.SecretSource`` (bus itself never imports AWS SDKs).
+
+Uses botocore, which every Lambda Python runtime ships, so the function zip stays small. The
+client is created on first use; calls block, so async code runs them in a thread.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import botocore.session
+from botocore.exceptions import BotoCoreError, ClientError
+
+from bus.keys import InvalidKey
+
+
+class SecretsManagerSource:
+    def __init__(self, region: str | None = None) -> None:
+        self._region = region or os.environ.get("AWS_REGION") or os.environ.get(
+            "AWS_DEFAULT_REGION", "us-east-1")
+        self._client: Any = None
+
+    def get(self, name: str) -> bytes:
+        if self._client is None:
+            session = botocore.session.get_session()
+            self._client = session.create_client("secretsmanager", region_name=self._region)
+        try:
+            secret = self._client.get_secret_value(SecretId=name)
+        except (ClientError, BotoCoreError) as exc:
+            raise InvalidKey(f"cannot read secret {name}: {exc}") from exc
+        if "SecretBinary" in secret:
+            return bytes(secret["SecretBinary"])
+        return str(secret["SecretString"]).encode()

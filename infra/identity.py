@@ -1,0 +1,69 @@
+"""Service keys and the derived keyring and access map.
+
+Each service's Ed25519 private key lives in Secrets Manager (the emulator's, or AWS's), as
+``<stack>/<service>/signing-key``; a missing one is generated. The keyring (public keys) and
+the access map are public configuration derived from them and from the policies.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+from botocore.exceptions import ClientError
+
+from bus.keys import InvalidKey, KeyRing, generate_ed25519, signing_key_from_bytes
+from infra import deploy
+from infra.errors import DeployFailed
+from infra.settings import Settings
+
+Say = Callable[[str], None]
+
+
+def secret_name(settings: Settings, service: str) -> str:
+    return f"{settings.stack_name}/{service}/signing-key"
+
+
+def access_map(policy_file: Path) -> dict[str, dict[str, list[str]]]:
+    data = yaml.safe_load(policy_file.read_text()) or {}
+    services: dict[str, Any] = data.get("services") or {}
+    return {"produce": {name: list(spec.get("produces", [])) for name, spec in services.items()}}
+
+
+def services_of(policy_file: Path) -> list[str]:
+    return sorted(access_map(policy_file)["produce"])
+
+
+def ensure_keys(settings: Settings, services: list[str], say: Say) -> KeyRing:
+    """Create missing signing keys in Secrets Manager; return the keyring of all of them."""
+    secrets = deploy.client(settings, "secretsmanager")
+    keyring = KeyRing()
+    with deploy.aws_errors(settings, "signing keys"):
+        for service in services:
+            name = secret_name(settings, service)
+            try:
+                raw = bytes(secrets.get_secret_value(SecretId=name)["SecretBinary"])
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
+                    raise
+                key, _ = generate_ed25519(service)
+                secrets.create_secret(Name=name, SecretBinary=key.secret)
+                say(f"created signing key for {service} ({key.key_id}) in {name}")
+                raw = key.secret
+            try:
+                keyring.add(signing_key_from_bytes(raw).verify_key(service))
+            except InvalidKey as exc:
+                raise DeployFailed(f"secret {name} is not an Ed25519 key", "delete it") from exc
+    return keyring
+
+
+def write_local_identity(settings: Settings, keyring: KeyRing, access: dict[str, Any]) -> Path:
+    """The public parts, as files the local workers read (MESH_KEYRING_FILE, ...)."""
+    folder = settings.local_dir / "identity"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "keyring.json").write_text(json.dumps(keyring.to_dict(), indent=1))
+    (folder / "access.json").write_text(json.dumps(access, indent=1))
+    return folder
