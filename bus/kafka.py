@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -39,17 +39,36 @@ def _record(message: Any) -> Record:
     )
 
 
+Require = Callable[[str], Awaitable[frozenset[int]]]
+
+
 class _KafkaReader:
     def __init__(
-        self, consumer: AIOKafkaConsumer, assign: TopicPartition | None, from_beginning: bool
+        self,
+        consumer: AIOKafkaConsumer,
+        topics: Sequence[str],
+        assign: TopicPartition | None,
+        from_beginning: bool,
+        require: Require,
     ) -> None:
         self._consumer = consumer
+        self._topics = tuple(topics)
         self._assign = assign
         self._from_beginning = from_beginning
+        self._require = require
         self._started = False
 
     async def start(self) -> None:
-        await _guard("start consumer", self._consumer.start())
+        # Refuse a missing topic or partition at once (the consumer would wait forever).
+        for topic in self._topics:
+            partitions = await self._require(topic)
+            if self._assign is not None and self._assign.partition not in partitions:
+                raise BrokerRefused(f"{topic} has no partition {self._assign.partition}")
+        try:
+            await _guard("start consumer", self._consumer.start())
+        except BaseException:
+            await self._consumer.stop()  # a half-started consumer still holds connections
+            raise
         self._started = True
         if self._assign is not None:
             self._consumer.assign([self._assign])
@@ -90,6 +109,7 @@ class KafkaTransport:
         self._settings = settings
         self._producer: AIOKafkaProducer | None = None
         self._producer_lock = asyncio.Lock()
+        self._partitions: dict[str, frozenset[int]] = {}
 
     async def _ready_producer(self) -> AIOKafkaProducer:
         async with self._producer_lock:
@@ -110,6 +130,20 @@ class KafkaTransport:
                 self._producer = producer
             return self._producer
 
+    async def _fetch_partitions(self, topic: str) -> frozenset[int]:
+        producer = await self._ready_producer()
+        metadata = await _guard("metadata", producer.client.fetch_all_metadata())
+        partitions = frozenset(metadata.partitions_for_topic(topic) or ())
+        if not partitions:
+            raise BrokerRefused(f"topic {topic} does not exist")
+        self._partitions[topic] = partitions
+        return partitions
+
+    async def _require(self, topic: str) -> frozenset[int]:
+        """The topic's partitions (cached after the first look); BrokerRefused if missing."""
+        known = self._partitions.get(topic)
+        return known if known is not None else await self._fetch_partitions(topic)
+
     async def send(
         self,
         topic: str,
@@ -119,6 +153,11 @@ class KafkaTransport:
         key: bytes | None = None,
         partition: int | None = None,
     ) -> None:
+        partitions = await self._require(topic)
+        if partition is not None and partition not in partitions:
+            partitions = await self._fetch_partitions(topic)  # it may have grown since
+            if partition not in partitions:
+                raise BrokerRefused(f"{topic} has no partition {partition}")
         producer = await self._ready_producer()
         await _guard(
             f"send to {topic}",
@@ -128,11 +167,7 @@ class KafkaTransport:
         )
 
     async def partition_count(self, topic: str) -> int:
-        producer = await self._ready_producer()
-        partitions = await _guard(f"metadata of {topic}", producer.partitions_for(topic))
-        if not partitions:
-            raise BrokerRefused(f"topic {topic} does not exist")
-        return len(partitions)
+        return len(await self._fetch_partitions(topic))
 
     def _consumer(self, *topics: str, group_id: str | None) -> AIOKafkaConsumer:
         return AIOKafkaConsumer(
@@ -150,10 +185,12 @@ class KafkaTransport:
         self, topic: str, partition: int, *, from_beginning: bool = False
     ) -> _KafkaReader:
         tp = TopicPartition(topic, partition)
-        return _KafkaReader(self._consumer(group_id=None), tp, from_beginning)
+        return _KafkaReader(self._consumer(group_id=None), [topic], tp, from_beginning,
+                            self._require)
 
     def group_reader(self, topics: Sequence[str], group_id: str) -> _KafkaReader:
-        return _KafkaReader(self._consumer(*topics, group_id=group_id), None, False)
+        return _KafkaReader(self._consumer(*topics, group_id=group_id), topics, None, False,
+                            self._require)
 
     async def close(self) -> None:
         producer, self._producer = self._producer, None

@@ -37,6 +37,13 @@ class MemoryBroker:
         except KeyError:
             raise BrokerRefused(f"topic {topic} does not exist") from None
 
+    def partition(self, topic: str, partition: int) -> list[Record]:
+        """One partition's log; like Kafka, an unknown topic or partition is refused."""
+        partitions = self.log(topic)
+        if not 0 <= partition < len(partitions):
+            raise BrokerRefused(f"{topic} has no partition {partition}")
+        return partitions[partition]
+
     def append(self, topic: str, partition: int | None, key: bytes | None, value: bytes,
                headers: Sequence[tuple[str, bytes]]) -> Record:
         partitions = self.log(topic)
@@ -46,9 +53,7 @@ class MemoryBroker:
             else:
                 self._round_robin += 1
                 partition = self._round_robin % len(partitions)
-        if not 0 <= partition < len(partitions):
-            raise BrokerRefused(f"{topic} has no partition {partition}")
-        log = partitions[partition]
+        log = self.partition(topic, partition)
         record = Record(topic, partition, len(log), value, key, tuple(headers))
         log.append(record)
         waiters, self._waiters = self._waiters, []
@@ -83,14 +88,14 @@ class _AssignedReader:
         self._position = 0
 
     async def start(self) -> None:
-        if not self._from_beginning:
-            self._position = len(self._broker.log(self._topic)[self._partition])
+        log = self._broker.partition(self._topic, self._partition)  # refuses a missing one
+        self._position = 0 if self._from_beginning else len(log)
 
     async def stop(self) -> None:
         return None
 
     async def read(self, timeout_s: float, max_records: int = 100) -> list[Record]:
-        log = self._broker.log(self._topic)[self._partition]
+        log = self._broker.partition(self._topic, self._partition)
         if self._position >= len(log):
             await self._broker.wait_for_change(timeout_s)
         records = log[self._position : self._position + max_records]
