@@ -20,6 +20,7 @@ log = logging.getLogger(__name__)
 
 Payload = dict[str, Any]
 Handler = Callable[[Payload, Envelope], Awaitable[BaseModel | Payload]]
+EventHandler = Callable[[Payload, Envelope], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,7 @@ class Service:
     def __init__(self, name: str) -> None:
         self.name = name
         self.handlers: dict[str, Handler] = {}
+        self.event_handlers: dict[str, dict[str, EventHandler]] = {}
 
     @property
     def request_topic(self) -> str:
@@ -53,6 +55,33 @@ class Service:
             return handler
 
         return register
+
+    def on_event(self, topic: str, event_type: str) -> Callable[[EventHandler], EventHandler]:
+        """Handle events of ``event_type`` published on ``topic``."""
+
+        def register(handler: EventHandler) -> EventHandler:
+            by_type = self.event_handlers.setdefault(topic, {})
+            if event_type in by_type:
+                raise ValueError(f"{topic}/{event_type} already has a handler")
+            by_type[event_type] = handler
+            return handler
+
+        return register
+
+    async def handle_event(self, topic: str, event: Envelope) -> bool:
+        """Run the handler for ``event`` (False when this service ignores its type).
+
+        Raises what the handler raises: the subscriber decides between retry and dead letter.
+        """
+        handler = self.event_handlers.get(topic, {}).get(event.type)
+        if handler is None:
+            return False
+        token = current_message.set(event)
+        try:
+            await handler(codec.decode(event.value), event)
+        finally:
+            current_message.reset(token)
+        return True
 
     async def handle(self, request: Envelope) -> Outcome:
         """Run the handler for ``request`` within its deadline and build the reply."""

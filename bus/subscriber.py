@@ -1,0 +1,198 @@
+"""Event consumption with non-blocking retries: one loop per stage of a topic.
+
+The main loop reads ``<topic>``; a failing event is republished to ``<topic>.retry.1`` (then
+``.retry.2`` ...) with a not-before time, and after the last stage, or at once when the
+failure is not retriable, to ``<topic>.dlt``. Each retry stage has its own loop that waits for
+its records to be due, so a poison message never stalls the main partition. Events run under
+the idempotency store's claim (key: sender and event id), so a redelivery is not applied
+twice. Offsets are committed after each record's outcome (handled, republished, parked).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+from bus.config import BusSettings
+from bus.envelope import KIND_EVENT, Envelope, now_ms
+from bus.errors import HandlerError, MeshError
+from bus.idempotency import IdempotencyStore
+from bus.identity import Identity
+from bus.inbound import guard_for
+from bus.intake import Intake
+from bus.retry_topics import (
+    DeadLetterHop,
+    Failure,
+    RetryTopicPolicy,
+    RetryTopics,
+    hop_headers,
+    wait_ms,
+)
+from bus.service import Service
+from bus.telemetry import MeshTelemetry, error_type_of
+from bus.transport import Record, Transport
+
+log = logging.getLogger(__name__)
+POLL_S = 0.5
+LEASE_MS = 60_000
+KEEP_MS = 24 * 3600 * 1000
+STEP_WITHIN_MS = 60_000
+
+
+@dataclass
+class SubscriberCounts:
+    handled: int = 0
+    ignored: int = 0
+    duplicates: int = 0
+    retried: int = 0
+    dead_lettered: int = 0
+    abandoned: int = 0
+
+
+class EventSubscriber:
+    def __init__(
+        self,
+        service: Service,
+        topic: str,
+        transport: Transport,
+        settings: BusSettings,
+        identity: Identity,
+        *,
+        policy: RetryTopicPolicy,
+        store: IdempotencyStore | None = None,
+        telemetry: MeshTelemetry | None = None,
+    ) -> None:
+        if topic not in service.event_handlers:
+            raise ValueError(f"{service.name} has no event handlers for {topic}")
+        self.service = service
+        self.topics = RetryTopics(topic, policy)
+        self._transport = transport
+        self._store = store
+        self._telemetry = telemetry or MeshTelemetry(service.name)
+        allowance = sum(policy.delays_ms) + 60_000  # retried events keep their ce_time
+        self._intake = Intake(service.name, transport, settings,
+                              guard_for(identity, settings, retry_allowance_ms=allowance),
+                              self._telemetry)
+        self.counts = SubscriberCounts()
+
+    @property
+    def quarantined(self) -> int:
+        return self._intake.quarantined
+
+    def group_of(self, topic: str) -> str:
+        return f"{self.service.name}:{topic}"
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Consume the main topic and every retry stage until ``stop`` is set."""
+        stages = (self.topics.main_topic, *self.topics.retry_topics)
+        async with asyncio.TaskGroup() as group:
+            for topic in stages:
+                group.create_task(self._stage(topic, stop), name=self.group_of(topic))
+
+    async def _stage(self, topic: str, stop: asyncio.Event) -> None:
+        reader = self._transport.group_reader([topic], self.group_of(topic))
+        delay_ms = self.topics.delay_ms_of(topic)
+        await reader.start()
+        try:
+            while not stop.is_set():
+                try:
+                    records = await reader.read(POLL_S)
+                except MeshError as exc:
+                    log.warning("fetch from %s failed, retrying: %s", topic, exc)
+                    await asyncio.sleep(POLL_S)
+                    continue
+                done: list[Record] = []
+                for record in records:
+                    wait = wait_ms(record.headers, now_ms(), max_wait_ms=delay_ms)
+                    if wait and await _stopped_within(stop, wait / 1000):
+                        break  # not due yet and stopping: leave it uncommitted
+                    await self._process(record)
+                    done.append(record)
+                await reader.commit(done)
+        finally:
+            await reader.stop()
+
+    async def _process(self, record: Record) -> None:
+        event = await self._intake.admit(record, KIND_EVENT)
+        if event is None:
+            return
+        key = f"{event.source}:{event.id}"
+        store = self._store
+        try:
+            token: str | None = None
+            if store is not None:
+                claim = await self._intake.retrying(
+                    lambda: store.begin(key, now_ms=now_ms(), lease_ms=LEASE_MS),
+                    now_ms() + STEP_WITHIN_MS)
+                if claim.status != "claimed":
+                    self.counts.duplicates += 1
+                    return
+                token = claim.token
+            failure = await self._run_handler(record, event)
+            if store is not None and token is not None:
+                held = token
+                if failure is None:
+                    await self._intake.retrying(lambda: store.complete(
+                        key, b"", token=held, now_ms=now_ms(), keep_ms=KEEP_MS),
+                        now_ms() + STEP_WITHIN_MS)
+                else:
+                    await self._intake.retrying(lambda: store.release(key, token=held),
+                                                now_ms() + STEP_WITHIN_MS)
+            if failure is not None:
+                await self._forward(record, event, failure)
+        except MeshError as exc:
+            self.counts.abandoned += 1
+            log.error("abandoned event %s on %s: %s: %s", event.id, record.topic, exc.code, exc)
+            raise
+
+    async def _run_handler(self, record: Record, event: Envelope) -> Failure | None:
+        """None when the event was handled (or ignored); the failure otherwise."""
+        with self._telemetry.process_span(event, record.topic, record.partition,
+                                          self.group_of(record.topic), offset=record.offset,
+                                          key=record.key) as scope:
+            try:
+                handled = await self.service.handle_event(self.topics.main_topic, event)
+            except MeshError as exc:
+                scope.fail(error_type_of(exc))
+                return Failure.of(exc)
+            except Exception as exc:
+                log.exception("event handler failed on %s", event.id)
+                scope.fail("internal")
+                # An unexpected exception may be transient (a dependency): retry it.
+                return Failure.of(HandlerError("internal", f"{type(exc).__name__}: {exc}",
+                                               retriable=True))
+        if handled:
+            self.counts.handled += 1
+        else:
+            self.counts.ignored += 1
+        return None
+
+    async def _forward(self, record: Record, event: Envelope, failure: Failure) -> None:
+        """Republish a failed event to its next retry stage or to the dead-letter topic."""
+        now = now_ms()
+        hop = self.topics.next_hop(record.topic, event.attempt, failure.retriable, now_ms=now,
+                                   deadline_ms=event.deadline_ms)
+        headers = hop_headers(event, hop, original_topic=self.topics.main_topic,
+                              failure=failure, failed_at_ms=now)
+        value = record.value or b""
+        await self._intake.retrying(
+            lambda: self._transport.send(hop.topic, value, headers=headers, key=record.key),
+            now + STEP_WITHIN_MS)
+        if isinstance(hop, DeadLetterHop):
+            self.counts.dead_lettered += 1
+            self._telemetry.count_dead_letter(event.type, hop.reason)
+            log.warning("dead-lettered %s (%s) after %d attempts: %s", event.id, hop.reason,
+                        hop.attempt, failure.code)
+        else:
+            self.counts.retried += 1
+            self._telemetry.count_retry(event.type, failure.code)
+
+
+async def _stopped_within(stop: asyncio.Event, seconds: float) -> bool:
+    """Wait up to ``seconds``; True if ``stop`` was set meanwhile."""
+    try:
+        await asyncio.wait_for(stop.wait(), seconds)
+    except TimeoutError:
+        return False
+    return True
