@@ -7,7 +7,8 @@ import json
 import sys
 from collections.abc import Sequence
 
-from infra import stack
+from bus.errors import MeshError
+from infra import deadletters, stack
 from infra.errors import InfraError
 from infra.settings import Settings
 
@@ -27,6 +28,15 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true", help="one JSON object")
     commands.add_parser("deploy", help="package the functions and deploy the stack")
     commands.add_parser("topics", help="create or grow the topics declared in policies/")
+    dlq = commands.add_parser("dlq", help="inspect and replay a dead-letter topic")
+    dlq_commands = dlq.add_subparsers(dest="dlq_command", required=True)
+    dlq_list = dlq_commands.add_parser("list", help="the dead letters of TOPIC")
+    dlq_list.add_argument("topic")
+    dlq_list.add_argument("--limit", type=int, default=100)
+    for name, text in (("show", "one dead letter, whole"), ("replay", "send it again")):
+        sub = dlq_commands.add_parser(name, help=text)
+        sub.add_argument("topic")
+        sub.add_argument("id", help="the message id (ce_id) of the dead letter")
     return parser
 
 
@@ -46,6 +56,13 @@ def run(argv: Sequence[str] | None = None) -> int:
                 print(f"{key:>9}: {value}")
     elif args.command == "deploy":
         _say(f"endpoint: {stack.deploy_stack(settings, _say)}")
+    elif args.command == "dlq":
+        if args.dlq_command == "list":
+            deadletters.list_command(settings, args.topic, args.limit, _say)
+        elif args.dlq_command == "show":
+            deadletters.show_command(settings, args.topic, args.id, _say)
+        else:
+            deadletters.replay_command(settings, args.topic, args.id, _say)
     elif args.command == "topics":
         plan = stack.provision_topics(settings)
         _say("no changes" if plan.empty else f"created {[s.name for s in plan.create]}, "
@@ -58,6 +75,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         code = run(argv)
     except InfraError as exc:
         print(f"meshgate: error: {exc}", file=sys.stderr)
+        code = 1
+    except MeshError as exc:
+        print(f"meshgate: error: {exc.code}: {exc}", file=sys.stderr)
         code = 1
     except KeyboardInterrupt:
         code = 130

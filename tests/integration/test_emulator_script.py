@@ -58,6 +58,6 @@ def test_deploy_to_an_emulator_that_does_not_answer_fails_clearly() -> None:
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("meshgate: error: upload: the AWS endpoint")
-    assert "does not answer" in lines[0]
+    assert lines[0].startswith("meshgate: error: ")
+    assert f"the AWS endpoint http://127.0.0.1:{closed} does not answer" in lines[0]
     assert "make up" in lines[0]
