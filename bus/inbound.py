@@ -66,7 +66,9 @@ def guard_for(identity: Identity, settings: BusSettings, *, retry_allowance_ms: 
     return InboundGuard(
         keyring=identity.keyring,
         access=identity.access,
-        replay=ReplayGuard(settings.freshness_window_ms, settings.replay_max_entries),
+        # Remember ids as long as any record may still be admitted, retried ones included.
+        replay=ReplayGuard(settings.freshness_window_ms + retry_allowance_ms,
+                           settings.replay_max_entries),
         window_ms=settings.freshness_window_ms,
         max_value_bytes=settings.max_message_bytes,
         retry_allowance_ms=retry_allowance_ms,
