@@ -7,10 +7,18 @@ import socket
 import subprocess
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
+
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from bus.access import AccessPolicy
 from bus.identity import Identity
 from bus.keys import KeyRing, generate_ed25519
+from bus.telemetry import MeshTelemetry
 
 ROOT = Path(__file__).resolve().parent.parent
 KAFKA_SCRIPT = ROOT / "localstack" / "kafka" / "kafka.sh"
@@ -64,3 +72,24 @@ def identities(produce: dict[str, list[str]]) -> dict[str, Identity]:
     access = AccessPolicy.from_dict(produce)
     return {service: Identity(service, signing, keyring, access)
             for service, (signing, _) in keys.items()}
+
+
+class Telemetry:
+    """SDK tracer and meter providers that keep what they record, for assertions."""
+
+    def __init__(self) -> None:
+        self.spans = InMemorySpanExporter()
+        tracer = TracerProvider()
+        tracer.add_span_processor(SimpleSpanProcessor(self.spans))
+        self.metrics = InMemoryMetricReader()
+        self.tracer = tracer
+        self.meter = MeterProvider(metric_readers=[self.metrics])
+
+    def for_service(self, name: str) -> MeshTelemetry:
+        return MeshTelemetry(name, tracer_provider=self.tracer, meter_provider=self.meter)
+
+    def points(self, metric: str) -> list[Any]:
+        data = self.metrics.get_metrics_data()
+        assert data is not None
+        return [point for rm in data.resource_metrics for sm in rm.scope_metrics
+                for m in sm.metrics if m.name == metric for point in m.data.data_points]

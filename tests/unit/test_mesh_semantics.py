@@ -10,11 +10,6 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
-from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from bus.client import MeshClient
 from bus.config import BusSettings
@@ -25,10 +20,9 @@ from bus.identity import Identity
 from bus.memory import MemoryBroker, MemoryTransport
 from bus.quarantine import QUARANTINE_TOPIC
 from bus.service import Payload, Service
-from bus.telemetry import MeshTelemetry
 from bus.tracing import trace_id
 from bus.worker import ServiceWorker
-from tests.support import identities
+from tests.support import Telemetry, identities
 
 
 @pytest.fixture
@@ -45,25 +39,6 @@ def mesh() -> dict[str, Identity]:
     return identities({"caller": ["front.requests"],
                        "front": ["mesh.replies", "back.requests"],
                        "back": ["mesh.replies"]})
-
-
-class Telemetry:
-    def __init__(self) -> None:
-        self.spans = InMemorySpanExporter()
-        tracer = TracerProvider()
-        tracer.add_span_processor(SimpleSpanProcessor(self.spans))
-        self.metrics = InMemoryMetricReader()
-        self.tracer = tracer
-        self.meter = MeterProvider(metric_readers=[self.metrics])
-
-    def for_service(self, name: str) -> MeshTelemetry:
-        return MeshTelemetry(name, tracer_provider=self.tracer, meter_provider=self.meter)
-
-    def points(self, metric: str) -> list[Any]:
-        data = self.metrics.get_metrics_data()
-        assert data is not None
-        return [point for rm in data.resource_metrics for sm in rm.scope_metrics
-                for m in sm.metrics if m.name == metric for point in m.data.data_points]
 
 
 def settings(name: str, **extra: Any) -> BusSettings:
