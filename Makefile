@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install up down status test lint typecheck unit integration e2e bench-skeleton constraints clean
+.PHONY: install up down status test lint typecheck bench-skeleton bench-mesh constraints clean
 
 install: $(STAMP)
 
@@ -43,6 +43,10 @@ test: install
 bench-skeleton: install
 	$(BIN)/meshgate up --no-demo
 	$(BIN)/python -m bench.skeleton_latency
+
+# Mesh vs raw aiokafka request/reply and publish, on the local broker (started if needed).
+bench-mesh: install
+	$(BIN)/python -m bench.mesh_vs_raw
 
 constraints:
 	{ echo '# Exact versions for CI and the Lambda zips (pip install -c constraints.txt).'; \

@@ -1,0 +1,134 @@
+"""The mesh side of the mesh-vs-raw bench: how the mesh caller and responder are built, and
+the responder process (``python -m bench.mesh_echo --service NAME --group G ...``).
+
+``mesh_client`` and ``mesh_service`` are the ONLY places where mesh objects are constructed
+for the bench, each as a production service would build them (identity loaded from
+settings by ``bus.identity.load_identity``: Ed25519 key, key ring, access map). Wiring
+tracing (``bus.telemetry.MeshTelemetry``) or anything else later touches only these two
+functions. ``provision_identities`` writes this run's keys, key ring and access map.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.procs import announce_ready, report, stop_event
+from bus.client import MeshClient
+from bus.config import BusSettings
+from bus.envelope import Envelope
+from bus.identity import load_identity
+from bus.kafka import KafkaTransport
+from bus.keys import KeyRing, generate_ed25519
+from bus.service import Payload, Service
+from bus.transport import Transport
+from bus.worker import ServiceWorker
+
+ECHO = "echo"
+KEYRING_FILE = "keyring.json"
+ACCESS_FILE = "access.json"
+
+
+def echo_operation(service_name: str) -> str:
+    return f"{service_name}.{ECHO}"
+
+
+def provision_identities(directory: Path, produce: Mapping[str, Sequence[str]]) -> None:
+    """One fresh Ed25519 key per service of ``produce`` (``<service>.key``, raw bytes, 0600),
+    a key ring trusting all of them and the access map ``produce`` (service -> topics)."""
+    ring = KeyRing()
+    for service in produce:
+        signing, verify = generate_ed25519(service)
+        key_file = directory / f"{service}.key"
+        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as out:
+            out.write(signing.secret)
+        ring.add(verify)
+    (directory / KEYRING_FILE).write_text(json.dumps(ring.to_dict()))
+    (directory / ACCESS_FILE).write_text(
+        json.dumps({"produce": {s: list(t) for s, t in produce.items()}}))
+
+
+def identity_settings(directory: Path | None, service: str) -> dict[str, Any]:
+    """The ``BusSettings`` fields that point ``service`` at its identity files; with no
+    directory, an explicitly insecure identity (no signatures, open access)."""
+    if directory is None:
+        return {"insecure": True}
+    return {
+        "signing_key_file": str(directory / f"{service}.key"),
+        "keyring_file": str(directory / KEYRING_FILE),
+        "access_file": str(directory / ACCESS_FILE),
+    }
+
+
+def mesh_client(settings: BusSettings) -> MeshClient:
+    """The bench's mesh caller, sending as ``settings.service_name``.
+
+    WIRING POINT: everything the production caller gets (identity and signing today;
+    tracing/telemetry, retries, routing rules when they land) is added here.
+    """
+    return MeshClient(KafkaTransport(settings), settings, load_identity(settings))
+
+
+@dataclass
+class MeshResponder:
+    worker: ServiceWorker
+    transport: Transport
+
+    async def close(self) -> None:
+        await self.transport.close()
+
+
+def mesh_service(settings: BusSettings, group_id: str) -> MeshResponder:
+    """The bench's echo service ``settings.service_name`` on a ``ServiceWorker``.
+
+    WIRING POINT: everything a production service gets (identity, verification and reply
+    signing today; tracing/telemetry, an idempotency store when they land) is added here.
+    """
+    service = Service(settings.service_name)
+
+    @service.operation(echo_operation(service.name))
+    async def echo(payload: Payload, message: Envelope) -> Payload:
+        return payload
+
+    transport = KafkaTransport(settings)
+    worker = ServiceWorker(service, transport, settings, load_identity(settings),
+                           group_id=group_id)
+    return MeshResponder(worker, transport)
+
+
+async def serve(args: argparse.Namespace) -> dict[str, int]:
+    keys = None if args.keys_dir is None else Path(args.keys_dir)
+    settings = BusSettings(bootstrap_servers=args.bootstrap, service_name=args.service,
+                           linger_ms=args.linger_ms, fetch_max_wait_ms=args.fetch_max_wait_ms,
+                           **identity_settings(keys, args.service))
+    stop = stop_event(args.max_seconds)
+    responder = mesh_service(settings, args.group)
+    announce_ready()  # the worker joins its group in run(); the caller probes until it answers
+    try:
+        await responder.worker.run(stop)
+    finally:
+        await responder.close()
+    return {"handled": responder.worker.handled, "rejected": responder.worker.rejected}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Mesh echo responder (ServiceWorker).")
+    parser.add_argument("--bootstrap", default="127.0.0.1:9092")
+    parser.add_argument("--service", required=True, help="service name (no dots)")
+    parser.add_argument("--group", required=True)
+    parser.add_argument("--linger-ms", type=int, default=0)
+    parser.add_argument("--fetch-max-wait-ms", type=int, default=10)
+    parser.add_argument("--keys-dir", help="from provision_identities; omitted: insecure")
+    parser.add_argument("--max-seconds", type=float, default=600.0)
+    report(asyncio.run(serve(parser.parse_args())))
+
+
+if __name__ == "__main__":
+    main()
