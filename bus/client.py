@@ -170,7 +170,8 @@ class MeshClient:
                     topic, sealed.value, headers=to_headers(sealed), key=correlation_id.encode()
                 )
                 try:
-                    await asyncio.wait_for(send, max(0.0, (deadline_ms - now_ms()) / 1000))
+                    async with asyncio.timeout_at(self._loop_deadline(deadline_ms)):
+                        await send
                 except TimeoutError:
                     raise DeadlineExceeded(
                         f"{envelope.type}: could not send within {timeout_s:g}s") from None
@@ -200,6 +201,11 @@ class MeshClient:
             sealed = self.identity.outgoing(self._telemetry.stamp(envelope), topic)
             await self._transport.send(topic, sealed.value, headers=to_headers(sealed), key=key)
         return envelope.id
+
+    @staticmethod
+    def _loop_deadline(deadline_ms: int) -> float:
+        """``deadline_ms`` (epoch) on the event loop's clock."""
+        return asyncio.get_running_loop().time() + max(0.0, (deadline_ms - now_ms()) / 1000)
 
     async def close(self) -> None:
         listener, self._listener = self._listener, None

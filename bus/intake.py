@@ -72,9 +72,19 @@ class Intake:
 
     async def retrying(self, step: Callable[[], Awaitable[T]], deadline_ms: int) -> T:
         """Run ``step``, retrying retriable errors with backoff until ``deadline_ms``."""
-        self._budget.record_request(asyncio.get_running_loop().time())
+        try:
+            result = await step()  # the common case, without the retry machinery
+        except MeshError as exc:
+            if not exc.retriable:
+                raise
+            first_failure = exc
+        else:
+            self._budget.record_request(now_ms() / 1000)  # the budget's clock: epoch seconds
+            return result
 
-        async def attempt(_number: int) -> T:
+        async def attempt(number: int) -> T:
+            if number == 1:
+                raise first_failure  # already tried above: let the backoff schedule begin
             return await step()
 
         return await call_with_retries(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -11,16 +11,20 @@ from aiokafka.errors import KafkaError
 
 from bus.config import BusSettings
 from bus.errors import BrokerRefused, TransportError
-from bus.transport import Record
+from bus.transport import Record, positions_after
 
 T = TypeVar("T")
 START_TIMEOUT_S = 15.0
 
 
 async def _guard(what: str, awaitable: Awaitable[T], timeout_s: float = START_TIMEOUT_S) -> T:
-    """Bound a broker call in time and translate aiokafka errors into the bus hierarchy."""
+    """Bound a broker call in time and translate aiokafka errors into the bus hierarchy.
+
+    ``asyncio.timeout`` schedules one timer; ``wait_for`` would wrap each send in a task.
+    """
     try:
-        return await asyncio.wait_for(awaitable, timeout_s)
+        async with asyncio.timeout(timeout_s):
+            return await awaitable
     except TimeoutError as exc:
         raise TransportError(f"{what}: no answer from the broker in {timeout_s:g}s") from exc
     except KafkaError as exc:
@@ -93,12 +97,12 @@ class _KafkaReader:
         return [_record(m) for messages in batches.values() for m in messages]
 
     async def commit(self, records: Sequence[Record]) -> None:
-        if self._assign is not None or not records:
+        await self.commit_offsets(positions_after(records))
+
+    async def commit_offsets(self, positions: Mapping[tuple[str, int], int]) -> None:
+        if self._assign is not None or not positions:
             return
-        offsets: dict[TopicPartition, int] = {}
-        for record in records:
-            tp = TopicPartition(record.topic, record.partition)
-            offsets[tp] = max(offsets.get(tp, 0), record.offset + 1)
+        offsets = {TopicPartition(t, p): position for (t, p), position in positions.items()}
         await _guard("commit", self._consumer.commit(offsets))
 
 
@@ -112,12 +116,18 @@ class KafkaTransport:
         self._partitions: dict[str, frozenset[int]] = {}
 
     async def _ready_producer(self) -> AIOKafkaProducer:
+        if self._producer is not None:  # the hot path: no lock once started
+            return self._producer
         async with self._producer_lock:
             if self._producer is None:
                 producer = AIOKafkaProducer(
                     bootstrap_servers=self._settings.bootstrap_servers,
                     client_id=f"{self._settings.service_name}-producer",
                     linger_ms=self._settings.linger_ms,
+                    # Mesh headers are ~350 bytes a record: the default 16 KiB batch fills
+                    # after a few dozen and halves throughput.
+                    max_batch_size=self._settings.max_batch_bytes,
+                    request_timeout_ms=int(START_TIMEOUT_S * 1000),
                     acks="all",
                     enable_idempotence=True,
                     max_request_size=self._settings.max_message_bytes + 64 * 1024,
@@ -153,18 +163,20 @@ class KafkaTransport:
         key: bytes | None = None,
         partition: int | None = None,
     ) -> None:
-        partitions = await self._require(topic)
+        partitions = self._partitions.get(topic) or await self._fetch_partitions(topic)
         if partition is not None and partition not in partitions:
             partitions = await self._fetch_partitions(topic)  # it may have grown since
             if partition not in partitions:
                 raise BrokerRefused(f"{topic} has no partition {partition}")
-        producer = await self._ready_producer()
-        await _guard(
-            f"send to {topic}",
-            producer.send_and_wait(
+        producer = self._producer or await self._ready_producer()
+        # The hot path: no timer of ours, aiokafka bounds a send by request_timeout_ms.
+        try:
+            await producer.send_and_wait(
                 topic, value, key=key, partition=partition, headers=list(headers)
-            ),
-        )
+            )
+        except KafkaError as exc:
+            error = TransportError if getattr(exc, "retriable", False) else BrokerRefused
+            raise error(f"send to {topic}: {exc!r}") from exc
 
     async def partition_count(self, topic: str) -> int:
         return len(await self._fetch_partitions(topic))

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import zlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from bus.errors import BrokerRefused
-from bus.transport import Record
+from bus.transport import Record, positions_after
 
 
 @dataclass
@@ -105,6 +105,9 @@ class _AssignedReader:
     async def commit(self, records: Sequence[Record]) -> None:
         return None
 
+    async def commit_offsets(self, positions: Mapping[tuple[str, int], int]) -> None:
+        return None
+
 
 class _GroupReader:
     def __init__(self, broker: MemoryBroker, topics: Sequence[str], group_id: str) -> None:
@@ -141,10 +144,12 @@ class _GroupReader:
         return records
 
     async def commit(self, records: Sequence[Record]) -> None:
+        await self.commit_offsets(positions_after(records))
+
+    async def commit_offsets(self, positions: Mapping[tuple[str, int], int]) -> None:
         group = self._broker.group(self._group_id)
-        for record in records:
-            key = (record.topic, record.partition)
-            group.committed[key] = max(group.committed.get(key, 0), record.offset + 1)
+        for key, position in positions.items():
+            group.committed[key] = max(group.committed.get(key, 0), position)
 
 
 class MemoryTransport:

@@ -121,29 +121,29 @@ def canonical_bytes(envelope: Envelope, topic: str) -> bytes:
     telemetry and may be rewritten by tracing; and unknown extra headers.
     """
     reply_to = envelope.reply_to
-    fields: list[tuple[str, str | bytes | None]] = [
-        ("topic", topic),
-        (H_ID, envelope.id),
-        (H_SOURCE, envelope.source),
-        (H_TYPE, envelope.type),
-        (H_TIME, str(envelope.time_ms)),
-        (H_KIND, envelope.kind),
-        (H_CORRELATION, envelope.correlation_id),
-        (H_REPLY_TO, None if reply_to is None else reply_to.encode()),
-        (H_DEADLINE, None if envelope.deadline_ms is None else str(envelope.deadline_ms)),
-        (H_CONTENT_TYPE, envelope.content_type),
-        ("value", envelope.value),
-    ]
-    out = bytearray()
-    _put(out, DOMAIN)
-    for name, content in fields:
-        _put(out, name.encode())
+    contents: tuple[str | bytes | None, ...] = (
+        topic,
+        envelope.id,
+        envelope.source,
+        envelope.type,
+        str(envelope.time_ms),
+        envelope.kind,
+        envelope.correlation_id,
+        None if reply_to is None else reply_to.encode(),
+        None if envelope.deadline_ms is None else str(envelope.deadline_ms),
+        envelope.content_type,
+        envelope.value,
+    )
+    parts = [_DOMAIN_FIELD]
+    for prefix, content in zip(_FIELD_PREFIXES, contents, strict=True):
+        parts.append(prefix)
         if content is None:
-            out += _ABSENT
+            parts.append(_ABSENT)
         else:
-            out += _PRESENT
-            _put(out, _as_bytes(content))
-    return bytes(out)
+            data = _as_bytes(content)
+            parts.append(_PRESENT + _LENGTH.pack(len(data)))
+            parts.append(data)
+    return b"".join(parts)
 
 
 def sign(envelope: Envelope, topic: str, key: SigningKey) -> Envelope:
@@ -244,6 +244,12 @@ def _as_bytes(content: str | bytes) -> bytes:
     return content.encode("utf-8", "surrogatepass")
 
 
-def _put(out: bytearray, data: bytes) -> None:
-    out += _LENGTH.pack(len(data))
-    out += data
+def _length_prefixed(data: bytes) -> bytes:
+    return _LENGTH.pack(len(data)) + data
+
+
+# The names never change: their length-prefixed encodings are computed once.
+_FIELD_NAMES = ("topic", H_ID, H_SOURCE, H_TYPE, H_TIME, H_KIND, H_CORRELATION, H_REPLY_TO,
+                H_DEADLINE, H_CONTENT_TYPE, "value")
+_FIELD_PREFIXES = tuple(_length_prefixed(name.encode()) for name in _FIELD_NAMES)
+_DOMAIN_FIELD = _length_prefixed(DOMAIN)

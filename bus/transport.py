@@ -6,7 +6,7 @@ and ``bus.memory`` (in-process, for unit tests and users' own tests).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -19,6 +19,15 @@ class Record:
     value: bytes | None
     key: bytes | None = None
     headers: Sequence[tuple[str, bytes]] = field(default=())
+
+
+def positions_after(records: Sequence[Record]) -> dict[tuple[str, int], int]:
+    """The next position to read per partition once ``records`` are handled."""
+    positions: dict[tuple[str, int], int] = {}
+    for record in records:
+        key = (record.topic, record.partition)
+        positions[key] = max(positions.get(key, 0), record.offset + 1)
+    return positions
 
 
 class Reader(Protocol):
@@ -34,6 +43,10 @@ class Reader(Protocol):
 
     async def commit(self, records: Sequence[Record]) -> None:
         """Mark ``records`` handled (group readers); a no-op for assigned readers."""
+        ...
+
+    async def commit_offsets(self, positions: Mapping[tuple[str, int], int]) -> None:
+        """Commit the next position to read per (topic, partition) (group readers)."""
         ...
 
 

@@ -2,9 +2,10 @@
 
 Each record is admitted (size, envelope, signature, sender, freshness, replay) or parked on
 the quarantine topic; admitted requests run under the idempotency store's claim, so a
-redelivered message gets the stored reply instead of a second application. Offsets are
-committed only after the replies of a batch have been acknowledged, so a worker that dies
-mid-batch leaves its records to the next group member.
+redelivered message gets the stored reply instead of a second application. Records are
+handled concurrently (``concurrency`` at most, so order within a partition is not kept for
+requests) and an offset is committed only once every record before it has been answered, so
+a worker that dies mid-batch leaves its unanswered records to the next group member.
 """
 
 from __future__ import annotations
@@ -15,10 +16,11 @@ import logging
 from bus.config import BusSettings
 from bus.envelope import KIND_ERROR, KIND_REQUEST, Envelope, now_ms, reply_for, to_headers
 from bus.errors import MeshError
-from bus.idempotency import IdempotencyStore
+from bus.idempotency import Claim, IdempotencyStore
 from bus.identity import Identity
 from bus.inbound import guard_for
 from bus.intake import Intake
+from bus.pipeline import Pipeline
 from bus.service import Outcome, Service
 from bus.telemetry import MeshTelemetry
 from bus.transport import Record, Transport
@@ -27,6 +29,7 @@ log = logging.getLogger(__name__)
 POLL_S = 0.5
 DEFAULT_LEASE_MS = 30_000
 KEEP_RESULTS_MS = 24 * 3600 * 1000
+DRAIN_TIMEOUT_S = 10.0
 
 
 def idempotency_key(request: Envelope) -> str:
@@ -50,6 +53,7 @@ class ServiceWorker:
         store: IdempotencyStore | None = None,
         group_id: str | None = None,
         telemetry: MeshTelemetry | None = None,
+        concurrency: int = 64,
     ) -> None:
         if identity.service != service.name:
             raise ValueError(f"identity {identity.service!r} cannot run {service.name!r}")
@@ -62,6 +66,7 @@ class ServiceWorker:
         self._intake = Intake(service.name, transport, settings, guard_for(identity, settings),
                               self._telemetry)
         self._group_id = group_id or service.name
+        self._concurrency = concurrency
         self.handled = 0
         self.duplicates = 0
         self.expired = 0
@@ -79,19 +84,26 @@ class ServiceWorker:
         reader = self._transport.group_reader([self.service.request_topic], self._group_id)
         await reader.start()
         log.info("%s worker consuming %s", self.service.name, self.service.request_topic)
+        pipeline = Pipeline(reader, self._process, self._concurrency)
+        grace_s = DRAIN_TIMEOUT_S
         try:
             while not stop.is_set():
                 try:
-                    records = await reader.read(POLL_S)
+                    records = await reader.read(POLL_S, max_records=self._concurrency)
                 except MeshError as exc:
                     log.warning("fetch failed, retrying: %s", exc)
                     await asyncio.sleep(POLL_S)
                     continue
-                for record in records:
-                    await self._process(record)
-                await reader.commit(records)
+                await pipeline.feed(records)
+                pipeline.raise_failure()
+        except asyncio.CancelledError:
+            grace_s = 0.0  # cancelled, not stopped: in-flight handlers are cancelled at once
+            raise
         finally:
-            await reader.stop()
+            try:
+                await pipeline.close(grace_s)
+            finally:
+                await reader.stop()
 
     async def _process(self, record: Record) -> None:
         request = await self._intake.admit(record, KIND_REQUEST)
@@ -122,9 +134,7 @@ class ServiceWorker:
         token: str | None = None
         try:
             if store is not None:
-                claim = await self._intake.retrying(
-                    lambda: store.begin(key, now_ms=now_ms(), lease_ms=max(deadline - now, 1)),
-                    deadline)
+                claim = await self._claim(store, key, now, deadline)
                 if claim.status != "claimed":
                     self.duplicates += 1
                     if claim.status == "completed" and claim.result is not None:
@@ -149,6 +159,19 @@ class ServiceWorker:
             self.abandoned += 1
             log.error("abandoned %s (%s): %s: %s", request.id, request.type, exc.code, exc)
             return None
+
+    async def _claim(self, store: IdempotencyStore, key: str, now: int, deadline: int) -> Claim:
+        """Claim ``key``; while another delivery of the same call is being handled, wait (up to
+        the deadline) for its result, or for its lease to expire and take it over."""
+        pause_s = 0.02
+        while True:
+            claim = await self._intake.retrying(
+                lambda: store.begin(key, now_ms=now_ms(), lease_ms=max(deadline - now, 1)),
+                deadline)
+            if claim.status != "in_progress" or now_ms() + pause_s * 1000 >= deadline:
+                return claim
+            await asyncio.sleep(pause_s)
+            pause_s = min(pause_s * 2, 1.0)
 
     def _rebuild(self, request: Envelope, stored: bytes) -> Envelope:
         """A fresh reply (new id and time) carrying the stored result of a duplicate."""
