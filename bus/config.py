@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -34,6 +34,11 @@ class BusSettings(BaseModel):
     keyring_json: str | None = None
     access_file: str | None = None
     access_json: str | None = None
+    signing_algorithm: Literal["ed25519", "hmac-sha256"] = "ed25519"
+    signing_key_id: str | None = None  # needed for HMAC (Ed25519 ids derive from the key)
+    # HMAC shared secrets ({"keys": [{"key_id", "service", "secret"}]}, secret in base64url):
+    # never in the public keyring, never committed.
+    hmac_keys_file: str | None = None
     insecure: bool = False
     freshness_window_ms: int = Field(default=300_000, gt=0)
     replay_max_entries: int = Field(default=200_000, gt=0)

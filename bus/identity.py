@@ -18,9 +18,12 @@ from bus.config import BusSettings
 from bus.envelope import Envelope
 from bus.errors import MeshError
 from bus.keys import (
+    HMAC_SHA256,
     KeyRing,
     SecretSource,
     SigningKey,
+    VerifyKey,
+    decode_b64url,
     load_signing_key,
     signing_key_from_env,
     signing_key_from_source,
@@ -67,6 +70,25 @@ def _read_json(inline: str | None, path: str | None, what: str) -> object | None
     return data
 
 
+def _hmac_keys(data: object | None) -> list[VerifyKey]:
+    if data is None:
+        return []
+    entries = data.get("keys") if isinstance(data, dict) else None
+    if not isinstance(entries, list):
+        raise IdentityError("the HMAC keys file needs {'keys': [{key_id, service, secret}]}")
+    keys = []
+    for entry in entries:
+        if not isinstance(entry, dict):
+            raise IdentityError("each HMAC key is an object {key_id, service, secret}")
+        try:
+            secret = decode_b64url(str(entry["secret"]))
+            keys.append(VerifyKey(str(entry["key_id"]), HMAC_SHA256, str(entry["service"]),
+                                  secret))
+        except (KeyError, ValueError) as exc:
+            raise IdentityError(f"bad HMAC key entry: {exc!r}") from exc
+    return keys
+
+
 def load_identity(
     settings: BusSettings,
     *,
@@ -77,15 +99,20 @@ def load_identity(
     if settings.insecure:
         return Identity.insecure(settings.service_name)
     key: SigningKey | None = None
+    algorithm, key_id = settings.signing_algorithm, settings.signing_key_id
     if settings.signing_key_file:
-        key = load_signing_key(settings.signing_key_file)
+        key = load_signing_key(settings.signing_key_file, algorithm=algorithm, key_id=key_id)
     elif source.get(SIGNING_KEY_ENV):
-        key = signing_key_from_env(SIGNING_KEY_ENV, source)
+        key = signing_key_from_env(SIGNING_KEY_ENV, source, algorithm=algorithm, key_id=key_id)
     elif settings.signing_key_secret:
         if secrets is None:
             raise IdentityError("signing_key_secret is set but no secret source was given")
-        key = signing_key_from_source(secrets, settings.signing_key_secret)
+        key = signing_key_from_source(secrets, settings.signing_key_secret,
+                                      algorithm=algorithm, key_id=key_id)
     keyring_data = _read_json(settings.keyring_json, settings.keyring_file, "keyring")
+    hmac_data = _read_json(None, settings.hmac_keys_file, "HMAC keys")
+    if keyring_data is None and hmac_data is not None:
+        keyring_data = {"keys": []}
     access_data = _read_json(settings.access_json, settings.access_file, "access map")
     missing = [name for name, value in (("a signing key", key), ("a keyring", keyring_data),
                                         ("an access map", access_data)) if value is None]
@@ -97,6 +124,8 @@ def load_identity(
     if not isinstance(keyring_data, dict):
         raise IdentityError("the keyring must be a JSON object {'keys': [...]}")
     keyring = KeyRing.from_dict(keyring_data)
+    for shared in _hmac_keys(hmac_data):
+        keyring.add(shared)
     produce = access_data.get("produce") if isinstance(access_data, dict) else None
     if not isinstance(produce, dict):
         raise IdentityError("the access map needs {'produce': {service: [topics]}}")

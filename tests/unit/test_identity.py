@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -141,3 +142,32 @@ def test_retry_topics_verify_against_their_base_and_get_a_wider_window() -> None
     main = record("orders.events", b"{}", at_ms=now_ms() - 90_000)
     with pytest.raises(StaleMessage):  # the allowance is for retry stages only
         guard(retry_allowance_ms=60_000).admit(main, now_ms())
+
+
+def test_hmac_identities_from_configuration(tmp_path: Path) -> None:
+    secret = b"s" * 32
+    keys = {"keys": [{"key_id": "orders-2026", "service": "orders",
+                      "secret": base64.urlsafe_b64encode(secret).decode().rstrip("=")}]}
+    (tmp_path / "hmac.json").write_text(json.dumps(keys))
+    (tmp_path / "orders.key").write_bytes(secret)
+    def configured(service: str, key_id: str) -> Identity:
+        return load_identity(BusSettings(
+            service_name=service, signing_algorithm="hmac-sha256", signing_key_id=key_id,
+            signing_key_file=str(tmp_path / "orders.key"),
+            hmac_keys_file=str(tmp_path / "hmac.json"), access_json=ACCESS), env={})
+
+    sender = configured("orders", "orders-2026")
+    receiver = configured("gateway", "gw")
+    reply = new_request(source="orders", operation="o.p", value=b"{}",
+                        reply_to=ReplyTo("mesh.replies", 0), deadline_ms=now_ms() + 1000)
+    sealed = sender.outgoing(reply, "mesh.replies")
+    assert sealed.signature is not None
+    assert sealed.signature.startswith("hmac-sha256:orders-2026:")
+    check = guard_for(receiver, BusSettings(service_name="gateway"))
+    admitted = check.admit(Record("mesh.replies", 0, 0, sealed.value, None,
+                                  to_headers(sealed)), now_ms())
+    assert admitted.id == reply.id
+    forged = replace(sealed, value=b'{"x":1}')
+    with pytest.raises(BadSignature):
+        check.admit(Record("mesh.replies", 0, 1, forged.value, None, to_headers(forged)),
+                    now_ms())
