@@ -25,13 +25,15 @@ from bus.config import BusSettings
 from bus.envelope import Envelope
 from bus.identity import load_identity
 from bus.kafka import KafkaTransport
-from bus.keys import KeyRing, generate_ed25519
+from bus.keys import KeyRing, encode_b64url, generate_ed25519
 from bus.service import Payload, Service
 from bus.transport import Transport
 from bus.worker import ServiceWorker
 
 ECHO = "echo"
 KEYRING_FILE = "keyring.json"
+HMAC_FILE = "hmac.json"
+ALGORITHM_FILE = "algorithm"
 ACCESS_FILE = "access.json"
 
 
@@ -39,17 +41,29 @@ def echo_operation(service_name: str) -> str:
     return f"{service_name}.{ECHO}"
 
 
-def provision_identities(directory: Path, produce: Mapping[str, Sequence[str]]) -> None:
-    """One fresh Ed25519 key per service of ``produce`` (``<service>.key``, raw bytes, 0600),
-    a key ring trusting all of them and the access map ``produce`` (service -> topics)."""
+def provision_identities(
+    directory: Path, produce: Mapping[str, Sequence[str]], algorithm: str = "ed25519"
+) -> None:
+    """One fresh key per service of ``produce`` (``<service>.key``, raw bytes, 0600): Ed25519
+    with a key ring trusting all of them, or HMAC-SHA256 secrets with a shared-secret key file;
+    and the access map ``produce`` (service -> topics)."""
     ring = KeyRing()
+    shared: list[dict[str, str]] = []
     for service in produce:
-        signing, verify = generate_ed25519(service)
+        if algorithm == "hmac-sha256":
+            secret = os.urandom(32)
+            shared.append({"key_id": f"{service}-hmac", "service": service,
+                           "secret": encode_b64url(secret)})
+        else:
+            signing, verify = generate_ed25519(service)
+            secret = signing.secret
+            ring.add(verify)
         key_file = directory / f"{service}.key"
         fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "wb") as out:
-            out.write(signing.secret)
-        ring.add(verify)
+            out.write(secret)
+    (directory / ALGORITHM_FILE).write_text(algorithm)
+    (directory / HMAC_FILE).write_text(json.dumps({"keys": shared}))
     (directory / KEYRING_FILE).write_text(json.dumps(ring.to_dict()))
     (directory / ACCESS_FILE).write_text(
         json.dumps({"produce": {s: list(t) for s, t in produce.items()}}))
@@ -60,11 +74,15 @@ def identity_settings(directory: Path | None, service: str) -> dict[str, Any]:
     directory, an explicitly insecure identity (no signatures, open access)."""
     if directory is None:
         return {"insecure": True}
-    return {
+    fields: dict[str, Any] = {
         "signing_key_file": str(directory / f"{service}.key"),
         "keyring_file": str(directory / KEYRING_FILE),
         "access_file": str(directory / ACCESS_FILE),
     }
+    if (directory / ALGORITHM_FILE).read_text() == "hmac-sha256":
+        fields.update(signing_algorithm="hmac-sha256", signing_key_id=f"{service}-hmac",
+                      hmac_keys_file=str(directory / HMAC_FILE))
+    return fields
 
 
 def mesh_client(settings: BusSettings) -> MeshClient:

@@ -85,7 +85,12 @@ from aiokafka.errors import KafkaError
 
 from bench import stats
 from bench.machine import describe
-from bench.mesh_echo import echo_operation, identity_settings, mesh_client, provision_identities
+from bench.mesh_echo import (
+    echo_operation,
+    identity_settings,
+    mesh_client,
+    provision_identities,
+)
 from bench.procs import ROOT, spawn
 from bench.raw_echo import FETCH_MIN_BYTES, RawCaller
 from bus.config import BusSettings
@@ -435,6 +440,7 @@ def result_of(raw: Side, mesh: Side, settings: BusSettings,
         "partitions": args.partitions,
         "rounds": args.rounds,
         "mesh_signed": not args.insecure,
+        "mesh_signing": "none" if args.insecure else args.signing,
         "raw_commit": args.raw_commit,
         **client_settings(settings),
     }
@@ -482,14 +488,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
           f"{args.warmup:g}s), {args.size} B values, {args.partitions} partitions per topic; "
           f"publish {args.messages} messages, {args.window} in flight; {args.rounds} ABBA rounds")
     print(f"raw responder commits: {args.raw_commit}; mesh: "
-          f"{'INSECURE (no signatures)' if args.insecure else 'signed (Ed25519)'}")
+          f"{'INSECURE (no signatures)' if args.insecure else f'signed ({args.signing})'}")
     print(f"==> topics {names.tag}.* ({len(names.topics())})", flush=True)
     try:
         await create_topics(args.bootstrap, names.topics(), args.partitions)
         with tempfile.TemporaryDirectory(prefix="bench-keys-") as keys_dir:
             keys = None if args.insecure else Path(keys_dir)
             if keys is not None:
-                provision_identities(keys, names.produce())
+                provision_identities(keys, names.produce(), args.signing)
             raw, mesh = await run_sides(settings, names, args, keys)
     finally:
         try:
@@ -526,6 +532,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "each batch before the next fetch as ServiceWorker does")
     parser.add_argument("--insecure", action="store_true",
                         help="mesh side without signatures (to see what signing costs)")
+    parser.add_argument("--signing", choices=("ed25519", "hmac-sha256"), default="ed25519",
+                        help="the mesh side's signature algorithm")
     parser.add_argument("--bootstrap", default="127.0.0.1:9092")
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
