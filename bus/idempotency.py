@@ -169,6 +169,11 @@ class IdempotencyStore(Protocol):
         """Drop the claim so a redelivery can run; False when it was no longer held."""
         ...
 
+    async def renew(self, key: str, *, token: str, now_ms: int, lease_ms: int) -> bool:
+        """Extend the claim's lease to ``now_ms + lease_ms`` (a heartbeat while the handler
+        runs, so a short lease can outlive a long handler); False when no longer held."""
+        ...
+
 
 class MemoryIdempotencyStore:
     """In-process store for one worker process and for tests (not shared across processes).
@@ -236,6 +241,13 @@ class MemoryIdempotencyStore:
             return False
         del self._records[key]
         self._compact()
+        return True
+
+    async def renew(self, key: str, *, token: str, now_ms: int, lease_ms: int) -> bool:
+        check_key(key)
+        if not holds(self.record(key), token):
+            return False
+        self._put(key, claim_record(token, now_ms=now_ms, lease_ms=lease_ms))
         return True
 
     def _put(self, key: str, record: IdempotencyRecord) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable
 
 from bus.config import BusSettings
 from bus.envelope import KIND_ERROR, KIND_REQUEST, Envelope, now_ms, reply_for, to_headers
@@ -27,7 +28,10 @@ from bus.transport import Record, Transport
 
 log = logging.getLogger(__name__)
 POLL_S = 0.5
-DEFAULT_LEASE_MS = 30_000
+# A claim's lease: short, and renewed while the handler runs, so that a dead worker's
+# requests are taken over within seconds (effects must tolerate that second run).
+DEFAULT_LEASE_MS = 5_000
+NO_DEADLINE_MS = 30_000
 KEEP_RESULTS_MS = 24 * 3600 * 1000
 DRAIN_TIMEOUT_S = 10.0
 
@@ -54,6 +58,7 @@ class ServiceWorker:
         group_id: str | None = None,
         telemetry: MeshTelemetry | None = None,
         concurrency: int = 64,
+        lease_ms: int = DEFAULT_LEASE_MS,
     ) -> None:
         if identity.service != service.name:
             raise ValueError(f"identity {identity.service!r} cannot run {service.name!r}")
@@ -67,6 +72,7 @@ class ServiceWorker:
                               self._telemetry)
         self._group_id = group_id or service.name
         self._concurrency = concurrency
+        self._lease_ms = lease_ms
         self.handled = 0
         self.duplicates = 0
         self.expired = 0
@@ -128,7 +134,7 @@ class ServiceWorker:
         request's deadline; when one cannot succeed the request is abandoned (the caller sees
         its own timeout) and the worker goes on: a broken dependency never kills it.
         """
-        deadline = request.deadline_ms or now + DEFAULT_LEASE_MS
+        deadline = request.deadline_ms or now + NO_DEADLINE_MS
         key = idempotency_key(request)
         store = self._store
         token: str | None = None
@@ -141,7 +147,10 @@ class ServiceWorker:
                         await self._reply(request, self._rebuild(request, claim.result), deadline)
                     return None
                 token = claim.token
-            outcome = await self.service.handle(request)
+            if store is not None and token is not None:
+                outcome = await self._holding(store, key, token, self.service.handle(request))
+            else:
+                outcome = await self.service.handle(request)
             self.handled += 1
             if store is not None and token is not None:
                 held = token
@@ -166,12 +175,37 @@ class ServiceWorker:
         pause_s = 0.02
         while True:
             claim = await self._intake.retrying(
-                lambda: store.begin(key, now_ms=now_ms(), lease_ms=max(deadline - now, 1)),
-                deadline)
+                lambda: store.begin(key, now_ms=now_ms(), lease_ms=self._lease_ms), deadline)
             if claim.status != "in_progress" or now_ms() + pause_s * 1000 >= deadline:
                 return claim
             await asyncio.sleep(pause_s)
             pause_s = min(pause_s * 2, 1.0)
+
+    async def _holding(
+        self, store: IdempotencyStore, key: str, token: str, work: Awaitable[Outcome]
+    ) -> Outcome:
+        """Await ``work`` while renewing the claim's short lease: if this worker dies, another
+        takes the request over within one lease instead of at the caller's deadline."""
+
+        async def heartbeat() -> None:
+            while True:
+                await asyncio.sleep(self._lease_ms / 3000)
+                try:
+                    held = await store.renew(key, token=token, now_ms=now_ms(),
+                                             lease_ms=self._lease_ms)
+                except MeshError as exc:
+                    log.warning("could not renew the claim on %s: %s", key, exc)
+                    continue
+                if not held:
+                    log.warning("lost the claim on %s: another worker took it over", key)
+                    return
+
+        beat = asyncio.create_task(heartbeat(), name=f"lease:{key}")
+        try:
+            return await work
+        finally:
+            beat.cancel()
+            await asyncio.wait([beat], timeout=1.0)
 
     def _rebuild(self, request: Envelope, stored: bytes) -> Envelope:
         """A fresh reply (new id and time) carrying the stored result of a duplicate."""

@@ -124,6 +124,13 @@ class DynamoDBIdempotencyStore:
         check_key(key)
         return await asyncio.to_thread(self._release, key, token)
 
+    async def renew(self, key: str, *, token: str, now_ms: int, lease_ms: int) -> bool:
+        check_key(key)
+        record = claim_record(token, now_ms=now_ms, lease_ms=lease_ms)
+        return await asyncio.to_thread(self._write_if, "renew", key, token, HOLDS_CONDITION,
+                                       lambda dynamodb, args: dynamodb.put_item(
+                                           Item=to_item(key, record), **args))
+
     def _begin(self, key: str, record: IdempotencyRecord, now_ms: int) -> Claim:
         for _ in range(BEGIN_ATTEMPTS):
             try:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
 import pytest
@@ -154,6 +154,9 @@ class _Reader:
         return batch
 
     async def commit(self, records: Sequence[Record]) -> None:
+        return None
+
+    async def commit_offsets(self, positions: Mapping[tuple[str, int], int]) -> None:
         return None
 
 

@@ -158,6 +158,30 @@ class StoreContract:
         duplicate = await store.begin(key, now_ms=t0 + 2, lease_ms=LEASE_MS)
         assert duplicate == Claim("completed", result=RESULT)
 
+    async def test_renew_keeps_a_long_handler_s_claim_past_its_first_lease(
+        self, store: IdempotencyStore, key: str, t0: int
+    ) -> None:
+        claim = await store.begin(key, now_ms=t0, lease_ms=LEASE_MS)
+        assert claim.token is not None
+        later = t0 + LEASE_MS - 1
+        assert await store.renew(key, token=claim.token, now_ms=later, lease_ms=LEASE_MS)
+        # Past the first lease, but inside the renewed one: still held.
+        blocked = await store.begin(key, now_ms=t0 + LEASE_MS + 1, lease_ms=LEASE_MS)
+        assert blocked == Claim("in_progress", lease_until_ms=later + LEASE_MS)
+        assert await store.complete(key, RESULT, token=claim.token, now_ms=later + 2,
+                                    keep_ms=KEEP_MS)
+
+    async def test_renew_after_a_takeover_is_refused(
+        self, store: IdempotencyStore, key: str, t0: int
+    ) -> None:
+        stale = await store.begin(key, now_ms=t0, lease_ms=LEASE_MS)
+        assert stale.token is not None
+        takeover = await store.begin(key, now_ms=t0 + LEASE_MS + 1, lease_ms=LEASE_MS)
+        assert takeover.status == "claimed"
+        assert not await store.renew(key, token=stale.token, now_ms=t0 + LEASE_MS + 2,
+                                     lease_ms=LEASE_MS)
+        assert not await store.renew(f"{key}-unknown", token="x", now_ms=t0, lease_ms=LEASE_MS)
+
     async def test_release_of_an_unknown_key_is_refused(
         self, store: IdempotencyStore, key: str
     ) -> None:
