@@ -51,3 +51,36 @@ stop_pid() {
   while kill -0 "$pid" 2>/dev/null && (( SECONDS < deadline )); do sleep 0.2; done
   if kill -0 "$pid" 2>/dev/null; then kill -KILL "$pid" 2>/dev/null || true; sleep 0.2; fi
 }
+
+# The rest expects PIDFILE, ADDRESS (for messages) and a `ready` function from the script.
+
+# already_running: 0 (and says so) when the pidfile's process is alive and answering.
+already_running() {
+  local pid
+  pid=$(live_pid "$PIDFILE") || return 1
+  ready >/dev/null 2>&1 \
+    || fail "pid $pid is running but does not answer on $ADDRESS; run '$0 stop' and start again"
+  say "already running (pid $pid, $ADDRESS)"
+}
+
+# stop_service GRACE_S: TERM the process (and the children it started), KILL after GRACE_S.
+stop_service() {
+  local pid children
+  if pid=$(live_pid "$PIDFILE"); then
+    children=$(pgrep -P "$pid" || true)
+    stop_pid "$pid" "$1"
+    for child in $children; do stop_pid "$child" 5; done
+    say "stopped (pid $pid)"
+  else
+    say "not running"
+  fi
+  rm -f "$PIDFILE"
+}
+
+status_service() {
+  local pid
+  if pid=$(live_pid "$PIDFILE") && ready >/dev/null 2>&1; then
+    say "running (pid $pid, $ADDRESS)"; return 0
+  fi
+  say "not running"; return 3
+}

@@ -12,6 +12,7 @@ PORT=${KAFKA_PORT:-9092}
 CONTROLLER_PORT=${KAFKA_CONTROLLER_PORT:-$((PORT + 1))}
 STATE=${KAFKA_STATE_DIR:-$LOCAL_DIR/kafka}
 LIBS=$LOCAL_DIR/kafka-libs
+ADDRESS="127.0.0.1:$PORT"
 PIDFILE=$STATE/kafka.pid
 LOGFILE=$STATE/kafka.log
 HEAP=${KAFKA_HEAP:-1g}
@@ -56,11 +57,8 @@ configure() {
 }
 
 start() {
+  already_running && return 0
   local pid
-  if pid=$(live_pid "$PIDFILE"); then
-    ready || fail "pid $pid is running but the broker does not answer on $PORT; run '$0 stop' and start again"
-    say "already running (pid $pid, 127.0.0.1:$PORT)"; return 0
-  fi
   require_free_port "$PORT" "Kafka listener"
   require_free_port "$CONTROLLER_PORT" "Kafka controller"
   fetch
@@ -75,22 +73,8 @@ start() {
   say "started (pid $pid, 127.0.0.1:$PORT) in $((SECONDS - started))s"
 }
 
-stop() {
-  local pid
-  if pid=$(live_pid "$PIDFILE"); then
-    stop_pid "$pid" 30
-    say "stopped (pid $pid)"
-  else
-    say "not running"
-  fi
-  rm -f "$PIDFILE"
-}
-
-status() {
-  local pid
-  if pid=$(live_pid "$PIDFILE") && ready; then say "running (pid $pid, 127.0.0.1:$PORT)"; return 0; fi
-  say "not running"; return 3
-}
+stop() { stop_service 30; }
+status() { status_service; }
 
 case "${1:-}" in
   start) mkdir -p "$STATE"; start ;;

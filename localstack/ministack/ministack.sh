@@ -10,6 +10,7 @@ HERE="$ROOT/localstack/ministack"
 PORT=${MINISTACK_PORT:-4566}
 STATE=${MINISTACK_STATE_DIR:-$LOCAL_DIR/ministack}
 VENV=$LOCAL_DIR/ministack-venv
+ADDRESS="http://127.0.0.1:$PORT"
 PIDFILE=$STATE/ministack.pid
 LOGFILE=$STATE/ministack.log
 PYTHON=${LAMBDA_PYTHON:-python3.11}
@@ -38,11 +39,8 @@ install() {
 }
 
 start() {
+  already_running && return 0
   local pid
-  if pid=$(live_pid "$PIDFILE"); then
-    ready || fail "pid $pid is running but does not answer on $PORT; run '$0 stop' and start again"
-    say "already running (pid $pid, http://127.0.0.1:$PORT)"; return 0
-  fi
   require_free_port "$PORT" "AWS emulator"
   install
   mkdir -p "$STATE/state" "$STATE/s3" "$STATE/tmp"
@@ -57,27 +55,8 @@ start() {
   say "started (pid $pid, http://127.0.0.1:$PORT) in $((SECONDS - started))s"
 }
 
-stop() {
-  local pid
-  if pid=$(live_pid "$PIDFILE"); then
-    # Lambda workers are children of the emulator: stop the whole process group's leader
-    # first, then anything still holding its pid as parent.
-    local children
-    children=$(pgrep -P "$pid" || true)
-    stop_pid "$pid" 20
-    for child in $children; do stop_pid "$child" 5; done
-    say "stopped (pid $pid)"
-  else
-    say "not running"
-  fi
-  rm -f "$PIDFILE"
-}
-
-status() {
-  local pid
-  if pid=$(live_pid "$PIDFILE") && ready; then say "running (pid $pid, http://127.0.0.1:$PORT)"; return 0; fi
-  say "not running"; return 3
-}
+stop() { stop_service 20; }
+status() { status_service; }
 
 case "${1:-}" in
   start) mkdir -p "$STATE"; start ;;
