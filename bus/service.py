@@ -44,6 +44,9 @@ class Service:
     def request_topic(self) -> str:
         return request_topic(self.name)
 
+    def request_topic_of(self, subset: str) -> str:
+        return request_topic(self.name, subset)
+
     def operation(self, name: str) -> Callable[[Handler], Handler]:
         if service_of(name) != self.name:
             raise ValueError(f"operation {name!r} does not belong to service {self.name!r}")

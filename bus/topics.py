@@ -22,8 +22,9 @@ def service_of(operation: str) -> str:
     return service
 
 
-def request_topic(service: str) -> str:
-    return f"{service}.requests"
+def request_topic(service: str, subset: str = "") -> str:
+    """``orders`` -> ``orders.requests``; subset ``canary`` -> ``orders.canary.requests``."""
+    return f"{service}.{subset}.requests" if subset else f"{service}.requests"
 
 
 def topic_for_operation(operation: str) -> str:

@@ -59,6 +59,7 @@ class ServiceWorker:
         telemetry: MeshTelemetry | None = None,
         concurrency: int = 64,
         lease_ms: int = DEFAULT_LEASE_MS,
+        subset: str = "",
     ) -> None:
         if identity.service != service.name:
             raise ValueError(f"identity {identity.service!r} cannot run {service.name!r}")
@@ -70,7 +71,9 @@ class ServiceWorker:
         self._telemetry = telemetry or MeshTelemetry(service.name)
         self._intake = Intake(service.name, transport, settings, guard_for(identity, settings),
                               self._telemetry)
-        self._group_id = group_id or service.name
+        # A subset (e.g. a canary) reads its own topic in its own group.
+        self.topic = service.request_topic_of(subset)
+        self._group_id = group_id or (f"{service.name}.{subset}" if subset else service.name)
         self._concurrency = concurrency
         self._lease_ms = lease_ms
         self.handled = 0
@@ -87,9 +90,9 @@ class ServiceWorker:
         return self.quarantined + self.expired
 
     async def run(self, stop: asyncio.Event) -> None:
-        reader = self._transport.group_reader([self.service.request_topic], self._group_id)
+        reader = self._transport.group_reader([self.topic], self._group_id)
         await reader.start()
-        log.info("%s worker consuming %s", self.service.name, self.service.request_topic)
+        log.info("%s worker consuming %s", self.service.name, self.topic)
         pipeline = Pipeline(reader, self._process, self._concurrency)
         grace_s = DRAIN_TIMEOUT_S
         try:
