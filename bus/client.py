@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -30,8 +31,13 @@ from bus.quarantine import park
 from bus.replies import ReplyListener
 from bus.retry import Backoff, RetryBudget, call_with_retries
 from bus.telemetry import MeshTelemetry, error_type_of
-from bus.topics import topic_for_operation
+from bus.topics import service_of
 from bus.tracing import child_of, new_traceparent, valid_traceparent
+from bus.traffic.breaker import Breakers
+from bus.traffic.faults import decide_fault
+from bus.traffic.model import CircuitBreaker, TrafficRules
+from bus.traffic.routing import choose_subset, request_topic_for, should_mirror
+from bus.traffic.table import TrafficTable
 from bus.transport import Record, Transport
 
 log = logging.getLogger(__name__)
@@ -60,6 +66,7 @@ class MeshClient:
         identity: Identity,
         *,
         telemetry: MeshTelemetry | None = None,
+        traffic: TrafficTable | None = None,
     ) -> None:
         if identity.service != settings.service_name:
             raise ValueError(f"identity {identity.service!r} is not {settings.service_name!r}")
@@ -73,7 +80,11 @@ class MeshClient:
         self._backoff = Backoff(max_attempts=settings.max_attempts)
         self._budget = RetryBudget()
         self._rng = random.Random()
+        self._traffic = traffic
+        self._breakers = Breakers(CircuitBreaker())
+        self._background: set[asyncio.Task[None]] = set()
         self.quarantined = 0
+        self.mirrored = 0
 
     async def start(self) -> ReplyListener:
         async with self._start_lock:
@@ -110,17 +121,25 @@ class MeshClient:
         *,
         timeout_s: float | None = None,
         traceparent: str | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> dict[str, Any]:
         """Send ``payload`` to ``operation`` and wait for its reply until the deadline.
 
         Inside a handler, the deadline is capped by the handled message's deadline and the
-        trace continues the handled message's trace.
+        trace continues the handled message's trace. The operation's traffic rules (if any)
+        pick the subset (header match, weighted split), mirror a share of calls, inject
+        faults, cap the timeout, set the retry policy and guard the destination with a
+        circuit breaker; ``headers`` are what header matches and sticky splits look at.
         """
+        rules = self._traffic.rules_for(operation) if self._traffic is not None else None
         timeout = self.settings.request_timeout_s if timeout_s is None else timeout_s
+        if rules is not None and rules.timeout_ms is not None:
+            timeout = min(timeout, rules.timeout_ms / 1000)
         deadline_ms = inherited_deadline_ms(now_ms() + int(timeout * 1000))
         if deadline_ms <= now_ms():
             raise DeadlineExceeded(f"{operation}: no time left in the caller's deadline")
-        topic = topic_for_operation(operation)
+        subset = choose_subset(rules, headers or {}, self._rng) if rules is not None else ""
+        topic = request_topic_for(service_of(operation), subset)
         value = codec.encode(payload)
         if len(value) > self.settings.max_message_bytes:
             raise EnvelopeError(f"payload is {len(value)} bytes, over "
@@ -132,6 +151,11 @@ class MeshClient:
         trace = self._trace(traceparent)
 
         async def attempt(number: int) -> Envelope:
+            breaker = None
+            if rules is not None and rules.circuit_breaker is not None:
+                breaker = self._breakers.admit(operation, subset, now_ms(), rules.circuit_breaker)
+            if rules is not None and rules.faults is not None:
+                await self._inject(operation, rules, deadline_ms)
             envelope = new_request(
                 source=self.identity.service, operation=operation, value=value,
                 reply_to=ReplyTo(listener.topic, listener.partition), deadline_ms=deadline_ms,
@@ -139,9 +163,21 @@ class MeshClient:
             )
             if number == 1:  # the call's id is its first request's id; retries get new ids
                 envelope = replace(envelope, id=correlation_id)
-            reply = await self._exchange(listener, topic, envelope, deadline_ms, timeout)
-            if reply.kind == KIND_ERROR:
-                raise remote_error(reply)
+                if rules is not None:
+                    self._mirror(rules, operation, envelope, deadline_ms)
+            try:
+                reply = await self._exchange(listener, topic, envelope, deadline_ms, timeout)
+                if reply.kind == KIND_ERROR:
+                    raise remote_error(reply)
+            except MeshError as exc:
+                if breaker is not None:
+                    # Like 5xx in Envoy's outlier detection: only failures a retry could fix
+                    # count against the destination; a refused input is the caller's.
+                    (breaker.record_failure if exc.retriable else breaker.record_success)(
+                        now_ms())
+                raise
+            if breaker is not None:
+                breaker.record_success(now_ms())
             return reply
 
         def retried(number: int, error: BaseException, delay_s: float) -> None:
@@ -149,12 +185,50 @@ class MeshClient:
                      delay_s)
             self._telemetry.count_retry(operation, error_type_of(error))
 
+        backoff = self._backoff
+        if rules is not None and rules.retry is not None:
+            backoff = Backoff(base_s=rules.retry.base_ms / 1000, cap_s=max(
+                rules.retry.cap_ms, rules.retry.base_ms) / 1000,
+                max_attempts=rules.retry.max_attempts)
         with self._telemetry.request_span(operation, topic, parent=parent):
             reply = await call_with_retries(
-                attempt, backoff=self._backoff, budget=self._budget, deadline_ms=deadline_ms,
+                attempt, backoff=backoff, budget=self._budget, deadline_ms=deadline_ms,
                 now_ms=now_ms, sleep=asyncio.sleep, rng=self._rng, on_retry=retried,
             )
             return codec.decode(reply.value)
+
+    async def _inject(self, operation: str, rules: TrafficRules, deadline_ms: int) -> None:
+        """The rules' fault injection: a delay (within the deadline) and/or an abort."""
+        fault = decide_fault(rules.faults, self._rng)
+        if fault.delay_ms:
+            await asyncio.sleep(min(fault.delay_ms, max(0, deadline_ms - now_ms())) / 1000)
+        if fault.aborts:
+            raise fault.error(operation)
+
+    def _mirror(
+        self, rules: TrafficRules, operation: str, request: Envelope, deadline_ms: int
+    ) -> None:
+        """Copy ``request`` to the mirror subset, in the background: the caller never waits
+        for it and never sees its answer (replies to its fresh correlation id are ignored)."""
+        subset = should_mirror(rules, self._rng)
+        if subset is None:
+            return
+        topic = request_topic_for(service_of(operation), subset)
+        copy = replace(request, id=new_id(), correlation_id=new_id())
+
+        async def send() -> None:
+            try:
+                sealed = self.identity.outgoing(copy, topic)
+                async with asyncio.timeout_at(self._loop_deadline(deadline_ms)):
+                    await self._transport.send(topic, sealed.value,
+                                               headers=to_headers(sealed))
+                self.mirrored += 1
+            except (MeshError, TimeoutError) as exc:
+                log.warning("mirror of %s to %s failed: %s", operation, topic, exc)
+
+        task = asyncio.create_task(send(), name=f"mirror:{operation}")
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def _exchange(
         self, listener: ReplyListener, topic: str, envelope: Envelope, deadline_ms: int,
@@ -208,6 +282,10 @@ class MeshClient:
         return asyncio.get_running_loop().time() + max(0.0, (deadline_ms - now_ms()) / 1000)
 
     async def close(self) -> None:
+        for task in list(self._background):
+            task.cancel()
+        if self._background:
+            await asyncio.wait(list(self._background), timeout=5)
         listener, self._listener = self._listener, None
         if listener is not None:
             await listener.stop()

@@ -73,6 +73,13 @@ class CircuitBreaker(_Rule):
     open_ms: int = Field(default=30_000, gt=0)
     half_open_calls: int = Field(default=1, ge=1)
 
+    @model_validator(mode="after")
+    def _rate_can_fire(self) -> CircuitBreaker:
+        if self.min_calls > self.window:
+            raise ValueError(f"min_calls ({self.min_calls}) above window ({self.window}): "
+                             "the failure-rate rule could never open the circuit")
+        return self
+
 
 class TrafficRules(_Rule):
     """Everything that shapes the calls to one operation (``orders.create``)."""

@@ -92,6 +92,7 @@ def create_app(factory: ClientFactory) -> FastAPI:
             order,
             timeout_s=min(ORDER_TIMEOUT_S, client.settings.request_timeout_s),
             traceparent=valid_traceparent(request.headers.get("traceparent")),
+            headers=request.headers,  # for the operation's header-match and sticky rules
         )
 
     return app
