@@ -21,6 +21,8 @@ class NotAllowed(MeshError):
 @dataclass(frozen=True)
 class AccessPolicy:
     produce: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    # None: consumption is not restricted by this map (older access maps had no consume).
+    consume: Mapping[str, frozenset[str]] | None = None
     allow_all: bool = False
 
     @classmethod
@@ -29,15 +31,32 @@ class AccessPolicy:
         return cls(allow_all=True)
 
     @classmethod
-    def from_dict(cls, produce: Mapping[str, Iterable[str]]) -> AccessPolicy:
-        return cls({service: frozenset(topics) for service, topics in produce.items()})
+    def from_dict(
+        cls,
+        produce: Mapping[str, Iterable[str]],
+        consume: Mapping[str, Iterable[str]] | None = None,
+    ) -> AccessPolicy:
+        return cls(
+            {service: frozenset(topics) for service, topics in produce.items()},
+            None if consume is None else {s: frozenset(t) for s, t in consume.items()},
+        )
 
     def may_produce(self, service: str, topic: str) -> bool:
-        if self.allow_all:
+        return self.allow_all or _matches(self.produce.get(service, frozenset()), topic)
+
+    def may_consume(self, service: str, topic: str) -> bool:
+        if self.allow_all or self.consume is None:
             return True
-        patterns = self.produce.get(service, frozenset())
-        return topic in patterns or any(fnmatch.fnmatchcase(topic, p) for p in patterns)
+        return _matches(self.consume.get(service, frozenset()), topic)
 
     def check_produce(self, service: str, topic: str) -> None:
         if not self.may_produce(service, topic):
             raise NotAllowed(f"{service} may not produce to {topic}")
+
+    def check_consume(self, service: str, topic: str) -> None:
+        if not self.may_consume(service, topic):
+            raise NotAllowed(f"{service} may not consume from {topic}")
+
+
+def _matches(patterns: frozenset[str], topic: str) -> bool:
+    return topic in patterns or any(fnmatch.fnmatchcase(topic, p) for p in patterns)

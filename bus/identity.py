@@ -127,7 +127,11 @@ def load_identity(
     for shared in _hmac_keys(hmac_data):
         keyring.add(shared)
     produce = access_data.get("produce") if isinstance(access_data, dict) else None
+    consume = access_data.get("consume") if isinstance(access_data, dict) else None
+    if consume is not None and not isinstance(consume, dict):
+        raise IdentityError("the access map's 'consume' must be {service: [topics]}")
     if not isinstance(produce, dict):
         raise IdentityError("the access map needs {'produce': {service: [topics]}}")
-    return Identity(settings.service_name, key, keyring, AccessPolicy.from_dict(produce))
+    return Identity(settings.service_name, key, keyring,
+                    AccessPolicy.from_dict(produce, consume))
 

@@ -67,6 +67,7 @@ class EventSubscriber:
             raise ValueError(f"{service.name} has no event handlers for {topic}")
         self.service = service
         self.topics = RetryTopics(topic, policy)
+        self._access = identity.access
         self._transport = transport
         self._store = store
         self._telemetry = telemetry or MeshTelemetry(service.name)
@@ -86,6 +87,8 @@ class EventSubscriber:
     async def run(self, stop: asyncio.Event) -> None:
         """Consume the main topic and every retry stage until ``stop`` is set."""
         stages = (self.topics.main_topic, *self.topics.retry_topics)
+        for topic in stages:
+            self._access.check_consume(self.service.name, topic)
         async with asyncio.TaskGroup() as group:
             for topic in stages:
                 group.create_task(self._stage(topic, stop), name=self.group_of(topic))

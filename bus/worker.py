@@ -90,6 +90,7 @@ class ServiceWorker:
         return self.quarantined + self.expired
 
     async def run(self, stop: asyncio.Event) -> None:
+        self._identity.access.check_consume(self.service.name, self.topic)
         reader = self._transport.group_reader([self.topic], self._group_id)
         await reader.start()
         log.info("%s worker consuming %s", self.service.name, self.topic)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 from dataclasses import replace
@@ -171,3 +172,30 @@ def test_hmac_identities_from_configuration(tmp_path: Path) -> None:
     with pytest.raises(BadSignature):
         check.admit(Record("mesh.replies", 0, 1, forged.value, None, to_headers(forged)),
                     now_ms())
+
+
+def test_consumption_is_enforced_when_the_map_declares_it() -> None:
+    open_consume = AccessPolicy.from_dict({"orders": ["mesh.replies"]})
+    assert open_consume.may_consume("orders", "anything")  # no consume map: not restricted
+    policy = AccessPolicy.from_dict({"orders": ["mesh.replies"]},
+                                    {"orders": ["orders.*requests"]})
+    assert policy.may_consume("orders", "orders.canary.requests")
+    with pytest.raises(NotAllowed):
+        policy.check_consume("orders", "payments.requests")
+    with pytest.raises(NotAllowed):
+        policy.check_consume("gateway", "orders.requests")
+
+
+async def test_a_worker_refuses_to_consume_a_topic_it_may_not() -> None:
+    from bus.memory import MemoryBroker, MemoryTransport
+    from bus.service import Service
+    from bus.worker import ServiceWorker
+
+    broker = MemoryBroker()
+    broker.create_topic("orders.requests")
+    identity = Identity("orders", None, None, AccessPolicy.from_dict(
+        {"orders": ["mesh.replies"]}, {"orders": ["orders.canary.requests"]}))
+    worker = ServiceWorker(Service("orders"), MemoryTransport(broker),
+                           BusSettings(service_name="orders"), identity)
+    with pytest.raises(NotAllowed):
+        await worker.run(asyncio.Event())
