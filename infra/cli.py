@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from bus.errors import MeshError
 from infra import deadletters, stack
 from infra.errors import InfraError
+from infra.policy import commands as policy_commands
 from infra.settings import Settings
 
 
@@ -37,6 +38,20 @@ def _parser() -> argparse.ArgumentParser:
         sub = dlq_commands.add_parser(name, help=text)
         sub.add_argument("topic")
         sub.add_argument("id", help="the message id (ce_id) of the dead letter")
+    policy = commands.add_parser("policy", help="check, plan, apply and draw the policies")
+    policy_sub = policy.add_subparsers(dest="policy_command", required=True)
+    check = policy_sub.add_parser("check", help="validate policies/*.yaml; every error with "
+                                  "file, line and fix")
+    check.add_argument("files", nargs="*", help="policy files or folders (default: policies/)")
+    policy_sub.add_parser("schema", help="write policies/schema.json from the policy model")
+    for name, text in (("plan", "the topic changes the policies ask for, against the broker"),
+                       ("apply", "make those changes (twice: nothing the second time)")):
+        sub = policy_sub.add_parser(name, help=text)
+        sub.add_argument("--allow-delete", action="store_true",
+                         help="also delete undeclared topics under the managed prefixes")
+    graph = policy_sub.add_parser("graph", help="the service and topic graph")
+    graph.add_argument("--format", choices=("mermaid", "svg"), default="mermaid")
+    graph.add_argument("--output", help="write to this file instead of printing")
     return parser
 
 
@@ -63,6 +78,16 @@ def run(argv: Sequence[str] | None = None) -> int:
             deadletters.show_command(settings, args.topic, args.id, _say)
         else:
             deadletters.replay_command(settings, args.topic, args.id, _say)
+    elif args.command == "policy":
+        if args.policy_command == "check":
+            return policy_commands.check_command(args.files, settings.root, _say)
+        if args.policy_command in ("plan", "apply"):
+            return policy_commands.plan_command(settings, _say, allow_delete=args.allow_delete,
+                                                apply=args.policy_command == "apply")
+        if args.policy_command == "graph":
+            return policy_commands.graph_command(settings.root, _say, fmt=args.format,
+                                                 output=args.output)
+        return policy_commands.schema_command(settings.root, _say)
     elif args.command == "topics":
         plan = stack.provision_topics(settings)
         _say("no changes" if plan.empty else f"created {[s.name for s in plan.create]}, "

@@ -21,6 +21,7 @@ from bus.kafka import KafkaTransport
 from bus.keys import signing_key_from_bytes
 from infra import deploy, identity
 from infra.errors import InfraError
+from infra.policy import access_map
 from infra.settings import Settings
 
 Say = Callable[[str], None]
@@ -91,8 +92,9 @@ def sender_identity(settings: Settings, service: str) -> Identity:
     with deploy.aws_errors(settings, f"signing key of {service}"):
         raw = secrets.get_secret_value(SecretId=identity.secret_name(settings, service))
     key = signing_key_from_bytes(bytes(raw["SecretBinary"]))
-    produce = identity.access_map(settings.root / "policies" / "mesh.yaml")["produce"]
-    return Identity(service, key, None, AccessPolicy.from_dict(produce))
+    access = access_map(settings.root / "policies")
+    return Identity(service, key, None, AccessPolicy.from_dict(access["produce"],
+                                                              access["consume"]))
 
 
 def replay_command(settings: Settings, topic: str, message_id: str, say: Say) -> str:

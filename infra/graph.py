@@ -15,19 +15,14 @@ appears in both columns), calls routed in lanes under the topics. Same graph, sa
 
 from __future__ import annotations
 
-import fnmatch
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypeVar, get_args
+from typing import Literal, get_args
 from xml.sax.saxutils import escape, quoteattr
 
-import yaml
-
-from bus.access import AccessPolicy
-
-_T = TypeVar("_T")
+from bus.policy.model import Policy
 
 EdgeKind = Literal["produces", "consumes", "calls"]
 Format = Literal["mermaid", "svg"]
@@ -80,109 +75,31 @@ def _endpoint_kinds(kind: str) -> tuple[str, str]:
 # Today's policies/mesh.yaml
 
 
-def graph_from_yaml(path: Path | str) -> Graph:
-    """The graph of a policy file in today's shape (see :func:`graph_from_mapping`)."""
-    path = Path(path)
-    data = yaml.safe_load(path.read_text()) or {}
-    if not isinstance(data, Mapping):
-        raise ValueError(f"{path}: expected a mapping at the top level")
-    try:
-        return graph_from_mapping(data)
-    except ValueError as exc:
-        raise ValueError(f"{path}: {exc}") from exc
-
-
-def graph_from_mapping(data: Mapping[str, Any]) -> Graph:
-    """The graph of today's policy shape.
-
-    - ``topics: [{name: ...}]`` are the declared topics (drawn even when nothing uses them);
-    - ``services.<name>.produces``: topics (or ``fnmatch`` patterns, as in ``bus.access``)
-      the service may produce to: allowed ``produces`` edges;
-    - a service consumes its own ``<name>.requests`` topic when that topic exists, and every
-      topic listed under ``services.<name>.consumes``: allowed ``consumes`` edges;
-    - ``services.<name>.calls`` (optional): services it calls; allowed when the access map
-      lets it produce to ``<callee>.requests``, otherwise a denied ``calls`` edge.
-    """
-    declared = [_name_of(entry) for entry in _list(data.get("topics"), "topics")]
-    raw_services = data.get("services") or {}
-    if not isinstance(raw_services, Mapping):
-        raise ValueError("services must be a mapping of service name to its spec")
-    specs: dict[str, Mapping[str, Any]] = {}
-    for name, spec in raw_services.items():
-        if spec is not None and not isinstance(spec, Mapping):
-            raise ValueError(f"services.{name} must be a mapping (produces, consumes, calls)")
-        specs[str(name)] = spec or {}
-
-    produces = {name: _strings(spec.get("produces"), f"services.{name}.produces")
-                for name, spec in specs.items()}
-    consumes = {name: _strings(spec.get("consumes"), f"services.{name}.consumes")
-                for name, spec in specs.items()}
-    calls = {name: _strings(spec.get("calls"), f"services.{name}.calls")
-             for name, spec in specs.items()}
-
-    topics = _unique([*declared, *(t for refs in (*produces.values(), *consumes.values())
-                                   for t in refs if not _is_pattern(t))])
-    services = _unique([*specs, *(callee for callees in calls.values() for callee in callees)])
-    access = AccessPolicy.from_dict(produces)
-
+def graph_from_policy(policy: Policy) -> Graph:
+    """The graph of a policy: who produces to and consumes from which topic, and which
+    service each HTTP route makes call which other (denied when the access map says no)."""
+    topics = list(policy.topics)
     edges: list[Edge] = []
-
-    def expand(reference: str) -> list[str]:
-        if not _is_pattern(reference):
-            return [reference]
-        matches = [topic for topic in topics if fnmatch.fnmatchcase(topic, reference)]
-        if matches:
-            return matches
-        topics.append(reference)  # a pattern nothing matches yet is still what the policy says
-        return [reference]
-
-    for name in specs:
-        for reference in produces[name]:
-            edges.extend(Edge(name, topic, "produces") for topic in expand(reference))
-    for name in specs:
-        own = f"{name}.requests"
-        consumed = ([own] if own in topics else []) + [
-            topic for reference in consumes[name] for topic in expand(reference)]
-        edges.extend(Edge(topic, name, "consumes") for topic in consumed)
-    for name in specs:
-        edges.extend(Edge(name, callee, "calls", access.may_produce(name, f"{callee}.requests"))
-                     for callee in calls[name])
-    return Graph(services=services, topics=topics, edges=_unique(edges))
+    for service in policy.services:
+        edges.extend(Edge(service, topic, "produces")
+                     for topic in policy.produce_topics(service) if topic in policy.topics)
+        edges.extend(Edge(topic, service, "consumes")
+                     for topic in policy.consume_topics(service) if topic in policy.topics)
+    for route in policy.routes:
+        owner = policy.owner_of(route.operation)
+        if owner is not None and route.caller in policy.services:
+            edge = Edge(route.caller, owner, "calls", policy.may_call(route.caller,
+                                                                       route.operation))
+            if edge not in edges:
+                edges.append(edge)
+    return Graph(services=list(policy.services), topics=topics, edges=edges)
 
 
-def _list(value: Any, where: str) -> list[Any]:
-    if value is None:
-        return []
-    if not isinstance(value, list):
-        raise ValueError(f"{where} must be a list")
-    return value
+def graph_from_files(paths: Path | Sequence[Path]) -> Graph:
+    """The graph of the policies in ``paths`` (a file, a folder of ``*.yaml``, or a list)."""
+    from infra.policy import load_policy  # infra.policy renders graphs through this module
 
-
-def _strings(value: Any, where: str) -> list[str]:
-    items = _list(value, where)
-    if not all(isinstance(item, str) for item in items):
-        raise ValueError(f"{where} must be a list of names")
-    return [str(item) for item in items]
-
-
-def _name_of(entry: Any) -> str:
-    if isinstance(entry, Mapping) and isinstance(entry.get("name"), str):
-        return str(entry["name"])
-    if isinstance(entry, str):
-        return entry
-    raise ValueError(f"topics: entry {entry!r} has no name")
-
-
-def _is_pattern(name: str) -> bool:
-    return any(char in name for char in "*?[")
-
-
-def _unique(items: Iterable[_T]) -> list[_T]:
-    return list(dict.fromkeys(items))
-
-
-# --------------------------------------------------------------------------------------------
-# Rendering
+    return graph_from_policy(load_policy(paths))
 
 
 def render(graph: Graph, fmt: Format) -> str:

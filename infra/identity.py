@@ -12,7 +12,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import yaml
 from botocore.exceptions import ClientError
 
 from bus.keys import InvalidKey, KeyRing, generate_ed25519, signing_key_from_bytes
@@ -25,16 +24,6 @@ Say = Callable[[str], None]
 
 def secret_name(settings: Settings, service: str) -> str:
     return f"{settings.stack_name}/{service}/signing-key"
-
-
-def access_map(policy_file: Path) -> dict[str, dict[str, list[str]]]:
-    data = yaml.safe_load(policy_file.read_text()) or {}
-    services: dict[str, Any] = data.get("services") or {}
-    return {"produce": {name: list(spec.get("produces", [])) for name, spec in services.items()}}
-
-
-def services_of(policy_file: Path) -> list[str]:
-    return sorted(access_map(policy_file)["produce"])
 
 
 def ensure_keys(settings: Settings, services: list[str], say: Say) -> KeyRing:

@@ -12,6 +12,7 @@ from typing import Any
 from infra import deploy, identity, local, package, smoke, template, topics
 from infra.errors import InfraError
 from infra.functions import GATEWAY
+from infra.policy import access_map, services_of, topic_specs
 from infra.settings import Settings
 
 Say = Callable[[str], None]
@@ -26,19 +27,20 @@ def step(say: Say, title: str) -> Iterator[None]:
 
 
 def provision_topics(settings: Settings) -> topics.TopicPlan:
-    wanted = topics.load_topics(policy_file(settings))
+    wanted = topic_specs(policy_file(settings))
     return asyncio.run(topics.apply_topics(settings.kafka_bootstrap, wanted))
 
 
 def policy_file(settings: Settings) -> Path:
-    return settings.root / "policies" / "mesh.yaml"
+    """The policies: every ``policies/*.yaml``, merged."""
+    return settings.root / "policies"
 
 
 def mesh_config(settings: Settings, say: Say) -> template.MeshConfig:
     """Ensure every service has a signing key; the public keyring and access map."""
-    services = identity.services_of(policy_file(settings))
+    services = services_of(policy_file(settings))
     keyring = identity.ensure_keys(settings, services, say)
-    access = identity.access_map(policy_file(settings))
+    access = access_map(policy_file(settings))
     identity.write_local_identity(settings, keyring, access)
     return template.MeshConfig(keyring=keyring.to_dict(), access=access)
 

@@ -15,10 +15,8 @@ import asyncio
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from infra.errors import InfraError
 from infra.settings import Settings
@@ -34,7 +32,6 @@ __all__ = [
     "apply_plan",
     "apply_topics",
     "default_prefixes",
-    "load_topics",
     "pending",
     "plan",
     "plan_live",
@@ -63,25 +60,6 @@ class TopicSpec(BaseModel):
         if name in (".", ".."):
             raise ValueError("Kafka refuses the topic names '.' and '..'")
         return name
-
-
-class TopicFile(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-    topics: list[TopicSpec]
-
-    @model_validator(mode="after")
-    def _unique_names(self) -> TopicFile:
-        names = [t.name for t in self.topics]
-        twice = sorted({n for n in names if names.count(n) > 1})
-        if twice:
-            raise ValueError(f"topics declared more than once: {', '.join(twice)}")
-        return self
-
-
-def load_topics(path: Path) -> list[TopicSpec]:
-    data = yaml.safe_load(path.read_text())
-    return TopicFile.model_validate(data).topics
 
 
 @dataclass(frozen=True)

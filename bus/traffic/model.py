@@ -33,7 +33,7 @@ class HeaderMatch(_Rule):
 
 
 class WeightedSubset(_Rule):
-    subset: str = Field(default="", pattern=r"^$|" + SUBSET_PATTERN[1:])
+    subset: str = Field(default="", pattern=r"^(|[a-z0-9][a-z0-9-]{0,62})$")
     weight: int = Field(ge=0, le=100)
 
 

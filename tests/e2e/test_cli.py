@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import xml.etree.ElementTree as ET
 
 import pytest
 
@@ -44,3 +45,20 @@ def test_printed_curl_line_works(endpoint: str) -> None:
     body, status = answer.stdout.rsplit("\n", 1)
     assert status == "201", answer.stdout + answer.stderr
     assert json.loads(body)["total"] == "24.98"
+
+
+def test_policy_check_plan_and_graph_against_the_running_stack(endpoint: str) -> None:
+    check = run([str(MESHGATE), "policy", "check"])
+    assert check.returncode == 0, check.stderr
+    assert check.stdout.startswith("policy ok: ")
+    plan = run([str(MESHGATE), "policy", "plan"])
+    assert plan.returncode == 0, plan.stdout + plan.stderr
+    assert plan.stdout.splitlines()[0] == "empty"  # `meshgate up` applied the policies
+    again = run([str(MESHGATE), "policy", "apply"])
+    assert again.returncode == 0
+    assert again.stdout.splitlines()[0] == "empty"
+    graph = run([str(MESHGATE), "policy", "graph", "--format", "svg"])
+    assert graph.returncode == 0
+    root = ET.fromstring(graph.stdout)
+    assert root.tag.endswith("svg")
+    assert "orders.requests" in graph.stdout

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import xml.etree.ElementTree as ET
-from pathlib import Path
 
 import pytest
-import yaml
 
-from infra.graph import Edge, Graph, graph_from_mapping, graph_from_yaml, render, to_mermaid, to_svg
+from bus.policy.model import Policy
+from infra.graph import Edge, Graph, graph_from_files, graph_from_policy, render, to_mermaid, to_svg
 from infra.settings import ROOT
 
 SVG = "{http://www.w3.org/2000/svg}"
@@ -179,55 +179,39 @@ def test_unknown_nodes_kinds_and_formats_are_refused() -> None:
 # ---- From today's policies/mesh.yaml ----------------------------------------------------------
 
 
-def test_graph_from_the_policy_shape() -> None:
-    graph = graph_from_mapping({
-        "topics": [{"name": "orders.requests"}, {"name": "mesh.replies"},
-                   {"name": "mesh.quarantine"}, {"name": "orders.events"}],
-        "services": {
-            "gateway": {"produces": ["orders.requests"], "calls": ["orders", "billing"]},
-            "orders": {"produces": ["mesh.*", "orders.events"]},
-            "audit": {"consumes": ["orders.*"], "produces": ["audit.*"]},
-        },
-    })
-    assert graph.services == ["gateway", "orders", "audit", "billing"]
-    assert graph.topics == ["orders.requests", "mesh.replies", "mesh.quarantine",
-                            "orders.events", "audit.*"]
-    assert graph.edges == [
-        Edge("gateway", "orders.requests", "produces"),
-        Edge("orders", "mesh.replies", "produces"),
-        Edge("orders", "mesh.quarantine", "produces"),
-        Edge("orders", "orders.events", "produces"),
-        Edge("audit", "audit.*", "produces"),  # a pattern nothing matches is drawn as written
-        Edge("orders.requests", "orders", "consumes"),  # its own <name>.requests
-        Edge("orders.requests", "audit", "consumes"),
-        Edge("orders.events", "audit", "consumes"),
-        Edge("gateway", "orders", "calls", allowed=True),
-        Edge("gateway", "billing", "calls", allowed=False),  # may not produce billing.requests
-    ]
-    # No gateway.requests topic, so the gateway consumes nothing.
-    assert not any(e.target == "gateway" for e in graph.edges)
-
-
-def test_bad_shapes_are_named(tmp_path: Path) -> None:
-    policy = tmp_path / "mesh.yaml"
-    policy.write_text(yaml.safe_dump({"services": {"orders": {"produces": "mesh.replies"}}}))
-    with pytest.raises(ValueError, match=r"mesh\.yaml: services\.orders\.produces must be a list"):
-        graph_from_yaml(policy)
-    policy.write_text("- just\n- a list\n")
-    with pytest.raises(ValueError, match="mapping at the top level"):
-        graph_from_yaml(policy)
+def test_graph_from_a_policy() -> None:
+    policy = Policy.from_json(json.dumps({
+        "services": {"gateway": {}, "orders": {"operations": ["orders.create"]},
+                     "billing": {"operations": ["billing.charge"]}},
+        "topics": {"orders.requests": {"partitions": 1}, "billing.requests": {"partitions": 1},
+                   "mesh.replies": {"partitions": 1}},
+        "access": {"gateway": {"call": ["orders.*"], "consume": ["mesh.replies"]},
+                   "orders": {"produce": ["mesh.replies"]},
+                   "billing": {"produce": ["mesh.replies"]}},
+        "routes": [
+            {"method": "POST", "path": "/v1/orders", "operation": "orders.create",
+             "auth": "none"},
+            {"method": "POST", "path": "/v1/charges", "operation": "billing.charge",
+             "auth": "none"},
+        ],
+    }))
+    graph = graph_from_policy(policy)
+    assert graph.services == ["gateway", "orders", "billing"]
+    assert Edge("gateway", "orders.requests", "produces") in graph.edges
+    assert Edge("mesh.replies", "gateway", "consumes") in graph.edges
+    assert Edge("orders.requests", "orders", "consumes") in graph.edges
+    assert Edge("gateway", "orders", "calls", allowed=True) in graph.edges
+    # The gateway may not call billing.charge: the route's call is drawn denied.
+    assert Edge("gateway", "billing", "calls", allowed=False) in graph.edges
+    assert Edge("gateway", "billing.requests", "produces") not in graph.edges
 
 
 def test_the_real_policies_render() -> None:
-    path = ROOT / "policies" / "mesh.yaml"
-    graph = graph_from_yaml(path)
-    data = yaml.safe_load(path.read_text())
-    assert set(data["services"]) <= set(graph.services)
-    for name, spec in data["services"].items():
-        for topic in (spec or {}).get("produces", []):
-            assert Edge(name, topic, "produces") in graph.edges or any(c in topic for c in "*?[")
+    graph = graph_from_files(ROOT / "policies")
     assert Edge("gateway", "orders.requests", "produces") in graph.edges
     assert Edge("orders.requests", "orders", "consumes") in graph.edges
+    assert Edge("orders", "mesh.replies", "produces") in graph.edges
+    assert Edge("gateway", "orders", "calls", allowed=True) in graph.edges
 
     mermaid = render(graph, "mermaid")
     assert mermaid.startswith("flowchart LR\n")
@@ -236,4 +220,4 @@ def test_the_real_policies_render() -> None:
     texts = _texts(root)
     assert all(name in texts for name in [*graph.services, *graph.topics])
     assert len(_edge_paths(root)) == len(graph.edges)
-    assert render(graph_from_yaml(path), "svg") == render(graph, "svg")
+    assert render(graph_from_files(ROOT / "policies"), "svg") == render(graph, "svg")

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from pydantic import ValidationError
 
+from infra.policy import topic_specs
 from infra.settings import ROOT
-from infra.topics import TopicSpec, load_topics, plan_topics
+from infra.topics import TopicSpec, plan_topics
 
 
 def _spec(name: str, partitions: int) -> TopicSpec:
@@ -59,49 +58,13 @@ def test_mixed_plan() -> None:
     assert plan.cannot_shrink == (("big", 3, 1),)
 
 
-def _write(tmp_path: Path, text: str) -> Path:
-    path = tmp_path / "mesh.yaml"
-    path.write_text(text)
-    return path
-
-
-def test_load_topics(tmp_path: Path) -> None:
-    path = _write(
-        tmp_path,
-        """
-services: ignored
-topics:
-  - name: orders.requests
-    partitions: 6
-    config:
-      retention.ms: "86400000"
-  - name: mesh_replies-2
-    partitions: 16
-    replication: 3
-""",
-    )
-    specs = load_topics(path)
-    assert [(s.name, s.partitions, s.replication) for s in specs] == [
-        ("orders.requests", 6, 1), ("mesh_replies-2", 16, 3),
-    ]
-    assert specs[0].config == {"retention.ms": "86400000"}
-    assert specs[1].config == {}
-
-
-def test_project_policies_declare_the_topics_the_mesh_uses() -> None:
-    names = {s.name for s in load_topics(ROOT / "policies" / "mesh.yaml")}
-    assert {"orders.requests", "mesh.replies"} <= names
-
-
 @pytest.mark.parametrize(
     "name",
     ["", "has space", "slash/name", "colon:name", "uml\u00e4ut", "x" * 250, "tab\tname", "a\n"],
 )
-def test_load_topics_rejects_bad_names(tmp_path: Path, name: str) -> None:
-    path = _write(tmp_path, "topics:\n  - name: " + repr(name).replace("'", '"') + "\n"
-                  "    partitions: 1\n")
+def test_bad_topic_names_are_rejected(name: str) -> None:
     with pytest.raises(ValidationError):
-        load_topics(path)
+        TopicSpec(name=name, partitions=1)
 
 
 def test_longest_valid_name_is_accepted() -> None:
@@ -115,30 +78,17 @@ def test_dot_names_are_rejected(name: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "entry",
-    [
-        "  - name: a\n    partitions: 0\n",
-        "  - name: a\n    partitions: 1001\n",
-        "  - name: a\n    partitions: 1\n    replication: 0\n",
-        "  - name: a\n",
-        "  - name: a\n    partitions: 1\n    colour: red\n",
-    ],
+    "fields",
+    [{"partitions": 0}, {"partitions": 1001}, {"partitions": 1, "replication": 0}, {},
+     {"partitions": 1, "colour": "red"}],
 )
-def test_load_topics_rejects_bad_specs(tmp_path: Path, entry: str) -> None:
+def test_bad_specs_are_rejected(fields: dict[str, object]) -> None:
     with pytest.raises(ValidationError):
-        load_topics(_write(tmp_path, "topics:\n" + entry))
+        TopicSpec.model_validate({"name": "a", **fields})
 
 
-def test_load_topics_rejects_a_file_without_topics(tmp_path: Path) -> None:
-    with pytest.raises(ValidationError):
-        load_topics(_write(tmp_path, "services: []\n"))
+def test_project_policies_declare_the_topics_the_mesh_uses() -> None:
+    names = {s.name for s in topic_specs(ROOT / "policies")}
+    assert {"orders.requests", "mesh.replies", "mesh.quarantine"} <= names
 
 
-def test_duplicate_topic_names_are_rejected(tmp_path: Path) -> None:
-    path = _write(
-        tmp_path,
-        "topics:\n  - name: orders.requests\n    partitions: 1\n"
-        "  - name: orders.requests\n    partitions: 3\n",
-    )
-    with pytest.raises(ValueError, match=r"orders\.requests"):
-        load_topics(path)

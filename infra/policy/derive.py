@@ -1,0 +1,56 @@
+"""What the rest of ``infra`` consumes, derived from the policy: the access map handed to
+every service, and the topics to provision. Each accepts a loaded ``Policy`` or the policy
+files (a file, a directory of them, or a list)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from bus.policy.model import Policy
+from infra.policy.load import load_policy
+
+if TYPE_CHECKING:
+    from infra.topics import TopicSpec
+
+PolicySource = Policy | Path | Iterable[Path]
+
+
+def _policy(source: PolicySource) -> Policy:
+    return source if isinstance(source, Policy) else load_policy(source)
+
+
+def access_map(source: PolicySource) -> dict[str, dict[str, list[str]]]:
+    """``{"produce": {service: [topics]}, "consume": {service: [topics]}}`` for every declared
+    service: its ``produce`` list plus the request topics (every subset) of each operation it
+    may call; its ``consume`` list plus its own request topics."""
+    policy = _policy(source)
+    return {"produce": policy.produce_map(), "consume": policy.consume_map()}
+
+
+def consume_map(source: PolicySource) -> dict[str, list[str]]:
+    """Every service -> the topics it may consume from (its own request topics included)."""
+    return _policy(source).consume_map()
+
+
+def services_of(source: PolicySource) -> list[str]:
+    return sorted(_policy(source).services)
+
+
+def topic_specs(source: PolicySource) -> list[TopicSpec]:
+    """The declared topics, in declaration order, as ``infra.topics`` provisions them."""
+    from infra.topics import TopicSpec  # here: infra.topics may import this module
+
+    return [
+        TopicSpec(name=name, partitions=topic.partitions, replication=topic.replication,
+                  config=topic.kafka_config())
+        for name, topic in _policy(source).topics.items()
+    ]
+
+
+def traffic_document(source: PolicySource) -> dict[str, Any]:
+    """The traffic rules by operation as JSON-able data: what ``bus.traffic.table`` reads
+    from a file or an SSM parameter (``{operation: rules}``)."""
+    return {operation: rules.model_dump(mode="json", exclude_defaults=True)
+            for operation, rules in _policy(source).traffic.items()}

@@ -1,0 +1,70 @@
+"""What infra derives from the project's policies: exactly what it consumed before."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from bus.traffic.table import parse_rules
+from infra.policy import (
+    access_map,
+    check_files,
+    load_policy,
+    services_of,
+    topic_specs,
+    traffic_document,
+)
+from infra.settings import ROOT
+from infra.topics import TopicSpec
+
+POLICIES = ROOT / "policies"
+
+
+def test_the_project_policies_pass_the_check() -> None:
+    report = check_files([POLICIES])
+    assert [str(p) for p in report.problems] == []
+    assert report.ok
+
+
+def test_access_map_of_the_project() -> None:
+    expected = {"produce": {"gateway": ["orders.requests"], "orders": ["mesh.replies"]},
+                "consume": {"gateway": ["mesh.replies"], "orders": ["orders.requests"]}}
+    assert access_map(POLICIES) == expected
+    assert access_map(load_policy(POLICIES)) == expected
+    assert access_map(POLICIES / "mesh.yaml") == expected
+
+
+def test_services_of_the_project() -> None:
+    assert services_of(POLICIES) == ["gateway", "orders"]
+
+
+def test_topic_specs_of_the_project() -> None:
+    assert topic_specs(POLICIES) == [
+        TopicSpec(name="orders.requests", partitions=6, config={"retention.ms": "86400000"}),
+        TopicSpec(name="mesh.replies", partitions=16, config={"retention.ms": "3600000"}),
+        TopicSpec(name="mesh.quarantine", partitions=3, config={"retention.ms": "604800000"}),
+    ]
+
+
+def test_the_project_route() -> None:
+    (route,) = load_policy(POLICIES).routes
+    assert (route.method, route.path, route.operation, route.auth, route.caller) == (
+        "POST", "/v1/orders", "orders.create", "none", "gateway")
+    assert route.timeout_ms <= 29_000
+
+
+def test_traffic_document_is_what_the_traffic_table_reads(tmp_path: Path) -> None:
+    (tmp_path / "mesh.yaml").write_text(
+        (POLICIES / "mesh.yaml").read_text().replace(
+            'subsets: [""]', 'subsets: ["", canary]').replace(
+            "topics:\n", "topics:\n  orders.canary.requests: {partitions: 2}\n")
+        + "traffic:\n  orders.create:\n    split: [{weight: 90}, {subset: canary, weight: 10}]\n"
+          "    sticky_header: x-user\n    retry: {max_attempts: 2}\n"
+    )
+    document = traffic_document(tmp_path)
+    assert document == {"orders.create": {
+        "split": [{"weight": 90}, {"subset": "canary", "weight": 10}],
+        "sticky_header": "x-user", "retry": {"max_attempts": 2},
+    }}
+    assert parse_rules(json.loads(json.dumps(document))) == load_policy(tmp_path).traffic
+    assert traffic_document(POLICIES) == {}
