@@ -37,7 +37,7 @@ from bus.traffic.breaker import Breakers
 from bus.traffic.faults import decide_fault
 from bus.traffic.model import CircuitBreaker, TrafficRules
 from bus.traffic.routing import choose_subset, request_topic_for, should_mirror
-from bus.traffic.table import TrafficTable
+from bus.traffic.table import TrafficReloader, TrafficTable
 from bus.transport import Record, Transport
 
 log = logging.getLogger(__name__)
@@ -67,6 +67,7 @@ class MeshClient:
         *,
         telemetry: MeshTelemetry | None = None,
         traffic: TrafficTable | None = None,
+        reloader: TrafficReloader | None = None,
     ) -> None:
         if identity.service != settings.service_name:
             raise ValueError(f"identity {identity.service!r} is not {settings.service_name!r}")
@@ -81,6 +82,8 @@ class MeshClient:
         self._budget = RetryBudget()
         self._rng = random.Random()
         self._traffic = traffic
+        self._reloader = reloader
+        self._stopping = asyncio.Event()
         self._breakers = Breakers(CircuitBreaker())
         self._background: set[asyncio.Task[None]] = set()
         self.quarantined = 0
@@ -99,6 +102,12 @@ class MeshClient:
                 )
                 await listener.start()
                 self._listener = listener
+                if self._reloader is not None:
+                    await self._reloader.reload_once()  # the rules in force before any call
+                    task = asyncio.create_task(self._reloader.run(self._stopping),
+                                               name="traffic-reloader")
+                    self._background.add(task)
+                    task.add_done_callback(self._background.discard)
             return self._listener
 
     async def _quarantine(self, record: Record, error: MeshError) -> None:
@@ -282,6 +291,7 @@ class MeshClient:
         return asyncio.get_running_loop().time() + max(0.0, (deadline_ms - now_ms()) / 1000)
 
     async def close(self) -> None:
+        self._stopping.set()
         for task in list(self._background):
             task.cancel()
         if self._background:

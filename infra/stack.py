@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from infra import deploy, identity, local, package, smoke, template, topics
 from infra.errors import InfraError
 from infra.functions import GATEWAY
-from infra.policy import access_map, services_of, topic_specs
+from infra.policy import access_map, services_of, topic_specs, traffic_document
 from infra.settings import Settings
 
 Say = Callable[[str], None]
@@ -45,9 +48,30 @@ def mesh_config(settings: Settings, say: Say) -> template.MeshConfig:
     return template.MeshConfig(keyring=keyring.to_dict(), access=access)
 
 
+def publish_traffic(settings: Settings, say: Say) -> None:
+    """Write the policies' traffic rules where the functions reload them from (SSM)."""
+    name = template.traffic_parameter(settings)
+    document = json.dumps(traffic_document(policy_file(settings)), sort_keys=True,
+                          separators=(",", ":"))
+    ssm = deploy.client(settings, "ssm")
+    with deploy.aws_errors(settings, "traffic rules"):
+        try:
+            current = ssm.get_parameter(Name=name)["Parameter"]["Value"]
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "ParameterNotFound":
+                raise
+            current = None
+        if current == document:
+            say(f"traffic rules {name}: no changes")
+            return
+        ssm.put_parameter(Name=name, Value=document, Type="String", Overwrite=True)
+        say(f"traffic rules {name}: {len(json.loads(document))} operation(s) published")
+
+
 def deploy_stack(settings: Settings, say: Say) -> str:
-    """Keys, package, upload and deploy; returns the HTTP endpoint."""
+    """Keys, traffic rules, package, upload and deploy; returns the HTTP endpoint."""
     mesh = mesh_config(settings, say)
+    publish_traffic(settings, say)
     artifact = package.build(GATEWAY, settings)
     say(f"built {artifact.path.name} ({artifact.path.stat().st_size / 1e6:.1f} MB, "
         f"sha256 {artifact.sha256[:12]})")

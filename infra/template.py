@@ -48,7 +48,14 @@ def gateway_environment(settings: Settings, mesh: MeshConfig) -> dict[str, str]:
         "MESH_SIGNING_KEY_SECRET": f"{settings.stack_name}/gateway/signing-key",
         "MESH_KEYRING_JSON": json.dumps(mesh.keyring, separators=(",", ":"), sort_keys=True),
         "MESH_ACCESS_JSON": json.dumps(mesh.access, separators=(",", ":"), sort_keys=True),
+        "MESH_TRAFFIC_PARAMETER": traffic_parameter(settings),
+        "MESH_TRAFFIC_RELOAD_S": "30" if settings.endpoint_url is None else "2",
     }
+
+
+def traffic_parameter(settings: Settings) -> str:
+    """The SSM parameter holding the policies' traffic rules (JSON by operation)."""
+    return f"/{settings.stack_name}/traffic"
 
 
 def stack_template(gateway: Artifact, settings: Settings, mesh: MeshConfig) -> Template:
@@ -80,6 +87,12 @@ def stack_template(gateway: Artifact, settings: Settings, mesh: MeshConfig) -> T
                                 "Resource": {"Fn::Sub": "arn:${AWS::Partition}:secretsmanager:"
                                              "${AWS::Region}:${AWS::AccountId}:secret:"
                                              f"{settings.stack_name}/gateway/signing-key-*"},
+                            }, {
+                                "Effect": "Allow",
+                                "Action": "ssm:GetParameter",
+                                "Resource": {"Fn::Sub": "arn:${AWS::Partition}:ssm:"
+                                             "${AWS::Region}:${AWS::AccountId}:parameter"
+                                             f"{traffic_parameter(settings)}"},
                             }],
                         },
                     }],

@@ -21,9 +21,17 @@ log = logging.getLogger(__name__)
 RULES = TypeAdapter(dict[str, TrafficRules])
 
 
+class TrafficSourceError(MeshError):
+    """A source could not produce rules (unreadable, malformed): the rules in force stay."""
+
+    retriable = True
+    code = "traffic_source"
+
+
 class TrafficSource(Protocol):
     def load(self) -> Mapping[str, Any]:
-        """The raw rules by operation (may block: it runs in a thread)."""
+        """The raw rules by operation (may block: it runs in a thread); raises
+        ``TrafficSourceError`` when it cannot."""
         ...
 
 

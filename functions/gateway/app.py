@@ -12,6 +12,8 @@ from fastapi.responses import JSONResponse
 from bus.client import MeshClient
 from bus.errors import DeadlineExceeded, MeshError, RemoteError, TransportError
 from bus.tracing import valid_traceparent
+from bus.traffic.breaker import CircuitOpen
+from bus.traffic.faults import InjectedFault
 from functions.orders.service import CreateOrder
 
 ClientFactory = Callable[[], Awaitable[MeshClient]]
@@ -55,6 +57,8 @@ def mesh_error_response(error: MeshError) -> JSONResponse:
         return _problem(504, "Gateway Timeout", "the service did not answer in time")
     if isinstance(error, TransportError):
         return _problem(503, "Service Unavailable", "the message bus is unavailable")
+    if isinstance(error, InjectedFault | CircuitOpen):
+        return _problem(503, "Service Unavailable", "the service is not taking calls now")
     if isinstance(error, RemoteError):
         if error.remote_code.startswith("invalid"):
             return _problem(422, "Unprocessable Content", error.message)

@@ -8,6 +8,7 @@ Mangum keeps one event loop per process so it survives warm invocations.
 from __future__ import annotations
 
 import asyncio
+import os
 from typing import Any
 
 from mangum import Mangum
@@ -16,15 +17,23 @@ from bus.client import MeshClient
 from bus.config import BusSettings
 from bus.identity import load_identity
 from bus.kafka import KafkaTransport
+from bus.traffic.table import TrafficReloader, TrafficTable
 from functions.gateway.app import create_app
 from functions.shared.secrets import SecretsManagerSource
+from functions.shared.ssm_traffic import SsmTrafficSource
 
 
 async def _client() -> MeshClient:
     settings = BusSettings.resolve(service_name="gateway")
     # Reading the key is a blocking AWS call: keep it off the event loop.
     identity = await asyncio.to_thread(load_identity, settings, secrets=SecretsManagerSource())
-    return MeshClient(KafkaTransport(settings), settings, identity)
+    table, reloader = TrafficTable(), None
+    parameter = os.environ.get("MESH_TRAFFIC_PARAMETER")
+    if parameter:  # the policies' traffic rules, reloaded while the instance lives
+        reloader = TrafficReloader(table, SsmTrafficSource(parameter),
+                                   float(os.environ.get("MESH_TRAFFIC_RELOAD_S", "30")))
+    return MeshClient(KafkaTransport(settings), settings, identity, traffic=table,
+                      reloader=reloader)
 
 
 app = create_app(_client)

@@ -14,12 +14,7 @@ from typing import Any
 import botocore.session
 from botocore.exceptions import BotoCoreError, ClientError
 
-from bus.errors import MeshError
-
-
-class TrafficSourceError(MeshError):
-    retriable = True
-    code = "traffic_source"
+from bus.traffic.table import TrafficSourceError
 
 
 class SsmTrafficSource:

@@ -100,9 +100,11 @@ def test_function_role_reads_only_its_own_signing_key(
 ) -> None:
     role = stack_template(artifact, settings, MESH)["Resources"]["FunctionRole"]["Properties"]
     [policy] = role["Policies"]
-    [statement] = policy["PolicyDocument"]["Statement"]
-    assert statement["Action"] == "secretsmanager:GetSecretValue"
-    assert statement["Resource"]["Fn::Sub"].endswith(":secret:teststack/gateway/signing-key-*")
+    secret, traffic = policy["PolicyDocument"]["Statement"]
+    assert secret["Action"] == "secretsmanager:GetSecretValue"
+    assert secret["Resource"]["Fn::Sub"].endswith(":secret:teststack/gateway/signing-key-*")
+    assert traffic["Action"] == "ssm:GetParameter"  # its traffic rules, and nothing else
+    assert traffic["Resource"]["Fn::Sub"].endswith(":parameter/teststack/traffic")
 
 
 def test_request_timeout_fits_in_the_integration_and_function(

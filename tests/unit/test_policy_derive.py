@@ -54,11 +54,12 @@ def test_the_project_route() -> None:
 
 
 def test_traffic_document_is_what_the_traffic_table_reads(tmp_path: Path) -> None:
+    project = (POLICIES / "mesh.yaml").read_text()
     (tmp_path / "mesh.yaml").write_text(
-        (POLICIES / "mesh.yaml").read_text().replace(
+        project[:project.index("\ntraffic:")].replace(
             'subsets: [""]', 'subsets: ["", canary]').replace(
             "topics:\n", "topics:\n  orders.canary.requests: {partitions: 2}\n")
-        + "traffic:\n  orders.create:\n    split: [{weight: 90}, {subset: canary, weight: 10}]\n"
+        + "\ntraffic:\n  orders.create:\n    split: [{weight: 90}, {subset: canary, weight: 10}]\n"
           "    sticky_header: x-user\n    retry: {max_attempts: 2}\n"
     )
     document = traffic_document(tmp_path)
@@ -67,4 +68,6 @@ def test_traffic_document_is_what_the_traffic_table_reads(tmp_path: Path) -> Non
         "sticky_header": "x-user", "retry": {"max_attempts": 2},
     }}
     assert parse_rules(json.loads(json.dumps(document))) == load_policy(tmp_path).traffic
-    assert traffic_document(POLICIES) == {}
+    assert traffic_document(POLICIES) == {"orders.create": {
+        "timeout_ms": 10000, "retry": {"cap_ms": 1000},  # defaults are left out
+        "circuit_breaker": {"consecutive_failures": 20, "open_ms": 5000}}}
