@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from bus.access import AccessPolicy, NotAllowed
 from bus.client import MeshClient
 from bus.config import BusSettings
 from bus.envelope import (
@@ -374,3 +375,25 @@ async def test_reply_listener_starts_at_the_end_and_filters_by_correlation(
         await transport.close()
     assert got.value == b'{"fresh":true}'
     assert from_record(to_headers(got), got.value).source == "svc"
+
+
+async def test_access_is_refused_on_the_sending_side_and_for_consumption(
+    service_name: str, bus_settings: BusSettings, mesh: dict[str, Identity]
+) -> None:
+
+    other = bus_settings.model_copy(update={"service_name": "itest-other"})
+    async with caller(other, mesh["itest-other"]) as c:
+        with pytest.raises(NotAllowed):  # may not produce to the service's request topic
+            await c.request(f"{service_name}.add", {"a": 1, "b": 1}, timeout_s=10)
+    restricted = Identity(service_name, mesh[service_name].signing_key,
+                          mesh[service_name].keyring,
+                          AccessPolicy.from_dict({service_name: ["mesh.replies"]},
+                                                 {service_name: ["somewhere.else"]}))
+    settings = bus_settings.model_copy(update={"service_name": service_name})
+    transport = KafkaTransport(settings)
+    try:
+        worker = ServiceWorker(calculator(service_name, []), transport, settings, restricted)
+        with pytest.raises(NotAllowed):  # may not consume its own request topic here
+            await asyncio.wait_for(worker.run(asyncio.Event()), 10)
+    finally:
+        await transport.close()
