@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from botocore.exceptions import BotoCoreError, ClientError
 
 from bus.config import BusSettings
+from infra.deploy import client
 from infra.settings import Settings
 from localstack.kafka.probe import broker_ready
 
@@ -39,6 +42,18 @@ async def service_name(bootstrap: str) -> AsyncIterator[str]:
         await admin.delete_topics([f"{name}.requests"])
     finally:
         await admin.close()
+
+
+@pytest.fixture(scope="session")
+def dynamodb(infra_settings: Settings) -> Any:
+    """The emulator's DynamoDB (fails clearly when it is not running)."""
+    ddb = client(infra_settings, "dynamodb")
+    try:
+        ddb.list_tables(Limit=1)
+    except (BotoCoreError, ClientError) as exc:
+        pytest.fail(f"no DynamoDB at {infra_settings.endpoint_url} ({exc}): run 'make test' or "
+                    "'.venv/bin/meshgate up' first")
+    return ddb
 
 
 @pytest.fixture

@@ -17,7 +17,6 @@ from typing import Any, ClassVar
 
 import pytest
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
 
 from bus.idempotency import (
     Claim,
@@ -26,7 +25,6 @@ from bus.idempotency import (
     expiry_s,
 )
 from functions.shared.dynamodb_idempotency import DynamoDBIdempotencyStore
-from infra.deploy import client
 from infra.settings import Settings
 from infra.tables import idempotency_table
 from tests.support import free_port
@@ -39,17 +37,6 @@ WAIT_S = 60.0
 
 def wall_clock_ms() -> int:
     return time.time_ns() // 1_000_000
-
-
-@pytest.fixture(scope="module")
-def dynamodb(infra_settings: Settings) -> Any:
-    ddb = client(infra_settings, "dynamodb")
-    try:
-        ddb.list_tables(Limit=1)
-    except (BotoCoreError, ClientError) as exc:
-        pytest.fail(f"no DynamoDB at {infra_settings.endpoint_url} ({exc}): run 'make test' or "
-                    "'.venv/bin/meshgate up' first")
-    return ddb
 
 
 @pytest.fixture(scope="module")

@@ -26,7 +26,6 @@ from typing import Any
 
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from botocore.exceptions import BotoCoreError, ClientError
 
 from bus import codec
 from bus.client import MeshClient
@@ -41,8 +40,6 @@ from bus.service import Payload, Service
 from bus.signing import sign
 from bus.transport import Reader, Record, Transport, positions_after
 from bus.worker import ServiceWorker
-from infra.deploy import client as aws_client
-from infra.settings import Settings
 from infra.tables import idempotency_table
 from tests.integration.fault_worker import (
     APPLIED_FILE_ENV,
@@ -195,17 +192,6 @@ class KillRun:
             "claims_left_in_progress": self.claims_left_in_progress,
             "survivor": self.survivor_counters,
         }
-
-
-@pytest.fixture(scope="module")
-def dynamodb(infra_settings: Settings) -> Any:
-    ddb = aws_client(infra_settings, "dynamodb")
-    try:
-        ddb.list_tables(Limit=1)
-    except (BotoCoreError, ClientError) as exc:
-        pytest.fail(f"no DynamoDB at {infra_settings.endpoint_url} ({exc}): run 'make test' or "
-                    "'.venv/bin/meshgate up' first")
-    return ddb
 
 
 @pytest.fixture(scope="module")
