@@ -1,0 +1,240 @@
+"""Token buckets shared by every Lambda instance through one DynamoDB table.
+
+Item schema (hash key ``bucket`` S, TTL on ``expires_at``; see ``.table``):
+
+- ``bucket`` (S): the bucket key, e.g. ``route:POST /v1/orders|key:abc`` (``bucket_key``)
+- ``tokens_milli`` (N), ``updated_ms`` (N): the ``BucketState`` (see ``.bucket``)
+- ``version`` (N): bumped by every write
+- ``expires_at`` (N): epoch seconds from which the bucket is certainly full again (plus a
+  margin); DynamoDB's TTL then deletes it, and a missing item *is* a full bucket, so deletion
+  changes nothing a request can observe.
+
+Concurrency: optimistic, with a version attribute. ``take`` reads the item (consistent read),
+computes the decision with the pure ``bucket.take``, and, when it allows the request, writes
+the new state with ``PutItem`` conditioned on ``version`` still being the one it read
+(``attribute_not_exists`` for a new bucket). If another instance wrote in between, the
+condition fails, DynamoDB returns the current item (``ReturnValuesOnConditionCheckFailure``),
+and the decision is recomputed from it, at most ``max_attempts`` times. Every grant is
+therefore one successful compare-and-swap from the state it was computed on: no two grants
+can both consume the same tokens (no lost update), whatever the number of instances.
+
+Why not one ``UpdateItem`` whose condition encodes the refill: update expressions have
+``+``/``-`` but neither ``min`` (the burst cap) nor multiplication (elapsed time * rate), so the
+refill cannot be computed by DynamoDB itself. The compare-and-swap keeps all arithmetic in
+one pure, unit-tested function.
+
+A denial writes nothing: refilling depends on time alone, and the read state already
+reflects every grant before it, so denying on it is never wrong. Under a hammering client
+most requests are denials and cost one read, which also keeps conflicts to the requests
+that could actually be granted.
+
+boto3 blocks, so each call runs in a thread (``asyncio.to_thread``), never on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
+from botocore.exceptions import ConnectionError as BotoConnectionError
+
+from functions.gateway.ratelimit.bucket import BucketState, Decision, Limit, refill, take
+from functions.gateway.ratelimit.table import KEY_ATTRIBUTE, TTL_ATTRIBUTE
+
+DEFAULT_MAX_ATTEMPTS = 10
+DEFAULT_TTL_MARGIN_S = 60
+CONDITION_FAILED = "ConditionalCheckFailedException"
+RETRIABLE_CODES = frozenset({
+    "InternalServerError",
+    "LimitExceededException",
+    "ProvisionedThroughputExceededException",
+    "RequestLimitExceeded",
+    "ServiceUnavailable",
+    "ThrottlingException",
+    "TransactionConflictException",
+})
+DEFAULT_CONFIG = Config(
+    connect_timeout=2, read_timeout=5, retries={"mode": "standard", "max_attempts": 3}
+)
+CREATE_CONDITION = "attribute_not_exists(#bucket)"
+SWAP_CONDITION = "#version = :version"
+
+
+class RateLimitError(Exception):
+    """The bucket store could not answer; retrying may succeed."""
+
+    retriable: bool = True
+    code = "ratelimit_unavailable"
+
+
+class RateLimitContention(RateLimitError):
+    """The bucket changed under every one of ``max_attempts`` writes (heavy contention)."""
+
+    code = "ratelimit_contention"
+
+
+class RateLimitRefused(RateLimitError):
+    """The store refused in a way retrying will not fix (no such table, access denied, a
+    malformed item)."""
+
+    retriable = False
+    code = "ratelimit_refused"
+
+
+class _ConditionFailed(Exception):
+    def __init__(self, item: Mapping[str, Any] | None) -> None:
+        super().__init__("conditional check failed")
+        self.item = item
+
+
+def wall_clock_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class DynamoDBRateLimitStore:
+    """Token buckets in the DynamoDB table ``table_name``.
+
+    ``client_args`` go to ``boto3`` (``region_name``, ``endpoint_url``, credentials, a
+    botocore ``config``); without them boto3's defaults apply (in Lambda: the function's
+    region and role). The client is created on first use, once per store.
+    """
+
+    def __init__(
+        self,
+        table_name: str,
+        *,
+        client_args: Mapping[str, Any] | None = None,
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+        ttl_margin_s: int = DEFAULT_TTL_MARGIN_S,
+    ) -> None:
+        if not table_name:
+            raise ValueError("table_name must not be empty")
+        if max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+        self.table_name = table_name
+        self.max_attempts = max_attempts
+        self.ttl_margin_s = ttl_margin_s
+        self._client_args = {"config": DEFAULT_CONFIG, **(client_args or {})}
+        self._client_lock = threading.Lock()
+        self._dynamodb: Any = None
+
+    def client(self) -> Any:
+        """The boto3 DynamoDB client, created on first use."""
+        with self._client_lock:
+            if self._dynamodb is None:
+                session = boto3.session.Session()
+                self._dynamodb = session.client("dynamodb", **self._client_args)
+            return self._dynamodb
+
+    async def take(
+        self, key: str, limit: Limit, *, now_ms: int | None = None, cost: int = 1
+    ) -> Decision:
+        """Take ``cost`` tokens from bucket ``key`` at ``now_ms`` (default: the wall clock).
+
+        Raises ``RateLimitError`` (``retriable``) when the store cannot decide; whether to
+        then allow (fail open) or deny is the caller's policy.
+        """
+        if not key:
+            raise ValueError("key must not be empty")
+        at = wall_clock_ms() if now_ms is None else now_ms
+        return await asyncio.to_thread(self._take, key, limit, at, cost)
+
+    async def peek(self, key: str, limit: Limit, *, now_ms: int | None = None) -> BucketState:
+        """The bucket's state at ``now_ms``, without taking anything."""
+        at = wall_clock_ms() if now_ms is None else now_ms
+        item = await asyncio.to_thread(self._read, key)
+        state = from_item(key, item)[0] if item is not None else None
+        return refill(state, limit, at)
+
+    def _take(self, key: str, limit: Limit, now_ms: int, cost: int) -> Decision:
+        item = self._read(key)
+        for attempt in range(self.max_attempts):
+            state, version = from_item(key, item) if item is not None else (None, None)
+            decision = take(state, limit, now_ms, cost)
+            if not decision.allowed:
+                return decision
+            try:
+                self._write(key, decision.state, limit, version)
+                return decision
+            except _ConditionFailed as failed:
+                item = failed.item if failed.item is not None else self._read(key)
+            # Spread the losers out a little so they do not collide again in lockstep.
+            time.sleep(random.uniform(0, 0.002 * (attempt + 1)))
+        raise RateLimitContention(
+            f"bucket {key!r} in {self.table_name} changed {self.max_attempts} times in a row"
+        )
+
+    def _write(self, key: str, state: BucketState, limit: Limit, version: int | None) -> None:
+        full_at_ms = state.updated_ms + limit.ms_to_gain(
+            state.updated_ms, limit.capacity_milli - state.tokens_milli)
+        item = to_item(key, state, version=(version or 0) + 1,
+                       expires_at_s=-(-full_at_ms // 1000) + self.ttl_margin_s)
+        args: dict[str, Any] = {
+            "TableName": self.table_name,
+            "Item": item,
+            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+        }
+        if version is None:
+            args.update(ConditionExpression=CREATE_CONDITION,
+                        ExpressionAttributeNames={"#bucket": KEY_ATTRIBUTE})
+        else:
+            args.update(ConditionExpression=SWAP_CONDITION,
+                        ExpressionAttributeNames={"#version": "version"},
+                        ExpressionAttributeValues={":version": {"N": str(version)}})
+        with self._errors("write", key):
+            self.client().put_item(**args)
+
+    def _read(self, key: str) -> Mapping[str, Any] | None:
+        with self._errors("read", key):
+            answer = self.client().get_item(
+                TableName=self.table_name, Key={KEY_ATTRIBUTE: {"S": key}}, ConsistentRead=True
+            )
+        item: Mapping[str, Any] | None = answer.get("Item")
+        return item
+
+    @contextmanager
+    def _errors(self, what: str, key: str) -> Iterator[None]:
+        where = f"{what} bucket {key!r} in {self.table_name}"
+        try:
+            yield
+        except ClientError as exc:
+            error = exc.response.get("Error", {})
+            code = str(error.get("Code", ""))
+            if code == CONDITION_FAILED:
+                old = exc.response.get("Item")  # ReturnValuesOnConditionCheckFailure=ALL_OLD
+                raise _ConditionFailed(old if isinstance(old, Mapping) else None) from None
+            status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
+            message = f"{where}: {code}: {error.get('Message', '')}"
+            if code in RETRIABLE_CODES or status >= 500:
+                raise RateLimitError(message) from exc
+            raise RateLimitRefused(message) from exc
+        except (BotoConnectionError, HTTPClientError) as exc:
+            raise RateLimitError(f"{where}: {exc}") from exc
+        except BotoCoreError as exc:
+            raise RateLimitRefused(f"{where}: {exc}") from exc
+
+
+def to_item(key: str, state: BucketState, *, version: int, expires_at_s: int) -> dict[str, Any]:
+    return {
+        KEY_ATTRIBUTE: {"S": key},
+        "tokens_milli": {"N": str(state.tokens_milli)},
+        "updated_ms": {"N": str(state.updated_ms)},
+        "version": {"N": str(version)},
+        TTL_ATTRIBUTE: {"N": str(expires_at_s)},
+    }
+
+
+def from_item(key: str, item: Mapping[str, Any]) -> tuple[BucketState, int]:
+    try:
+        state = BucketState(int(item["tokens_milli"]["N"]), int(item["updated_ms"]["N"]))
+        return state, int(item["version"]["N"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise RateLimitRefused(f"malformed rate-limit bucket {key!r}: {exc}") from exc
