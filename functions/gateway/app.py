@@ -14,7 +14,7 @@ from bus.errors import DeadlineExceeded, MeshError, RemoteError, TransportError
 from bus.tracing import valid_traceparent
 from bus.traffic.breaker import CircuitOpen
 from bus.traffic.faults import InjectedFault
-from functions.orders.service import CreateOrder
+from functions.shared.orders_contract import CreateOrder
 
 ClientFactory = Callable[[], Awaitable[MeshClient]]
 # API Gateway ends an integration at 29 s: a route's deadline must fit inside it.

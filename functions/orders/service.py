@@ -5,33 +5,14 @@ from __future__ import annotations
 import hashlib
 from decimal import Decimal
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import ValidationError
 
 from bus.envelope import Envelope
 from bus.errors import HandlerError
 from bus.service import Payload, Service
+from functions.shared.orders_contract import CreateOrder, OrderCreated
 
 orders = Service("orders")
-
-
-class OrderLine(BaseModel):
-    sku: str = Field(min_length=1, max_length=64)
-    quantity: int = Field(gt=0, le=10_000)
-    unit_price: Decimal = Field(ge=0, max_digits=12, decimal_places=2)
-
-
-class CreateOrder(BaseModel):
-    customer: str = Field(min_length=1, max_length=128)
-    lines: list[OrderLine] = Field(min_length=1, max_length=100)
-
-
-class OrderCreated(BaseModel):
-    order_id: str
-    customer: str
-    total: Decimal
-    item_count: int
-    status: str = "accepted"
-    handled_by: str = "orders"
 
 
 def price(order: CreateOrder, message_id: str) -> OrderCreated:

@@ -34,7 +34,8 @@ from bus.service import Payload, Service
 from bus.tracing import trace_id
 from bus.transport import Record
 from bus.worker import ServiceWorker
-from functions.orders.service import CreateOrder, orders
+from functions.orders.service import orders
+from functions.shared.orders_contract import CreateOrder
 
 REPLY_PARTITION = 2
 ORDER: dict[str, Any] = {

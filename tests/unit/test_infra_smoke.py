@@ -8,7 +8,8 @@ from decimal import Decimal
 
 import pytest
 
-from functions.orders.service import CreateOrder, price
+from functions.orders.service import price
+from functions.shared.orders_contract import CreateOrder
 from infra.smoke import DEMO_ORDER, curl_line
 
 

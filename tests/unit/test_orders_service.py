@@ -11,7 +11,8 @@ import pytest
 from pydantic import ValidationError
 
 from bus.envelope import Envelope, ReplyTo, new_request, now_ms
-from functions.orders.service import CreateOrder, OrderCreated, orders, price
+from functions.orders.service import orders, price
+from functions.shared.orders_contract import CreateOrder, OrderCreated
 
 
 def _order(*lines: tuple[str, int, str], customer: str = "alice") -> CreateOrder:
