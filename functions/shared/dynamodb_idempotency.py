@@ -18,14 +18,11 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from typing import Any
 
 import boto3
-from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
-from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from bus.idempotency import (
     COMPLETED,
@@ -40,23 +37,11 @@ from bus.idempotency import (
     decide,
     new_token,
 )
+from functions.shared.dynamodb_errors import DEFAULT_CONFIG, ConditionFailed, translated
 
 # A claim may lose a race to a record that then disappears (released) before it is read;
 # claiming again settles it. More rounds than this means something is badly wrong.
 BEGIN_ATTEMPTS = 3
-CONDITION_FAILED = "ConditionalCheckFailedException"
-RETRIABLE_CODES = frozenset({
-    "InternalServerError",
-    "LimitExceededException",
-    "ProvisionedThroughputExceededException",
-    "RequestLimitExceeded",
-    "ServiceUnavailable",
-    "ThrottlingException",
-    "TransactionConflictException",
-})
-DEFAULT_CONFIG = Config(
-    connect_timeout=2, read_timeout=5, retries={"mode": "standard", "max_attempts": 3}
-)
 
 NAMES = {
     "#id": "id",
@@ -76,12 +61,6 @@ CLAIM_CONDITION = (
 HOLDS_CONDITION = "#status = :in_progress AND #token = :token"
 # ``bus.idempotency.may_complete``: the claim is current, or the item is gone.
 COMPLETE_CONDITION = f"attribute_not_exists(#id) OR ({HOLDS_CONDITION})"
-
-
-class _ConditionFailed(Exception):
-    def __init__(self, item: Mapping[str, Any] | None) -> None:
-        super().__init__("conditional check failed")
-        self.item = item
 
 
 class DynamoDBIdempotencyStore:
@@ -148,7 +127,7 @@ class DynamoDBIdempotencyStore:
                         ReturnValuesOnConditionCheckFailure="ALL_OLD",
                     )
                 return Claim("claimed", token=record.token, lease_until_ms=record.lease_until_ms)
-            except _ConditionFailed as failed:
+            except ConditionFailed as failed:
                 item = failed.item if failed.item is not None else self._read(key)
             duplicate = decide(from_item(key, item), now_ms)
             if duplicate is not None:
@@ -183,7 +162,7 @@ class DynamoDBIdempotencyStore:
         try:
             with self._errors(what, key):
                 write(self.client(), args)
-        except _ConditionFailed:
+        except ConditionFailed:
             return False
         return True
 
@@ -195,25 +174,9 @@ class DynamoDBIdempotencyStore:
         item: Mapping[str, Any] | None = answer.get("Item")
         return item
 
-    @contextmanager
-    def _errors(self, what: str, key: str) -> Iterator[None]:
-        try:
-            yield
-        except ClientError as exc:
-            error = exc.response.get("Error", {})
-            code = str(error.get("Code", ""))
-            if code == CONDITION_FAILED:
-                old = exc.response.get("Item")  # ReturnValuesOnConditionCheckFailure=ALL_OLD
-                raise _ConditionFailed(old if isinstance(old, Mapping) else None) from None
-            status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
-            message = f"{what} {key!r} in {self.table_name}: {code}: {error.get('Message', '')}"
-            if code in RETRIABLE_CODES or status >= 500:
-                raise IdempotencyError(message) from exc
-            raise IdempotencyRefused(message) from exc
-        except (BotoConnectionError, HTTPClientError) as exc:
-            raise IdempotencyError(f"{what} {key!r} in {self.table_name}: {exc}") from exc
-        except BotoCoreError as exc:
-            raise IdempotencyRefused(f"{what} {key!r} in {self.table_name}: {exc}") from exc
+    def _errors(self, what: str, key: str) -> AbstractContextManager[None]:
+        return translated(f"{what} {key!r} in {self.table_name}",
+                          retriable=IdempotencyError, refused=IdempotencyRefused)
 
 
 def _names(expression: str) -> dict[str, str]:

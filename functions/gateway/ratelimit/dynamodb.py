@@ -37,33 +37,18 @@ import asyncio
 import random
 import threading
 import time
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from typing import Any
 
 import boto3
-from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
-from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from functions.gateway.ratelimit.bucket import BucketState, Decision, Limit, refill, take
 from functions.gateway.ratelimit.table import KEY_ATTRIBUTE, TTL_ATTRIBUTE
+from functions.shared.dynamodb_errors import DEFAULT_CONFIG, ConditionFailed, translated
 
 DEFAULT_MAX_ATTEMPTS = 10
 DEFAULT_TTL_MARGIN_S = 60
-CONDITION_FAILED = "ConditionalCheckFailedException"
-RETRIABLE_CODES = frozenset({
-    "InternalServerError",
-    "LimitExceededException",
-    "ProvisionedThroughputExceededException",
-    "RequestLimitExceeded",
-    "ServiceUnavailable",
-    "ThrottlingException",
-    "TransactionConflictException",
-})
-DEFAULT_CONFIG = Config(
-    connect_timeout=2, read_timeout=5, retries={"mode": "standard", "max_attempts": 3}
-)
 CREATE_CONDITION = "attribute_not_exists(#bucket)"
 SWAP_CONDITION = "#version = :version"
 
@@ -87,12 +72,6 @@ class RateLimitRefused(RateLimitError):
 
     retriable = False
     code = "ratelimit_refused"
-
-
-class _ConditionFailed(Exception):
-    def __init__(self, item: Mapping[str, Any] | None) -> None:
-        super().__init__("conditional check failed")
-        self.item = item
 
 
 def wall_clock_ms() -> int:
@@ -164,7 +143,7 @@ class DynamoDBRateLimitStore:
             try:
                 self._write(key, decision.state, limit, version)
                 return decision
-            except _ConditionFailed as failed:
+            except ConditionFailed as failed:
                 item = failed.item if failed.item is not None else self._read(key)
             # Spread the losers out a little so they do not collide again in lockstep.
             time.sleep(random.uniform(0, 0.002 * (attempt + 1)))
@@ -200,26 +179,9 @@ class DynamoDBRateLimitStore:
         item: Mapping[str, Any] | None = answer.get("Item")
         return item
 
-    @contextmanager
-    def _errors(self, what: str, key: str) -> Iterator[None]:
-        where = f"{what} bucket {key!r} in {self.table_name}"
-        try:
-            yield
-        except ClientError as exc:
-            error = exc.response.get("Error", {})
-            code = str(error.get("Code", ""))
-            if code == CONDITION_FAILED:
-                old = exc.response.get("Item")  # ReturnValuesOnConditionCheckFailure=ALL_OLD
-                raise _ConditionFailed(old if isinstance(old, Mapping) else None) from None
-            status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
-            message = f"{where}: {code}: {error.get('Message', '')}"
-            if code in RETRIABLE_CODES or status >= 500:
-                raise RateLimitError(message) from exc
-            raise RateLimitRefused(message) from exc
-        except (BotoConnectionError, HTTPClientError) as exc:
-            raise RateLimitError(f"{where}: {exc}") from exc
-        except BotoCoreError as exc:
-            raise RateLimitRefused(f"{where}: {exc}") from exc
+    def _errors(self, what: str, key: str) -> AbstractContextManager[None]:
+        return translated(f"{what} bucket {key!r} in {self.table_name}",
+                          retriable=RateLimitError, refused=RateLimitRefused)
 
 
 def to_item(key: str, state: BucketState, *, version: int, expires_at_s: int) -> dict[str, Any]:

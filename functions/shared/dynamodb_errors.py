@@ -1,0 +1,60 @@
+"""What every DynamoDB adapter of this project does with botocore's errors: a failed
+condition is an answer (with the old item when DynamoDB returns it), throttling, 5xx and
+connection trouble are retriable, anything else is a refusal."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
+from botocore.exceptions import ConnectionError as BotoConnectionError
+
+CONDITION_FAILED = "ConditionalCheckFailedException"
+RETRIABLE_CODES = frozenset({
+    "InternalServerError",
+    "LimitExceededException",
+    "ProvisionedThroughputExceededException",
+    "RequestLimitExceeded",
+    "ServiceUnavailable",
+    "ThrottlingException",
+    "TransactionConflictException",
+})
+DEFAULT_CONFIG = Config(
+    connect_timeout=2, read_timeout=5, retries={"mode": "standard", "max_attempts": 3}
+)
+
+
+class ConditionFailed(Exception):
+    """A conditional write lost: ``item`` is the item as it was (if DynamoDB returned it)."""
+
+    def __init__(self, item: Mapping[str, Any] | None) -> None:
+        super().__init__("conditional check failed")
+        self.item = item
+
+
+@contextmanager
+def translated(
+    where: str, *, retriable: Callable[[str], Exception], refused: Callable[[str], Exception]
+) -> Iterator[None]:
+    """Turn botocore errors raised inside into ``ConditionFailed``, ``retriable`` or
+    ``refused`` (each message starting with ``where``)."""
+    try:
+        yield
+    except ClientError as exc:
+        error = exc.response.get("Error", {})
+        code = str(error.get("Code", ""))
+        if code == CONDITION_FAILED:
+            old = exc.response.get("Item")  # ReturnValuesOnConditionCheckFailure=ALL_OLD
+            raise ConditionFailed(old if isinstance(old, Mapping) else None) from None
+        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
+        message = f"{where}: {code}: {error.get('Message', '')}"
+        if code in RETRIABLE_CODES or status >= 500:
+            raise retriable(message) from exc
+        raise refused(message) from exc
+    except (BotoConnectionError, HTTPClientError) as exc:
+        raise retriable(f"{where}: {exc}") from exc
+    except BotoCoreError as exc:
+        raise refused(f"{where}: {exc}") from exc
