@@ -144,7 +144,7 @@ class ServiceWorker:
         token: str | None = None
         try:
             if store is not None:
-                claim = await self._claim(store, key, now, deadline)
+                claim = await self._claim(store, key, deadline)
                 if claim.status != "claimed":
                     self.duplicates += 1
                     if claim.status == "completed" and claim.result is not None:
@@ -173,7 +173,7 @@ class ServiceWorker:
             log.error("abandoned %s (%s): %s: %s", request.id, request.type, exc.code, exc)
             return None
 
-    async def _claim(self, store: IdempotencyStore, key: str, now: int, deadline: int) -> Claim:
+    async def _claim(self, store: IdempotencyStore, key: str, deadline: int) -> Claim:
         """Claim ``key``; while another delivery of the same call is being handled, wait (up to
         the deadline) for its result, or for its lease to expire and take it over."""
         pause_s = 0.02
