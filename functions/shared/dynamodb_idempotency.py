@@ -17,12 +17,9 @@ so each request runs in a thread (``asyncio.to_thread``), never on the event loo
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from typing import Any
-
-import boto3
 
 from bus.idempotency import (
     COMPLETED,
@@ -37,7 +34,7 @@ from bus.idempotency import (
     decide,
     new_token,
 )
-from functions.shared.dynamodb_errors import DEFAULT_CONFIG, ConditionFailed, translated
+from functions.shared.dynamodb import ConditionFailed, LazyDynamoDB, translated
 
 # A claim may lose a race to a record that then disappears (released) before it is read;
 # claiming again settles it. More rounds than this means something is badly wrong.
@@ -75,17 +72,11 @@ class DynamoDBIdempotencyStore:
         if not table_name:
             raise ValueError("table_name must not be empty")
         self.table_name = table_name
-        self._client_args = {"config": DEFAULT_CONFIG, **(client_args or {})}
-        self._client_lock = threading.Lock()
-        self._dynamodb: Any = None
+        self._dynamodb = LazyDynamoDB(client_args)
 
     def client(self) -> Any:
         """The boto3 DynamoDB client, created on first use."""
-        with self._client_lock:
-            if self._dynamodb is None:
-                session = boto3.session.Session()
-                self._dynamodb = session.client("dynamodb", **self._client_args)
-            return self._dynamodb
+        return self._dynamodb.get()
 
     async def begin(self, key: str, *, now_ms: int, lease_ms: int) -> Claim:
         check_key(key)

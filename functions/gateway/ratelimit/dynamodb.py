@@ -35,17 +35,14 @@ from __future__ import annotations
 
 import asyncio
 import random
-import threading
 import time
 from collections.abc import Mapping
 from contextlib import AbstractContextManager
 from typing import Any
 
-import boto3
-
 from functions.gateway.ratelimit.bucket import BucketState, Decision, Limit, refill, take
 from functions.gateway.ratelimit.table import KEY_ATTRIBUTE, TTL_ATTRIBUTE
-from functions.shared.dynamodb_errors import DEFAULT_CONFIG, ConditionFailed, translated
+from functions.shared.dynamodb import ConditionFailed, LazyDynamoDB, translated
 
 DEFAULT_MAX_ATTEMPTS = 10
 DEFAULT_TTL_MARGIN_S = 60
@@ -101,17 +98,11 @@ class DynamoDBRateLimitStore:
         self.table_name = table_name
         self.max_attempts = max_attempts
         self.ttl_margin_s = ttl_margin_s
-        self._client_args = {"config": DEFAULT_CONFIG, **(client_args or {})}
-        self._client_lock = threading.Lock()
-        self._dynamodb: Any = None
+        self._dynamodb = LazyDynamoDB(client_args)
 
     def client(self) -> Any:
         """The boto3 DynamoDB client, created on first use."""
-        with self._client_lock:
-            if self._dynamodb is None:
-                session = boto3.session.Session()
-                self._dynamodb = session.client("dynamodb", **self._client_args)
-            return self._dynamodb
+        return self._dynamodb.get()
 
     async def take(
         self, key: str, limit: Limit, *, now_ms: int | None = None, cost: int = 1

@@ -1,13 +1,16 @@
-"""What every DynamoDB adapter of this project does with botocore's errors: a failed
+"""What every DynamoDB adapter of this project shares: a lazily created client, and what it
+does with botocore's errors: a failed
 condition is an answer (with the old item when DynamoDB returns it), throttling, 5xx and
 connection trouble are retriable, anything else is a refusal."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
+import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
 from botocore.exceptions import ConnectionError as BotoConnectionError
@@ -58,3 +61,19 @@ def translated(
         raise retriable(f"{where}: {exc}") from exc
     except BotoCoreError as exc:
         raise refused(f"{where}: {exc}") from exc
+
+
+class LazyDynamoDB:
+    """A boto3 DynamoDB client created on first use, once (thread-safe: stores call it from
+    ``asyncio.to_thread``), with this project's timeouts unless ``client_args`` override."""
+
+    def __init__(self, client_args: Mapping[str, Any] | None = None) -> None:
+        self._args = {"config": DEFAULT_CONFIG, **(client_args or {})}
+        self._lock = threading.Lock()
+        self._client: Any = None
+
+    def get(self) -> Any:
+        with self._lock:
+            if self._client is None:
+                self._client = boto3.session.Session().client("dynamodb", **self._args)
+            return self._client
