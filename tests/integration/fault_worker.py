@@ -24,12 +24,10 @@ started it), or after ``FAULT_MAX_SECONDS``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
-import signal
-import threading
 
+from bench.procs import stop_event
 from bus.config import BusSettings
 from bus.envelope import Envelope
 from bus.identity import load_identity
@@ -70,25 +68,6 @@ def parse_applied(text: str) -> list[tuple[str, int, int]]:
         cid, n, pid = line.split()
         entries.append((cid, int(n), int(pid)))
     return entries
-
-
-def stop_event(max_seconds: float) -> asyncio.Event:
-    """Set by SIGTERM/SIGINT, by EOF on stdin, or after ``max_seconds``."""
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    loop.call_later(max_seconds, stop.set)
-
-    def watch_stdin() -> None:
-        with contextlib.suppress(OSError):
-            while os.read(0, 4096):
-                pass
-        with contextlib.suppress(RuntimeError):  # the loop may be closed already
-            loop.call_soon_threadsafe(stop.set)
-
-    threading.Thread(target=watch_stdin, name="stdin-eof", daemon=True).start()
-    return stop
 
 
 async def serve() -> None:
