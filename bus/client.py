@@ -13,7 +13,7 @@ from pydantic import BaseModel
 
 from bus import codec
 from bus.config import BusSettings
-from bus.context import current_message, inherited_deadline_ms
+from bus.context import current_message, inherited_deadline_ms, inherited_principal
 from bus.envelope import (
     KIND_ERROR,
     KIND_EVENT,
@@ -131,8 +131,12 @@ class MeshClient:
         timeout_s: float | None = None,
         traceparent: str | None = None,
         headers: Mapping[str, str] | None = None,
+        principal: str | None = None,
     ) -> dict[str, Any]:
         """Send ``payload`` to ``operation`` and wait for its reply until the deadline.
+
+        ``principal`` (compact JSON) names who the call is made for; it is signed with the
+        request, and inside a handler it defaults to the handled message's.
 
         Inside a handler, the deadline is capped by the handled message's deadline and the
         trace continues the handled message's trace. The operation's traffic rules (if any)
@@ -158,6 +162,7 @@ class MeshClient:
                   if valid_traceparent(traceparent) else None)
         correlation_id = new_id()
         trace = self._trace(traceparent)
+        on_behalf_of = inherited_principal(principal)
 
         async def attempt(number: int) -> Envelope:
             breaker = None
@@ -169,6 +174,7 @@ class MeshClient:
                 source=self.identity.service, operation=operation, value=value,
                 reply_to=ReplyTo(listener.topic, listener.partition), deadline_ms=deadline_ms,
                 traceparent=trace, correlation_id=correlation_id, attempt=number,
+                principal=on_behalf_of,
             )
             if number == 1:  # the call's id is its first request's id; retries get new ids
                 envelope = replace(envelope, id=correlation_id)

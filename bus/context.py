@@ -16,3 +16,28 @@ def inherited_deadline_ms(own_deadline_ms: int) -> int:
     if parent is None or parent.deadline_ms is None:
         return own_deadline_ms
     return min(own_deadline_ms, parent.deadline_ms)
+
+
+def inherited_principal(own: str | None) -> str | None:
+    """A nested call is made for the same caller as the call that caused it, unless the
+    handler names another."""
+    if own is not None:
+        return own
+    parent = current_message.get()
+    return None if parent is None else parent.principal
+
+
+def caller_principal() -> dict[str, object] | None:
+    """Inside a handler: who the call is made for, as the edge established it (``sub``,
+    ``method``, ``iss``, ``scopes``, ``claims``, ``key_id``), or ``None`` for calls that no
+    authenticated caller started. It is covered by the sender's signature."""
+    import json  # only handlers that authorize pay for it
+
+    message = current_message.get()
+    if message is None or message.principal is None:
+        return None
+    try:
+        data = json.loads(message.principal)
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) else None

@@ -32,6 +32,9 @@ H_TRACEPARENT = "traceparent"
 H_TRACESTATE = "tracestate"
 H_SIGNATURE = "mesh_sig"
 H_CONTENT_TYPE = "content-type"
+# Who the call is made for (the edge's authenticated caller), as compact JSON; signed, so a
+# service can authorize on it. Nested calls inherit it.
+H_PRINCIPAL = "mesh_principal"
 
 KIND_REQUEST = "request"
 KIND_REPLY = "reply"
@@ -79,6 +82,7 @@ class Envelope:
     tracestate: str | None = None
     signature: str | None = None
     content_type: str = "application/json"
+    principal: str | None = None
     extra: tuple[tuple[str, bytes], ...] = field(default=())
 
     def remaining_ms(self, now_ms: int) -> int | None:
@@ -111,6 +115,7 @@ def new_request(
     at_ms: int | None = None,
     correlation_id: str | None = None,
     attempt: int = 1,
+    principal: str | None = None,
 ) -> Envelope:
     """A request; retries of one call share its ``correlation_id`` and get a new id each."""
     message_id = new_id()
@@ -126,6 +131,7 @@ def new_request(
         deadline_ms=deadline_ms,
         attempt=attempt,
         traceparent=traceparent,
+        principal=principal,
     )
 
 
@@ -162,6 +168,7 @@ def to_headers(envelope: Envelope) -> Headers:
         (H_TRACEPARENT, envelope.traceparent),
         (H_TRACESTATE, envelope.tracestate),
         (H_SIGNATURE, envelope.signature),
+        (H_PRINCIPAL, envelope.principal),
     ]
     headers.extend((name, text.encode()) for name, text in optional if text is not None)
     headers.extend(envelope.extra)
@@ -226,6 +233,7 @@ def from_record(headers: Sequence[tuple[str, bytes | None]], value: bytes | None
         tracestate=known.get(H_TRACESTATE),
         signature=known.get(H_SIGNATURE),
         content_type=known.get(H_CONTENT_TYPE, "application/json"),
+        principal=known.get(H_PRINCIPAL),
         extra=tuple(extra),
     )
 
@@ -245,5 +253,6 @@ _KNOWN = frozenset(
         H_TRACESTATE,
         H_SIGNATURE,
         H_CONTENT_TYPE,
+        H_PRINCIPAL,
     }
 )

@@ -21,6 +21,7 @@ from bus.envelope import (
     H_DEADLINE,
     H_ID,
     H_KIND,
+    H_PRINCIPAL,
     H_REPLY_TO,
     H_SOURCE,
     H_TIME,
@@ -58,7 +59,7 @@ __all__ = [
 ]
 
 # Versions the encoding below: a future change of fields cannot verify as this one.
-DOMAIN = b"meshgate-sig-v1"
+DOMAIN = b"meshgate-sig-v2"
 SIGNATURE_BYTES = {ED25519: 64, HMAC_SHA256: 32}
 
 _ABSENT = b"\x00"
@@ -132,6 +133,7 @@ def canonical_bytes(envelope: Envelope, topic: str) -> bytes:
         None if reply_to is None else reply_to.encode(),
         None if envelope.deadline_ms is None else str(envelope.deadline_ms),
         envelope.content_type,
+        envelope.principal,
         envelope.value,
     )
     parts = [_DOMAIN_FIELD]
@@ -250,6 +252,6 @@ def _length_prefixed(data: bytes) -> bytes:
 
 # The names never change: their length-prefixed encodings are computed once.
 _FIELD_NAMES = ("topic", H_ID, H_SOURCE, H_TYPE, H_TIME, H_KIND, H_CORRELATION, H_REPLY_TO,
-                H_DEADLINE, H_CONTENT_TYPE, "value")
+                H_DEADLINE, H_CONTENT_TYPE, H_PRINCIPAL, "value")
 _FIELD_PREFIXES = tuple(_length_prefixed(name.encode()) for name in _FIELD_NAMES)
 _DOMAIN_FIELD = _length_prefixed(DOMAIN)

@@ -86,12 +86,13 @@ def graph_from_policy(policy: Policy) -> Graph:
         edges.extend(Edge(topic, service, "consumes")
                      for topic in policy.consume_topics(service) if topic in policy.topics)
     for route in policy.routes:
-        owner = policy.owner_of(route.operation)
-        if owner is not None and route.caller in policy.services:
-            edge = Edge(route.caller, owner, "calls", policy.may_call(route.caller,
-                                                                       route.operation))
-            if edge not in edges:
-                edges.append(edge)
+        for operation in route.operations():
+            owner = policy.owner_of(operation)
+            if owner is not None and route.caller in policy.services:
+                edge = Edge(route.caller, owner, "calls", policy.may_call(route.caller,
+                                                                           operation))
+                if edge not in edges:
+                    edges.append(edge)
     return Graph(services=list(policy.services), topics=topics, edges=edges)
 
 

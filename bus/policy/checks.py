@@ -192,27 +192,43 @@ def _routes(policy: Policy) -> Iterable[Finding]:
                 f"declare services.{route.caller} or set caller to the edge service"
                 f"{suggest(route.caller, policy.services)}",
             )
-        prefix = _prefix(route.operation)
-        if route.operation not in owners:
-            yield Finding(
-                ("routes", i, "operation"),
-                f"route {route.name} targets operation {route.operation} that no service owns",
-                f"add it to services.{prefix}.operations or fix the route"
-                if prefix in policy.services
-                else f"declare the service that serves it or fix the route"
-                f"{suggest(route.operation, owners)}",
-            )
-        elif route.caller in policy.services and not policy.may_call(route.caller,
-                                                                     route.operation):
-            yield Finding(
-                ("routes", i, "operation"),
-                f"route {route.name} makes service {route.caller} call {route.operation}, "
-                "which it may not",
-                f"add {route.operation} (or {prefix}.*) to access.{route.caller}.call "
-                "or fix the route",
-            )
+        for where, operation in _route_calls(route):
+            yield from _route_call(policy, owners, i, route, where, operation)
+        if route.auth == "jwt" and (policy.edge is None or policy.edge.jwt is None):
+            yield Finding(("routes", i, "auth"),
+                          f"route {route.name} takes JWTs but the edge has no jwt settings",
+                          "add edge.jwt (issuer, audience, jwks_url or jwks)")
         for j, earlier in enumerate(policy.routes[:i]):
             yield from _overlap(i, route, j, earlier)
+
+
+def _route_calls(route: Route) -> Iterable[tuple[Loc, str]]:
+    if route.aggregate is None:
+        assert route.operation is not None
+        yield ("operation",), route.operation
+        return
+    for name, part in route.aggregate.items():
+        yield ("aggregate", name, "operation"), part.operation
+
+
+def _route_call(policy: Policy, owners: dict[str, str], i: int, route: Route, where: Loc,
+                operation: str) -> Iterable[Finding]:
+    prefix = _prefix(operation)
+    if operation not in owners:
+        yield Finding(
+            ("routes", i, *where),
+            f"route {route.name} targets operation {operation} that no service owns",
+            f"add it to services.{prefix}.operations or fix the route"
+            if prefix in policy.services
+            else f"declare the service that serves it or fix the route"
+            f"{suggest(operation, owners)}",
+        )
+    elif route.caller in policy.services and not policy.may_call(route.caller, operation):
+        yield Finding(
+            ("routes", i, *where),
+            f"route {route.name} makes service {route.caller} call {operation}, which it may not",
+            f"add {operation} (or {prefix}.*) to access.{route.caller}.call or fix the route",
+        )
 
 
 def _overlap(i: int, route: Route, j: int, earlier: Route) -> Iterable[Finding]:

@@ -31,6 +31,7 @@ from pydantic import (
 )
 
 from bus.keys import ED25519, ED25519_KEY_BYTES, KEY_ID_PATTERN, KeyRing, VerifyKey, decode_b64url
+from bus.policy.edge import AGGREGATE_PART_PATTERN, AggregatePart, Edge
 from bus.topics import request_topic
 from bus.traffic.model import TrafficRules
 
@@ -219,6 +220,15 @@ class Access(_Model):
 class RateLimit(_Model):
     per_second: float = Field(gt=0, le=1_000_000, description="steady requests per second")
     burst: int = Field(ge=1, le=1_000_000, description="requests allowed at once")
+    per: Literal["caller", "route"] = Field(
+        default="caller",
+        description="caller: one bucket per API key, user or (auth none) source IP; "
+        "route: one bucket shared by every caller",
+    )
+
+
+PartName = Annotated[str, Field(pattern=AGGREGATE_PART_PATTERN)]
+ParamName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
 
 
 class Route(_Model):
@@ -226,10 +236,32 @@ class Route(_Model):
 
     method: HttpMethod
     path: str = Field(pattern=ROUTE_PATH_PATTERN, description="/v1/orders/{id}")
-    operation: OperationName = Field(description="the operation the route calls")
+    operation: OperationName | None = Field(
+        default=None, description="the operation the route calls (or set aggregate)"
+    )
+    aggregate: dict[PartName, AggregatePart] | None = Field(
+        default=None, description="calls made concurrently, answered as one object by part "
+        "name; a failed optional part is reported, not fatal",
+    )
+    mode: Literal["sync", "async"] = Field(
+        default="sync", description="async: answer 202 with a status URL, keep the result",
+    )
     auth: Auth = Field(description="none, jwt or api_key: say it, never by default")
+    scopes: tuple[str, ...] = Field(
+        default=(), description="scopes the caller's token must all carry (auth: jwt)"
+    )
     caller: ServiceName = Field(default="gateway", description="the edge service serving it")
     rate_limit: RateLimit | None = None
+    status: int = Field(default=200, ge=200, le=299, description="the status of a success")
+    params: dict[ParamName, JsonSchema] = Field(
+        default_factory=dict, description="JSON Schema of each path parameter"
+    )
+    query: dict[ParamName, JsonSchema] = Field(
+        default_factory=dict, description="JSON Schema of each accepted query parameter"
+    )
+    required_query: tuple[ParamName, ...] = Field(
+        default=(), description="query parameters that must be present"
+    )
     timeout_ms: int = Field(
         default=10_000, ge=1, le=MAX_ROUTE_TIMEOUT_MS,
         description="at most 29000: API Gateway ends an integration after 29 s",
@@ -253,9 +285,35 @@ class Route(_Model):
                              "move it to the end or drop the '+'")
         return path
 
+    @model_validator(mode="after")
+    def _shape(self) -> Route:
+        if (self.operation is None) == (self.aggregate is None):
+            raise ValueError("set exactly one of operation and aggregate")
+        if self.aggregate is not None and not self.aggregate:
+            raise ValueError("aggregate needs at least one part")
+        if self.aggregate is not None and self.mode == "async":
+            raise ValueError("an aggregating route cannot be async; make it sync")
+        if self.scopes and self.auth != "jwt":
+            raise ValueError("scopes need auth: jwt")
+        path_params = {s.strip("{}+") for s in route_segments(self.path) if s.startswith("{")}
+        unknown = sorted(set(self.params) - path_params)
+        if unknown:
+            raise ValueError(f"params {_show(unknown)} are not in the path {self.path}")
+        missing = sorted(set(self.required_query) - set(self.query))
+        if missing:
+            raise ValueError(f"required_query {_show(missing)} are not declared in query")
+        return self
+
     @property
     def name(self) -> str:
         return f"{self.method} {self.path}"
+
+    def operations(self) -> tuple[str, ...]:
+        """Every operation the route calls."""
+        if self.aggregate is not None:
+            return tuple(part.operation for part in self.aggregate.values())
+        assert self.operation is not None
+        return (self.operation,)
 
 
 def route_segments(path: str) -> list[str]:
@@ -280,6 +338,7 @@ class Policy(_Model):
         json_schema_extra=_KEYED,
     )
     routes: tuple[Route, ...] = Field(default=(), description="the HTTP routes of the edge")
+    edge: Edge | None = Field(default=None, description="settings of the edge (one file sets it)")
     traffic: dict[OperationName, TrafficRules] = Field(
         default_factory=dict, description="by operation: how its calls are routed and shaped",
         json_schema_extra=_KEYED,

@@ -19,7 +19,8 @@ import yaml
 from pydantic import ValidationError
 
 from bus.policy.checks import check_policy
-from bus.policy.model import Loc, Policy
+from bus.policy.edge import Edge
+from bus.policy.model import Loc, Policy, Route
 from infra.errors import InfraError
 from infra.policy.schema_errors import schema_problems
 from infra.policy.source import Problem, Source, read_source
@@ -94,8 +95,7 @@ def check_files(paths: Iterable[Path]) -> Report:
         except ValidationError as exc:
             schema_problems(source, exc)
             continue
-        parts.append((source, part))
-        _check_schema_refs(source, part)
+        parts.append((source, _resolve_schema_refs(source, part)))
     _check_duplicates(sources)
     if len(parts) == len(sources):
         report.policy, origins = _merge(parts)
@@ -148,6 +148,11 @@ def _check_duplicates(sources: list[Source]) -> None:
                         f"{earlier.where((section, key))}; keep one definition (each {noun} "
                         "is defined in exactly one file)",
                     )
+        if "edge" in source.data:
+            earlier = first.setdefault(("edge", ""), source)
+            if earlier is not source:
+                source.problem(("edge",), f"edge is already set in {earlier.where(('edge',))}; "
+                               "set the edge settings in one file")
 
 
 Origins = dict[Loc, tuple[Source, Loc]]
@@ -156,6 +161,7 @@ Origins = dict[Loc, tuple[Source, Loc]]
 def _merge(parts: list[tuple[Source, Policy]]) -> tuple[Policy, Origins]:
     merged: dict[str, dict[str, Any]] = {section: {} for section in SECTIONS}
     routes: list[Any] = []
+    edge: Edge | None = None
     origins: Origins = {}
     for source, part in parts:
         for section in SECTIONS:
@@ -166,12 +172,19 @@ def _merge(parts: list[tuple[Source, Policy]]) -> tuple[Policy, Origins]:
         for i, route in enumerate(part.routes):
             origins[("routes", len(routes))] = (source, ("routes", i))
             routes.append(route)
+        if part.edge is not None and edge is None:
+            edge = part.edge
+            origins[("edge",)] = (source, ("edge",))
     policy = Policy(services=merged["services"], topics=merged["topics"],
-                    access=merged["access"], routes=tuple(routes), traffic=merged["traffic"])
+                    access=merged["access"], routes=tuple(routes), traffic=merged["traffic"],
+                    edge=edge)
     return policy, origins
 
 
 def _locate(origins: Origins, loc: Loc, fallback: Source) -> tuple[Source, Loc]:
+    if loc[:1] == ("edge",):
+        edge_origin = origins.get(("edge",))
+        return (fallback, ()) if edge_origin is None else (edge_origin[0], tuple(loc))
     found = origins.get(tuple(loc[:2]))
     if found is None:
         return fallback, ()
@@ -179,45 +192,62 @@ def _locate(origins: Origins, loc: Loc, fallback: Source) -> tuple[Source, Loc]:
     return source, (*prefix, *loc[2:])
 
 
-def _check_schema_refs(source: Source, part: Policy) -> None:
+def _resolve_schema_refs(source: Source, part: Policy) -> Policy:
+    """``part`` with each route schema that is a ``$ref`` to a file replaced by the file's
+    schema, so the merged policy (and the edge's copy of it) is self-contained."""
+    routes = list(part.routes)
+    for i, route in enumerate(routes):
+        resolved = {name: _schema_ref(source, route, i, name)
+                    for name in ("request_schema", "response_schema")}
+        changes = {name: schema for name, schema in resolved.items() if schema is not None}
+        if changes:
+            routes[i] = route.model_copy(update=changes)
+    return part.model_copy(update={"routes": tuple(routes)})
+
+
+def _schema_ref(source: Source, route: Route, i: int, name: str) -> dict[str, Any] | None:
     """Request and response schemas: a ``$ref`` to a file must name a readable JSON or YAML
-    file (relative to the policy file); an inline schema's ``type`` must be a JSON type."""
-    for i, route in enumerate(part.routes):
-        for name in ("request_schema", "response_schema"):
-            schema = getattr(route, name)
-            if schema is None:
-                continue
-            where = ("routes", i, name)
-            kind = schema.get("type")
-            kinds = kind if isinstance(kind, list) else [kind]
-            if kind is not None and not all(isinstance(k, str) and k in JSON_TYPES
-                                            for k in kinds):
-                source.problem((*where, "type"),
-                               f"route {route.name}: {name} has type {kind!r}, which is not a "
-                               f"JSON Schema type; use one of {', '.join(sorted(JSON_TYPES))}")
-            ref = schema.get("$ref")
-            if not isinstance(ref, str):
-                continue
-            target_text = ref.partition("#")[0]
-            if not target_text or URL.match(target_text):
-                continue
-            target = source.file.parent / target_text
-            if not target.is_file():
-                source.problem((*where, "$ref"),
-                               f"route {route.name}: {name} refers to {target_text}, which does "
-                               f"not exist (looked for {display_name(target)}); fix the path "
-                               "(relative to the policy file) or write the schema inline")
-                continue
-            try:
-                text = target.read_text(encoding="utf-8")
-                loaded = (json.loads(text) if target.suffix == ".json"
-                          else yaml.safe_load(text))
-            except (OSError, UnicodeDecodeError, ValueError, yaml.YAMLError) as exc:
-                source.problem((*where, "$ref"),
-                               f"route {route.name}: {name} refers to {target_text}, which is "
-                               f"not readable JSON or YAML ({exc.__class__.__name__}); fix it")
-                continue
-            if not isinstance(loaded, dict):
-                source.problem((*where, "$ref"),
-                               f"route {route.name}: {name} refers to {target_text}, which is "
-                               "not a JSON Schema object; make it one")
+    file (relative to the policy file) holding one schema; an inline schema's ``type`` must be
+    a JSON type. Returns the referenced file's schema, or ``None`` to keep the route's."""
+    schema = getattr(route, name)
+    if schema is None:
+        return None
+    where = ("routes", i, name)
+    kind = schema.get("type")
+    kinds = kind if isinstance(kind, list) else [kind]
+    if kind is not None and not all(isinstance(k, str) and k in JSON_TYPES for k in kinds):
+        source.problem((*where, "type"),
+                       f"route {route.name}: {name} has type {kind!r}, which is not a "
+                       f"JSON Schema type; use one of {', '.join(sorted(JSON_TYPES))}")
+    ref = schema.get("$ref")
+    if not isinstance(ref, str):
+        return None
+    target_text, _, fragment = ref.partition("#")
+    if not target_text or URL.match(target_text):
+        return None
+    if fragment.strip("/"):
+        source.problem((*where, "$ref"),
+                       f"route {route.name}: {name} refers to part #{fragment} of a file; "
+                       "point at a file that holds the one schema")
+        return None
+    target = source.file.parent / target_text
+    if not target.is_file():
+        source.problem((*where, "$ref"),
+                       f"route {route.name}: {name} refers to {target_text}, which does "
+                       f"not exist (looked for {display_name(target)}); fix the path "
+                       "(relative to the policy file) or write the schema inline")
+        return None
+    try:
+        text = target.read_text(encoding="utf-8")
+        loaded = json.loads(text) if target.suffix == ".json" else yaml.safe_load(text)
+    except (OSError, UnicodeDecodeError, ValueError, yaml.YAMLError) as exc:
+        source.problem((*where, "$ref"),
+                       f"route {route.name}: {name} refers to {target_text}, which is "
+                       f"not readable JSON or YAML ({exc.__class__.__name__}); fix it")
+        return None
+    if not isinstance(loaded, dict):
+        source.problem((*where, "$ref"),
+                       f"route {route.name}: {name} refers to {target_text}, which is "
+                       "not a JSON Schema object; make it one")
+        return None
+    return loaded

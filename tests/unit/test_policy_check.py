@@ -368,7 +368,7 @@ def test_topics_colliding_in_kafka(tmp_path: Path) -> None:
 
 # --- routes ----------------------------------------------------------------------------
 
-ROUTE = "  - method: {method}\n    path: {path}\n    operation: orders.get\n    auth: jwt\n"
+ROUTE = "  - method: {method}\n    path: {path}\n    operation: orders.get\n    auth: api_key\n"
 
 
 def with_route(method: str, path: str, text: str = BASE) -> str:
@@ -500,5 +500,5 @@ def test_unknown_section(tmp_path: Path) -> None:
     text = BASE.replace("routes:", "route:")
     assert one(tmp_path, text) == (
         f"mesh.yaml:{line(text, 'route:')}: the top level has an unknown key 'route'; did you "
-        "mean routes? (allowed here: services, topics, access, routes, traffic)"
+        "mean routes? (allowed here: services, topics, access, routes, edge, traffic)"
     )

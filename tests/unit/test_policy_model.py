@@ -37,6 +37,8 @@ POLICY = {
                 "auth": "jwt", "rate_limit": {"per_second": 50, "burst": 100}}],
     "traffic": {"orders.create": {"split": [{"subset": "", "weight": 95},
                                             {"subset": "canary", "weight": 5}]}},
+    "edge": {"jwt": {"issuer": "https://issuer.example", "audience": ["meshgate"],
+                     "jwks_url": "https://issuer.example/jwks.json"}},
 }
 
 

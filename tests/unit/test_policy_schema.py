@@ -24,7 +24,8 @@ def test_the_schema_is_the_models_schema() -> None:
     assert schema["properties"] == generated["properties"]
     assert schema["$defs"] == generated["$defs"]
     assert schema["additionalProperties"] is False
-    assert set(schema["properties"]) == {"services", "topics", "access", "routes", "traffic"}
+    assert set(schema["properties"]) == {"services", "topics", "access", "routes", "edge",
+                                           "traffic"}
 
 
 @pytest.mark.parametrize(

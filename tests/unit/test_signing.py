@@ -142,6 +142,9 @@ TAMPERINGS: dict[str, Callable[[Envelope], Envelope]] = {
     "mesh_deadline": lambda e: dataclasses.replace(e, deadline_ms=(e.deadline_ms or 0) + 1),
     "mesh_deadline removed": lambda e: dataclasses.replace(e, deadline_ms=None),
     "content-type": lambda e: dataclasses.replace(e, content_type="text/plain"),
+    "mesh_principal added": lambda e: dataclasses.replace(
+        e, principal='{"method":"jwt","sub":"admin"}'
+    ),
 }
 
 
