@@ -13,13 +13,20 @@ class FunctionSpec:
     requirements: tuple[str, ...]  # distributions vendored as manylinux wheels
     memory_mb: int = 512
     timeout_s: int = 30
+    bundles_policy: bool = False  # gets the merged policy as POLICY_BUNDLE at the zip's root
+
+
+# The merged policy's file name in a zip (the function's working directory in Lambda).
+POLICY_BUNDLE = "meshgate-policy.json"
 
 
 GATEWAY = FunctionSpec(
     name="gateway",
     handler="functions.gateway.handler.handler",
     packages=("bus", "functions"),
-    requirements=("aiokafka", "cryptography", "fastapi", "mangum", "opentelemetry-api", "pydantic"),
+    requirements=("aiokafka", "cryptography", "fastapi", "fastjsonschema", "mangum",
+                  "opentelemetry-api", "pydantic", "pyjwt"),
+    bundles_policy=True,
 )
 
 FUNCTIONS = (GATEWAY,)

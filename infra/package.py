@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -92,13 +93,17 @@ def vendor(spec: FunctionSpec, settings: Settings) -> Path:
     return target
 
 
-def build(spec: FunctionSpec, settings: Settings) -> Artifact:
+def build(spec: FunctionSpec, settings: Settings,
+          extra: Sequence[tuple[str, Path]] = ()) -> Artifact:
+    """The function's zip; ``extra`` adds (name in the zip, file) entries, such as the
+    policy bundled into the gateway."""
     deps = vendor(spec, settings)
     entries = [(name, path) for name, path in _files(deps) if name != ".complete"]
     entries = [e for e in entries if not e[0].split("/")[0].endswith(".dist-info")
                or e[0].endswith(("METADATA", "RECORD", "licenses"))]
     for package in spec.packages:
         entries += [(f"{package}/{name}", path) for name, path in _files(settings.root / package)]
+    entries += list(extra)
     target = settings.build_dir / f"{spec.name}.zip"
     sha = write_zip(entries, target)
     return Artifact(spec, target, sha)

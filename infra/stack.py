@@ -14,8 +14,8 @@ from botocore.exceptions import ClientError
 
 from infra import deploy, identity, local, package, smoke, template, topics
 from infra.errors import InfraError
-from infra.functions import GATEWAY
-from infra.policy import access_map, services_of, topic_specs, traffic_document
+from infra.functions import FUNCTIONS, GATEWAY, POLICY_BUNDLE
+from infra.policy import access_map, load_policy, services_of, topic_specs, traffic_document
 from infra.settings import Settings
 
 Say = Callable[[str], None]
@@ -72,13 +72,27 @@ def deploy_stack(settings: Settings, say: Say) -> str:
     """Keys, traffic rules, package, upload and deploy; returns the HTTP endpoint."""
     mesh = mesh_config(settings, say)
     publish_traffic(settings, say)
-    artifact = package.build(GATEWAY, settings)
-    say(f"built {artifact.path.name} ({artifact.path.stat().st_size / 1e6:.1f} MB, "
-        f"sha256 {artifact.sha256[:12]})")
-    deploy.upload(settings, [artifact], say)
-    body = template.render(template.stack_template(artifact, settings, mesh))
+    bundled = bundle_policy(settings)
+    artifacts: dict[str, package.Artifact] = {}
+    for spec in FUNCTIONS:
+        extra = [(POLICY_BUNDLE, bundled)] if spec.bundles_policy else []
+        artifact = artifacts[spec.name] = package.build(spec, settings, extra)
+        say(f"built {artifact.path.name} ({artifact.path.stat().st_size / 1e6:.1f} MB, "
+            f"sha256 {artifact.sha256[:12]})")
+    deploy.upload(settings, list(artifacts.values()), say)
+    gateway = artifacts.pop(GATEWAY.name)
+    body = template.render(template.stack_template(gateway, settings, mesh, artifacts))
     result = deploy.deploy_template(settings, body, say)
     return template.endpoint_url(settings, result.outputs["ApiId"])
+
+
+def bundle_policy(settings: Settings) -> Path:
+    """The merged policy as JSON (schema references inlined), bundled into the functions
+    that serve routes: they read JSON at cold start, never YAML."""
+    target = settings.build_dir / POLICY_BUNDLE
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(load_policy(policy_file(settings)).model_dump_json(exclude_defaults=True))
+    return target
 
 
 def up(settings: Settings, say: Say, *, smoke_call: bool = True) -> dict[str, Any]:

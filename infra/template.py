@@ -10,12 +10,14 @@ from typing import Any
 
 from infra.package import Artifact
 from infra.settings import Settings
+from infra.stack_parts import merge, part_builders
 from infra.tables import idempotency_table
 
 Template = dict[str, Any]
 
 
-def _function(artifact: Artifact, settings: Settings, env: Mapping[str, str]) -> dict[str, Any]:
+def function_resource(artifact: Artifact, settings: Settings,
+                      env: Mapping[str, Any]) -> dict[str, Any]:
     spec = artifact.function
     return {
         "Type": "AWS::Lambda::Function",
@@ -58,7 +60,12 @@ def traffic_parameter(settings: Settings) -> str:
     return f"/{settings.stack_name}/traffic"
 
 
-def stack_template(gateway: Artifact, settings: Settings, mesh: MeshConfig) -> Template:
+def stack_template(gateway: Artifact, settings: Settings, mesh: MeshConfig,
+                   artifacts: Mapping[str, Artifact] | None = None) -> Template:
+    """The whole stack: the gateway behind its HTTP API, plus every feature's part
+    (``infra.stack_parts``); ``artifacts`` are the functions' zips by function name."""
+    built = {"gateway": gateway, **(artifacts or {})}
+    extra = merge([builder(built, settings, mesh) for builder in part_builders()])
     return {
         "AWSTemplateFormatVersion": "2010-09-09",
         "Description": "meshgate: edge gateway on Lambda behind an HTTP API",
@@ -93,12 +100,14 @@ def stack_template(gateway: Artifact, settings: Settings, mesh: MeshConfig) -> T
                                 "Resource": {"Fn::Sub": "arn:${AWS::Partition}:ssm:"
                                              "${AWS::Region}:${AWS::AccountId}:parameter"
                                              f"{traffic_parameter(settings)}"},
-                            }],
+                            }, *extra.role_statements],
                         },
                     }],
                 },
             },
-            "GatewayFunction": _function(gateway, settings, gateway_environment(settings, mesh)),
+            "GatewayFunction": function_resource(
+                gateway, settings, {**gateway_environment(settings, mesh), **extra.gateway_env}),
+            **extra.resources,
             "IdempotencyTable": idempotency_table(f"{settings.stack_name}-idempotency"),
             "HttpApi": {
                 "Type": "AWS::ApiGatewayV2::Api",
@@ -140,6 +149,7 @@ def stack_template(gateway: Artifact, settings: Settings, mesh: MeshConfig) -> T
             "ApiId": {"Value": {"Ref": "HttpApi"}},
             "GatewayFunctionName": {"Value": {"Ref": "GatewayFunction"}},
             "IdempotencyTableName": {"Value": {"Ref": "IdempotencyTable"}},
+            **extra.outputs,
         },
     }
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 from bus.traffic.table import parse_rules
@@ -27,34 +28,48 @@ def test_the_project_policies_pass_the_check() -> None:
 
 
 def test_access_map_of_the_project() -> None:
-    expected = {"produce": {"gateway": ["orders.requests"], "orders": ["mesh.replies"]},
-                "consume": {"gateway": ["mesh.replies"], "orders": ["orders.requests"]}}
+    expected = {
+        "produce": {"gateway": ["orders.requests", "inventory.requests"],
+                    "orders": ["mesh.replies", "mesh.async.replies", "inventory.requests"],
+                    "inventory": ["mesh.replies", "mesh.async.replies"]},
+        "consume": {"gateway": ["mesh.replies", "mesh.async.replies"],
+                    "orders": ["mesh.replies", "orders.requests"],
+                    "inventory": ["inventory.requests"]},
+    }
     assert access_map(POLICIES) == expected
     assert access_map(load_policy(POLICIES)) == expected
     assert access_map(POLICIES / "mesh.yaml") == expected
 
 
 def test_services_of_the_project() -> None:
-    assert services_of(POLICIES) == ["gateway", "orders"]
+    assert services_of(POLICIES) == ["gateway", "inventory", "orders"]
 
 
 def test_topic_specs_of_the_project() -> None:
     assert topic_specs(POLICIES) == [
         TopicSpec(name="orders.requests", partitions=6, config={"retention.ms": "86400000"}),
+        TopicSpec(name="inventory.requests", partitions=3, config={"retention.ms": "86400000"}),
         TopicSpec(name="mesh.replies", partitions=16, config={"retention.ms": "3600000"}),
+        TopicSpec(name="mesh.async.replies", partitions=3,
+                  config={"retention.ms": "86400000"}),
         TopicSpec(name="mesh.quarantine", partitions=3, config={"retention.ms": "604800000"}),
     ]
 
 
-def test_the_project_route() -> None:
-    (route,) = load_policy(POLICIES).routes
+def test_the_project_routes() -> None:
+    routes = load_policy(POLICIES).routes
+    route = routes[0]
     assert (route.method, route.path, route.operation, route.auth, route.caller) == (
         "POST", "/v1/orders", "orders.create", "none", "gateway")
-    assert route.timeout_ms <= 29_000
+    assert all(route.timeout_ms <= 29_000 for route in routes)
+    # schema references are resolved into the merged policy
+    assert route.request_schema is not None
+    assert route.request_schema["title"] == "CreateOrder"
 
 
 def test_traffic_document_is_what_the_traffic_table_reads(tmp_path: Path) -> None:
     project = (POLICIES / "mesh.yaml").read_text()
+    shutil.copytree(POLICIES / "schemas", tmp_path / "schemas")
     (tmp_path / "mesh.yaml").write_text(
         project[:project.index("\ntraffic:")].replace(
             'subsets: [""]', 'subsets: ["", canary]').replace(
