@@ -1,10 +1,12 @@
-"""The stack part of the ratelimit feature (see ``infra.stack_parts``)."""
+"""The stack part of rate limiting: the token-bucket table shared by every gateway instance
+(``functions.gateway.ratelimit``), the role's access to it, and its name for the gateway."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
+from functions.gateway.ratelimit.table import rate_limit_access, rate_limit_table
 from infra.package import Artifact
 from infra.settings import Settings
 from infra.stack_parts import StackPart
@@ -12,6 +14,14 @@ from infra.stack_parts import StackPart
 if TYPE_CHECKING:
     from infra.template import MeshConfig
 
+TABLE = "RateLimitTable"
+ENV_TABLE = "MESH_RATE_LIMIT_TABLE"
+
 
 def part(artifacts: Mapping[str, Artifact], settings: Settings, mesh: MeshConfig) -> StackPart:
-    return StackPart()
+    return StackPart(
+        resources={TABLE: rate_limit_table(f"{settings.stack_name}-ratelimit")},
+        outputs={"RateLimitTableName": {"Value": {"Ref": TABLE}}},
+        role_statements=[rate_limit_access(TABLE)],
+        gateway_env={ENV_TABLE: {"Ref": TABLE}},
+    )

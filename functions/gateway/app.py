@@ -1,24 +1,47 @@
-"""The gateway's FastAPI app. The mesh client is created lazily, once per process."""
+"""The edge's FastAPI app, built from the policy's HTTP routes.
+
+Each route becomes one endpoint that runs, in order: authentication (the route's ``auth``),
+required scopes, rate limits, validation of path, query and body against the route's
+schemas, then the mesh call (one operation, an aggregation of several, or an async
+submission), with the caller's principal signed into the message. Every refusal is
+problem+json. Custom routes can still be added to the returned app in code.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any
+from dataclasses import dataclass, field
+from typing import Any
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import FastAPI, Request, Response
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 
 from bus.client import MeshClient
-from bus.errors import DeadlineExceeded, MeshError, RemoteError, TransportError
+from bus.errors import MeshError
+from bus.policy.model import Policy, Route
 from bus.tracing import valid_traceparent
-from bus.traffic.breaker import CircuitOpen
-from bus.traffic.faults import InjectedFault
-from functions.shared.orders_contract import CreateOrder
+from functions.gateway.aggregate import fan_out, merged
+from functions.gateway.async_routes import AsyncRoutes, OperationsStore
+from functions.gateway.auth.errors import AuthError
+from functions.gateway.guard import Caller, EdgeGuard
+from functions.gateway.middleware import install_middleware
+from functions.gateway.openapi import SECURITY_SCHEMES, route_openapi, starlette_path
+from functions.gateway.problems import (
+    EdgeRefusal,
+    auth_error_response,
+    mesh_error_response,
+    refusal_response,
+)
+from functions.gateway.validation import RouteValidator
+
+__all__ = ["EdgeDeps", "LazyMeshClient", "create_app", "mesh_error_response"]
 
 ClientFactory = Callable[[], Awaitable[MeshClient]]
-# API Gateway ends an integration at 29 s: a route's deadline must fit inside it.
-ORDER_TIMEOUT_S = 28.0
+ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+log = logging.getLogger(__name__)
 
 
 class LazyMeshClient:
@@ -30,6 +53,8 @@ class LazyMeshClient:
         self._lock = asyncio.Lock()
 
     async def get(self) -> MeshClient:
+        if self._client is not None:
+            return self._client
         async with self._lock:
             if self._client is None:
                 client = await self._factory()
@@ -43,60 +68,123 @@ class LazyMeshClient:
             await client.close()
 
 
-def _problem(status: int, title: str, detail: str) -> JSONResponse:
-    return JSONResponse(
-        {"type": "about:blank", "title": title, "status": status, "detail": detail},
-        status_code=status,
-        media_type="application/problem+json",
+@dataclass
+class EdgeDeps:
+    """What the routes need besides the policy; the mesh client is created lazily."""
+
+    mesh: LazyMeshClient
+    guard: EdgeGuard = field(default_factory=EdgeGuard)
+    operations: OperationsStore | None = None
+
+
+def _source_ip(request: Request) -> str:
+    return request.client.host if request.client is not None else "unknown"
+
+
+class RouteEndpoint:
+    """One policy route's request handling (see the module docstring for the order)."""
+
+    def __init__(self, route: Route, deps: EdgeDeps, async_routes: AsyncRoutes | None) -> None:
+        self.route = route
+        self.deps = deps
+        self.validator = RouteValidator(route)
+        self.async_routes = async_routes
+        self.timeout_s = route.timeout_ms / 1000
+
+    async def __call__(self, request: Request) -> Response:
+        route = self.route
+        caller = await self.deps.guard.authenticate(route, request.headers, _source_ip(request))
+        limit_headers = await self.deps.guard.admit(route, caller)
+        payload = self.validator.payload(request.path_params, request.query_params,
+                                         request.headers.get("content-type"),
+                                         await request.body())
+        client = await self.deps.mesh.get()
+        traceparent = valid_traceparent(request.headers.get("traceparent"))
+        if self.async_routes is not None and route.mode == "async":
+            body = await self.async_routes.submit(client, route, payload, caller, traceparent)
+            return JSONResponse(body, status_code=202, headers={
+                **limit_headers, "Location": body["status_url"]})
+        if route.aggregate is not None:
+            result = await self._aggregate(client, payload, caller, traceparent)
+        else:
+            assert route.operation is not None
+            result = await client.request(
+                route.operation, payload,
+                timeout_s=min(self.timeout_s, client.settings.request_timeout_s),
+                traceparent=traceparent, headers=request.headers,
+                principal=caller.principal_json())
+        return JSONResponse(result, status_code=route.status, headers=limit_headers)
+
+    async def _aggregate(self, client: MeshClient, payload: dict[str, Any], caller: Caller,
+                         traceparent: str | None) -> dict[str, Any]:
+        assert self.route.aggregate is not None
+        principal = caller.principal_json()
+
+        async def call(operation: str, timeout_s: float) -> dict[str, Any]:
+            return await client.request(operation, payload, timeout_s=timeout_s,
+                                        traceparent=traceparent, principal=principal)
+
+        outcomes = await fan_out(self.route.aggregate, call, self.timeout_s)
+        return merged(self.route.aggregate, outcomes)
+
+
+def _mount(app: FastAPI, route: Route, deps: EdgeDeps, async_routes: AsyncRoutes | None) -> None:
+    status = 202 if route.mode == "async" else route.status
+    app.add_api_route(
+        starlette_path(route.path), RouteEndpoint(route, deps, async_routes),
+        methods=ALL_METHODS if route.method == "ANY" else [route.method],
+        status_code=status, name=route.name, openapi_extra=route_openapi(route, status),
+        description=f"{route.auth} auth; calls {', '.join(route.operations())}",
+        include_in_schema=True,
     )
 
 
-def mesh_error_response(error: MeshError) -> JSONResponse:
-    """Map a mesh error to an HTTP answer that says what failed without leaking internals."""
-    if isinstance(error, DeadlineExceeded):
-        return _problem(504, "Gateway Timeout", "the service did not answer in time")
-    if isinstance(error, TransportError):
-        return _problem(503, "Service Unavailable", "the message bus is unavailable")
-    if isinstance(error, InjectedFault | CircuitOpen):
-        return _problem(503, "Service Unavailable", "the service is not taking calls now")
-    if isinstance(error, RemoteError):
-        if error.remote_code.startswith("invalid"):
-            return _problem(422, "Unprocessable Content", error.message)
-        status = 503 if error.remote_retriable else 502
-        return _problem(status, "Bad Gateway", f"the service answered {error.remote_code}")
-    return _problem(502, "Bad Gateway", "the request could not be completed")
+def _install_openapi(app: FastAPI) -> None:
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
+            schema.setdefault("components", {})["securitySchemes"] = SECURITY_SCHEMES
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
-async def mesh_client(request: Request) -> MeshClient:
-    mesh: LazyMeshClient = request.app.state.mesh
-    return await mesh.get()
-
-
-def create_app(factory: ClientFactory) -> FastAPI:
+def create_app(policy: Policy, deps: EdgeDeps) -> FastAPI:
+    """The edge app serving ``policy.routes`` (those whose caller is ``gateway``)."""
+    routes = tuple(r for r in policy.routes if r.caller == "gateway")
+    deps.guard.check_routes(routes)
+    edge = policy.edge
     app = FastAPI(title="meshgate edge", version="0.1.0")
-    app.state.mesh = LazyMeshClient(factory)
+    app.state.mesh = deps.mesh
+    install_middleware(app, edge)
 
     @app.exception_handler(MeshError)
     async def on_mesh_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, MeshError)
         return mesh_error_response(exc)
 
-    @app.get("/healthz")
+    @app.exception_handler(AuthError)
+    async def on_auth_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, AuthError)
+        return auth_error_response(exc)
+
+    @app.exception_handler(EdgeRefusal)
+    async def on_refusal(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, EdgeRefusal)
+        return refusal_response(exc)
+
+    @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.post("/v1/orders", status_code=201)
-    async def create_order(
-        order: CreateOrder,
-        request: Request,
-        client: Annotated[MeshClient, Depends(mesh_client)],
-    ) -> dict[str, Any]:
-        return await client.request(
-            "orders.create",
-            order,
-            timeout_s=min(ORDER_TIMEOUT_S, client.settings.request_timeout_s),
-            traceparent=valid_traceparent(request.headers.get("traceparent")),
-            headers=request.headers,  # for the operation's header-match and sticky rules
-        )
-
+    async_routes = None
+    if any(route.mode == "async" for route in routes):
+        if deps.operations is None:
+            raise ValueError("async routes need an operations store (MESH_OPERATIONS_TABLE)")
+        async_routes = AsyncRoutes(deps.operations, deps.guard)
+        async_routes.mount_status(app, routes)
+    for route in routes:
+        _mount(app, route, deps, async_routes)
+    _install_openapi(app)
     return app

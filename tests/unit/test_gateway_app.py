@@ -12,12 +12,13 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
-import functions.gateway.app as gateway_app
+from bus.access import NotAllowed
 from bus.client import MeshClient
 from bus.config import BusSettings
 from bus.envelope import Envelope, from_record
@@ -36,8 +37,11 @@ from bus.quarantine import QUARANTINE_TOPIC
 from bus.service import Payload, Service
 from bus.transport import Record
 from bus.worker import ServiceWorker
-from functions.gateway.app import create_app, mesh_error_response
+from functions.gateway.app import EdgeDeps, LazyMeshClient, create_app, mesh_error_response
+from functions.gateway.guard import EdgeGuard
+from functions.gateway.ratelimit.memory import InMemoryRateLimitStore
 from functions.orders.service import orders
+from infra.policy import load_policy
 
 ORDER: dict[str, Any] = {
     "customer": "alice",
@@ -48,6 +52,9 @@ ORDER: dict[str, Any] = {
 }
 TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 PROBLEM = "application/problem+json"
+PROJECT = load_policy(Path(__file__).resolve().parents[2] / "policies")
+ORDERS_ONLY = PROJECT.model_copy(update={
+    "routes": tuple(r for r in PROJECT.routes if r.path == "/v1/orders")})
 
 
 class DownTransport(MemoryTransport):
@@ -81,6 +88,7 @@ def gateway(
     *,
     transport: type[MemoryTransport] = MemoryTransport,
     settings: BusSettings | None = None,
+    timeout_ms: int | None = None,
 ) -> Iterator[Gateway]:
     settings = settings or BusSettings(service_name="gateway", reply_partition=0)
     calls: list[MeshClient] = []
@@ -90,7 +98,10 @@ def gateway(
         calls.append(client)
         return client
 
-    app = create_app(factory)
+    policy = ORDERS_ONLY if timeout_ms is None else ORDERS_ONLY.model_copy(update={"routes": (
+        ORDERS_ONLY.routes[0].model_copy(update={"timeout_ms": timeout_ms}),)})
+    app = create_app(policy, EdgeDeps(mesh=LazyMeshClient(factory),
+                                           guard=EdgeGuard(limiter=InMemoryRateLimitStore())))
     with TestClient(app) as http:
         portal = http.portal
         assert portal is not None
@@ -215,12 +226,12 @@ def test_invalid_body_is_422_and_never_reaches_the_bus(broker: MemoryBroker, bod
     assert _requests(broker) == []
 
 
-def test_body_that_is_not_json_is_422(broker: MemoryBroker) -> None:
+def test_body_that_is_not_json_is_400(broker: MemoryBroker) -> None:
     with gateway(broker) as gw:
         response = gw.http.post(
             "/v1/orders", content=b"{nope", headers={"content-type": "application/json"}
         )
-    assert response.status_code == 422
+    assert _assert_problem(response, 400)["reason"] == "malformed_json"
     assert _requests(broker) == []
 
 
@@ -228,8 +239,7 @@ def test_body_that_is_not_json_is_422(broker: MemoryBroker) -> None:
 
 
 def test_no_worker_answer_is_504(broker: MemoryBroker, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(gateway_app, "ORDER_TIMEOUT_S", 0.2)
-    with gateway(broker, service=None) as gw:
+    with gateway(broker, service=None, timeout_ms=200) as gw:
         response = gw.http.post("/v1/orders", json=ORDER)
     _assert_problem(response, 504)
     assert len(_requests(broker)) == 1
@@ -288,6 +298,9 @@ def test_handler_crash_is_503_without_leaking(broker: MemoryBroker) -> None:
         (RemoteError("internal", "KeyError in handler", True), 503),
         (EnvelopeError("bad"), 502),
         (MeshError("generic"), 502),
+        (NotAllowed("gateway may not produce to x"), 403),
+        (RemoteError("not_found", "no sku x", False), 404),
+        (RemoteError("insufficient_stock", "only 2 left", False), 422),
     ],
 )
 def test_mesh_error_response_status(error: MeshError, status: int) -> None:
@@ -297,7 +310,8 @@ def test_mesh_error_response_status(error: MeshError, status: int) -> None:
     assert response.headers["content-type"].startswith(PROBLEM)
     body = json.loads(bytes(response.body))
     assert body["status"] == status
-    assert set(body) == {"type", "title", "status", "detail"}
+    assert set(body) == {"type", "title", "status", "detail", "reason"}
+    assert (response.headers.get("retry-after") is not None) == (status == 503)
 
 
 def _detail(error: MeshError) -> str:
@@ -328,9 +342,8 @@ def test_order_deadline_follows_the_request_timeout_setting(broker: MemoryBroker
 def test_oversized_traceparent_still_gives_a_valid_envelope(
     broker: MemoryBroker, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(gateway_app, "ORDER_TIMEOUT_S", 0.2)
     huge = "00-" + "a" * 5000
-    with gateway(broker, service=None) as gw:
+    with gateway(broker, service=None, timeout_ms=200) as gw:
         gw.http.post("/v1/orders", json=ORDER, headers={"traceparent": huge})
     [record] = _requests(broker)
     try:

@@ -1,0 +1,129 @@
+"""Who is calling and whether they may, before a request reaches the bus: authentication by
+the route's ``auth`` (JWT bearer, API key, or none), required scopes, then the rate limits
+(the route's, per caller or per route, and the API key's usage plan)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+from bus.policy.model import Route
+from functions.gateway.auth.api_keys import API_KEY_HEADER, ApiKeyAuthenticator, UsagePlan
+from functions.gateway.auth.errors import Forbidden
+from functions.gateway.auth.principal import Principal
+from functions.gateway.problems import EdgeRefusal
+from functions.gateway.ratelimit.bucket import Decision, Limit, bucket_key
+
+if TYPE_CHECKING:  # PyJWT and cryptography load only when a JWT route exists
+    from functions.gateway.auth.jwt_bearer import JwtVerifier
+
+
+log = logging.getLogger(__name__)
+
+
+def _safe(part: str) -> str:
+    """A subject as a bucket key part: ``|`` separates parts (``auth0|123`` is a real sub)."""
+    return part.replace("%", "%25").replace("|", "%7C")
+
+
+class RateLimitStore(Protocol):
+    async def take(self, key: str, limit: Limit) -> Decision: ...
+
+
+class InsufficientScope(Forbidden):
+    reason = "insufficient_scope"
+
+    def www_authenticate(self) -> str | None:
+        return 'Bearer error="insufficient_scope"'
+
+
+@dataclass(frozen=True)
+class Caller:
+    """The request's caller: the principal (``None`` on ``auth: none`` routes), the API key's
+    plan if any, and the source address (the per-caller bucket of anonymous routes)."""
+
+    principal: Principal | None
+    plan: UsagePlan | None
+    source_ip: str
+
+    def principal_json(self) -> str | None:
+        return None if self.principal is None else self.principal.to_json()
+
+
+@dataclass(frozen=True)
+class EdgeGuard:
+    jwt: JwtVerifier | None = None
+    api_keys: ApiKeyAuthenticator | None = None
+    limiter: RateLimitStore | None = None
+
+    def check_routes(self, routes: tuple[Route, ...]) -> None:
+        """Refuse to build an edge whose routes need what it was not given (a loud cold
+        start beats a route that fails open or answers 500)."""
+        for route in routes:
+            if route.auth == "jwt" and self.jwt is None:
+                raise ValueError(f"route {route.name} takes JWTs; configure edge.jwt")
+            if route.auth == "api_key" and self.api_keys is None:
+                raise ValueError(f"route {route.name} takes API keys; configure a key store")
+            if route.rate_limit is not None and self.limiter is None:
+                raise ValueError(f"route {route.name} is rate limited; configure a store")
+
+    async def authenticate(self, route: Route, headers: Mapping[str, str],
+                           source_ip: str) -> Caller:
+        """Raises ``AuthError`` (401/403/503) when the caller is not who the route needs."""
+        if route.auth == "jwt":
+            assert self.jwt is not None
+            principal = await self.jwt.authenticate(headers.get("authorization"))
+            missing = sorted(set(route.scopes) - principal.scopes)
+            if missing:
+                raise InsufficientScope(f"the token lacks the scope(s) {', '.join(missing)}")
+            return Caller(principal, None, source_ip)
+        if route.auth == "api_key":
+            assert self.api_keys is not None
+            match = await self.api_keys.authenticate(headers.get(API_KEY_HEADER))
+            return Caller(match.principal, match.record.plan, source_ip)
+        return Caller(None, None, source_ip)
+
+    async def admit(self, route: Route, caller: Caller) -> dict[str, str]:
+        """Take from every bucket the request counts against; the rate-limit headers of the
+        tightest one, or ``EdgeRefusal`` 429 (with ``Retry-After``) when one is empty."""
+        buckets = self.buckets(route, caller)
+        if not buckets or self.limiter is None:
+            return {}
+        tightest: Decision | None = None
+        for key, limit in buckets:
+            try:
+                decision = await self.limiter.take(key, limit)
+            except Exception as exc:  # the store's errors differ; none may let a call past
+                log.warning("rate limit store failed for %s: %r", route.name, exc)
+                raise EdgeRefusal(503, "ratelimit_unavailable",
+                                  "the gateway could not check the rate limit; retry",
+                                  headers={"Retry-After": "1"}) from exc
+            if not decision.allowed:
+                raise EdgeRefusal(429, "rate_limited", "too many requests; slow down",
+                                  headers=decision.headers())
+            if tightest is None or decision.remaining < tightest.remaining:
+                tightest = decision
+        return {} if tightest is None else tightest.headers()
+
+    @staticmethod
+    def buckets(route: Route, caller: Caller) -> list[tuple[str, Limit]]:
+        buckets: list[tuple[str, Limit]] = []
+        principal = caller.principal
+        if route.rate_limit is not None:
+            limit = Limit(route.rate_limit.per_second, route.rate_limit.burst)
+            if route.rate_limit.per == "route":
+                buckets.append((bucket_key(route=route.name), limit))
+            elif principal is not None and principal.key_id is not None:
+                buckets.append((bucket_key(route=route.name, key=principal.key_id), limit))
+            elif principal is not None:
+                buckets.append((bucket_key(route=route.name, user=_safe(principal.subject)),
+                                limit))
+            else:
+                buckets.append((bucket_key(route=route.name, user=f"ip {caller.source_ip}"),
+                                limit))
+        if caller.plan is not None and principal is not None and principal.key_id is not None:
+            buckets.append((bucket_key(key=principal.key_id),
+                            Limit(caller.plan.rate_per_s, caller.plan.burst)))
+        return buckets

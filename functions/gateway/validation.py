@@ -1,0 +1,140 @@
+"""Request validation from a route's schemas, before anything reaches the bus.
+
+Each route's JSON Schemas (body, path and query parameters) are compiled once, at app build,
+by fastjsonschema (generated Python, no per-request schema walking). Path and query values
+arrive as text and are converted to the schema's type (``integer``, ``number``, ``boolean``)
+first, so ``?quantity=3`` meets ``{type: integer}``.
+
+The mesh payload is the JSON body object with the path and query parameters added under
+their names; a body field that a parameter also sets is refused (422), never overwritten.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import fastjsonschema
+
+from bus.policy.model import Route
+from functions.gateway.problems import EdgeRefusal
+
+Check = Callable[[Any], Any]
+_INTEGER = re.compile(r"-?[0-9]{1,18}")
+_NUMBER = re.compile(r"-?[0-9]{1,18}(\.[0-9]{1,18})?([eE][+-]?[0-9]{1,3})?")
+JSON_TYPES = ("application/json",)
+
+
+def _compile(schema: Mapping[str, Any]) -> Check:
+    check: Check = fastjsonschema.compile(dict(schema))
+    return check
+
+
+def _error(where: str, exc: fastjsonschema.JsonSchemaValueException) -> dict[str, str]:
+    path = [str(p) for p in (exc.path or [])[1:]]  # path[0] is fastjsonschema's "data"
+    pointer = where + "".join(f"/{p}" for p in path)
+    message = exc.message.replace("data.", "", 1).replace("data ", "", 1)
+    return {"pointer": pointer, "detail": message}
+
+
+def convert(text: str, schema: Mapping[str, Any]) -> Any:
+    """A path or query value as the type its schema wants (text stays text if it is not)."""
+    kinds = schema.get("type")
+    for kind in kinds if isinstance(kinds, list) else [kinds]:
+        if kind == "integer" and _INTEGER.fullmatch(text):
+            return int(text)
+        if kind == "number" and _NUMBER.fullmatch(text):
+            return int(text) if _INTEGER.fullmatch(text) else float(text)
+        if kind == "boolean" and text in ("true", "false"):
+            return text == "true"
+    return text
+
+
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+@dataclass(frozen=True)
+class _Param:
+    name: str
+    schema: Mapping[str, Any]
+    check: Check
+
+
+class RouteValidator:
+    """Turns one request of ``route`` into its mesh payload, or raises ``EdgeRefusal``."""
+
+    def __init__(self, route: Route) -> None:
+        self.route = route
+        self.takes_body = route.method in ("POST", "PUT", "PATCH", "ANY") or (
+            route.request_schema is not None)
+        self._body = _compile(route.request_schema) if route.request_schema else None
+        self._params = [_Param(n, s, _compile(s)) for n, s in route.params.items()]
+        self._query = [_Param(n, s, _compile(s)) for n, s in route.query.items()]
+        self._required_query = frozenset(route.required_query)
+
+    def payload(self, path: Mapping[str, str], query: Mapping[str, str],
+                content_type: str | None, body: bytes) -> dict[str, Any]:
+        errors: list[dict[str, str]] = []
+        values: dict[str, Any] = {}
+        for param in self._params:
+            values[param.name] = self._checked(param, path.get(param.name, ""), "/path", errors)
+        for name, text in path.items():  # path parameters without a schema pass as text
+            values.setdefault(name, text)
+        unknown = sorted(set(query) - {p.name for p in self._query})
+        errors.extend({"pointer": f"/query/{name}", "detail": "is not an accepted parameter"}
+                      for name in unknown)
+        for param in self._query:
+            if param.name in query:
+                values[param.name] = self._checked(param, query[param.name], "/query", errors)
+            elif param.name in self._required_query:
+                errors.append({"pointer": f"/query/{param.name}", "detail": "is required"})
+        document = self._document(content_type, body)
+        if self._body is not None:
+            try:
+                self._body(document)
+            except fastjsonschema.JsonSchemaValueException as exc:
+                errors.append(_error("/body", exc))
+        if document is not None and not isinstance(document, dict):
+            errors.append({"pointer": "/body", "detail": "must be a JSON object"})
+        elif document:
+            clash = sorted(set(document) & set(values))
+            errors.extend({"pointer": f"/body/{name}",
+                           "detail": "is also a path or query parameter; send it once"}
+                          for name in clash)
+            values = {**document, **values}
+        if errors:
+            raise EdgeRefusal(422, "invalid_request", "the request does not match the route's "
+                              "schema; see errors", errors=errors)
+        return values
+
+    def _checked(self, param: _Param, text: str, where: str,
+                 errors: list[dict[str, str]]) -> Any:
+        value = convert(text, param.schema)
+        try:
+            param.check(value)
+        except fastjsonschema.JsonSchemaValueException as exc:
+            errors.append({"pointer": f"{where}/{param.name}",
+                           "detail": _error("", exc)["detail"]})
+        return value
+
+    def _document(self, content_type: str | None, body: bytes) -> Any:
+        if not body.strip():
+            if self._body is not None:
+                raise EdgeRefusal(422, "invalid_request", "the route needs a JSON body",
+                                  errors=[{"pointer": "/body", "detail": "is required"}])
+            return None
+        if not self.takes_body:
+            raise EdgeRefusal(400, "unexpected_body", f"{self.route.method} takes no body")
+        media = (content_type or "").split(";", 1)[0].strip().lower()
+        if media not in JSON_TYPES and not media.endswith("+json"):
+            raise EdgeRefusal(415, "unsupported_media_type",
+                              "send the body as application/json",
+                              headers={"Accept": "application/json"})
+        try:
+            return json.loads(body, parse_constant=_no_constants)
+        except (UnicodeDecodeError, ValueError):
+            raise EdgeRefusal(400, "malformed_json", "the body is not valid JSON") from None

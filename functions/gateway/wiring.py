@@ -1,0 +1,94 @@
+"""Builds the deployed edge from its environment: the bundled policy, the JWT verifier of
+``edge.jwt``, the DynamoDB stores named by ``MESH_*_TABLE``, and the lazily created mesh
+client. Explicit arguments win over the environment, which wins over defaults."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from fastapi import FastAPI
+
+from bus.client import MeshClient
+from bus.config import BusSettings
+from bus.identity import load_identity
+from bus.kafka import KafkaTransport
+from bus.policy.edge import JwtSettings
+from bus.policy.model import Policy
+from bus.traffic.table import TrafficReloader, TrafficTable
+from functions.gateway.app import EdgeDeps, LazyMeshClient, create_app
+from functions.gateway.guard import EdgeGuard
+from functions.shared.secrets import SecretsManagerSource
+
+if TYPE_CHECKING:  # PyJWT and cryptography load only when a JWT route exists
+    from functions.gateway.auth.jwt_bearer import JwtVerifier
+
+POLICY_BUNDLE = "meshgate-policy.json"
+
+
+def policy_path(env: Mapping[str, str]) -> Path:
+    explicit = env.get("MESH_POLICY_FILE")
+    if explicit:
+        return Path(explicit)
+    return Path(env.get("LAMBDA_TASK_ROOT", ".")) / POLICY_BUNDLE
+
+
+def load_bundled_policy(env: Mapping[str, str]) -> Policy:
+    path = policy_path(env)
+    try:
+        return Policy.from_json(path.read_bytes())
+    except OSError as exc:
+        raise RuntimeError(f"the edge's policy {path} cannot be read ({exc}); deploy with "
+                           "`meshgate deploy` or set MESH_POLICY_FILE") from exc
+
+
+async def mesh_client() -> MeshClient:
+    settings = BusSettings.resolve(service_name="gateway")
+    # Reading the key is a blocking AWS call: keep it off the event loop.
+    identity = await asyncio.to_thread(load_identity, settings, secrets=SecretsManagerSource())
+    table, reloader = TrafficTable(), None
+    parameter = os.environ.get("MESH_TRAFFIC_PARAMETER")
+    if parameter:  # the policies' traffic rules, reloaded while the instance lives
+        from functions.shared.ssm_traffic import SsmTrafficSource
+
+        reloader = TrafficReloader(table, SsmTrafficSource(parameter),
+                                   float(os.environ.get("MESH_TRAFFIC_RELOAD_S", "30")))
+    return MeshClient(KafkaTransport(settings), settings, identity, traffic=table,
+                      reloader=reloader)
+
+
+def jwt_verifier(settings: JwtSettings) -> JwtVerifier:
+    from functions.gateway.auth.jwks import JwksCache, StaticJwks, UrlJwks
+    from functions.gateway.auth.jwt_bearer import JwtVerifier
+
+    source = UrlJwks(settings.jwks_url) if settings.jwks_url else StaticJwks(
+        dict(settings.jwks or {}))
+    return JwtVerifier(JwksCache(source, ttl_s=settings.jwks_refresh_s),
+                       issuer=settings.issuer, audience=settings.audience,
+                       algorithms=settings.algorithms, leeway_s=settings.leeway_s,
+                       carried_claims=settings.claims)
+
+
+def guard_from_env(policy: Policy, env: Mapping[str, str]) -> EdgeGuard:
+    routes = policy.routes
+    jwt = None
+    if policy.edge is not None and policy.edge.jwt is not None and any(
+            r.auth == "jwt" for r in routes):
+        jwt = jwt_verifier(policy.edge.jwt)
+    limiter = None
+    table = env.get("MESH_RATE_LIMIT_TABLE")
+    if table and any(r.rate_limit is not None or r.auth == "api_key" for r in routes):
+        from functions.gateway.ratelimit.dynamodb import DynamoDBRateLimitStore
+
+        limiter = DynamoDBRateLimitStore(table)
+    return EdgeGuard(jwt=jwt, api_keys=None, limiter=limiter)
+
+
+def build_app(env: Mapping[str, str] | None = None, policy: Policy | None = None) -> FastAPI:
+    env = os.environ if env is None else env
+    policy = load_bundled_policy(env) if policy is None else policy
+    deps = EdgeDeps(mesh=LazyMeshClient(mesh_client), guard=guard_from_env(policy, env))
+    return create_app(policy, deps)
