@@ -19,7 +19,7 @@ from bus.kafka import KafkaTransport
 from bus.policy.edge import JwtSettings
 from bus.policy.model import Policy
 from bus.traffic.table import TrafficReloader, TrafficTable
-from functions.gateway.app import EdgeDeps, LazyMeshClient, create_app
+from functions.gateway.app import ClientFactory, EdgeDeps, LazyMeshClient, create_app
 from functions.gateway.guard import EdgeGuard
 from functions.shared.secrets import SecretsManagerSource
 
@@ -87,8 +87,13 @@ def guard_from_env(policy: Policy, env: Mapping[str, str]) -> EdgeGuard:
     return EdgeGuard(jwt=jwt, api_keys=None, limiter=limiter)
 
 
-def build_app(env: Mapping[str, str] | None = None, policy: Policy | None = None) -> FastAPI:
+def build_app(env: Mapping[str, str] | None = None, policy: Policy | None = None, *,
+              mesh_factory: ClientFactory | None = None,
+              guard: EdgeGuard | None = None) -> FastAPI:
+    """The edge of ``policy`` (default: the bundled one). ``mesh_factory`` and ``guard``
+    replace what the environment would build (tests and benchmarks pass in-memory ones)."""
     env = os.environ if env is None else env
     policy = load_bundled_policy(env) if policy is None else policy
-    deps = EdgeDeps(mesh=LazyMeshClient(mesh_client), guard=guard_from_env(policy, env))
+    deps = EdgeDeps(mesh=LazyMeshClient(mesh_factory or mesh_client),
+                    guard=guard or guard_from_env(policy, env))
     return create_app(policy, deps)
