@@ -75,8 +75,10 @@ def test_partition_given_as_a_string_is_accepted() -> None:
 def test_building_an_event_round_trips() -> None:
     records = [Record("t", 1, 9, b"v1", b"k", (("a", b"\x00\xff"),)),
                Record("t", 0, 3, None, None, ()), Record("t", 1, 10, b"v2")]
-    for kwargs in ({"bootstrap_servers": "h:9092"}, {"cluster_arn": "arn:aws:kafka:x"}):
-        event = json.loads(json.dumps(kafka_event(records, **kwargs)))
+    built = [kafka_event(records, bootstrap_servers="h:9092"),
+             kafka_event(records, cluster_arn="arn:aws:kafka:x")]
+    for original in built:
+        event = json.loads(json.dumps(original))
         parsed = parse_event(event)
         by_position = {(r.topic, r.partition, r.offset): r for r in records}
         assert {(r.record.topic, r.record.partition, r.record.offset): r.record
