@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from bus.errors import MeshError
-from infra import deadletters, stack
+from infra import deadletters, keys_cli, stack
 from infra.errors import InfraError
 from infra.policy import commands as policy_commands
 from infra.settings import Settings
@@ -52,6 +52,7 @@ def _parser() -> argparse.ArgumentParser:
     graph = policy_sub.add_parser("graph", help="the service and topic graph")
     graph.add_argument("--format", choices=("mermaid", "svg"), default="mermaid")
     graph.add_argument("--output", help="write to this file instead of printing")
+    keys_cli.register(commands)
     return parser
 
 
@@ -88,6 +89,8 @@ def run(argv: Sequence[str] | None = None) -> int:
             return policy_commands.graph_command(settings.root, _say, fmt=args.format,
                                                  output=args.output)
         return policy_commands.schema_command(settings.root, _say)
+    elif args.command == "keys":
+        return keys_cli.run(args, settings)
     elif args.command == "topics":
         plan = stack.provision_topics(settings)
         _say("no changes" if plan.empty else f"created {[s.name for s in plan.create]}, "

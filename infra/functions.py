@@ -29,4 +29,16 @@ GATEWAY = FunctionSpec(
     bundles_policy=True,
 )
 
-FUNCTIONS = (GATEWAY,)
+# The Lambda authorizer (``functions/authorizer``): JWT from the bundled policy's edge.jwt,
+# API keys from DynamoDB. boto3 is vendored: the emulator's Lambda workers lack it.
+AUTHORIZER = FunctionSpec(
+    name="authorizer",
+    handler="functions.authorizer.handler.handler",
+    packages=("bus", "functions"),
+    requirements=("boto3", "cryptography", "opentelemetry-api", "pydantic", "pyjwt"),
+    memory_mb=256,
+    timeout_s=10,
+    bundles_policy=True,
+)
+
+FUNCTIONS: tuple[FunctionSpec, ...] = (GATEWAY, AUTHORIZER)

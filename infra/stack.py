@@ -12,7 +12,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from infra import deploy, identity, local, package, smoke, template, topics
+from infra import deploy, identity, local, package, pepper, smoke, template, topics
 from infra.errors import InfraError
 from infra.functions import FUNCTIONS, GATEWAY, POLICY_BUNDLE
 from infra.policy import access_map, load_policy, services_of, topic_specs, traffic_document
@@ -71,6 +71,7 @@ def publish_traffic(settings: Settings, say: Say) -> None:
 def deploy_stack(settings: Settings, say: Say) -> str:
     """Keys, traffic rules, package, upload and deploy; returns the HTTP endpoint."""
     mesh = mesh_config(settings, say)
+    pepper.ensure_pepper(settings, say)  # the API-key pepper the gateway and authorizer read
     publish_traffic(settings, say)
     bundled = bundle_policy(settings)
     artifacts: dict[str, package.Artifact] = {}

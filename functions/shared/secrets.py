@@ -32,3 +32,26 @@ class SecretsManagerSource:
         if "SecretBinary" in secret:
             return bytes(secret["SecretBinary"])
         return str(secret["SecretString"]).encode()
+
+
+# --- the API-key pepper ------------------------------------------------------------------
+
+API_KEY_PEPPER_ENV = "MESH_API_KEY_PEPPER_SECRET"
+MIN_PEPPER_BYTES = 16
+
+
+def load_api_key_pepper(name: str | None = None, *,
+                        source: SecretsManagerSource | None = None) -> bytes:
+    """The pepper of API-key digests: the secret ``name`` (default: the one named by
+    ``$MESH_API_KEY_PEPPER_SECRET``, ``<stack>/gateway/api-key-pepper``), at least 16 bytes.
+
+    Blocking (an AWS call): async code runs it in a thread, once per process. Raises
+    ``InvalidKey`` when it is not configured, cannot be read or is too short.
+    """
+    secret = name or os.environ.get(API_KEY_PEPPER_ENV)
+    if not secret:
+        raise InvalidKey(f"no API-key pepper configured: set {API_KEY_PEPPER_ENV}")
+    pepper = (source or SecretsManagerSource()).get(secret)
+    if len(pepper) < MIN_PEPPER_BYTES:
+        raise InvalidKey(f"the API-key pepper {secret} is shorter than {MIN_PEPPER_BYTES} bytes")
+    return pepper

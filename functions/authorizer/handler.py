@@ -1,0 +1,92 @@
+"""Lambda entry point of the authorizer: ``functions.authorizer.handler.handler``.
+
+Built once per process, on the first invocation (:func:`runtime`): the JWT verifier from
+``edge.jwt`` of the bundled policy (``meshgate-policy.json`` at the zip's root, or
+``$MESH_POLICY_FILE``), the API-key authenticator from ``$MESH_API_KEYS_TABLE`` and the pepper
+secret ``$MESH_API_KEY_PEPPER_SECRET``, and one event loop kept for warm invocations (the
+JWKS cache and the DynamoDB client live on across them). Each decision is bounded by
+``$MESH_AUTHORIZER_TIMEOUT_S`` (default 5 s), well inside API Gateway's 10 s authorizer limit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from bus.policy.edge import JwtSettings
+from bus.policy.model import Policy
+from functions.authorizer.authorize import Authorizer, AuthorizerUnavailable
+from functions.gateway.auth.dynamodb_keys import authenticator_from_env
+from functions.gateway.auth.jwks import JwksCache, StaticJwks, UrlJwks
+from functions.gateway.auth.jwt_bearer import JwtVerifier
+
+POLICY_BUNDLE = "meshgate-policy.json"
+TIMEOUT_ENV = "MESH_AUTHORIZER_TIMEOUT_S"
+DEFAULT_TIMEOUT_S = 5.0
+
+logging.getLogger("meshgate.authorizer").setLevel(logging.INFO)
+
+
+def policy_path(env: Mapping[str, str]) -> Path:
+    explicit = env.get("MESH_POLICY_FILE")
+    if explicit:
+        return Path(explicit)
+    return Path(env.get("LAMBDA_TASK_ROOT", ".")) / POLICY_BUNDLE
+
+
+def jwt_verifier(settings: JwtSettings) -> JwtVerifier:
+    source = UrlJwks(settings.jwks_url) if settings.jwks_url else StaticJwks(
+        dict(settings.jwks or {}))
+    return JwtVerifier(JwksCache(source, ttl_s=settings.jwks_refresh_s),
+                       issuer=settings.issuer, audience=settings.audience,
+                       algorithms=settings.algorithms, leeway_s=settings.leeway_s,
+                       carried_claims=settings.claims)
+
+
+async def build_authorizer(env: Mapping[str, str]) -> Authorizer:
+    """The deployment's checks: JWT if the policy has ``edge.jwt``, API keys if a table is
+    configured. Raises ``RuntimeError`` when the policy cannot be read."""
+    path = policy_path(env)
+    try:
+        policy = Policy.from_json(await asyncio.to_thread(path.read_bytes))
+    except OSError as exc:
+        raise RuntimeError(f"the authorizer's policy {path} cannot be read ({exc})") from exc
+    edge_jwt = policy.edge.jwt if policy.edge is not None else None
+    return Authorizer(jwt=None if edge_jwt is None else jwt_verifier(edge_jwt),
+                      api_keys=await authenticator_from_env(env))
+
+
+class Runtime:
+    """One process's authorizer and the event loop it runs on."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.timeout_s = float(env.get(TIMEOUT_ENV, DEFAULT_TIMEOUT_S))
+        try:
+            self.authorizer = self.loop.run_until_complete(
+                asyncio.wait_for(build_authorizer(env), self.timeout_s))
+        except BaseException:
+            self.loop.close()
+            raise
+
+    def handle(self, event: Mapping[str, Any]) -> dict[str, Any]:
+        try:
+            return self.loop.run_until_complete(
+                asyncio.wait_for(self.authorizer.authorize(event), self.timeout_s))
+        except TimeoutError:
+            raise AuthorizerUnavailable("timeout") from None
+
+
+@functools.cache
+def runtime() -> Runtime:
+    """The per-process runtime, created on the first invocation."""
+    return Runtime(dict(os.environ))
+
+
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return runtime().handle(event)
