@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from bus.errors import MeshError
-from infra import deadletters, keys_cli, stack
+from infra import deadletters, keys_cli, stack, token_cli
 from infra.errors import InfraError
 from infra.policy import commands as policy_commands
 from infra.settings import Settings
@@ -52,6 +52,7 @@ def _parser() -> argparse.ArgumentParser:
     graph = policy_sub.add_parser("graph", help="the service and topic graph")
     graph.add_argument("--format", choices=("mermaid", "svg"), default="mermaid")
     graph.add_argument("--output", help="write to this file instead of printing")
+    token_cli.register(commands)
     keys_cli.register(commands)
     return parser
 
@@ -89,6 +90,8 @@ def run(argv: Sequence[str] | None = None) -> int:
             return policy_commands.graph_command(settings.root, _say, fmt=args.format,
                                                  output=args.output)
         return policy_commands.schema_command(settings.root, _say)
+    elif args.command == "token":
+        return token_cli.run(args, settings)
     elif args.command == "keys":
         return keys_cli.run(args, settings)
     elif args.command == "topics":

@@ -12,7 +12,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from infra import deploy, identity, local, package, pepper, smoke, template, topics
+from infra import deploy, dev_issuer, identity, local, package, pepper, smoke, template, topics
 from infra.errors import InfraError
 from infra.functions import FUNCTIONS, GATEWAY, POLICY_BUNDLE
 from infra.policy import access_map, load_policy, services_of, topic_specs, traffic_document
@@ -73,6 +73,7 @@ def deploy_stack(settings: Settings, say: Say) -> str:
     mesh = mesh_config(settings, say)
     pepper.ensure_pepper(settings, say)  # the API-key pepper the gateway and authorizer read
     publish_traffic(settings, say)
+    dev_issuer.ensure(settings, say)  # local JWT issuer's JWKS on the emulator's S3
     bundled = bundle_policy(settings)
     artifacts: dict[str, package.Artifact] = {}
     for spec in FUNCTIONS:
