@@ -1,13 +1,30 @@
 """The message being handled, so that calls made inside a handler inherit its deadline and
-trace without passing them by hand."""
+trace without passing them by hand; and the client of the worker running the handler, so that
+a handler makes nested calls with ``mesh_client().request(...)``."""
 
 from __future__ import annotations
 
 from contextvars import ContextVar
+from typing import TYPE_CHECKING
 
 from bus.envelope import Envelope
+from bus.errors import NoMeshClient
+
+if TYPE_CHECKING:
+    from bus.client import MeshClient
 
 current_message: ContextVar[Envelope | None] = ContextVar("mesh_current_message", default=None)
+current_client: ContextVar[MeshClient | None] = ContextVar("mesh_current_client", default=None)
+
+
+def mesh_client() -> MeshClient:
+    """Inside a handler: the mesh client of the worker running it (``ServiceWorker(client=)``),
+    signed as the handler's service. Calls made with it inherit the handled message's deadline,
+    trace and principal. ``NoMeshClient`` when the worker was given none."""
+    client = current_client.get()
+    if client is None:
+        raise NoMeshClient("this worker makes no nested calls: give ServiceWorker a client")
+    return client
 
 
 def inherited_deadline_ms(own_deadline_ms: int) -> int:

@@ -83,6 +83,12 @@ class HandlerError(MeshError):
         self.retriable = retriable
 
 
+class NoMeshClient(MeshError):
+    """A handler asked for a mesh client to make a nested call, but its worker has none."""
+
+    code = "no_mesh_client"
+
+
 class UnknownOperation(MeshError):
     """A service got a request for an operation it has no handler for."""
 

@@ -4,7 +4,8 @@
 request topic, the reply topic, the quarantine topic), runs one ``ServiceWorker`` per service
 as an owned asyncio task, and hands out ``MeshClient`` callers. Messages are signed and
 verified as on the real mesh (fresh Ed25519 keys, one shared key ring; everyone may produce
-everywhere unless ``access`` says otherwise)::
+everywhere unless ``access`` says otherwise). Each worker has a client of its own, so handlers
+make nested calls with ``bus.context.mesh_client()`` as they do on the real mesh::
 
     async with MeshTestKit(services=[orders]) as kit:
         answer = await kit.client("gateway").request("orders.create", order)
@@ -85,6 +86,7 @@ class MeshTestKit:
         self._workers: dict[str, ServiceWorker] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._clients: list[MeshClient] = []
+        self._worker_clients: list[MeshClient] = []
         self._stop = asyncio.Event()
         self._running = False
 
@@ -120,8 +122,13 @@ class MeshTestKit:
         self._running = True
         try:
             for name, service in self.services.items():
+                # Each worker gets a client of its own (started on a handler's first nested
+                # call), which its handlers reach through bus.context.mesh_client().
+                nested = MeshClient(MemoryTransport(self.broker), self.settings(name),
+                                    self.identity(name))
+                self._worker_clients.append(nested)
                 worker = ServiceWorker(service, MemoryTransport(self.broker),
-                                       self.settings(name), self.identity(name))
+                                       self.settings(name), self.identity(name), client=nested)
                 self._workers[name] = worker
                 self._tasks[name] = asyncio.create_task(worker.run(self._stop),
                                                         name=f"kit:{name}")
@@ -133,11 +140,7 @@ class MeshTestKit:
         """Close the clients, stop the workers; returns the exceptions of crashed workers."""
         self._running = False
         clients, self._clients = self._clients, []
-        for client in clients:
-            try:
-                await asyncio.wait_for(client.close(), self._stop_timeout_s)
-            except Exception as exc:  # TimeoutError included
-                log.warning("closing a kit client failed: %r", exc)
+        await self._close(clients)
         self._stop.set()
         tasks, self._tasks = self._tasks, {}
         if tasks:
@@ -146,6 +149,8 @@ class MeshTestKit:
                 task.cancel()
             if pending:
                 await asyncio.wait(pending, timeout=self._stop_timeout_s)
+        worker_clients, self._worker_clients = self._worker_clients, []
+        await self._close(worker_clients)  # after the workers: their handlers may use them
         crashes: list[BaseException] = []
         for name, task in tasks.items():
             if not task.done() or task.cancelled():
@@ -155,6 +160,13 @@ class MeshTestKit:
             if error is not None:
                 crashes.append(error)
         return crashes
+
+    async def _close(self, clients: list[MeshClient]) -> None:
+        for client in clients:
+            try:
+                await asyncio.wait_for(client.close(), self._stop_timeout_s)
+            except Exception as exc:  # TimeoutError included
+                log.warning("closing a kit client failed: %r", exc)
 
     # --- participants --------------------------------------------------------------------
 

@@ -14,7 +14,9 @@ import asyncio
 import logging
 from collections.abc import Awaitable
 
+from bus.client import MeshClient
 from bus.config import BusSettings
+from bus.context import current_client
 from bus.envelope import KIND_ERROR, KIND_REQUEST, Envelope, now_ms, reply_for, to_headers
 from bus.errors import MeshError
 from bus.idempotency import Claim, IdempotencyStore
@@ -60,9 +62,13 @@ class ServiceWorker:
         concurrency: int = 64,
         lease_ms: int = DEFAULT_LEASE_MS,
         subset: str = "",
+        client: MeshClient | None = None,
     ) -> None:
         if identity.service != service.name:
             raise ValueError(f"identity {identity.service!r} cannot run {service.name!r}")
+        if client is not None and client.identity.service != service.name:
+            raise ValueError(f"a client of {client.identity.service!r} cannot make "
+                             f"{service.name!r}'s nested calls")
         self.service = service
         self._transport = transport
         self._settings = settings
@@ -76,6 +82,9 @@ class ServiceWorker:
         self._group_id = group_id or (f"{service.name}.{subset}" if subset else service.name)
         self._concurrency = concurrency
         self._lease_ms = lease_ms
+        # Handlers reach it through bus.context.mesh_client() for nested calls; the worker
+        # neither starts nor closes it (its owner does).
+        self.client = client
         self.handled = 0
         self.duplicates = 0
         self.expired = 0
@@ -116,6 +125,13 @@ class ServiceWorker:
                 await reader.stop()
 
     async def _process(self, record: Record) -> None:
+        token = current_client.set(self.client)
+        try:
+            await self._process_record(record)
+        finally:
+            current_client.reset(token)
+
+    async def _process_record(self, record: Record) -> None:
         request = await self._intake.admit(record, KIND_REQUEST)
         if request is None:
             return

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from bus.topics import REPLY_TOPIC
 from infra.errors import ProcessFailed
 from infra.settings import Settings
 
@@ -49,7 +50,12 @@ class WorkerSpec:
     module: str
 
 
-WORKERS = (WorkerSpec("orders", "functions.orders.worker"),)
+WORKERS = (
+    WorkerSpec("orders", "functions.orders.worker"),
+    WorkerSpec("inventory", "functions.inventory.worker"),
+    # The async results recorder runs as the gateway (its identity, key and access).
+    WorkerSpec("gateway", "functions.async_results.worker"),
+)
 
 
 def _worker_paths(settings: Settings, spec: WorkerSpec) -> tuple[Path, Path]:
@@ -75,10 +81,12 @@ def worker_environment(settings: Settings, spec: WorkerSpec) -> dict[str, str]:
     env = {
         "MESH_BOOTSTRAP_SERVERS": settings.kafka_bootstrap,
         "MESH_SERVICE_NAME": spec.name,
+        "MESH_REPLY_TOPIC": REPLY_TOPIC,  # replies to the worker's nested calls (orders.quote)
         "MESH_SIGNING_KEY_SECRET": f"{settings.stack_name}/{spec.name}/signing-key",
         "MESH_KEYRING_FILE": str(identity_dir / "keyring.json"),
         "MESH_ACCESS_FILE": str(identity_dir / "access.json"),
         "MESH_IDEMPOTENCY_TABLE": f"{settings.stack_name}-idempotency",
+        "MESH_OPERATIONS_TABLE": f"{settings.stack_name}-operations",  # infra.part_async
         "AWS_REGION": settings.region,
         "AWS_DEFAULT_REGION": settings.region,
     }

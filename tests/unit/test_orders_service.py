@@ -80,7 +80,7 @@ def test_create_order_validation(payload: dict[str, Any]) -> None:
 def test_orders_service_serves_orders_create() -> None:
     assert orders.name == "orders"
     assert orders.request_topic == "orders.requests"
-    assert set(orders.handlers) == {"orders.create"}
+    assert set(orders.handlers) == {"orders.create", "orders.quote", "orders.report"}
 
 
 def _request(payload: dict[str, Any]) -> Envelope:

@@ -1,0 +1,60 @@
+"""Run a service as a long-lived worker process: ``main(service)`` from a ``worker.py``.
+
+Identity comes from ``MESH_*`` settings (key from Secrets Manager or a file); the idempotency
+store is DynamoDB when ``MESH_IDEMPOTENCY_TABLE`` names a table. A service whose handlers make
+nested calls (``bus.context.mesh_client()``) is served with ``nested_calls=True``: the worker
+then has a mesh client, sharing its transport, whose reply listener is started before the
+first request (on ``MESH_REPLY_TOPIC``, which the service must be allowed to consume).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+
+from bus.client import MeshClient
+from bus.config import BusSettings
+from bus.idempotency import IdempotencyStore
+from bus.identity import load_identity
+from bus.kafka import KafkaTransport
+from bus.service import Service
+from bus.worker import ServiceWorker
+from functions.shared.dynamodb_idempotency import DynamoDBIdempotencyStore
+from functions.shared.secrets import SecretsManagerSource
+
+START_TIMEOUT_S = 30.0
+
+
+def idempotency_store() -> IdempotencyStore | None:
+    table = os.environ.get("MESH_IDEMPOTENCY_TABLE")
+    return DynamoDBIdempotencyStore(table) if table else None
+
+
+async def serve(service: Service, settings: BusSettings, *, nested_calls: bool = False) -> None:
+    """Serve ``service`` until SIGTERM or SIGINT."""
+    identity = await asyncio.to_thread(load_identity, settings, secrets=SecretsManagerSource())
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    transport = KafkaTransport(settings)
+    client = MeshClient(transport, settings, identity) if nested_calls else None
+    try:
+        if client is not None:
+            async with asyncio.timeout(START_TIMEOUT_S):
+                await client.start()  # the first nested call does not pay for the listener
+        worker = ServiceWorker(service, transport, settings, identity, store=idempotency_store(),
+                               client=client)
+        await worker.run(stop)
+    finally:
+        if client is not None:
+            await client.close()  # closes the shared transport too
+        await transport.close()
+
+
+def main(service: Service, *, nested_calls: bool = False) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    settings = BusSettings.resolve(service_name=service.name)
+    asyncio.run(serve(service, settings, nested_calls=nested_calls))
