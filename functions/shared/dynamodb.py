@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
-import boto3
+import botocore.session
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
 from botocore.exceptions import ConnectionError as BotoConnectionError
@@ -64,7 +64,7 @@ def translated(
 
 
 class LazyDynamoDB:
-    """A boto3 DynamoDB client created on first use, once (thread-safe: stores call it from
+    """A DynamoDB client created on first use, once (thread-safe: stores call it from
     ``asyncio.to_thread``), with this project's timeouts unless ``client_args`` override."""
 
     def __init__(self, client_args: Mapping[str, Any] | None = None) -> None:
@@ -75,5 +75,8 @@ class LazyDynamoDB:
     def get(self) -> Any:
         with self._lock:
             if self._client is None:
-                self._client = boto3.session.Session().client("dynamodb", **self._args)
+                # botocore, not boto3: what every Lambda runtime (and the emulator's) has,
+                # and cheaper to import at cold start.
+                session = botocore.session.get_session()
+                self._client = session.create_client("dynamodb", **self._args)
             return self._client

@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from infra import deploy, stack, template
+from infra import deploy
+from infra.gateway_env import resolved_gateway_environment
 from infra.settings import Settings
 
 pytestmark = pytest.mark.e2e
@@ -27,9 +28,7 @@ def test_handler_in_process_with_recorded_event(
     endpoint: str, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The environment the deployed function gets, built by the same code as the template.
-    env = template.gateway_environment(settings, stack.mesh_config(settings, lambda _: None))
-    env.update(AWS_ENDPOINT_URL=str(settings.endpoint_url), AWS_ACCESS_KEY_ID="test",
-               AWS_SECRET_ACCESS_KEY="test", AWS_DEFAULT_REGION=settings.region)
+    env = resolved_gateway_environment(settings)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     from functions.gateway import handler as gateway
