@@ -45,8 +45,11 @@ class StoreContract:
         assert record is not None
         assert (record.operation_id, record.owner, record.route, record.operation) == (
             op, "alice", "POST /v1/reports", "orders.report")
-        assert record.status == "pending" and not record.done
-        assert record.result is None and record.error is None and record.completed_at_ms is None
+        assert record.status == "pending"
+        assert not record.done
+        assert record.result is None
+        assert record.error is None
+        assert record.completed_at_ms is None
         assert abs(record.created_at_ms - now_ms()) < 60_000
         assert record.expires_at_s > now_ms() // 1000
 
@@ -60,7 +63,8 @@ class StoreContract:
             await store.create(op, owner="mallory", route="r", operation="orders.report")
         assert raised.value.retriable is False
         record = await store.get(op)
-        assert record is not None and record.owner == "alice"
+        assert record is not None
+        assert record.owner == "alice"
 
     async def test_complete_with_a_result(self, store: OperationsStore) -> None:
         op = new_id()
@@ -68,8 +72,10 @@ class StoreContract:
         assert await store.complete(op, operation="orders.report", result=RESULT) == "completed"
         record = await store.get(op)
         assert record is not None
-        assert record.status == "succeeded" and record.done
-        assert record.result == RESULT and record.error is None
+        assert record.status == "succeeded"
+        assert record.done
+        assert record.result == RESULT
+        assert record.error is None
         assert record.completed_at_ms is not None
 
     async def test_complete_with_an_error(self, store: OperationsStore) -> None:
@@ -78,7 +84,9 @@ class StoreContract:
         error = error_body("out_of_stock", "nothing left", True)
         assert await store.complete(op, operation="orders.report", error=error) == "completed"
         record = await store.get(op)
-        assert record is not None and record.status == "failed" and record.result is None
+        assert record is not None
+        assert record.status == "failed"
+        assert record.result is None
         assert record.error == {"code": "out_of_stock", "message": "nothing left",
                                 "retriable": True}
 
@@ -90,7 +98,9 @@ class StoreContract:
         assert await store.complete(op, operation="orders.report",
                                     error=error_body("x", "y", False)) == "duplicate"
         record = await store.get(op)
-        assert record is not None and record.status == "succeeded" and record.result == {"n": 1}
+        assert record is not None
+        assert record.status == "succeeded"
+        assert record.result == {"n": 1}
 
     async def test_racing_completions_write_once(self, store: OperationsStore) -> None:
         op = new_id()
@@ -99,7 +109,8 @@ class StoreContract:
             store.complete(op, operation="orders.report", result={"n": n}) for n in range(8)))
         assert sorted(outcomes) == ["completed"] + ["duplicate"] * 7
         record = await store.get(op)
-        assert record is not None and record.result == {"n": outcomes.index("completed")}
+        assert record is not None
+        assert record.result == {"n": outcomes.index("completed")}
 
     async def test_completing_an_unknown_operation(self, store: OperationsStore) -> None:
         assert await store.complete(new_id(), operation="orders.report", result={}) == "unknown"
@@ -111,7 +122,8 @@ class StoreContract:
         await store.create(op, owner="alice", route="r", operation="orders.report")
         assert await store.complete(op, operation="inventory.stock", result={}) == "mismatch"
         record = await store.get(op)
-        assert record is not None and record.status == "pending"
+        assert record is not None
+        assert record.status == "pending"
 
     async def test_overdue_reads_failed_and_refuses_a_late_result(
         self, store: OperationsStore
@@ -120,8 +132,10 @@ class StoreContract:
         await store.create(op, owner="alice", route="r", operation="orders.report",
                            deadline_ms=now_ms() - LATE_GRACE_MS - 1)
         record = await store.get(op)
-        assert record is not None and record.status == "failed"
-        assert record.error is not None and record.error["code"] == "deadline_exceeded"
+        assert record is not None
+        assert record.status == "failed"
+        assert record.error is not None
+        assert record.error["code"] == "deadline_exceeded"
         assert await store.complete(op, operation="orders.report", result={}) == "late"
 
     async def test_within_the_deadline_completes(self, store: OperationsStore) -> None:
@@ -140,7 +154,8 @@ class StoreContract:
         assert await store.complete(op, operation="orders.report", result={}) == "unknown"
         await store.create(op, owner="bob", route="r", operation="orders.report")
         record = await store.get(op)
-        assert record is not None and record.owner == "bob"
+        assert record is not None
+        assert record.owner == "bob"
 
     async def test_bad_ids_are_refused(self, store: OperationsStore) -> None:
         with pytest.raises(OperationsRefused):
@@ -169,7 +184,8 @@ def test_view_and_decide_agree_on_expiry_and_deadline() -> None:
     assert view(record, 2_000_000 + LATE_GRACE_MS - 1) == record
     assert decide_completion(record, "orders.report", 2_000_000 + LATE_GRACE_MS - 1) is None
     late = view(record, 2_000_000 + LATE_GRACE_MS)
-    assert late is not None and late.status == "failed"
+    assert late is not None
+    assert late.status == "failed"
     assert decide_completion(record, "orders.report", 2_000_000 + LATE_GRACE_MS) == "late"
     assert view(record, 10_000_000) is None
     assert decide_completion(record, "orders.report", 10_000_000) == "unknown"
@@ -190,11 +206,15 @@ def test_items_round_trip() -> None:
     done = {**to_item(pending), **_completion_values(RESULT, None),
             "completed_at_ms": {"N": "7"}}
     record = from_item(done)
-    assert record is not None and record.status == "succeeded" and record.result == RESULT
+    assert record is not None
+    assert record.status == "succeeded"
+    assert record.result == RESULT
     failed = from_item({**to_item(pending), **_completion_values(
         None, error_body("boom", "m" * 5000, False))})
-    assert failed is not None and failed.error is not None
-    assert failed.error["code"] == "boom" and len(failed.error["message"]) == 1024
+    assert failed is not None
+    assert failed.error is not None
+    assert failed.error["code"] == "boom"
+    assert len(failed.error["message"]) == 1024
     assert from_item(None) is None
     with pytest.raises(OperationsRefused):
         from_item({"id": {"S": "x"}, "status": {"S": "weird"}})
@@ -208,7 +228,8 @@ def test_a_result_that_is_not_json_is_refused() -> None:
 def test_store_from_env() -> None:
     assert operations_store_from_env({}) is None
     store = operations_store_from_env({"MESH_OPERATIONS_TABLE": "t1"})
-    assert store is not None and getattr(store, "table_name", None) == "t1"
+    assert store is not None
+    assert getattr(store, "table_name", None) == "t1"
 
 
 def test_table_and_stack_part() -> None:
