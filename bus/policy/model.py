@@ -49,6 +49,7 @@ ROUTE_PATH_PATTERN: Final = (
 )
 # API Gateway ends an integration after 29 s.
 MAX_ROUTE_TIMEOUT_MS: Final = 29_000
+MAX_ASYNC_TIMEOUT_MS: Final = 3_600_000
 
 HttpMethod = Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "ANY"]
 Auth = Literal["none", "jwt", "api_key"]
@@ -263,8 +264,9 @@ class Route(_Model):
         default=(), description="query parameters that must be present"
     )
     timeout_ms: int = Field(
-        default=10_000, ge=1, le=MAX_ROUTE_TIMEOUT_MS,
-        description="at most 29000: API Gateway ends an integration after 29 s",
+        default=10_000, ge=1, le=MAX_ASYNC_TIMEOUT_MS,
+        description="at most 29000 (API Gateway ends an integration after 29 s), except for "
+        "async routes (up to an hour)",
     )
     request_schema: JsonSchema | None = Field(
         default=None,
@@ -293,6 +295,9 @@ class Route(_Model):
             raise ValueError("aggregate needs at least one part")
         if self.aggregate is not None and self.mode == "async":
             raise ValueError("an aggregating route cannot be async; make it sync")
+        if self.mode == "sync" and self.timeout_ms > MAX_ROUTE_TIMEOUT_MS:
+            raise ValueError(f"timeout_ms {self.timeout_ms} is over {MAX_ROUTE_TIMEOUT_MS}, when "
+                             "API Gateway ends the call; lower it or make the route async")
         if self.scopes and self.auth != "jwt":
             raise ValueError("scopes need auth: jwt")
         path_params = {s.strip("{}+") for s in route_segments(self.path) if s.startswith("{")}

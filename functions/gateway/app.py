@@ -93,7 +93,8 @@ class RouteEndpoint:
 
     async def __call__(self, request: Request) -> Response:
         route = self.route
-        caller = await self.deps.guard.authenticate(route, request.headers, _source_ip(request))
+        caller = await self.deps.guard.authenticate(route, request.headers, _source_ip(request),
+                                                    request.scope.get("aws.event"))
         limit_headers = await self.deps.guard.admit(route, caller)
         payload = self.validator.payload(request.path_params, request.query_params,
                                          request.headers.get("content-type"),

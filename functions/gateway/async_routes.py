@@ -86,9 +86,10 @@ class AsyncRoutes:
                              auth=template.auth)
 
         async def read_status(request: Request) -> JSONResponse:
-            caller = await self.guard.authenticate(status_route, request.headers,
-                                                   request.client.host if request.client
-                                                   else "unknown")
+            caller = await self.guard.authenticate(
+                status_route, request.headers,
+                request.client.host if request.client else "unknown",
+                request.scope.get("aws.event"))
             operation_id = request.path_params["operation_id"]
             record = await self.store.get(operation_id) if _valid_id(operation_id) else None
             if record is None or record.owner != owner_of(caller):

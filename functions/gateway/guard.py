@@ -7,11 +7,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from bus.policy.model import Route
-from functions.gateway.auth.api_keys import API_KEY_HEADER, ApiKeyAuthenticator, UsagePlan
-from functions.gateway.auth.errors import Forbidden
+from functions.gateway.auth.api_keys import API_KEY_HEADER, ApiKeyMatch, UsagePlan
+from functions.gateway.auth.errors import Forbidden, MissingCredentials
 from functions.gateway.auth.principal import Principal
 from functions.gateway.problems import EdgeRefusal
 from functions.gateway.ratelimit.bucket import Decision, Limit, bucket_key
@@ -30,6 +30,17 @@ def _safe(part: str) -> str:
 
 class RateLimitStore(Protocol):
     async def take(self, key: str, limit: Limit) -> Decision: ...
+
+
+class ApiKeyChecker(Protocol):
+    async def authenticate(self, presented: str | None) -> ApiKeyMatch: ...
+
+
+class QuotaStore(Protocol):
+    """Counts a key's requests against its plan's daily quota; raises
+    ``DailyQuotaExceeded`` when the quota is used up."""
+
+    async def consume(self, key_id: str, quota: int) -> object: ...
 
 
 class InsufficientScope(Forbidden):
@@ -55,8 +66,12 @@ class Caller:
 @dataclass(frozen=True)
 class EdgeGuard:
     jwt: JwtVerifier | None = None
-    api_keys: ApiKeyAuthenticator | None = None
+    api_keys: ApiKeyChecker | None = None
     limiter: RateLimitStore | None = None
+    quota: QuotaStore | None = None
+    # Behind the Lambda authorizer (functions/authorizer), API Gateway has checked the
+    # credentials already and passes the principal in the event; only then may it be trusted.
+    trust_authorizer: bool = False
 
     def check_routes(self, routes: tuple[Route, ...]) -> None:
         """Refuse to build an edge whose routes need what it was not given (a loud cold
@@ -69,9 +84,11 @@ class EdgeGuard:
             if route.rate_limit is not None and self.limiter is None:
                 raise ValueError(f"route {route.name} is rate limited; configure a store")
 
-    async def authenticate(self, route: Route, headers: Mapping[str, str],
-                           source_ip: str) -> Caller:
+    async def authenticate(self, route: Route, headers: Mapping[str, str], source_ip: str,
+                           event: Mapping[str, Any] | None = None) -> Caller:
         """Raises ``AuthError`` (401/403/503) when the caller is not who the route needs."""
+        if self.trust_authorizer and route.auth != "none":
+            return self._from_authorizer(route, event or {}, source_ip)
         if route.auth == "jwt":
             assert self.jwt is not None
             principal = await self.jwt.authenticate(headers.get("authorization"))
@@ -84,6 +101,22 @@ class EdgeGuard:
             match = await self.api_keys.authenticate(headers.get(API_KEY_HEADER))
             return Caller(match.principal, match.record.plan, source_ip)
         return Caller(None, None, source_ip)
+
+    def _from_authorizer(self, route: Route, event: Mapping[str, Any],
+                         source_ip: str) -> Caller:
+        from functions.gateway.auth.authorizer_context import (
+            plan_from_authorizer,
+            principal_from_authorizer,
+        )
+
+        principal = principal_from_authorizer(event)
+        if principal is None or principal.method != route.auth:
+            raise MissingCredentials(f"route {route.name} needs {route.auth} credentials")
+        missing = sorted(set(route.scopes) - principal.scopes)
+        if missing:
+            raise InsufficientScope(f"the token lacks the scope(s) {', '.join(missing)}")
+        plan = plan_from_authorizer(event)
+        return Caller(principal, None if plan is None else UsagePlan(**plan), source_ip)
 
     async def admit(self, route: Route, caller: Caller) -> dict[str, str]:
         """Take from every bucket the request counts against; the rate-limit headers of the
@@ -105,7 +138,26 @@ class EdgeGuard:
                                   headers=decision.headers())
             if tightest is None or decision.remaining < tightest.remaining:
                 tightest = decision
+        await self._count_quota(caller)
         return {} if tightest is None else tightest.headers()
+
+    async def _count_quota(self, caller: Caller) -> None:
+        plan, principal = caller.plan, caller.principal
+        if (plan is None or plan.daily_quota is None or principal is None
+                or principal.key_id is None or self.quota is None):
+            return
+        from functions.gateway.ratelimit.quota import DailyQuotaExceeded
+
+        try:
+            await self.quota.consume(principal.key_id, plan.daily_quota)
+        except DailyQuotaExceeded as exc:
+            raise EdgeRefusal(429, "quota_exceeded", "the API key's daily quota is used up",
+                              headers=exc.headers()) from None
+        except Exception as exc:
+            log.warning("quota store failed for key %s: %r", principal.key_id, exc)
+            raise EdgeRefusal(503, "ratelimit_unavailable",
+                              "the gateway could not check the quota; retry",
+                              headers={"Retry-After": "1"}) from exc
 
     @staticmethod
     def buckets(route: Route, caller: Caller) -> list[tuple[str, Limit]]:

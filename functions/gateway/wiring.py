@@ -5,6 +5,7 @@ client. Explicit arguments win over the environment, which wins over defaults.""
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -24,9 +25,11 @@ from functions.gateway.guard import EdgeGuard
 from functions.shared.secrets import SecretsManagerSource
 
 if TYPE_CHECKING:  # PyJWT and cryptography load only when a JWT route exists
+    from functions.gateway.auth.api_keys import ApiKeyAuthenticator, ApiKeyMatch
     from functions.gateway.auth.jwt_bearer import JwtVerifier
 
 POLICY_BUNDLE = "meshgate-policy.json"
+log = logging.getLogger(__name__)
 
 
 def policy_path(env: Mapping[str, str]) -> Path:
@@ -72,6 +75,37 @@ def jwt_verifier(settings: JwtSettings) -> JwtVerifier:
                        carried_claims=settings.claims)
 
 
+class LazyApiKeys:
+    """The deployed API-key check, built on first use (reading the pepper is an AWS call)."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self._env = dict(env)
+        self._checker: ApiKeyAuthenticator | None = None
+        self._lock = asyncio.Lock()
+
+    async def authenticate(self, presented: str | None) -> ApiKeyMatch:
+        if self._checker is None:
+            async with self._lock:
+                if self._checker is None:
+                    self._checker = await self._build()
+        return await self._checker.authenticate(presented)
+
+    async def _build(self) -> ApiKeyAuthenticator:
+        from functions.gateway.auth.dynamodb_keys import (
+            ApiKeyStoreUnavailable,
+            authenticator_from_env,
+        )
+
+        try:
+            checker = await authenticator_from_env(self._env)
+        except Exception as exc:  # the pepper: missing secret, no network, too short
+            log.error("API keys cannot be checked: %r", exc)
+            raise ApiKeyStoreUnavailable("API keys cannot be checked now") from exc
+        if checker is None:
+            raise ApiKeyStoreUnavailable("API keys cannot be checked now")
+        return checker
+
+
 def guard_from_env(policy: Policy, env: Mapping[str, str]) -> EdgeGuard:
     routes = policy.routes
     jwt = None
@@ -84,7 +118,15 @@ def guard_from_env(policy: Policy, env: Mapping[str, str]) -> EdgeGuard:
         from functions.gateway.ratelimit.dynamodb import DynamoDBRateLimitStore
 
         limiter = DynamoDBRateLimitStore(table)
-    return EdgeGuard(jwt=jwt, api_keys=None, limiter=limiter)
+    api_keys, quota = None, None
+    if env.get("MESH_API_KEYS_TABLE") and any(r.auth == "api_key" for r in routes):
+        api_keys = LazyApiKeys(env)
+        if table:
+            from functions.gateway.ratelimit.quota import DynamoDBQuotaStore
+
+            quota = DynamoDBQuotaStore(table)
+    return EdgeGuard(jwt=jwt, api_keys=api_keys, limiter=limiter, quota=quota,
+                     trust_authorizer=env.get("MESH_TRUST_AUTHORIZER") == "1")
 
 
 def build_app(env: Mapping[str, str] | None = None, policy: Policy | None = None, *,
