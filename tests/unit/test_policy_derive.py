@@ -61,7 +61,7 @@ def test_the_project_routes() -> None:
     route = routes[0]
     assert (route.method, route.path, route.operation, route.auth, route.caller) == (
         "POST", "/v1/orders", "orders.create", "none", "gateway")
-    assert all(route.timeout_ms <= 29_000 for route in routes)
+    assert all(route.timeout_ms <= 29_000 for route in routes if route.mode == "sync")
     # schema references are resolved into the merged policy
     assert route.request_schema is not None
     assert route.request_schema["title"] == "CreateOrder"
