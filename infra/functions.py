@@ -42,3 +42,13 @@ AUTHORIZER = FunctionSpec(
 )
 
 FUNCTIONS: tuple[FunctionSpec, ...] = (GATEWAY, AUTHORIZER)
+
+# The orders service as a Lambda fed by a Kafka event source mapping (infra/part_events.py).
+ORDERS_EVENTS = FunctionSpec(
+    name="orders-events",
+    handler="functions.orders.lambda_handler.handler",
+    packages=("bus", "functions"),
+    requirements=("aiokafka", "cryptography", "opentelemetry-api", "pydantic"),
+)
+
+FUNCTIONS = (*FUNCTIONS, ORDERS_EVENTS)

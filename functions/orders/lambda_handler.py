@@ -1,0 +1,95 @@
+"""Lambda entry point of the ``orders`` service fed by a Kafka event source mapping:
+``functions.orders.lambda_handler.handler``.
+
+The same handlers as the worker (``functions.orders.service.orders``), run by
+``bus.eventsource.runner`` over the MSK or self-managed Kafka event. Per process, created on
+the first invocation and kept while the instance is warm: one event loop, the Kafka transport
+(replies and quarantine), the identity (signing key from Secrets Manager, read in a thread)
+and the DynamoDB idempotency store. Returns the partial batch response.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Callable
+from typing import Any
+
+from bus.config import BusSettings
+from bus.envelope import now_ms
+from bus.eventsource.records import parse_event
+from bus.eventsource.runner import KafkaEventRunner
+from bus.idempotency import IdempotencyStore
+from bus.identity import Identity, load_identity
+from bus.kafka import KafkaTransport
+from bus.telemetry import MeshTelemetry
+from bus.worker import ServiceWorker
+from functions.orders.service import orders
+from functions.shared.dynamodb_idempotency import DynamoDBIdempotencyStore
+from functions.shared.secrets import SecretsManagerSource
+
+log = logging.getLogger(__name__)
+# Stop starting records this long before Lambda's own timeout, so the response gets out.
+SAFETY_MARGIN_MS = 2_000
+NO_CONTEXT_BUDGET_MS = 30_000
+START_TIMEOUT_S = 20.0
+
+
+class _Instance:
+    """What one Lambda instance keeps between invocations (created lazily, once)."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._runner: KafkaEventRunner | None = None
+
+    async def runner(self) -> KafkaEventRunner:
+        if self._runner is None:
+            settings = BusSettings.resolve(service_name=orders.name)
+            async with asyncio.timeout(START_TIMEOUT_S):  # a blocking AWS call, in a thread
+                identity = await asyncio.to_thread(load_identity, settings,
+                                                   secrets=SecretsManagerSource())
+            transport = KafkaTransport(settings)
+            self._runner = KafkaEventRunner(
+                _worker_factory(transport, settings, identity, _store(),
+                                MeshTelemetry(orders.name)),
+                transport, settings)
+        return self._runner
+
+
+def _store() -> IdempotencyStore | None:
+    table = os.environ.get("MESH_IDEMPOTENCY_TABLE")
+    return DynamoDBIdempotencyStore(table) if table else None
+
+
+def _worker_factory(transport: KafkaTransport, settings: BusSettings, identity: Identity,
+                    store: IdempotencyStore | None, telemetry: MeshTelemetry
+                    ) -> Callable[[], ServiceWorker]:
+    def new_worker() -> ServiceWorker:
+        return ServiceWorker(orders, transport, settings, identity, store=store,
+                             telemetry=telemetry)
+
+    identity.access.check_consume(orders.name, orders.request_topic)
+    return new_worker
+
+
+# The per-process holder: its clients are created on the first invocation.
+INSTANCE = _Instance()
+
+
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    batch = parse_event(event)  # MalformedKafkaEvent (not retriable) fails the invocation
+    remaining = (context.get_remaining_time_in_millis() if context is not None
+                 else NO_CONTEXT_BUDGET_MS)
+    instance = INSTANCE
+
+    async def run() -> dict[str, Any]:
+        runner = await instance.runner()
+        deadline_ms = now_ms() + max(remaining - SAFETY_MARGIN_MS, 0)
+        result = await runner.run(batch, deadline_ms=deadline_ms)
+        log.info("batch of %d from %s: %s", len(batch.records), batch.source,
+                 dict(result.dispositions))
+        return result.response
+
+    return instance.loop.run_until_complete(run())
+
