@@ -10,6 +10,7 @@ the capability).
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Mapping
 from typing import Any, Protocol
@@ -42,8 +43,9 @@ class OperationRecord(Protocol):
 
 
 class OperationsStore(Protocol):
-    async def create(self, operation_id: str, *, owner: str, route: str,
-                     operation: str) -> None: ...
+    async def create(self, operation_id: str, *, owner: str, route: str, operation: str,
+                     expires_at_s: int | None = None, deadline_ms: int | None = None
+                     ) -> None: ...
 
     async def get(self, operation_id: str) -> OperationRecord | None: ...
 
@@ -68,7 +70,8 @@ class AsyncRoutes:
         assert route.operation is not None
         operation_id = uuid.uuid4().hex
         await self.store.create(operation_id, owner=owner_of(caller), route=route.name,
-                                operation=route.operation)
+                                operation=route.operation,
+                                deadline_ms=time.time_ns() // 1_000_000 + route.timeout_ms)
         await client.submit(route.operation, payload, operation_id=operation_id,
                             timeout_s=route.timeout_ms / 1000, traceparent=traceparent,
                             principal=caller.principal_json())

@@ -136,6 +136,11 @@ def build_app(env: Mapping[str, str] | None = None, policy: Policy | None = None
     replace what the environment would build (tests and benchmarks pass in-memory ones)."""
     env = os.environ if env is None else env
     policy = load_bundled_policy(env) if policy is None else policy
+    operations = None
+    if any(route.mode == "async" for route in policy.routes):
+        from functions.shared.operations_store import operations_store_from_env
+
+        operations = operations_store_from_env(env)
     deps = EdgeDeps(mesh=LazyMeshClient(mesh_factory or mesh_client),
-                    guard=guard or guard_from_env(policy, env))
+                    guard=guard or guard_from_env(policy, env), operations=operations)
     return create_app(policy, deps)
