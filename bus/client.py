@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import zlib
 from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
+from opentelemetry import context as otel_context
 from pydantic import BaseModel
 
 from bus import codec
@@ -41,6 +43,16 @@ from bus.traffic.table import TrafficReloader, TrafficTable
 from bus.transport import Record, Transport
 
 log = logging.getLogger(__name__)
+# Where the results of ``MeshClient.submit`` go unless the caller names a place.
+ASYNC_REPLY_TOPIC = "mesh.async.replies"
+
+
+def reply_partition_for(operation_id: str, partitions: int) -> int:
+    """The reply partition of an async operation: a stable hash of its id (the same in every
+    process, unlike ``hash()``), so a retried submit is answered in the same place."""
+    if partitions < 1:
+        raise ValueError(f"partitions must be >= 1, got {partitions}")
+    return zlib.crc32(operation_id.encode()) % partitions
 
 
 def remote_error(envelope: Envelope) -> RemoteError:
@@ -211,6 +223,68 @@ class MeshClient:
                 now_ms=now_ms, sleep=asyncio.sleep, rng=self._rng, on_retry=retried,
             )
             return codec.decode(reply.value)
+
+    async def submit(
+        self,
+        operation: str,
+        payload: BaseModel | dict[str, Any],
+        *,
+        operation_id: str,
+        reply_to: ReplyTo | None = None,
+        timeout_s: float,
+        traceparent: str | None = None,
+        principal: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> str:
+        """Send ``payload`` to ``operation`` without waiting for its reply; returns
+        ``operation_id`` once the broker has acknowledged the request.
+
+        The request's id and correlation id are ``operation_id`` (the service's idempotency
+        key, so a retried submit is applied once) and its deadline is ``timeout_s`` from now
+        (capped inside a handler, like ``request``). The reply goes to ``reply_to``, by
+        default a partition of ``mesh.async.replies`` chosen from ``operation_id``
+        (``reply_partition_for``). The operation's traffic rules pick the subset; their
+        timeout, retries, faults, mirroring and circuit breaker are for calls that wait, and
+        do not apply. Sending is bounded by ``min(timeout_s, settings.request_timeout_s)``.
+        """
+        if not operation_id:
+            raise ValueError("operation_id must not be empty")
+        deadline_ms = inherited_deadline_ms(now_ms() + int(timeout_s * 1000))
+        if deadline_ms <= now_ms():
+            raise DeadlineExceeded(f"{operation}: no time left in the caller's deadline")
+        rules = self._traffic.rules_for(operation) if self._traffic is not None else None
+        subset = choose_subset(rules, headers or {}, self._rng) if rules is not None else ""
+        topic = request_topic_for(service_of(operation), subset)
+        value = codec.encode(payload)
+        if len(value) > self.settings.max_message_bytes:
+            raise EnvelopeError(f"payload is {len(value)} bytes, over "
+                                f"{self.settings.max_message_bytes}")
+        if reply_to is None:
+            partitions = await self._transport.partition_count(ASYNC_REPLY_TOPIC)
+            reply_to = ReplyTo(ASYNC_REPLY_TOPIC, reply_partition_for(operation_id, partitions))
+        envelope = replace(new_request(
+            source=self.identity.service, operation=operation, value=value, reply_to=reply_to,
+            deadline_ms=deadline_ms, traceparent=self._trace(traceparent),
+            correlation_id=operation_id, principal=inherited_principal(principal),
+        ), id=operation_id)
+        key = operation_id.encode()
+        send_s = min(timeout_s, self.settings.request_timeout_s)
+        token = (otel_context.attach(self._telemetry.extract_headers(traceparent))
+                 if valid_traceparent(traceparent) else None)
+        try:
+            with self._telemetry.publish_span(envelope, topic, key=key):
+                sealed = self.identity.outgoing(self._telemetry.stamp(envelope), topic)
+                try:
+                    async with asyncio.timeout(send_s):
+                        await self._transport.send(topic, sealed.value,
+                                                   headers=to_headers(sealed), key=key)
+                except TimeoutError:
+                    raise DeadlineExceeded(
+                        f"{operation}: could not send within {send_s:g}s") from None
+        finally:
+            if token is not None:
+                otel_context.detach(token)
+        return operation_id
 
     async def _inject(self, operation: str, rules: TrafficRules, deadline_ms: int) -> None:
         """The rules' fault injection: a delay (within the deadline) and/or an abort."""
