@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
 SERVICE = "orders"
 FUNCTION_ID = "OrdersEventsFunction"
+ROLE_ID = "OrdersEventsRole"
 MAPPING_ID = "OrdersEventsMapping"
 BATCH_SIZE = 100
 BATCHING_WINDOW_S = 0  # requests wait on the answer: never hold a batch back
@@ -68,24 +69,27 @@ def part(artifacts: Mapping[str, Artifact], settings: Settings, mesh: MeshConfig
     artifact = artifacts.get(ORDERS_EVENTS.name)
     if artifact is None:  # a template rendered without this function's zip
         return StackPart()
-    from infra.template import function_resource
+    from infra.template import function_resource, lambda_role
 
+    # Its own role: it holds the orders service's key, which the edge must never read.
+    role = lambda_role("orders-events", [
+        {
+            "Effect": "Allow",
+            "Action": "secretsmanager:GetSecretValue",
+            "Resource": {"Fn::Sub": "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:"
+                         "${AWS::AccountId}:secret:"
+                         f"{settings.stack_name}/{SERVICE}/signing-key-*"},
+        },
+        idempotency_access("IdempotencyTable"),
+    ])
     resources: dict[str, Any] = {
-        FUNCTION_ID: function_resource(artifact, settings, events_environment(settings, mesh)),
+        ROLE_ID: role,
+        FUNCTION_ID: function_resource(artifact, settings, events_environment(settings, mesh),
+                                       role=ROLE_ID),
     }
     if settings.endpoint_url is None:
         resources[MAPPING_ID] = event_source_mapping(settings)
     return StackPart(
         resources=resources,
         outputs={"OrdersEventsFunctionName": {"Value": {"Ref": FUNCTION_ID}}},
-        role_statements=[
-            {
-                "Effect": "Allow",
-                "Action": "secretsmanager:GetSecretValue",
-                "Resource": {"Fn::Sub": "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:"
-                             "${AWS::AccountId}:secret:"
-                             f"{settings.stack_name}/{SERVICE}/signing-key-*"},
-            },
-            idempotency_access("IdempotencyTable"),
-        ],
     )

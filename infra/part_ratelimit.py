@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
+from functions.gateway.ratelimit.quota import quota_access
 from functions.gateway.ratelimit.table import rate_limit_access, rate_limit_table
 from infra.package import Artifact
 from infra.settings import Settings
@@ -22,6 +23,7 @@ def part(artifacts: Mapping[str, Artifact], settings: Settings, mesh: MeshConfig
     return StackPart(
         resources={TABLE: rate_limit_table(f"{settings.stack_name}-ratelimit")},
         outputs={"RateLimitTableName": {"Value": {"Ref": TABLE}}},
-        role_statements=[rate_limit_access(TABLE)],
+        # quotas count in the same table with one conditional UpdateItem
+        role_statements=[rate_limit_access(TABLE), quota_access(TABLE)],
         gateway_env={ENV_TABLE: {"Ref": TABLE}},
     )

@@ -16,15 +16,41 @@ from infra.tables import idempotency_table
 Template = dict[str, Any]
 
 
-def function_resource(artifact: Artifact, settings: Settings,
-                      env: Mapping[str, Any]) -> dict[str, Any]:
+def lambda_role(policy_name: str, statements: list[Any]) -> dict[str, Any]:
+    """An execution role for functions: logs, plus exactly ``statements``."""
+    return {
+        "Type": "AWS::IAM::Role",
+        "Properties": {
+            "AssumeRolePolicyDocument": {
+                "Version": "2012-10-17",
+                "Statement": [{
+                    "Effect": "Allow",
+                    "Principal": {"Service": "lambda.amazonaws.com"},
+                    "Action": "sts:AssumeRole",
+                }],
+            },
+            "ManagedPolicyArns": [
+                "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"
+            ],
+            "Policies": [{
+                "PolicyName": policy_name,
+                "PolicyDocument": {"Version": "2012-10-17", "Statement": statements},
+            }],
+        },
+    }
+
+
+def function_resource(artifact: Artifact, settings: Settings, env: Mapping[str, Any],
+                      role: str = "FunctionRole") -> dict[str, Any]:
+    """A function of the stack; ``role`` is the logical id of its execution role (the
+    edge's ``FunctionRole`` unless the function must not share the edge's rights)."""
     spec = artifact.function
     return {
         "Type": "AWS::Lambda::Function",
         "Properties": {
             "Runtime": f"python{settings.lambda_python}",
             "Handler": spec.handler,
-            "Role": {"Fn::GetAtt": ["FunctionRole", "Arn"]},
+            "Role": {"Fn::GetAtt": [role, "Arn"]},
             "Code": {"S3Bucket": settings.artifact_bucket, "S3Key": artifact.key},
             "MemorySize": spec.memory_mb,
             "Timeout": spec.timeout_s,

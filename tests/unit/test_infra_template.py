@@ -80,7 +80,12 @@ def test_environment_variables(artifact: Artifact, settings: Settings) -> None:
     assert variables["MESH_SIGNING_KEY_SECRET"] == "teststack/gateway/signing-key"
     assert json.loads(variables["MESH_KEYRING_JSON"]) == MESH.keyring
     assert json.loads(variables["MESH_ACCESS_JSON"]) == MESH.access
-    assert variables == gateway_environment(settings, MESH)
+    base = gateway_environment(settings, MESH)
+    assert {name: variables[name] for name in base} == base
+    # the stack parts add only their stores' names, never a secret value
+    assert set(variables) - set(base) == {
+        "MESH_API_KEYS_TABLE", "MESH_API_KEY_PEPPER_SECRET", "MESH_OPERATIONS_TABLE",
+        "MESH_RATE_LIMIT_TABLE"}
     assert list(variables) == sorted(variables)
 
 
@@ -100,11 +105,18 @@ def test_function_role_reads_only_its_own_signing_key(
 ) -> None:
     role = stack_template(artifact, settings, MESH)["Resources"]["FunctionRole"]["Properties"]
     [policy] = role["Policies"]
-    secret, traffic = policy["PolicyDocument"]["Statement"]
+    secret, traffic, *stores = policy["PolicyDocument"]["Statement"]
     assert secret["Action"] == "secretsmanager:GetSecretValue"
     assert secret["Resource"]["Fn::Sub"].endswith(":secret:teststack/gateway/signing-key-*")
     assert traffic["Action"] == "ssm:GetParameter"  # its traffic rules, and nothing else
     assert traffic["Resource"]["Fn::Sub"].endswith(":parameter/teststack/traffic")
+    secrets = [s["Resource"]["Fn::Sub"] for s in stores
+               if s["Action"] == "secretsmanager:GetSecretValue"]
+    # besides its own key, only the API-key pepper: never another service's signing key
+    assert [text.rsplit(":secret:", 1)[1] for text in secrets] == [
+        "teststack/gateway/api-key-pepper-*"]
+    tables = [s for s in stores if s["Action"] != "secretsmanager:GetSecretValue"]
+    assert all(action.startswith("dynamodb:") for s in tables for action in s["Action"])
 
 
 def test_request_timeout_fits_in_the_integration_and_function(

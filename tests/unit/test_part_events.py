@@ -9,7 +9,7 @@ from pathlib import Path
 from bus.config import BusSettings
 from infra.functions import FUNCTIONS, GATEWAY, ORDERS_EVENTS
 from infra.package import Artifact
-from infra.part_events import FUNCTION_ID, MAPPING_ID, part
+from infra.part_events import FUNCTION_ID, MAPPING_ID, ROLE_ID, part
 from infra.settings import Settings
 from infra.template import MeshConfig, stack_template
 
@@ -32,7 +32,11 @@ def test_the_function_is_built_and_gets_the_orders_environment() -> None:
     assert json.loads(bus.access_json or "") == MESH.access
     assert MAPPING_ID not in built.resources  # the emulator has no Kafka mapping
     assert built.outputs == {"OrdersEventsFunctionName": {"Value": {"Ref": FUNCTION_ID}}}
-    secret, table = built.role_statements
+    # its own role: the edge's role never gets the orders service's key
+    assert list(built.role_statements) == []
+    assert function["Role"] == {"Fn::GetAtt": [ROLE_ID, "Arn"]}
+    [policy] = built.resources[ROLE_ID]["Properties"]["Policies"]
+    secret, table = policy["PolicyDocument"]["Statement"]
     assert str(secret["Resource"]["Fn::Sub"]).endswith(":secret:teststack/orders/signing-key-*")
     assert table["Resource"] == {"Fn::GetAtt": ["IdempotencyTable", "Arn"]}
 
