@@ -12,6 +12,7 @@ import asyncio
 import logging
 import signal
 
+from bus.client import ASYNC_REPLY_TOPIC
 from bus.config import BusSettings
 from bus.errors import MeshError
 from bus.identity import Identity, load_identity
@@ -20,7 +21,7 @@ from bus.quarantine import park
 from bus.telemetry import MeshTelemetry
 from bus.transport import Record, Transport
 from functions.async_results.recorder import Quarantine, ReplyRecorder, recorder_guard
-from functions.async_results.runner import GROUP_ID, RecorderRunner
+from functions.async_results.runner import CONCURRENCY, GROUP_ID, RecorderRunner
 from functions.shared.operations_store import ENV_TABLE, OperationsStore, operations_store_from_env
 from functions.shared.secrets import SecretsManagerSource
 
@@ -38,12 +39,14 @@ def quarantine_to(transport: Transport, settings: BusSettings,
 
 
 def build(store: OperationsStore, transport: Transport, settings: BusSettings,
-          identity: Identity, *, group_id: str = GROUP_ID) -> RecorderRunner:
+          identity: Identity, *, topic: str = ASYNC_REPLY_TOPIC, group_id: str = GROUP_ID,
+          concurrency: int = CONCURRENCY) -> RecorderRunner:
     """The runner of one recorder (also what tests run in-process)."""
     telemetry = MeshTelemetry(identity.service)
     recorder = ReplyRecorder(store, recorder_guard(identity, settings),
                              quarantine_to(transport, settings, telemetry))
-    runner = RecorderRunner(recorder, transport, group_id=group_id)
+    runner = RecorderRunner(recorder, transport, topic=topic, group_id=group_id,
+                            concurrency=concurrency)
     identity.access.check_consume(identity.service, runner.topic)
     return runner
 
