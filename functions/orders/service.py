@@ -28,11 +28,16 @@ MAX_ORDERS = 50
 Request = TypeVar("Request", bound=BaseModel)
 
 
+MAX_QUOTE_QUANTITY = 1_000
+
+
 class QuoteRequest(BaseModel):
     """``orders.quote``'s request (the product route's path and query, merged)."""
 
     sku: str = Field(pattern=SKU_PATTERN)
-    quantity: int = Field(default=1, ge=1, le=10_000)
+    # Quotes stop at 1,000 units (bigger orders are negotiated): the product route accepts
+    # up to 10,000, so a larger quantity answers the stock part and fails the quote part.
+    quantity: int = Field(default=1, ge=1, le=MAX_QUOTE_QUANTITY)
 
     @field_validator("quantity", mode="before")
     @classmethod
