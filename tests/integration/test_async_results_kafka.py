@@ -222,11 +222,13 @@ async def test_duplicates_change_nothing_and_forgeries_are_parked(
     unsigned = replace(genuine, id=new_id(), signature=None)
     wrong_replier = signed_reply(mesh["itest-other"], replies_topic, operation, pending_id,
                                  b'{"n":4}')
-    await send_all(bus_settings, replies_topic, [first, duplicate, forged, unsigned,
-                                                  wrong_replier])
+    await send_all(bus_settings, replies_topic, [first, forged, unsigned, wrong_replier])
     group = f"itest-recorder-{uuid.uuid4().hex[:8]}"
     async with recorder(store, bus_settings, mesh["gateway"], replies_topic, group) as runner:
-        await until(lambda: sum(runner.recorder.counts.values()) == 5)
+        await until(lambda: sum(runner.recorder.counts.values()) == 4)
+        # records are handled concurrently: the duplicate comes once the first is recorded
+        await send_all(bus_settings, replies_topic, [duplicate])
+        await until(lambda: runner.recorder.counts["duplicate"] == 1)
     assert runner.recorder.counts == {"completed": 1, "duplicate": 1, "quarantined": 3}
     [done, pending] = await records(store, [done_id, pending_id])
     assert done.status == "succeeded"
@@ -283,5 +285,7 @@ async def test_a_recorder_killed_mid_stream_loses_nothing(
     async with recorder(store, bus_settings, mesh["gateway"], replies_topic, group) as third:
         found = await all_done(store, ids)
     assert [record.result for record in found] == [{"n": n} for n in range(len(ids))]
-    assert third.recorder.counts["completed"] == len(ids) - recorded
+    # A store write in flight when the second one was killed may have landed uncounted
+    # (a thread is not cancelled with its task): at most ``concurrency`` of them.
+    assert len(ids) - recorded - 2 <= third.recorder.counts["completed"] <= len(ids) - recorded
     assert third.recorder.counts["quarantined"] == 0
