@@ -83,6 +83,9 @@ class EdgeGuard:
                 raise ValueError(f"route {route.name} takes API keys; configure a key store")
             if route.rate_limit is not None and self.limiter is None:
                 raise ValueError(f"route {route.name} is rate limited; configure a store")
+            if route.auth == "api_key" and self.limiter is None:
+                raise ValueError(f"route {route.name} enforces API keys' usage plans; "
+                                 "configure a rate limit store")
 
     async def authenticate(self, route: Route, headers: Mapping[str, str], source_ip: str,
                            event: Mapping[str, Any] | None = None) -> Caller:

@@ -73,8 +73,12 @@ class BodyLimitMiddleware:
             await self.app(scope, receive, send)
             return
         for name, value in scope.get("headers", ()):
-            if name == b"content-length" and (not value.isdigit()
-                                              or int(value) > self.max_bytes):
+            if name == b"content-length" and not value.isdigit():
+                response = problem(400, "the content-length header is not a number",
+                                   reason="invalid_content_length")
+                await response(scope, receive, send)
+                return
+            if name == b"content-length" and int(value) > self.max_bytes:
                 await self._too_large(scope, receive, send)
                 return
         seen = 0
@@ -121,7 +125,9 @@ def install_middleware(app: FastAPI, edge: Edge | None) -> None:
                                                                   str(exc.detail))
         return problem(exc.status_code, detail, reason=reason, headers=headers)
 
-    # Added last runs first: request id outermost, so even a 413 or CORS answer has one.
+    # Added last runs first: request id outermost, so even a 413 or CORS answer has one;
+    # CORS outside the body limit, so a browser can read a 413 too.
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     if settings.cors is not None:
         cors = settings.cors
         app.add_middleware(
@@ -130,5 +136,4 @@ def install_middleware(app: FastAPI, edge: Edge | None) -> None:
             expose_headers=list(cors.expose_headers), allow_credentials=cors.allow_credentials,
             max_age=cors.max_age_s,
         )
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestIdMiddleware)
