@@ -24,6 +24,24 @@ def curl_line(endpoint: str) -> str:
             f"-H 'content-type: application/json' -d {shlex.quote(body)}")
 
 
+def more_lines(endpoint: str) -> list[str]:
+    """How to try the authenticated routes (a dev-issuer token, an API key, an async call)."""
+    products = shlex.quote(endpoint + "/v1/products/sku-1?quantity=2")
+    reports = shlex.quote(endpoint + "/v1/reports")
+    partner = shlex.quote(endpoint + "/v1/partner/orders")
+    order = shlex.quote(json.dumps(DEMO_ORDER, separators=(",", ":")))
+    return [
+        "TOKEN=$(.venv/bin/meshgate token --sub you --scope 'catalog:read reports:write')",
+        f'curl -sS {products} -H "authorization: Bearer $TOKEN"   # aggregation',
+        f"curl -sS -X POST {reports} -H \"authorization: Bearer $TOKEN\" "
+        "-H 'content-type: application/json' -d '{\"customer\":\"demo\",\"work_ms\":3000}'"
+        "   # async: 202 + status_url",
+        ".venv/bin/meshgate keys issue --owner you --rate 5 --burst 10   # prints KEY once",
+        f"curl -sS -X POST {partner} -H \"x-api-key: $KEY\" "
+        f"-H 'content-type: application/json' -d {order}",
+    ]
+
+
 def post_json(url: str, body: dict[str, Any], timeout_s: float = 30.0) -> tuple[int, Any]:
     request = urllib.request.Request(
         url, data=json.dumps(body).encode(), method="POST",

@@ -122,6 +122,8 @@ def up(settings: Settings, say: Say, *, smoke_call: bool = True) -> dict[str, An
     say(f"meshgate is up in {time.monotonic() - total:.1f}s")
     say(f"endpoint: {endpoint}")
     say(smoke.curl_line(endpoint))
+    for line in smoke.more_lines(endpoint):
+        say(line)
     return result
 
 
