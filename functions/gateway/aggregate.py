@@ -42,13 +42,23 @@ async def fan_out(parts: Mapping[str, AggregatePart], call: Call,
 
     tasks = {name: asyncio.create_task(one(part), name=f"aggregate:{name}")
              for name, part in parts.items()}
+    required = {task for name, task in tasks.items() if parts[name].required}
     try:
-        await asyncio.wait(tasks.values())
+        pending = set(tasks.values())
+        while pending:
+            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            if any(not task.cancelled() and task.exception() is not None
+                   for task in done & required):
+                break  # the call fails with that part's error: stop waiting for the others
     finally:
         for task in tasks.values():
             task.cancel()
+        await asyncio.wait(tasks.values())
     outcomes: dict[str, PartOutcome] = {}
     for name, task in tasks.items():
+        if task.cancelled():
+            outcomes[name] = PartOutcome(error=DeadlineExceeded(f"{name}: not waited for"))
+            continue
         error = task.exception()
         if error is None:
             outcomes[name] = PartOutcome(result=task.result())

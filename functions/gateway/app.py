@@ -77,6 +77,12 @@ class EdgeDeps:
     operations: OperationsStore | None = None
 
 
+def _with_limits(request: Request, response: JSONResponse) -> JSONResponse:
+    for name, value in getattr(request.state, "limit_headers", {}).items():
+        response.headers.setdefault(name, value)
+    return response
+
+
 def _source_ip(request: Request) -> str:
     return request.client.host if request.client is not None else "unknown"
 
@@ -96,6 +102,7 @@ class RouteEndpoint:
         caller = await self.deps.guard.authenticate(route, request.headers, _source_ip(request),
                                                     request.scope.get("aws.event"))
         limit_headers = await self.deps.guard.admit(route, caller)
+        request.state.limit_headers = limit_headers  # error answers carry them too
         payload = self.validator.payload(request.path_params, request.query_params,
                                          request.headers.get("content-type"),
                                          await request.body())
@@ -125,7 +132,8 @@ class RouteEndpoint:
             return await client.request(operation, payload, timeout_s=timeout_s,
                                         traceparent=traceparent, principal=principal)
 
-        outcomes = await fan_out(self.route.aggregate, call, self.timeout_s)
+        budget_s = min(self.timeout_s, client.settings.request_timeout_s)
+        outcomes = await fan_out(self.route.aggregate, call, budget_s)
         return merged(self.route.aggregate, outcomes)
 
 
@@ -163,17 +171,17 @@ def create_app(policy: Policy, deps: EdgeDeps) -> FastAPI:
     @app.exception_handler(MeshError)
     async def on_mesh_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, MeshError)
-        return mesh_error_response(exc)
+        return _with_limits(request, mesh_error_response(exc))
 
     @app.exception_handler(AuthError)
     async def on_auth_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, AuthError)
-        return auth_error_response(exc)
+        return _with_limits(request, auth_error_response(exc))
 
     @app.exception_handler(EdgeRefusal)
     async def on_refusal(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, EdgeRefusal)
-        return refusal_response(exc)
+        return _with_limits(request, refusal_response(exc))
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:

@@ -19,6 +19,7 @@ from bus.traffic.faults import InjectedFault
 from functions.gateway.auth.errors import AuthError
 
 PROBLEM_JSON = "application/problem+json"
+API_KEY_CHALLENGE = 'ApiKey realm="meshgate", header="x-api-key"'
 TITLES = {
     400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
     405: "Method Not Allowed", 413: "Content Too Large", 415: "Unsupported Media Type",
@@ -63,6 +64,8 @@ def refusal_response(refusal: EdgeRefusal) -> JSONResponse:
 def auth_error_response(error: AuthError) -> JSONResponse:
     headers = {}
     challenge = error.www_authenticate()
+    if challenge is None and error.status == 401:
+        challenge = API_KEY_CHALLENGE  # RFC 9110: a 401 always names a way to authenticate
     if challenge is not None:
         headers["WWW-Authenticate"] = challenge
     return problem(error.status, error.message, reason=error.reason, headers=headers)

@@ -46,7 +46,7 @@ def _forged_tokens(settings: Settings) -> dict[str, str]:
     claims = dev_issuer.token_claims(dev_issuer.issuer_config(settings),
                                      {"sub": "mallory", "scope": "catalog:read"},
                                      ttl_s=600, now=now)
-    unsigned = jwt.encode(claims, key=None, algorithm="none")
+    unsigned = jwt.encode(claims, key="", algorithm="none")
     # HS256 keyed with the issuer's public key: the classic algorithm confusion.
     confused = _hs256_with_public_key(claims, key.public_pem(), key.kid)
     return {

@@ -155,7 +155,8 @@ def test_api_key_route_refuses_with_401(gw: Edge, presented: str | None, reason:
     headers = {} if presented is None else {"x-api-key": presented}
     response = gw.http.post(PARTNER_ORDERS, json=ORDER, headers=headers)
     assert_problem(response, 401, reason)
-    assert "www-authenticate" not in response.headers  # RFC 6750 is about bearer tokens only
+    # RFC 9110: every 401 names a way to authenticate; for keys, the header to send
+    assert response.headers["www-authenticate"] == 'ApiKey realm="meshgate", header="x-api-key"'
     if presented and presented.strip():
         assert presented.strip() not in response.text
     _nothing_on_the_bus(gw, before)

@@ -242,6 +242,8 @@ def test_no_worker_answer_is_504(broker: MemoryBroker, monkeypatch: pytest.Monke
     with gateway(broker, service=None, timeout_ms=200) as gw:
         response = gw.http.post("/v1/orders", json=ORDER)
     _assert_problem(response, 504)
+    # the request counted against the caller's bucket: the answer still says so
+    assert response.headers["ratelimit-remaining"] == "99"
     assert len(_requests(broker)) == 1
 
 
