@@ -28,8 +28,16 @@ _NUMBER = re.compile(r"-?[0-9]{1,18}(\.[0-9]{1,18})?([eE][+-]?[0-9]{1,3})?")
 JSON_TYPES = ("application/json",)
 
 
+# Compiled checks by canonical schema text: routes sharing a schema (an order's body on the
+# public and the partner route) compile it once (2-3 ms of cold start each).
+_compiled: dict[str, Check] = {}
+
+
 def _compile(schema: Mapping[str, Any]) -> Check:
-    check: Check = fastjsonschema.compile(dict(schema))
+    text = json.dumps(schema, sort_keys=True, separators=(",", ":"))
+    check = _compiled.get(text)
+    if check is None:
+        check = _compiled[text] = fastjsonschema.compile(dict(schema))
     return check
 
 
@@ -55,6 +63,15 @@ def convert(text: str, schema: Mapping[str, Any]) -> Any:
 
 def _no_constants(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
+
+
+# One decoder for every request (``json.loads`` with options builds a new one per call).
+_DECODER = json.JSONDecoder(parse_constant=_no_constants)
+
+
+def _loads(body: bytes) -> Any:
+    """``json.loads(body, parse_constant=_no_constants)``, without the per-call decoder."""
+    return _DECODER.decode(body.decode(json.detect_encoding(body), "surrogatepass"))
 
 
 @dataclass(frozen=True)
@@ -135,6 +152,6 @@ class RouteValidator:
                               "send the body as application/json",
                               headers={"Accept": "application/json"})
         try:
-            return json.loads(body, parse_constant=_no_constants)
+            return _loads(body)
         except (UnicodeDecodeError, ValueError):
             raise EdgeRefusal(400, "malformed_json", "the body is not valid JSON") from None
