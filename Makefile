@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install up down status test lint typecheck bench-skeleton bench-mesh constraints clean
+.PHONY: install up down status test lint typecheck bench-skeleton bench-mesh bench-gateway constraints clean
 
 install: $(STAMP)
 
@@ -47,6 +47,11 @@ bench-skeleton: install
 # Mesh vs raw aiokafka request/reply and publish, on the local broker (started if needed).
 bench-mesh: install
 	$(BIN)/python -m bench.mesh_vs_raw
+
+# Edge gateway vs bare FastAPI + Mangum, in-process with a recorded API Gateway event (bus and
+# stores in memory; no broker or emulator needed): per request and cold start.
+bench-gateway: install
+	$(BIN)/python -m bench.gateway_overhead
 
 constraints:
 	{ echo '# Exact versions for CI and the Lambda zips (pip install -c constraints.txt).'; \
