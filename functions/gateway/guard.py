@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Protocol
 
 from bus.policy.model import Route
@@ -21,6 +22,12 @@ if TYPE_CHECKING:  # PyJWT and cryptography load only when a JWT route exists
 
 
 log = logging.getLogger(__name__)
+
+
+@lru_cache(maxsize=1024)
+def limit_of(rate: float, burst: int) -> Limit:
+    """One immutable ``Limit`` per (rate, burst), so its exact rate is computed once."""
+    return Limit(rate, burst)
 
 
 def _safe(part: str) -> str:
@@ -167,7 +174,7 @@ class EdgeGuard:
         buckets: list[tuple[str, Limit]] = []
         principal = caller.principal
         if route.rate_limit is not None:
-            limit = Limit(route.rate_limit.per_second, route.rate_limit.burst)
+            limit = limit_of(route.rate_limit.per_second, route.rate_limit.burst)
             if route.rate_limit.per == "route":
                 buckets.append((bucket_key(route=route.name), limit))
             elif principal is not None and principal.key_id is not None:
@@ -180,5 +187,5 @@ class EdgeGuard:
                                 limit))
         if caller.plan is not None and principal is not None and principal.key_id is not None:
             buckets.append((bucket_key(key=principal.key_id),
-                            Limit(caller.plan.rate_per_s, caller.plan.burst)))
+                            limit_of(caller.plan.rate_per_s, caller.plan.burst)))
         return buckets

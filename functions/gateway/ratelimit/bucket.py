@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from fractions import Fraction
+from functools import cached_property
 
 MILLI = 1000
 
@@ -41,6 +42,11 @@ class Limit:
         if self.burst < 1:
             raise ValueError(f"burst must be at least 1, not {self.burst!r}")
 
+    @cached_property
+    def exact_rate(self) -> Fraction:
+        """The rate as an exact fraction, computed once per limit (not per request)."""
+        return Fraction(self.rate)
+
     @property
     def capacity_milli(self) -> int:
         return self.burst * MILLI
@@ -53,14 +59,14 @@ class Limit:
         even for a fractional rate (no remainder lost at every request)."""
         if to_ms <= from_ms:
             return 0
-        rate = Fraction(self.rate)
+        rate = self.exact_rate
         return math.floor(to_ms * rate) - math.floor(from_ms * rate)
 
     def ms_to_gain(self, from_ms: int, milli: int) -> int:
         """The fewest whole milliseconds after ``from_ms`` in which ``milli`` are gained."""
         if milli <= 0:
             return 0
-        rate = Fraction(self.rate)
+        rate = self.exact_rate
         return math.ceil((math.floor(from_ms * rate) + milli) / rate) - from_ms
 
 
