@@ -81,12 +81,15 @@ def part(artifacts: Mapping[str, Artifact], settings: Settings, mesh: MeshConfig
     )
 
 
-def authorizer_resources(settings: Settings, api: str = "HttpApi") -> dict[str, Any]:
-    """The ``AWS::ApiGatewayV2::Authorizer`` of ``AuthorizerFunction`` on the HTTP API
-    ``api``: REQUEST type, payload 2.0, simple responses. No identity source and no result
-    cache: a caller presents *either* a bearer token *or* an API key, and API Gateway
-    would answer 401 by itself to a request that lacks one of several identity sources."""
-    return {AUTHORIZER: {
+def authorizer_resources(settings: Settings, api: str = "HttpApi",
+                         logical_id: str = AUTHORIZER) -> dict[str, Any]:
+    """The ``AWS::ApiGatewayV2::Authorizer`` ``logical_id`` of ``AuthorizerFunction`` on the
+    HTTP API ``api``: REQUEST type, payload 2.0, simple responses. No identity source (an
+    explicit empty list: the emulator's CloudFormation defaults an absent one to the
+    ``Authorization`` header) and no result cache: a caller presents *either* a bearer token
+    *or* an API key, and API Gateway would answer 401 by itself to a request that lacks one
+    of several identity sources."""
+    return {logical_id: {
         "Type": "AWS::ApiGatewayV2::Authorizer",
         "Properties": {
             "ApiId": {"Ref": api},
@@ -98,8 +101,20 @@ def authorizer_resources(settings: Settings, api: str = "HttpApi") -> dict[str, 
             "AuthorizerPayloadFormatVersion": "2.0",
             "EnableSimpleResponses": True,
             "AuthorizerResultTtlInSeconds": 0,
+            "IdentitySource": [],
         },
     }}
+
+
+def attach_authorizer(route: dict[str, Any], authorizer: str = AUTHORIZER) -> None:
+    """Put the authorizer ``authorizer`` (a logical id) in front of the ``AWS::ApiGatewayV2
+    ::Route`` resource ``route`` (changed in place)."""
+    route["Properties"].update(AuthorizationType="CUSTOM", AuthorizerId={"Ref": authorizer})
+
+
+def trusting_authorizer(env: Mapping[str, Any]) -> dict[str, Any]:
+    """A gateway environment ``env`` that trusts the principal the authorizer passes on."""
+    return {**env, TRUST_AUTHORIZER_ENV: "1"}
 
 
 def with_authorizer(template: Mapping[str, Any], settings: Settings,
@@ -113,8 +128,7 @@ def with_authorizer(template: Mapping[str, Any], settings: Settings,
         raise ValueError("the template has no AuthorizerFunction: build the authorizer too")
     resources.update(authorizer_resources(settings))
     for route in routes:
-        resources[route]["Properties"].update(AuthorizationType="CUSTOM",
-                                              AuthorizerId={"Ref": AUTHORIZER})
-    gateway_env = resources["GatewayFunction"]["Properties"]["Environment"]["Variables"]
-    gateway_env[TRUST_AUTHORIZER_ENV] = "1"
+        attach_authorizer(resources[route])
+    environment = resources["GatewayFunction"]["Properties"]["Environment"]
+    environment["Variables"] = trusting_authorizer(environment["Variables"])
     return result

@@ -140,7 +140,7 @@ def status(settings: Settings) -> dict[str, Any]:
     quiet: Say = lambda _line: None  # noqa: E731
     kafka_up = local.run_script(settings, local.KAFKA_SCRIPT, "status", quiet)
     emulator_up = local.run_script(settings, local.EMULATOR_SCRIPT, "status", quiet)
-    endpoint = None
+    endpoint = authorized_endpoint = None
     if emulator_up or not settings.is_local:
         try:
             outputs = deploy.stack_outputs(settings)
@@ -148,8 +148,11 @@ def status(settings: Settings) -> dict[str, Any]:
             outputs = None
         if outputs and "ApiId" in outputs:
             endpoint = template.endpoint_url(settings, outputs["ApiId"])
+        if outputs and "AuthorizedApiId" in outputs:  # infra.part_authorized_edge
+            authorized_endpoint = template.endpoint_url(settings, outputs["AuthorizedApiId"])
     return {
         "endpoint": endpoint,
+        "authorized_endpoint": authorized_endpoint,
         "kafka": {"bootstrap": settings.kafka_bootstrap, "running": kafka_up},
         "emulator": {"url": settings.endpoint_url, "running": emulator_up},
         "workers": {w.name: local.worker_pid(settings, w) for w in local.WORKERS},

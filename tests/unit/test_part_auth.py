@@ -71,7 +71,9 @@ def test_authorizer_is_deployed_but_not_attached(settings: Settings, tmp_path: P
     assert permission["Principal"] == "apigateway.amazonaws.com"
     assert permission["FunctionName"] == {"Ref": "AuthorizerFunction"}
     assert t["Outputs"]["AuthorizerFunctionName"] == {"Value": {"Ref": "AuthorizerFunction"}}
-    assert not any(r["Type"] == "AWS::ApiGatewayV2::Authorizer" for r in t["Resources"].values())
+    assert not any(r["Type"] == "AWS::ApiGatewayV2::Authorizer"  # on the default edge
+                   and r["Properties"]["ApiId"] == {"Ref": "HttpApi"}
+                   for r in t["Resources"].values())
     assert "AuthorizationType" not in t["Resources"]["DefaultRoute"]["Properties"]
 
 
@@ -94,7 +96,7 @@ def test_with_authorizer_attaches_it_in_front_of_the_route(settings: Settings,
     assert authorizer["AuthorizerPayloadFormatVersion"] == "2.0"
     assert authorizer["EnableSimpleResponses"] is True
     assert authorizer["AuthorizerResultTtlInSeconds"] == 0
-    assert "IdentitySource" not in authorizer  # either credential, not both
+    assert authorizer["IdentitySource"] == []  # either credential, not both
     assert "${AuthorizerFunction.Arn}" in authorizer["AuthorizerUri"]["Fn::Sub"]
     route = attached["Resources"]["DefaultRoute"]["Properties"]
     assert route["AuthorizationType"] == "CUSTOM"
