@@ -30,10 +30,11 @@ def test_second_up_changes_nothing_and_restarts_nothing(endpoint: str) -> None:
     assert "emulator: already running" in result.stdout
     assert "topics: no changes" in result.stdout
     assert "stack meshgate: no changes" in result.stdout
-    assert "worker orders: already running" in result.stdout
+    for worker in ("orders", "inventory", "gateway"):
+        assert f"worker {worker}: already running" in result.stdout
     curl = [line for line in result.stdout.splitlines() if line.startswith("curl ")]
-    assert len(curl) == 1
-    assert endpoint in curl[0]
+    assert len(curl) == 4  # the demo order, the aggregate, the async report, the partner order
+    assert all(endpoint in line for line in curl)
     after = json.loads(run([str(MESHGATE), "status", "--json"]).stdout)
     assert after["workers"] == before["workers"]
 

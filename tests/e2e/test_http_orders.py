@@ -45,10 +45,16 @@ def test_concurrent_calls_each_get_their_own_reply(endpoint: str) -> None:
     assert len({b["order_id"] for b in bodies}) == 24
 
 
+def test_a_body_that_is_not_json_gets_400(endpoint: str) -> None:
+    response = httpx.post(f"{endpoint}/v1/orders", content=b"not json",
+                          headers={"content-type": "application/json"}, timeout=30)
+    assert response.status_code == 400, response.text
+    assert response.json()["reason"] == "malformed_json"
+
+
 @pytest.mark.parametrize(
     ("body", "content_type"),
     [
-        (b"not json", "application/json"),
         (b'{"customer": "x", "lines": []}', "application/json"),
         (b'{"customer": "x", "lines": [{"sku": "a", "quantity": -1, "unit_price": "1"}]}',
          "application/json"),
