@@ -2,7 +2,9 @@
 the checks are injected, so the same code runs in tests with in-memory stores).
 
 - ``Authorization`` present: a JWT bearer (``JwtVerifier``); ``x-api-key`` present: an API
-  key (``ApiKeyAuthenticator``); both: refused as ambiguous; neither: refused as missing.
+  key (``ApiKeyAuthenticator``); both: refused as ambiguous; neither: allowed as anonymous
+  (no principal in the context), so routes with ``auth: none`` stay reachable and the
+  gateway answers 401 itself on routes that need credentials.
 - Allowed: ``{"isAuthorized": true, "context": {"principal": <Principal JSON>, ...}}``; the
   gateway reads it back with ``principal_from_authorizer``.
 - Refused (401/403 causes): ``{"isAuthorized": false, "context": {"reason": ...}}``; API
@@ -22,7 +24,7 @@ from typing import Any
 
 from functions.gateway.auth.api_keys import API_KEY_HEADER, ApiKeyAuthenticator
 from functions.gateway.auth.authorizer_context import PLAN_CONTEXT_KEY, PRINCIPAL_CONTEXT_KEY
-from functions.gateway.auth.errors import AuthError, MalformedCredentials, MissingCredentials
+from functions.gateway.auth.errors import AuthError, MalformedCredentials
 from functions.gateway.auth.jwt_bearer import JwtVerifier
 from functions.gateway.auth.principal import Principal
 
@@ -58,6 +60,11 @@ def allow(principal: Principal, plan: Mapping[str, Any] | None = None) -> dict[s
         context[PLAN_CONTEXT_KEY] = json.dumps(dict(plan), sort_keys=True,
                                                separators=(",", ":"))
     return {"isAuthorized": True, "context": context}
+
+
+# No credentials at all: let the request through without a principal; the gateway, which
+# knows each route's auth, refuses it where credentials are needed.
+ANONYMOUS: dict[str, Any] = {"isAuthorized": True, "context": {"anonymous": "true"}}
 
 
 def deny(error: AuthError) -> dict[str, Any]:
@@ -102,4 +109,4 @@ class Authorizer:
                 raise MalformedCredentials("bearer tokens are not accepted here",
                                            reason="jwt_not_accepted")
             return allow(await self.jwt.authenticate(bearer))
-        raise MissingCredentials("a bearer token or an API key is required")
+        return ANONYMOUS

@@ -7,7 +7,7 @@ How we know the principal came from the authorizer: that gateway never reads the
 authorizer context, it answers 401), yet through the API a valid token is answered 200 and
 the messages it puts on the bus carry the token's subject and scopes as the signed
 ``mesh_principal``. What the gateway still decides itself: scopes (403 problem+json), the API
-key's usage plan (429), validation. What API Gateway decides: a missing or forged credential
+key's usage plan (429), validation. What API Gateway decides: a forged credential
 is refused by the authorizer with API Gateway's own 403, and never reaches the bus.
 """
 
@@ -188,8 +188,8 @@ def test_missing_or_forged_tokens_are_refused_by_api_gateway(authorized: str,
     url = f"{authorized}/v1/products/{MARKER}"
     forged = _forged_tokens(settings)
     with nothing_reaches_the_bus(settings, MARKER):
-        answers = {"missing": httpx.get(url, timeout=30),
-                   "basic": httpx.get(url, headers={"authorization": "Basic dXNlcjpwYXNz"},
+        missing = httpx.get(url, timeout=30)
+        answers = {"basic": httpx.get(url, headers={"authorization": "Basic dXNlcjpwYXNz"},
                                       timeout=30),
                    "token and key": httpx.get(url, timeout=30, headers={
                        "authorization": f"Bearer {token(settings)}", "x-api-key": "mgk_x"})}
@@ -199,6 +199,17 @@ def test_missing_or_forged_tokens_are_refused_by_api_gateway(authorized: str,
     for name, response in answers.items():
         assert response.status_code == 403, name
         api_gateway_refusal(response)
+    # No credentials at all pass the authorizer as anonymous; the gateway, which knows the
+    # route needs a token, refuses with its own 401.
+    assert missing.status_code == 401, missing.text
+    assert missing.json()["reason"] == "missing_credentials"
+    assert "x-request-id" in missing.headers
+
+
+def test_routes_without_auth_stay_reachable_behind_the_authorizer(authorized: str) -> None:
+    order = {**ORDER, "customer": "e2e-anonymous-behind-authorizer"}
+    response = httpx.post(f"{authorized}/v1/orders", json=order, timeout=30)
+    assert response.status_code == 201, response.text
 
 
 def partner_order(authorized: str, key: str | None, customer: str) -> httpx.Response:
@@ -222,11 +233,12 @@ def test_a_valid_api_key_places_an_order_as_its_key(authorized: str,
 def test_bad_api_keys_are_refused_by_api_gateway(authorized: str,
                                                  settings: Settings) -> None:
     with nothing_reaches_the_bus(settings, MARKER):
-        answers = [partner_order(authorized, None, MARKER),
-                   partner_order(authorized, "not-a-key", MARKER),
+        missing = partner_order(authorized, None, MARKER)
+        answers = [partner_order(authorized, "not-a-key", MARKER),
                    partner_order(authorized, "mgk_0123456789abcdef." + "A" * 43, MARKER)]
     for response in answers:
         api_gateway_refusal(response)
+    assert missing.status_code == 401, missing.text  # the gateway's own refusal
 
 
 def test_the_keys_usage_plan_still_limits(authorized: str, settings: Settings) -> None:

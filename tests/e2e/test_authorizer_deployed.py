@@ -107,11 +107,15 @@ def test_issue_refuses_a_bad_plan(endpoint: str) -> None:
 @pytest.mark.parametrize(("name", "reason"), [
     ("unknown_key", "invalid_api_key"),
     ("malformed_key", "malformed_api_key"),
-    ("missing_credentials", "missing_credentials"),
 ])
 def test_refused_events(invoke: Any, name: str, reason: str) -> None:
     assert invoke(recorded(name)) == {"isAuthorized": False,
                                       "context": {"reason": reason, "status": 401}}
+
+
+def test_no_credentials_pass_as_anonymous(invoke: Any) -> None:
+    assert invoke(recorded("missing_credentials")) == {"isAuthorized": True,
+                                                       "context": {"anonymous": "true"}}
 
 
 def test_valid_jwt_from_the_dev_issuer(invoke: Any) -> None:

@@ -86,7 +86,6 @@ async def test_valid_api_key_is_allowed_with_principal_and_plan(keys: Keys) -> N
 
 
 @pytest.mark.parametrize(("headers", "reason"), [
-    ({}, "missing_credentials"),
     ({"x-api-key": "   "}, "missing_credentials"),
     ({"x-api-key": "not-a-key"}, "malformed_api_key"),
     ({"x-api-key": "mgk_0123456789abcdef." + "A" * 43}, "invalid_api_key"),
@@ -97,6 +96,13 @@ async def test_refusals_say_why(keys: Keys, headers: dict[str, str], reason: str
     answer = await keys[0].authorize(event(headers))
     assert answer == {"isAuthorized": False,
                       "context": {"reason": reason, "status": 401}}
+
+
+async def test_no_credentials_pass_as_anonymous_for_the_gateway_to_judge(keys: Keys) -> None:
+    answer = await keys[0].authorize(event({}))
+    assert answer == {"isAuthorized": True, "context": {"anonymous": "true"}}
+    gateway_event = {"requestContext": {"authorizer": {"lambda": answer["context"]}}}
+    assert principal_from_authorizer(gateway_event) is None
 
 
 async def test_revoked_key_is_refused(keys: Keys) -> None:
@@ -184,8 +190,9 @@ def test_handler_runtime_from_a_bundled_policy(tmp_path: Path,
         assert runtime.authorizer.api_keys is None
         allowed = runtime.handle(event({"authorization": f"Bearer {token()}"}))
         assert allowed["isAuthorized"] is True
-        denied = runtime.handle(event({}))
-        assert denied["context"]["reason"] == "missing_credentials"
+        denied = runtime.handle(event({"authorization": "Bearer x.y.z"}))
+        assert denied["isAuthorized"] is False
+        assert runtime.handle(event({}))["context"] == {"anonymous": "true"}
     finally:
         runtime.loop.close()
 
