@@ -97,6 +97,7 @@ class MeshClient:
         self._reloader = reloader
         self._stopping = asyncio.Event()
         self._breakers = Breakers(CircuitBreaker())
+        self._telemetry.watch_circuits(self._breakers)  # mesh.circuit.state
         self._background: set[asyncio.Task[None]] = set()
         self.quarantined = 0
         self.mirrored = 0

@@ -99,6 +99,17 @@ class _KafkaReader:
     async def commit(self, records: Sequence[Record]) -> None:
         await self.commit_offsets(positions_after(records))
 
+    def end_offsets(self) -> dict[tuple[str, int], int]:
+        """Last stable offset of each assigned partition as of the last fetch (no I/O)."""
+        if not self._started:
+            return {}
+        ends: dict[tuple[str, int], int] = {}
+        for tp in self._consumer.assignment():
+            end = self._consumer.last_stable_offset(tp)
+            if end is not None:
+                ends[(tp.topic, tp.partition)] = end
+        return ends
+
     async def commit_offsets(self, positions: Mapping[tuple[str, int], int]) -> None:
         if self._assign is not None or not positions:
             return

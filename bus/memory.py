@@ -146,6 +146,10 @@ class _GroupReader:
     async def commit(self, records: Sequence[Record]) -> None:
         await self.commit_offsets(positions_after(records))
 
+    def end_offsets(self) -> dict[tuple[str, int], int]:
+        group = self._broker.group(self._group_id)
+        return {(t, p): len(self._broker.log(t)[p]) for t, p in group.cursor}
+
     async def commit_offsets(self, positions: Mapping[tuple[str, int], int]) -> None:
         group = self._broker.group(self._group_id)
         for key, position in positions.items():

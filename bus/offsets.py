@@ -52,6 +52,11 @@ class OffsetTracker:
                 ready[tp] = position
         return ready
 
+    def positions(self) -> dict[TopicPartition, int]:
+        """Per partition: the lowest offset not answered yet (what would be committed)."""
+        return {tp: p.in_flight[0] if p.in_flight else p.next_position
+                for tp, p in self._partitions.items()}
+
     def committed(self, positions: dict[TopicPartition, int]) -> None:
         """The broker accepted ``positions`` (from ``committable``)."""
         for tp, position in positions.items():

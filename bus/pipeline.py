@@ -58,6 +58,10 @@ class Pipeline:
         finally:
             self._slots.release()
 
+    def positions(self) -> dict[tuple[str, int], int]:
+        """The lowest offset not answered yet per partition seen (for consumer lag)."""
+        return self._tracker.positions()
+
     def raise_failure(self) -> None:
         """Raise what broke a record's handling, if anything did."""
         if self._failure is not None:

@@ -52,7 +52,14 @@ Metrics (instruments are created once per ``MeshTelemetry``)
     ``count_retry(operation, reason)``: mesh.retries.
     ``count_dead_letter(operation, reason)``: mesh.dead_letters.
     ``count_quarantined(reason, topic=None)``: mesh.quarantined.
-    Outcomes are ``"ok"`` or an error type (``outcome_of(exc)``).
+    ``count_consumed(records, group)``: messaging.client.consumed.messages, per partition.
+    ``publish_span`` records messaging.client.sent.messages and
+        messaging.client.operation.duration (``messaging.operation.name`` ``send``).
+    ``watch_circuits(breakers)`` / ``watch_lag(report)``: the observable gauges
+        mesh.circuit.state and mesh.consumer.lag (``bus.gauges``).
+    Outcomes are ``"ok"`` or an error type (``outcome_of(exc)``). Attributes follow the
+    conventions: a failure is ``error.type`` (absent on success; a retry's, dead letter's or
+    refusal's reason is one too), the operation is ``mesh.operation``, never a bare key.
 
 Wiring guide
 ============
@@ -104,6 +111,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 from contextvars import Token
 from dataclasses import replace
 from types import TracebackType
@@ -128,6 +136,10 @@ from opentelemetry.util.types import AttributeValue
 
 from bus.envelope import H_TRACEPARENT, H_TRACESTATE, Envelope
 from bus.errors import HandlerError, MeshError, RemoteError
+from bus.gauges import CircuitGauge, ConsumerLagGauge
+from bus.lag import LagReport
+from bus.traffic.breaker import Breakers
+from bus.transport import Record
 
 SCOPE_NAME: Final = "meshgate.bus"
 
@@ -147,7 +159,12 @@ ERROR_TYPE: Final = "error.type"
 SYSTEM_KAFKA: Final = "kafka"
 OPERATION_SEND: Final = "send"
 OPERATION_PROCESS: Final = "process"
+OPERATION_RECEIVE: Final = "receive"
+OPERATION_NAME_POLL: Final = "poll"  # Kafka's name for a receive
 METRIC_PROCESS_DURATION: Final = "messaging.process.duration"
+METRIC_CLIENT_OPERATION_DURATION: Final = "messaging.client.operation.duration"
+METRIC_CLIENT_SENT: Final = "messaging.client.sent.messages"
+METRIC_CLIENT_CONSUMED: Final = "messaging.client.consumed.messages"
 
 # Mesh-specific attributes (no convention covers them).
 MESH_SERVICE: Final = "mesh.service"
@@ -163,9 +180,6 @@ METRIC_RETRIES: Final = "mesh.retries"
 METRIC_DEAD_LETTERS: Final = "mesh.dead_letters"
 METRIC_QUARANTINED: Final = "mesh.quarantined"
 METRIC_HANDLED: Final = "mesh.messages.handled"
-ATTR_OPERATION: Final = "operation"
-ATTR_OUTCOME: Final = "outcome"
-ATTR_REASON: Final = "reason"
 OUTCOME_OK: Final = "ok"
 
 # Seconds; finer than the conventions' advice at the low end, where the mesh overhead lives.
@@ -308,6 +322,21 @@ class _RequestScope(SpanScope):
         )
 
 
+class _PublishScope(SpanScope):
+    __slots__ = ("_partition", "_topic")
+
+    def __init__(
+        self, telemetry: MeshTelemetry, topic: str, partition: int | None,
+        attributes: Attributes,
+    ) -> None:
+        super().__init__(telemetry, f"{OPERATION_SEND} {topic}", SpanKind.PRODUCER, attributes)
+        self._topic = topic
+        self._partition = partition
+
+    def _record(self, seconds: float) -> None:
+        self._telemetry.record_send(self._topic, self._partition, seconds, self.error_type)
+
+
 class _ProcessScope(SpanScope):
     __slots__ = ("_envelope", "_group", "_partition", "_topic")
 
@@ -378,6 +407,19 @@ class MeshTelemetry:
         self._process_duration = _histogram(
             meter, METRIC_PROCESS_DURATION, "Duration of processing one message"
         )
+        self._client_duration = _histogram(
+            meter, METRIC_CLIENT_OPERATION_DURATION, "Duration of one send to the broker"
+        )
+        self._sent = meter.create_counter(
+            METRIC_CLIENT_SENT, unit="{message}",
+            description="Messages the producer attempted to send",
+        )
+        self._consumed = meter.create_counter(
+            METRIC_CLIENT_CONSUMED, unit="{message}",
+            description="Messages delivered to the consumer by the broker",
+        )
+        self._circuits = CircuitGauge(meter)
+        self._lag = ConsumerLagGauge(meter)
 
     # -- propagation -------------------------------------------------------------------
 
@@ -430,7 +472,7 @@ class MeshTelemetry:
     ) -> SpanScope:
         """PRODUCER span ``"send {topic}"``; ``stamp`` the envelope inside it."""
         attributes = self._message_attributes(envelope, topic, partition, OPERATION_SEND, key)
-        return SpanScope(self, f"{OPERATION_SEND} {topic}", SpanKind.PRODUCER, attributes)
+        return _PublishScope(self, topic, partition, attributes)
 
     def process_span(
         self,
@@ -490,9 +532,46 @@ class MeshTelemetry:
 
     def record_request(self, operation: str, outcome: str, seconds: float) -> None:
         """One finished request (caller side): count and duration."""
-        attributes: Attributes = {ATTR_OPERATION: operation, ATTR_OUTCOME: outcome}
+        attributes = _with_error({MESH_OPERATION: operation}, outcome)
         self._requests.add(1, attributes)
         self._request_duration.record(seconds, attributes)
+
+    def record_send(
+        self, topic: str, partition: int | None, seconds: float, error_type: str | None = None
+    ) -> None:
+        """One send (``publish_span`` calls it): sent messages and client operation duration."""
+        attributes: Attributes = {
+            MESSAGING_SYSTEM: SYSTEM_KAFKA,
+            MESSAGING_OPERATION_TYPE: OPERATION_SEND,
+            MESSAGING_OPERATION_NAME: OPERATION_SEND,
+            MESSAGING_DESTINATION_NAME: topic,
+        }
+        if partition is not None:
+            attributes[MESSAGING_DESTINATION_PARTITION_ID] = str(partition)
+        if error_type is not None:
+            attributes[ERROR_TYPE] = error_type
+        self._sent.add(1, attributes)
+        self._client_duration.record(seconds, attributes)
+
+    def count_consumed(self, records: Sequence[Record], group: str | None = None) -> None:
+        """Records a fetch delivered: messaging.client.consumed.messages per partition."""
+        if not records:
+            return
+        per_partition: dict[tuple[str, int], int] = {}
+        for record in records:
+            key = (record.topic, record.partition)
+            per_partition[key] = per_partition.get(key, 0) + 1
+        for (topic, partition), count in per_partition.items():
+            attributes: Attributes = {
+                MESSAGING_SYSTEM: SYSTEM_KAFKA,
+                MESSAGING_OPERATION_TYPE: OPERATION_RECEIVE,
+                MESSAGING_OPERATION_NAME: OPERATION_NAME_POLL,
+                MESSAGING_DESTINATION_NAME: topic,
+                MESSAGING_DESTINATION_PARTITION_ID: str(partition),
+            }
+            if group is not None:
+                attributes[MESSAGING_CONSUMER_GROUP_NAME] = group
+            self._consumed.add(count, attributes)
 
     def record_process(
         self,
@@ -507,6 +586,7 @@ class MeshTelemetry:
         """One handled message (service side): messaging.process.duration and count."""
         attributes: Attributes = {
             MESSAGING_SYSTEM: SYSTEM_KAFKA,
+            MESSAGING_OPERATION_TYPE: OPERATION_PROCESS,
             MESSAGING_OPERATION_NAME: OPERATION_PROCESS,
             MESSAGING_DESTINATION_NAME: topic,
             MESSAGING_DESTINATION_PARTITION_ID: str(partition),
@@ -517,20 +597,42 @@ class MeshTelemetry:
             attributes[ERROR_TYPE] = error_type
         self._process_duration.record(seconds, attributes)
         self._handled.add(
-            1, {ATTR_OPERATION: envelope.type, ATTR_OUTCOME: error_type or OUTCOME_OK}
+            1, _with_error({MESH_OPERATION: envelope.type}, error_type or OUTCOME_OK)
         )
 
     def count_retry(self, operation: str, reason: str) -> None:
-        self._retries.add(1, {ATTR_OPERATION: operation, ATTR_REASON: reason})
+        self._retries.add(1, {MESH_OPERATION: operation, ERROR_TYPE: reason})
 
     def count_dead_letter(self, operation: str, reason: str) -> None:
-        self._dead_letters.add(1, {ATTR_OPERATION: operation, ATTR_REASON: reason})
+        self._dead_letters.add(1, {MESH_OPERATION: operation, ERROR_TYPE: reason})
 
     def count_quarantined(self, reason: str, topic: str | None = None) -> None:
-        attributes: Attributes = {ATTR_REASON: reason}
+        attributes: Attributes = {ERROR_TYPE: reason}
         if topic is not None:
             attributes[MESSAGING_DESTINATION_NAME] = topic
         self._quarantined.add(1, attributes)
+
+    # -- gauges ------------------------------------------------------------------------
+
+    def watch_circuits(self, breakers: Breakers) -> None:
+        """Report ``breakers`` in mesh.circuit.state (until collected or ``unwatch``)."""
+        self._circuits.watch(breakers)
+
+    def unwatch_circuits(self, breakers: Breakers) -> None:
+        self._circuits.unwatch(breakers)
+
+    def watch_lag(self, report: LagReport) -> None:
+        """Report ``report`` in mesh.consumer.lag (until collected or ``unwatch``)."""
+        self._lag.watch(report)
+
+    def unwatch_lag(self, report: LagReport) -> None:
+        self._lag.unwatch(report)
+
+
+def _with_error(attributes: Attributes, outcome: str) -> Attributes:
+    if outcome != OUTCOME_OK:
+        attributes[ERROR_TYPE] = outcome
+    return attributes
 
 
 def _histogram(meter: Meter, name: str, description: str) -> Histogram:

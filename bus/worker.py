@@ -23,6 +23,7 @@ from bus.idempotency import Claim, IdempotencyStore
 from bus.identity import Identity
 from bus.inbound import guard_for
 from bus.intake import Intake
+from bus.lag import EndOffsets, LagReport
 from bus.pipeline import Pipeline
 from bus.service import Outcome, Service
 from bus.telemetry import MeshTelemetry
@@ -104,6 +105,9 @@ class ServiceWorker:
         await reader.start()
         log.info("%s worker consuming %s", self.service.name, self.topic)
         pipeline = Pipeline(reader, self._process, self._concurrency)
+        lag = LagReport(self._group_id)  # mesh.consumer.lag, refreshed once per fetch
+        ends = reader.end_offsets if isinstance(reader, EndOffsets) else None
+        self._telemetry.watch_lag(lag)
         grace_s = DRAIN_TIMEOUT_S
         try:
             while not stop.is_set():
@@ -113,12 +117,16 @@ class ServiceWorker:
                     log.warning("fetch failed, retrying: %s", exc)
                     await asyncio.sleep(POLL_S)
                     continue
+                self._telemetry.count_consumed(records, self._group_id)
                 await pipeline.feed(records)
                 pipeline.raise_failure()
+                if ends is not None:
+                    lag.update(pipeline.positions(), ends())
         except asyncio.CancelledError:
             grace_s = 0.0  # cancelled, not stopped: in-flight handlers are cancelled at once
             raise
         finally:
+            self._telemetry.unwatch_lag(lag)
             try:
                 await pipeline.close(grace_s)
             finally:

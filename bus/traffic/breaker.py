@@ -183,6 +183,11 @@ class Breakers:
     def __contains__(self, destination: object) -> bool:
         return destination in self._states
 
+    def snapshot(self) -> list[tuple[tuple[str, str], BreakerState]]:
+        """(operation, subset) and state of every breaker; safe to call from another thread
+        (the copy is one C-level step under the GIL)."""
+        return [(key, breaker.state) for key, breaker in list(self._states.items())]
+
     def get(
         self, operation: str, subset: str, config: CircuitBreaker | None = None
     ) -> CircuitBreakerState:

@@ -9,7 +9,6 @@ sign what it parks on the quarantine topic), and it writes to the table named by
 from __future__ import annotations
 
 import asyncio
-import logging
 import signal
 
 from bus.client import ASYNC_REPLY_TOPIC
@@ -22,6 +21,7 @@ from bus.telemetry import MeshTelemetry
 from bus.transport import Record, Transport
 from functions.async_results.recorder import Quarantine, ReplyRecorder, recorder_guard
 from functions.async_results.runner import CONCURRENCY, GROUP_ID, RecorderRunner
+from functions.shared.json_logs import setup_logging
 from functions.shared.operations_store import ENV_TABLE, OperationsStore, operations_store_from_env
 from functions.shared.secrets import SecretsManagerSource
 
@@ -69,7 +69,7 @@ async def serve(settings: BusSettings) -> None:
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    setup_logging(SERVICE)  # JSON lines (MESH_LOG_FORMAT=text for humans)
     asyncio.run(serve(BusSettings.resolve(service_name=SERVICE)))
 
 

@@ -13,7 +13,9 @@ from typing import Any
 from mangum import Mangum
 
 from functions.gateway.wiring import build_app
+from functions.shared.json_logs import setup_logging
 
+setup_logging("gateway")  # stdout is CloudWatch Logs: JSON lines with the trace ids
 app = build_app()
 _adapter = Mangum(app, lifespan="off")
 

@@ -15,6 +15,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bus.policy.edge import Edge
+from functions.gateway.http_metrics import HttpMetricsMiddleware
 from functions.gateway.problems import problem
 
 REQUEST_ID = "x-request-id"
@@ -137,3 +138,4 @@ def install_middleware(app: FastAPI, edge: Edge | None) -> None:
             max_age=cors.max_age_s,
         )
     app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(HttpMetricsMiddleware)  # inside the span: exemplars; outside the rest

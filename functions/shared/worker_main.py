@@ -10,7 +10,6 @@ first request (on ``MESH_REPLY_TOPIC``, which the service must be allowed to con
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import signal
 
@@ -22,6 +21,7 @@ from bus.kafka import KafkaTransport
 from bus.service import Service
 from bus.worker import ServiceWorker
 from functions.shared.dynamodb_idempotency import DynamoDBIdempotencyStore
+from functions.shared.json_logs import setup_logging
 from functions.shared.secrets import SecretsManagerSource
 
 START_TIMEOUT_S = 30.0
@@ -55,6 +55,6 @@ async def serve(service: Service, settings: BusSettings, *, nested_calls: bool =
 
 
 def main(service: Service, *, nested_calls: bool = False) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    setup_logging(service.name)  # JSON lines (MESH_LOG_FORMAT=text for humans)
     settings = BusSettings.resolve(service_name=service.name)
     asyncio.run(serve(service, settings, nested_calls=nested_calls))

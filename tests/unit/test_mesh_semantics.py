@@ -214,7 +214,8 @@ async def test_spans_and_metrics_follow_the_call(
     assert by_name["back.answer"].parent.span_id == process_front.context.span_id
     assert process_back.parent is not None
     assert process_back.parent.span_id == send_back.context.span_id
-    requests = {p.attributes["operation"]: p.value for p in telemetry.points("mesh.requests")}
+    requests = {p.attributes["mesh.operation"]: p.value
+                for p in telemetry.points("mesh.requests")}
     assert requests == {"front.ask": 1, "back.answer": 1}
     [quarantined] = telemetry.points("mesh.quarantined")
-    assert quarantined.attributes["reason"] == "bad_envelope"
+    assert quarantined.attributes["error.type"] == "bad_envelope"

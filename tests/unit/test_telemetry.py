@@ -355,6 +355,12 @@ def test_attribute_names_match_the_installed_semantic_conventions() -> None:
     assert semconv_msg.MessagingOperationTypeValues.SEND.value == tm.OPERATION_SEND
     assert semconv_msg.MessagingOperationTypeValues.PROCESS.value == tm.OPERATION_PROCESS
     assert tm.METRIC_PROCESS_DURATION == semconv_msg_metrics.MESSAGING_PROCESS_DURATION
+    assert tm.METRIC_CLIENT_OPERATION_DURATION == (
+        semconv_msg_metrics.MESSAGING_CLIENT_OPERATION_DURATION
+    )
+    assert tm.METRIC_CLIENT_SENT == semconv_msg_metrics.MESSAGING_CLIENT_SENT_MESSAGES
+    assert tm.METRIC_CLIENT_CONSUMED == semconv_msg_metrics.MESSAGING_CLIENT_CONSUMED_MESSAGES
+    assert semconv_msg.MessagingOperationTypeValues.RECEIVE.value == tm.OPERATION_RECEIVE
 
 
 # -- failures -----------------------------------------------------------------------------
@@ -409,7 +415,7 @@ def test_remote_error_fails_the_request_span(otel: Otel) -> None:
     assert outer.status.status_code is StatusCode.ERROR
     assert attributes(outer)["error.type"] == "not_found"
     assert otel.counts("mesh.requests") == {
-        attrs(operation="orders.create", outcome="not_found"): 1
+        attrs(**{"mesh.operation": "orders.create", "error.type": "not_found"}): 1
     }
 
 
@@ -423,7 +429,7 @@ def test_fail_without_exception_marks_the_span_and_the_outcome(otel: Otel) -> No
     assert attributes(process)["error.type"] == "internal"
     assert process.events == ()
     assert otel.counts("mesh.messages.handled") == {
-        attrs(operation="orders.create", outcome="internal"): 1
+        attrs(**{"mesh.operation": "orders.create", "error.type": "internal"}): 1
     }
     [point] = otel.histogram("messaging.process.duration")
     assert (point.attributes or {})["error.type"] == "internal"
@@ -439,16 +445,16 @@ def test_request_span_records_request_metrics(otel: Otel) -> None:
             pass
     caller.record_request("orders.get", "deadline_exceeded", 0.25)
     assert otel.counts("mesh.requests") == {
-        attrs(operation="orders.create", outcome="ok"): 2,
-        attrs(operation="orders.get", outcome="deadline_exceeded"): 1,
+        attrs(**{"mesh.operation": "orders.create"}): 2,
+        attrs(**{"mesh.operation": "orders.get", "error.type": "deadline_exceeded"}): 1,
     }
     duration = otel.metric("mesh.request.duration")
     assert duration.unit == "s"
     points = {frozenset((p.attributes or {}).items()): p for p in otel.histogram(duration.name)}
-    slow = points[attrs(operation="orders.get", outcome="deadline_exceeded")]
+    slow = points[attrs(**{"mesh.operation": "orders.get", "error.type": "deadline_exceeded"})]
     assert (slow.count, slow.sum) == (1, 0.25)
     assert tuple(slow.explicit_bounds) == tm.DURATION_BUCKETS
-    fast = points[attrs(operation="orders.create", outcome="ok")]
+    fast = points[attrs(**{"mesh.operation": "orders.create"})]
     assert fast.count == 2
     assert 0 <= fast.sum < 1
 
@@ -461,6 +467,7 @@ def test_process_span_records_process_metrics(otel: Otel) -> None:
     assert otel.metric("messaging.process.duration").unit == "s"
     assert dict(point.attributes or {}) == {
         "messaging.system": "kafka",
+        "messaging.operation.type": "process",
         "messaging.operation.name": "process",
         "messaging.destination.name": REQUESTS,
         "messaging.destination.partition.id": "3",
@@ -468,7 +475,7 @@ def test_process_span_records_process_metrics(otel: Otel) -> None:
     }
     assert point.count == 1
     assert otel.counts("mesh.messages.handled") == {
-        attrs(operation="orders.create", outcome="ok"): 1
+        attrs(**{"mesh.operation": "orders.create"}): 1
     }
 
 
@@ -480,14 +487,14 @@ def test_counters_carry_their_attributes(otel: Otel) -> None:
     tel.count_quarantined("bad_signature", REQUESTS)
     tel.count_quarantined("bad_envelope")
     assert otel.counts("mesh.retries") == {
-        attrs(operation="orders.create", reason="transport"): 2
+        attrs(**{"mesh.operation": "orders.create", "error.type": "transport"}): 2
     }
     assert otel.counts("mesh.dead_letters") == {
-        attrs(operation="orders.create", reason="retries_exhausted"): 1
+        attrs(**{"mesh.operation": "orders.create", "error.type": "retries_exhausted"}): 1
     }
     assert otel.counts("mesh.quarantined") == {
-        attrs(reason="bad_signature", **{"messaging.destination.name": REQUESTS}): 1,
-        attrs(reason="bad_envelope"): 1,
+        attrs(**{"error.type": "bad_signature", "messaging.destination.name": REQUESTS}): 1,
+        attrs(**{"error.type": "bad_envelope"}): 1,
     }
 
 
