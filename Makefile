@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install up down status test lint typecheck bench-skeleton bench-mesh bench-gateway constraints clean
+.PHONY: install up down status test lint typecheck bench-skeleton bench-mesh bench-gateway attack constraints clean
 
 install: $(STAMP)
 
@@ -52,6 +52,13 @@ bench-mesh: install
 # stores in memory; no broker or emulator needed): per request and cold start.
 bench-gateway: install
 	$(BIN)/python -m bench.gateway_overhead
+
+# Hostile input against the running stack (`make up` first; 127.0.0.1 only): forged, tampered,
+# replayed, stale, unauthorised, malformed and random records on the real broker, JWT, API-key
+# and body attacks through the HTTP endpoint, a fuzzer over the envelope parser. Ends with
+# `attack: tried=N refused=N reached_handler=N`; fails unless all refused and none reached.
+attack: install
+	$(BIN)/python -m bench.attack
 
 constraints:
 	{ echo '# Exact versions for CI and the Lambda zips (pip install -c constraints.txt).'; \

@@ -1,0 +1,39 @@
+"""Who takes part in a mesh attack (pure): the victim service, a caller it trusts, and a
+second trusted service that may not call it. One fresh Ed25519 key each, one keyring."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bus.access import AccessPolicy
+from bus.identity import Identity
+from bus.keys import KeyRing, SigningKey, generate_ed25519
+
+CALLER = "atk-caller"
+OTHER = "atk-other"  # trusted (in the keyring), but not allowed to produce to the victim
+REPLIES = "mesh.replies"
+
+
+@dataclass(frozen=True)
+class Cast:
+    victim: Identity
+    caller: Identity
+    other: Identity
+
+    @property
+    def topic(self) -> str:
+        return f"{self.victim.service}.requests"
+
+    def key_of(self, identity: Identity) -> SigningKey:
+        assert identity.signing_key is not None
+        return identity.signing_key
+
+
+def cast(victim: str) -> Cast:
+    produce = {CALLER: [f"{victim}.requests"], victim: [REPLIES], OTHER: [REPLIES]}
+    keys = {service: generate_ed25519(service) for service in produce}
+    keyring = KeyRing(verify for _, verify in keys.values())
+    access = AccessPolicy.from_dict(produce)
+    who = {service: Identity(service, signing, keyring, access)
+           for service, (signing, _) in keys.items()}
+    return Cast(victim=who[victim], caller=who[CALLER], other=who[OTHER])

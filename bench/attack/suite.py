@@ -1,0 +1,75 @@
+"""The attack suites in their fast and full sizes, run one after the other, into one report.
+
+Every loop is bounded in count (the plan) and in time (each suite's ``timeout_s``); the
+only targets are the broker and the emulator on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+from bench.attack import edge_cases, mesh_cases
+from bench.attack.accounting import CONTROL, Outcome, Report
+from bench.attack.edge_attack import EdgePlan, loopback, run_edge
+from bench.attack.fuzz import PARSER_FUZZ, fuzz_parser
+from bench.attack.mesh_attack import MeshPlan, run_mesh
+from bus.envelope import now_ms
+from infra.settings import Settings
+
+CATEGORIES = (*(f"mesh.{c}" for c in mesh_cases.CATEGORIES),
+              *(f"edge.{c}" for c in edge_cases.CATEGORIES), PARSER_FUZZ)
+
+
+@dataclass(frozen=True)
+class Plan:
+    mesh: MeshPlan
+    edge: EdgePlan
+    fuzz_cases: int
+    seed: int
+
+    def with_seed(self, seed: int) -> Plan:
+        return replace(self, seed=seed, mesh=replace(self.mesh, seed=seed))
+
+
+FAST = Plan(mesh=MeshPlan(rounds=1, random_records=20, oversized=1, seed=7, timeout_s=60),
+            edge=EdgePlan(rounds=1, brute_force=8, concurrency=4, timeout_s=120),
+            fuzz_cases=300, seed=7)
+FULL = Plan(mesh=MeshPlan(rounds=10, random_records=400, oversized=5, seed=7, timeout_s=300),
+            edge=EdgePlan(rounds=4, brute_force=200, concurrency=4, timeout_s=600),
+            fuzz_cases=5000, seed=7)
+
+
+def _in_suite(suite: str, outcomes: list[Outcome]) -> list[Outcome]:
+    """Category names carry their suite (``mesh.``/``edge.``); the controls keep theirs."""
+    return [replace(o, category=o.category if o.category == CONTROL else f"{suite}.{o.category}",
+                    case=f"{suite}: {o.case}") for o in outcomes]
+
+
+def run(plan: Plan, say: Callable[[str], None] = lambda _: None,
+        settings: Settings | None = None) -> Report:
+    settings = settings or Settings.resolve()
+    bootstrap = loopback(settings.kafka_bootstrap)
+    report = Report()
+
+    started = time.monotonic()
+    outcomes = fuzz_parser(plan.fuzz_cases, plan.seed, now_ms())
+    report.add(outcomes)
+    say(f"parser fuzz: {len(outcomes)} cases in {time.monotonic() - started:.1f}s")
+
+    started = time.monotonic()
+    mesh, notes = asyncio.run(run_mesh(bootstrap, plan.mesh))
+    report.add(_in_suite("mesh", mesh))
+    report.notes += notes
+    say(f"mesh: {len(mesh)} records in {time.monotonic() - started:.1f}s")
+
+    started = time.monotonic()
+    edge, notes = run_edge(settings, plan.edge)
+    report.add(_in_suite("edge", edge))
+    report.notes += notes
+    say(f"edge: {len(edge)} requests in {time.monotonic() - started:.1f}s")
+    report.notes += [f"{name}: no case was tried" for name in CATEGORIES
+                     if name not in report.categories]
+    return report

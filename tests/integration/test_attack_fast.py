@@ -1,0 +1,29 @@
+"""``make attack``'s fast suite in the default test run: every hostile record on the real
+broker and every hostile request through the emulated API Gateway is refused, none reaches a
+handler, and each suite's genuine control does reach one (so the zero is measured, not
+assumed)."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench.attack.accounting import lines
+from bench.attack.suite import CATEGORIES, FAST, run
+from infra.settings import Settings
+
+pytestmark = [pytest.mark.integration, pytest.mark.e2e]
+
+
+def test_the_fast_attack_suite_is_refused_everywhere(infra_settings: Settings,
+                                                      bootstrap: str) -> None:
+    report = run(FAST, settings=infra_settings)
+    summary = "\n".join(lines(report))
+    # The controls: one genuine signed message to the victim worker, one valid HTTP request;
+    # both must be seen by the same probes that find nothing for the attacks.
+    assert report.control.tried == 2, summary
+    assert report.control.reached_handler == 2, summary
+    for name in CATEGORIES:
+        assert report.categories[name].tried >= 1, f"{name} tried nothing\n{summary}"
+    assert report.refused == report.tried, summary
+    assert report.reached_handler == 0, summary
+    assert report.passed(), summary
