@@ -6,16 +6,30 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from bus.errors import MeshError
-from infra import deadletters, keys_cli, stack, token_cli
+from infra import deadletters, keys_cli, stack, token_cli, tui
+from infra.docs import cli as docs_cli
 from infra.errors import InfraError
 from infra.policy import commands as policy_commands
 from infra.settings import Settings
+from infra.tail import cli as tail_cli
 
 
-def _say(line: str) -> None:
-    print(line, flush=True)
+def _status_rows(state: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """``meshgate status`` as rows: what, state, where."""
+    def running(up: object) -> str:
+        return "running" if up else "stopped"
+
+    rows = [("kafka", running(state["kafka"]["running"]), str(state["kafka"]["bootstrap"])),
+            ("emulator", running(state["emulator"]["running"]), str(state["emulator"]["url"]))]
+    for name in ("endpoint", "authorized_endpoint"):
+        value = state.get(name)
+        rows.append((name.replace("_", " "), "deployed" if value else "-", str(value or "-")))
+    for worker, pid in state["workers"].items():
+        rows.append((f"worker {worker}", running(pid), "-" if pid is None else f"pid {pid}"))
+    return rows
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -54,12 +68,15 @@ def _parser() -> argparse.ArgumentParser:
     graph.add_argument("--output", help="write to this file instead of printing")
     token_cli.register(commands)
     keys_cli.register(commands)
+    tail_cli.register(commands)
+    docs_cli.register(commands)
     return parser
 
 
 def run(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     settings = Settings.resolve()
+    _say = tui.sayer()  # plain lines unless stdout is a terminal
     if args.command == "up":
         stack.up(settings, _say, smoke_call=not args.no_demo)
     elif args.command == "down":
@@ -69,10 +86,12 @@ def run(argv: Sequence[str] | None = None) -> int:
         if args.json:
             print(json.dumps(state))
         else:
-            for key, value in state.items():
-                print(f"{key:>9}: {value}")
+            tui.show_table(_say, ("WHAT", "STATE", "WHERE"), _status_rows(state),
+                           title="meshgate status")
     elif args.command == "deploy":
-        _say(f"endpoint: {stack.deploy_stack(settings, _say)}")
+        with tui.activity(_say, "package and deploy"):
+            endpoint = stack.deploy_stack(settings, _say)
+        _say(f"endpoint: {endpoint}")
     elif args.command == "dlq":
         if args.dlq_command == "list":
             deadletters.list_command(settings, args.topic, args.limit, _say)
@@ -94,6 +113,10 @@ def run(argv: Sequence[str] | None = None) -> int:
         return token_cli.run(args, settings)
     elif args.command == "keys":
         return keys_cli.run(args, settings)
+    elif args.command == "tail":
+        return tail_cli.run(args, settings)
+    elif args.command == "docs":
+        return docs_cli.run(args, settings)
     elif args.command == "topics":
         plan = stack.provision_topics(settings)
         _say("no changes" if plan.empty else f"created {[s.name for s in plan.create]}, "

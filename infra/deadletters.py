@@ -19,7 +19,7 @@ from bus.envelope import now_ms
 from bus.identity import Identity
 from bus.kafka import KafkaTransport
 from bus.keys import signing_key_from_bytes
-from infra import deploy, identity
+from infra import deploy, identity, tui
 from infra.errors import InfraError
 from infra.policy import access_map
 from infra.settings import Settings
@@ -46,23 +46,28 @@ def _when(ms: int | None) -> str:
         "%Y-%m-%d %H:%M:%S")
 
 
-def table(letters: list[DeadLetter]) -> list[str]:
-    """Readable rows, one per dead letter."""
-    rows = [("PART@OFFSET", "ID", "TYPE", "SOURCE", "ERROR", "REASON", "FAILED AT (UTC)")]
+HEADERS = ("PART@OFFSET", "ID", "TYPE", "SOURCE", "ERROR", "REASON", "FAILED AT (UTC)")
+
+
+def rows(letters: list[DeadLetter]) -> list[tuple[str, ...]]:
+    """One row per dead letter, in ``HEADERS`` order."""
+    found: list[tuple[str, ...]] = []
     for d in letters:
         e = d.envelope
-        rows.append((f"{d.partition}@{d.offset}", d.id or f"(unreadable: {d.parse_error})",
-                     e.type if e else "-", e.source if e else "-", d.error_code or "-",
-                     d.reason or "-", _when(d.failed_at_ms)))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
-            for row in rows]
+        found.append((f"{d.partition}@{d.offset}", d.id or f"(unreadable: {d.parse_error})",
+                      e.type if e else "-", e.source if e else "-", d.error_code or "-",
+                      d.reason or "-", _when(d.failed_at_ms)))
+    return found
+
+
+def table(letters: list[DeadLetter]) -> list[str]:
+    """Readable rows, one per dead letter."""
+    return tui.plain_table(HEADERS, rows(letters))
 
 
 def list_command(settings: Settings, topic: str, limit: int, say: Say) -> int:
     letters = asyncio.run(_load(settings, topic, limit))
-    for line in table(letters):
-        say(line)
+    tui.show_table(say, HEADERS, rows(letters), title=f"dead letters on {topic}")
     say(f"{len(letters)} dead letter(s) on {topic}")
     return len(letters)
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from functions.gateway.auth.api_keys import ApiKeyHasher, ApiKeyRecord, UsagePlan, issue_api_key
 from functions.gateway.auth.dynamodb_keys import ApiKeyStoreUnavailable, DynamoDBApiKeyStore
-from infra import deploy, pepper
+from infra import deploy, pepper, tui
 from infra.errors import DeployFailed, InfraError
 from infra.settings import Settings
 
@@ -42,16 +42,19 @@ def plan_text(plan: UsagePlan) -> str:
     return f"{plan.rate_per_s:g}/s burst {plan.burst}, quota {quota}"
 
 
+HEADERS = ("KEY ID", "OWNER", "STATE", "RATE/S", "BURST", "DAILY QUOTA")
+
+
+def rows(records: list[ApiKeyRecord]) -> list[tuple[str, ...]]:
+    """One row per key (never a digest: it is of no use to a person)."""
+    return [(r.key_id, r.owner, "revoked" if r.revoked else "active",
+             f"{r.plan.rate_per_s:g}", str(r.plan.burst),
+             "-" if r.plan.daily_quota is None else str(r.plan.daily_quota)) for r in records]
+
+
 def table(records: list[ApiKeyRecord]) -> list[str]:
-    """Readable rows, one per key (never a digest: it is of no use to a person)."""
-    rows = [("KEY ID", "OWNER", "STATE", "RATE/S", "BURST", "DAILY QUOTA")]
-    for r in records:
-        rows.append((r.key_id, r.owner, "revoked" if r.revoked else "active",
-                     f"{r.plan.rate_per_s:g}", str(r.plan.burst),
-                     "-" if r.plan.daily_quota is None else str(r.plan.daily_quota)))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
-            for row in rows]
+    """Readable rows, one per key."""
+    return tui.plain_table(HEADERS, rows(records))
 
 
 def issue_command(settings: Settings, say: Say, *, owner: str, rate: float, burst: int,
@@ -86,8 +89,7 @@ def list_command(settings: Settings, say: Say, *, as_json: bool = False) -> list
                          "rate_per_s": r.plan.rate_per_s, "burst": r.plan.burst,
                          "daily_quota": r.plan.daily_quota} for r in records]))
         return records
-    for line in table(records):
-        say(line)
+    tui.show_table(say, HEADERS, rows(records), title="API keys")
     say(f"{len(records)} key(s)")
     return records
 
@@ -119,6 +121,7 @@ def register(commands: Any) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
+    _say = tui.sayer()  # plain lines unless stdout is a terminal
     if args.keys_command == "issue":
         issue_command(settings, _say, owner=args.owner, rate=args.rate, burst=args.burst,
                       quota=args.quota)
@@ -127,7 +130,3 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     else:
         revoke_command(settings, _say, args.key_id)
     return 0
-
-
-def _say(line: str) -> None:
-    print(line, flush=True)

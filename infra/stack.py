@@ -12,7 +12,18 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from infra import deploy, dev_issuer, identity, local, package, pepper, smoke, template, topics
+from infra import (
+    deploy,
+    dev_issuer,
+    identity,
+    local,
+    package,
+    pepper,
+    smoke,
+    template,
+    topics,
+    tui,
+)
 from infra.errors import InfraError
 from infra.functions import FUNCTIONS, GATEWAY, POLICY_BUNDLE
 from infra.policy import access_map, load_policy, services_of, topic_specs, traffic_document
@@ -23,6 +34,10 @@ Say = Callable[[str], None]
 
 @contextmanager
 def step(say: Say, title: str) -> Iterator[None]:
+    if isinstance(say, tui.RichSay):  # a terminal: a spinner, then a tick and the time
+        with say.step(title):
+            yield
+        return
     say(f"==> {title}")
     started = time.monotonic()
     yield

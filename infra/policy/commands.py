@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TextIO
 
+from infra import tui
 from infra.graph import graph_from_files, render
 from infra.policy.derive import topic_specs
 from infra.policy.editor_schema import write_schema
@@ -47,8 +48,14 @@ def plan_command(settings: Settings, say: Say, *, allow_delete: bool, apply: boo
 
     wanted = topic_specs(settings.root / "policies")
     plan = topics.plan(settings, wanted, allow_delete=allow_delete)
-    for line in plan.render(unmanaged=False).splitlines():
-        say(line)
+    if isinstance(say, tui.RichSay) and not plan.empty:  # a terminal: the changes as a table
+        tui.show_table(say, ("", "CHANGE"), [(line[:1], line[2:]) for line in plan.changes()],
+                       title="topic plan")
+        for line in plan.notes(unmanaged=False):
+            say(line)
+    else:
+        for line in plan.render(unmanaged=False).splitlines():
+            say(line)
     if apply and not plan.empty:
         for line in topics.apply(settings, plan):
             say(line)

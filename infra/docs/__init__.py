@@ -1,0 +1,2 @@
+"""``meshgate docs``: the edge's OpenAPI document and the mesh's AsyncAPI document, both
+generated from the policies."""

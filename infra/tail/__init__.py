@@ -1,0 +1,1 @@
+"""``meshgate tail``: live calls on the mesh, decoded and verified."""
