@@ -153,5 +153,5 @@ class RouteValidator:
                               headers={"Accept": "application/json"})
         try:
             return _loads(body)
-        except (UnicodeDecodeError, ValueError):
+        except (UnicodeDecodeError, ValueError, RecursionError):  # deep nesting recurses
             raise EdgeRefusal(400, "malformed_json", "the body is not valid JSON") from None
