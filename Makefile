@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install up down status test lint typecheck bench-skeleton bench-mesh bench-gateway attack constraints clean
+.PHONY: install up down status test lint typecheck bench-skeleton bench-mesh bench-gateway bench attack constraints clean
 
 install: $(STAMP)
 
@@ -59,6 +59,12 @@ bench-gateway: install
 # `attack: tried=N refused=N reached_handler=N`; fails unless all refused and none reached.
 attack: install
 	$(BIN)/python -m bench.attack
+
+# Every benchmark, one report: bench/report.md, bench/report.json, bench/report_plots/*.png
+# (git-ignored; ~15 min on 2 cores). BENCH_FLAGS=--fast for the seconds-long version.
+bench: install
+	$(BIN)/meshgate up --no-demo
+	$(BIN)/python -m bench.report $(BENCH_FLAGS)
 
 constraints:
 	{ echo '# Exact versions for CI and the Lambda zips (pip install -c constraints.txt).'; \

@@ -125,6 +125,7 @@ async def serve(args: argparse.Namespace) -> dict[str, int]:
     keys = None if args.keys_dir is None else Path(args.keys_dir)
     settings = BusSettings(bootstrap_servers=args.bootstrap, service_name=args.service,
                            linger_ms=args.linger_ms, fetch_max_wait_ms=args.fetch_max_wait_ms,
+                           max_message_bytes=args.max_message_bytes,
                            **identity_settings(keys, args.service))
     stop = stop_event(args.max_seconds)
     responder = mesh_service(settings, args.group)
@@ -144,6 +145,8 @@ def main() -> None:
     parser.add_argument("--linger-ms", type=int, default=0)
     parser.add_argument("--fetch-max-wait-ms", type=int, default=10)
     parser.add_argument("--keys-dir", help="from provision_identities; omitted: insecure")
+    parser.add_argument("--max-message-bytes", type=int,
+                        default=BusSettings.model_fields["max_message_bytes"].default)
     parser.add_argument("--max-seconds", type=float, default=600.0)
     report(asyncio.run(serve(parser.parse_args())))
 

@@ -41,6 +41,7 @@ def producer_options(settings: BusSettings) -> dict[str, Any]:
         "linger_ms": settings.linger_ms,
         "acks": "all",
         "enable_idempotence": True,
+        "max_request_size": settings.max_message_bytes + 64 * 1024,  # as KafkaTransport
     }
 
 
@@ -175,7 +176,8 @@ class Committer:
 
 async def serve(args: argparse.Namespace) -> dict[str, Any]:
     settings = BusSettings(bootstrap_servers=args.bootstrap, linger_ms=args.linger_ms,
-                           fetch_max_wait_ms=args.fetch_max_wait_ms)
+                           fetch_max_wait_ms=args.fetch_max_wait_ms,
+                           max_message_bytes=args.max_message_bytes)
     stop = stop_event(args.max_seconds)
     producer = AIOKafkaProducer(**producer_options(settings))
     consumer = AIOKafkaConsumer(args.topic, group_id=args.group, auto_offset_reset="earliest",
@@ -234,6 +236,8 @@ def main() -> None:
     parser.add_argument("--commit", choices=("background", "sync"), default="background",
                         help="commit offsets in the background (default) or after each "
                              "batch before the next fetch, like ServiceWorker")
+    parser.add_argument("--max-message-bytes", type=int,
+                        default=BusSettings.model_fields["max_message_bytes"].default)
     parser.add_argument("--max-seconds", type=float, default=600.0)
     report(asyncio.run(serve(parser.parse_args())))
 

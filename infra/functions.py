@@ -52,3 +52,15 @@ ORDERS_EVENTS = FunctionSpec(
 )
 
 FUNCTIONS = (*FUNCTIONS, ORDERS_EVENTS)
+
+# The bench's echo Lambda (infra/part_bench_echo.py): the request body back, no dependencies.
+BENCH_ECHO = FunctionSpec(
+    name="bench-echo",
+    handler="functions.bench_echo.handler.handler",
+    packages=("functions/bench_echo",),
+    requirements=(),
+    memory_mb=128,
+    timeout_s=10,
+)
+
+FUNCTIONS = (*FUNCTIONS, BENCH_ECHO)

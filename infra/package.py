@@ -72,12 +72,17 @@ def pip_command(spec: FunctionSpec, settings: Settings, target: Path) -> list[st
 
 
 def vendor(spec: FunctionSpec, settings: Settings) -> Path:
-    """Install the function's dependencies into a cached folder keyed by what decides them."""
+    """Install the function's dependencies into a cached folder keyed by what decides them
+    (an empty folder for a function without any)."""
     command = pip_command(spec, settings, Path("TARGET"))
     constraints = (settings.root / "constraints.txt").read_bytes()
     digest = hashlib.sha256(" ".join(command[1:]).encode() + constraints).hexdigest()[:16]
     target = settings.build_dir / "deps" / f"{spec.name}-{digest}"
     if (target / ".complete").exists():
+        return target
+    if not spec.requirements:  # pip refuses to install nothing
+        target.mkdir(parents=True, exist_ok=True)
+        (target / ".complete").write_text(digest)
         return target
     shutil.rmtree(target, ignore_errors=True)
     result = subprocess.run(

@@ -32,10 +32,17 @@ PartBuilder = Callable[[Mapping[str, Artifact], Settings, "MeshConfig"], StackPa
 
 def part_builders() -> tuple[PartBuilder, ...]:
     """Every feature's part, in a fixed order (so the rendered template is stable)."""
-    from infra import part_async, part_auth, part_authorized_edge, part_events, part_ratelimit
+    from infra import (
+        part_async,
+        part_auth,
+        part_authorized_edge,
+        part_bench_echo,
+        part_events,
+        part_ratelimit,
+    )
 
     return (part_auth.part, part_ratelimit.part, part_async.part, part_events.part,
-            part_authorized_edge.part)
+            part_authorized_edge.part, part_bench_echo.part)
 
 
 def merge(parts: Sequence[StackPart]) -> StackPart:

@@ -1,0 +1,49 @@
+"""The benchmarks the report runs: each one a module run as ``python -m MODULE ARGS`` whose
+last stdout line is one JSON object. Pure data."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    title: str
+    module: str
+    full: tuple[str, ...]
+    fast: tuple[str, ...]
+    timeout_s: float  # of the full mode; the fast mode gets a fifth, at least 60 s
+    writes_output: bool = False  # takes ``--output FILE`` (else it would write bench/results)
+
+    def argv(self, fast: bool, scratch: Path) -> list[str]:
+        args = list(self.fast if fast else self.full)
+        if self.writes_output:
+            args += ["--output", str(scratch / f"{self.name}.json")]
+        return args
+
+    def timeout(self, fast: bool) -> float:
+        return max(60.0, self.timeout_s / 5) if fast else self.timeout_s
+
+
+SUITES: tuple[Suite, ...] = (
+    Suite("mesh_vs_raw", "Mesh vs raw aiokafka: request/reply and publish",
+          "bench.mesh_vs_raw", (),
+          ("--rate", "100", "--duration", "1", "--warmup", "0.5", "--messages", "300",
+           "--window", "100", "--rounds", "2"), 400.0, writes_output=True),
+    Suite("sweeps", "Mesh vs raw: offered load, callers, payload size, partitions",
+          "bench.sweeps", (), ("--fast",), 900.0),
+    Suite("gateway_overhead", "Gateway handler vs bare FastAPI + Mangum, and cold start",
+          "bench.gateway_overhead", (),
+          ("--requests", "200", "--warmup", "50", "--rounds", "2", "--cold", "1",
+           "--cold-warmup", "0", "--no-importtime"), 600.0, writes_output=True),
+    Suite("e2e_echo", "End to end through the emulator vs an echo Lambda",
+          "bench.e2e_echo", (), ("--count", "10", "--warmup", "2", "--rounds", "2"), 300.0),
+    Suite("skeleton", "Through the emulator: GET /healthz vs POST /v1/orders",
+          "bench.skeleton_latency", (), ("--count", "10", "--warmup", "2"), 300.0),
+    Suite("memory", "Memory: gateway RSS, worker RSS growth, cache bounds",
+          "bench.memory", (), ("--fast",), 600.0),
+)
+
+NAMES = tuple(s.name for s in SUITES)

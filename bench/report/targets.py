@@ -1,0 +1,79 @@
+"""Every target the issue sets, read from the suites' results: met, missed, or not measured
+(pure)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+Result = Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Target:
+    suite: str
+    name: str
+    value: str
+    target: str
+    met: bool | None  # None: not measured (the suite failed or did not report it)
+
+
+def _get(result: Result | None, *path: str) -> Any:
+    node: Any = result
+    for key in path:
+        if not isinstance(node, Mapping) or key not in node:
+            return None
+        node = node[key]
+    return node
+
+
+def _fmt(value: Any, unit: str = "", digits: int = 2) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}{unit}"
+    return f"{value}{unit}"
+
+
+def _pct(value: Any) -> str:
+    return "n/a" if value is None else f"{value * 100:+.1f}%"
+
+
+Check = tuple[str, str, str, Callable[[Result | None], tuple[str, bool | None]]]
+
+CHECKS: tuple[Check, ...] = (
+    ("mesh_vs_raw", "mesh added p50 (request/reply)", "< 0.5 ms",
+     lambda r: (_fmt(_get(r, "added_p50_ms"), " ms", 3), _get(r, "added_p50_ok"))),
+    ("mesh_vs_raw", "mesh publish rate / raw", ">= 0.70x",
+     lambda r: (_fmt(_get(r, "publish_ratio"), "x"), _get(r, "publish_ratio_ok"))),
+    ("gateway_overhead", "gateway p50 / bare FastAPI+Mangum p50", "< 1.5x",
+     lambda r: (_fmt(_get(r, "request_ratio"), "x"), _get(r, "request_ratio_ok"))),
+    ("gateway_overhead", "gateway cold start / bare cold start", "< 1.3x",
+     lambda r: (_fmt(_get(r, "cold_ratio"), "x"), _get(r, "cold_ratio_ok"))),
+    ("memory", "gateway RSS after the requests", "< 128 MiB",
+     lambda r: (f"{_fmt(_get(r, 'gateway', 'after_requests_mb'), ' MiB', 1)} after "
+                f"{_get(r, 'gateway', 'requests')}", _get(r, "gateway", "rss_ok"))),
+    ("memory", "worker RSS growth between checkpoints", "< +10%",
+     lambda r: (f"{_pct(_get(r, 'worker', 'growth'))} "
+                f"({'→'.join(map(str, _get(r, 'worker', 'checkpoints') or []))} messages)",
+                _get(r, "worker", "growth_ok"))),
+    ("memory", "replay guard and idempotency store within their bound", "always",
+     lambda r: (f"{len(_get(r, 'bounds', 'caches') or [])} scenarios + the worker's",
+                _get(r, "targets_met", "caches_bounded"))),
+)
+
+
+def targets(suites: Mapping[str, Mapping[str, Any]]) -> list[Target]:
+    found = []
+    for suite, name, target, read in CHECKS:
+        entry = suites.get(suite) or {}
+        result = entry.get("result") if entry.get("ok") else None
+        value, met = read(result)
+        found.append(Target(suite, name, value, target,
+                            None if result is None or met is None else bool(met)))
+    return found
+
+
+def as_json(found: list[Target]) -> list[dict[str, Any]]:
+    return [asdict(t) for t in found]

@@ -1,0 +1,133 @@
+"""The bench report's pure parts: reading /proc status, a suite's outcome, targets, sweep
+points, the markdown; and the echo function and its stack part."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench import rss
+from bench.memory import growth
+from bench.report.render import render
+from bench.report.runner import last_json, outcome
+from bench.report.suites import NAMES, SUITES
+from bench.report.targets import targets
+from bench.sweep_plan import FAST, FULL, point, side_summary
+from functions.bench_echo.handler import handler
+from infra.functions import BENCH_ECHO, FUNCTIONS, GATEWAY
+from infra.package import Artifact
+from infra.part_bench_echo import FUNCTION, ROUTE, ROUTE_PATH, part
+from infra.settings import Settings
+from infra.template import MeshConfig, stack_template
+
+STATUS = "Name:\tpython\nVmPeak:\t  300 kB\nVmHWM:\t   2048 kB\nVmRSS:\t   1024 kB\nThreads: 3\n"
+
+
+def test_status_fields_are_read_in_kib() -> None:
+    assert rss.parse_status(STATUS) == {"VmPeak": 300, "VmHWM": 2048, "VmRSS": 1024}
+    assert rss.rss_mb() > 1  # this process, from /proc/self/status
+
+
+def test_a_suite_succeeds_only_with_exit_0_and_a_json_line() -> None:
+    out = "noise\n{\"a\": 1}\n{not json\n"
+    assert last_json(out) == {"a": 1}
+    assert outcome(0, out, 1.0, "log", [])["ok"]
+    assert outcome(0, "no json", 1.0, "log", [])["error"] == "no JSON line in its output"
+    assert outcome(2, out, 1.0, "log", [])["error"] == "exited 2"
+    assert outcome(None, out, 1.0, "log", [])["error"] == "timed out"
+    assert outcome(0, '{"ok": false}', 1.0, "log", [])["error"] == "reported ok: false"
+
+
+def test_every_suite_has_a_fast_mode_and_unique_name() -> None:
+    assert len(set(NAMES)) == len(SUITES)
+    for suite in SUITES:
+        assert suite.timeout(fast=True) < suite.timeout(fast=False)
+        assert ("--output" in suite.argv(True, Path("/tmp"))) == suite.writes_output
+    assert FAST.base_partitions in FAST.partitions
+    assert FULL.callers[-1] == 1000
+    assert FULL.sizes[0] == 100
+    assert FULL.sizes[-1] == 1_000_000
+
+
+def test_sweep_points_carry_ratios_only_where_both_sides_answered() -> None:
+    raw = side_summary([1.0, 2.0, 3.0], sent=3, errors=0, seconds=1.0)
+    mesh = side_summary([2.0, 4.0, 6.0], sent=3, errors=0, seconds=1.0)
+    p = point("load", 50, raw, mesh, {"caller": 40.0})
+    assert p["ratio"] == {"p50": 2.0, "p99": 2.0, "per_s": 1.0}
+    silent = point("load", 50, raw, side_summary([], 3, 3, 1.0), {})
+    assert silent["ratio"]["p50"] is None
+
+
+def test_worker_growth_is_relative_to_the_first_checkpoint() -> None:
+    assert growth({"10": 100.0, "100": 105.0}, 10, 100) == pytest.approx(0.05)
+    assert growth({"10": 100.0}, 10, 100) is None
+
+
+def sample_report() -> dict[str, Any]:
+    sweeps = {"points": [point(s, x, side_summary([1.0], 1, 0, 1.0),
+                               side_summary([2.0], 1, 0, 1.0), {"mesh_responder": 50.0})
+                         for s, x in (("load", 50), ("callers", 10), ("payload", 100),
+                                      ("partitions", 6))], "ok": True}
+    memory = {
+        "gateway": {"requests": 1000, "imported_mb": 60.0, "built_mb": 62.0,
+                    "first_request_mb": 63.0, "after_requests_mb": 70.0, "peak_mb": 71.0,
+                    "target_mb": 128.0, "rss_ok": True},
+        "worker": {"rss_mb_at": {"10000": 50.0, "100000": 52.0}, "growth": 0.04,
+                   "growth_ok": True, "target_growth": 0.1, "checkpoints": [10000, 100000],
+                   "load": {"sent": 100000, "per_s": 1800, "errors": 0}, "concurrency": 200,
+                   "replay_max": 9000, "replay_bound": 200000, "window_ms": 10000,
+                   "store_max": 5000, "store_bound": 5000, "series": [[0, 48.0]]},
+        "bounds": {"rate_per_s": 50000.0, "messages": 1000, "all_bounded": True,
+                   "caches": [{"name": "g", "max_size": 5, "bound": 5, "ok": True}]},
+        "targets_met": {"caches_bounded": True},
+    }
+    ok = {"ok": True, "error": None, "seconds": 1.0, "log": "x.log"}
+    return {
+        "mode": "fast", "seconds": 3.0, "ok": False,
+        "stamp": {"generated_at": "now", "commit": "abc",
+                  "machine": {"cpu": "cpu", "cores": 2, "system": "Linux", "python": "3.11"},
+                  "versions": {"aiokafka": "1"}},
+        "suites": {"sweeps": {**ok, "result": sweeps}, "memory": {**ok, "result": memory},
+                   "mesh_vs_raw": {**ok, "ok": False, "error": "exited 1", "result": None}},
+    }
+
+
+def test_targets_and_markdown_from_a_report() -> None:
+    report = sample_report()
+    found = {t.name: t for t in targets(report["suites"])}
+    assert found["gateway RSS after the requests"].met is True
+    assert found["worker RSS growth between checkpoints"].value.startswith("+4.0%")
+    assert found["mesh added p50 (request/reply)"].met is None  # the suite failed
+    report["targets"] = [t.__dict__ for t in found.values()]
+    markdown = render(report, {"load": "report_plots/sweep_load.png"})
+    assert "FAILED (exited 1)" in markdown
+    assert "![load](report_plots/sweep_load.png)" in markdown
+    assert "| 70.0 (peak 71.0, target < 128: **met**) |" in markdown
+    assert "not measured" in markdown
+    json.dumps(report)  # what report.json holds stays JSON
+
+
+def test_the_echo_function_answers_the_body() -> None:
+    event = {"headers": {"content-type": "application/json"}, "body": '{"a":1}'}
+    assert handler(event, None) == {"statusCode": 200,
+                                     "headers": {"content-type": "application/json"},
+                                     "body": '{"a":1}', "isBase64Encoded": False}
+
+
+def test_the_echo_part_routes_in_the_gateway_api_beside_default() -> None:
+    assert BENCH_ECHO in FUNCTIONS
+    assert BENCH_ECHO.requirements == ()
+    artifacts = {s.name: Artifact(s, Path(f"/tmp/{s.name}.zip"), "ab" * 32) for s in FUNCTIONS}
+    mesh = MeshConfig(keyring={"keys": []}, access={"produce": {}})
+    settings = Settings(stack_name="teststack")
+    assert part({}, settings, mesh).resources == {}
+    template = stack_template(artifacts[GATEWAY.name], settings, mesh, artifacts)
+    resources = template["Resources"]
+    assert resources[ROUTE]["Properties"]["RouteKey"] == f"ANY {ROUTE_PATH}"
+    assert resources[ROUTE]["Properties"]["ApiId"] == {"Ref": "HttpApi"}
+    assert resources["DefaultRoute"]["Properties"]["RouteKey"] == "$default"
+    assert resources[FUNCTION]["Properties"]["Handler"] == BENCH_ECHO.handler
+    assert resources[FUNCTION]["Properties"]["Role"] != {"Fn::GetAtt": ["FunctionRole", "Arn"]}
