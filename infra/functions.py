@@ -25,7 +25,9 @@ GATEWAY = FunctionSpec(
     handler="functions.gateway.handler.handler",
     packages=("bus", "functions"),
     requirements=("aiokafka", "cryptography", "fastapi", "fastjsonschema", "mangum",
-                  "opentelemetry-api", "pydantic", "pyjwt"),
+                  "opentelemetry-api", "pydantic", "pyjwt",
+                  # imported only when OTEL_* asks for traces (functions/shared/otel_setup)
+                  "opentelemetry-sdk", "opentelemetry-exporter-otlp-proto-http"),
     bundles_policy=True,
 )
 

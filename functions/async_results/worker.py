@@ -23,6 +23,7 @@ from functions.async_results.recorder import Quarantine, ReplyRecorder, recorder
 from functions.async_results.runner import CONCURRENCY, GROUP_ID, RecorderRunner
 from functions.shared.json_logs import setup_logging
 from functions.shared.operations_store import ENV_TABLE, OperationsStore, operations_store_from_env
+from functions.shared.otel_setup import setup_telemetry
 from functions.shared.secrets import SecretsManagerSource
 
 SERVICE = "gateway"
@@ -70,7 +71,12 @@ async def serve(settings: BusSettings) -> None:
 
 def main() -> None:
     setup_logging(SERVICE)  # JSON lines (MESH_LOG_FORMAT=text for humans)
-    asyncio.run(serve(BusSettings.resolve(service_name=SERVICE)))
+    telemetry = setup_telemetry(SERVICE)  # OTEL_* (functions.shared.otel_setup)
+    try:
+        asyncio.run(serve(BusSettings.resolve(service_name=SERVICE)))
+    finally:
+        if telemetry is not None:  # after the loop: flushing blocks
+            telemetry.shutdown()
 
 
 if __name__ == "__main__":

@@ -22,7 +22,6 @@ from fastapi.responses import JSONResponse
 from bus.client import MeshClient
 from bus.errors import MeshError
 from bus.policy.model import Policy, Route
-from bus.tracing import valid_traceparent
 from functions.gateway.aggregate import fan_out, merged
 from functions.gateway.async_routes import AsyncRoutes, OperationsStore
 from functions.gateway.auth.errors import AuthError
@@ -107,7 +106,7 @@ class RouteEndpoint:
                                          request.headers.get("content-type"),
                                          await request.body())
         client = await self.deps.mesh.get()
-        traceparent = valid_traceparent(request.headers.get("traceparent"))
+        traceparent = None  # the trace is the current span's (functions.gateway.tracing)
         if self.async_routes is not None and route.mode == "async":
             body = await self.async_routes.submit(client, route, payload, caller, traceparent)
             return JSONResponse(body, status_code=202, headers={
@@ -164,7 +163,9 @@ def create_app(policy: Policy, deps: EdgeDeps) -> FastAPI:
     routes = tuple(r for r in policy.routes if r.caller == "gateway")
     deps.guard.check_routes(routes)
     edge = policy.edge
-    app = FastAPI(title="meshgate edge", version="0.1.0")
+    # One SERVER span per request, ours (functions.gateway.tracing: X-Ray too, traceparent
+    # on the answer), not also FastAPI's native one; its metrics and logs stay as configured.
+    app = FastAPI(title="meshgate edge", version="0.1.0", telemetry={"tracing": False})
     app.state.mesh = deps.mesh
     install_middleware(app, edge)
 

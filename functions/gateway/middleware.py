@@ -17,6 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from bus.policy.edge import Edge
 from functions.gateway.http_metrics import HttpMetricsMiddleware
 from functions.gateway.problems import problem
+from functions.gateway.tracing import TracingMiddleware
 
 REQUEST_ID = "x-request-id"
 _VALID_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
@@ -139,3 +140,4 @@ def install_middleware(app: FastAPI, edge: Edge | None) -> None:
         )
     app.add_middleware(RequestIdMiddleware)
     app.add_middleware(HttpMetricsMiddleware)  # inside the span: exemplars; outside the rest
+    app.add_middleware(TracingMiddleware)  # outermost: every answer is in a span

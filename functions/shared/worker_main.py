@@ -22,6 +22,7 @@ from bus.service import Service
 from bus.worker import ServiceWorker
 from functions.shared.dynamodb_idempotency import DynamoDBIdempotencyStore
 from functions.shared.json_logs import setup_logging
+from functions.shared.otel_setup import setup_telemetry
 from functions.shared.secrets import SecretsManagerSource
 
 START_TIMEOUT_S = 30.0
@@ -57,4 +58,9 @@ async def serve(service: Service, settings: BusSettings, *, nested_calls: bool =
 def main(service: Service, *, nested_calls: bool = False) -> None:
     setup_logging(service.name)  # JSON lines (MESH_LOG_FORMAT=text for humans)
     settings = BusSettings.resolve(service_name=service.name)
-    asyncio.run(serve(service, settings, nested_calls=nested_calls))
+    telemetry = setup_telemetry(service.name)  # OTEL_* (functions.shared.otel_setup)
+    try:
+        asyncio.run(serve(service, settings, nested_calls=nested_calls))
+    finally:
+        if telemetry is not None:  # after the loop: flushing blocks
+            telemetry.shutdown()

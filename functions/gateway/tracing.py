@@ -1,0 +1,124 @@
+"""A SERVER span per HTTP request (plain ASGI middleware, outermost of the edge's own).
+
+The span continues the trace the request names (``trace_context.incoming_trace``: W3C
+``traceparent``, else the X-Ray header, else a new trace), is current while the route runs,
+so the route's mesh calls are its children, and its ``traceparent`` goes back on the answer.
+Its name is ``"{method} {route template}"`` once routing has matched (``"{method}"`` for an
+unmatched path, as the HTTP conventions ask); a 5xx answer or an exception is an error.
+
+Without an SDK the tracer is the API's no-op: no span is recorded, yet an incoming context
+is still current, so the mesh messages carry the caller's trace on.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode, TracerProvider
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+from opentelemetry.util.types import AttributeValue
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from functions.gateway.trace_context import incoming_trace
+
+SCOPE_NAME: Final = "meshgate.gateway"
+TRACEPARENT: Final = b"traceparent"
+_PROPAGATOR = TraceContextTextMapPropagator()
+
+
+def parent_context(scope: Scope) -> Context:
+    """The remote parent of a request (an empty context when it continues no trace)."""
+    incoming = incoming_trace(scope.get("headers", ()))
+    if incoming is None:
+        return Context()
+    carrier = {"traceparent": incoming.traceparent}
+    if incoming.tracestate:
+        carrier["tracestate"] = incoming.tracestate
+    return _PROPAGATOR.extract(carrier, context=Context())
+
+
+def traceparent_of(span: Span) -> str | None:
+    """The W3C traceparent naming ``span`` (None for an invalid span)."""
+    carrier: dict[str, str] = {}
+    _PROPAGATOR.inject(carrier, context=trace.set_span_in_context(span, Context()))
+    return carrier.get("traceparent")
+
+
+def _request_attributes(scope: Scope) -> dict[str, AttributeValue]:
+    attributes: dict[str, AttributeValue] = {
+        "http.request.method": str(scope.get("method", "_OTHER")),
+        "url.path": str(scope.get("path", "")),
+        "url.scheme": str(scope.get("scheme", "http")),
+    }
+    client = scope.get("client")
+    if client:
+        attributes["client.address"] = str(client[0])
+    for name, value in scope.get("headers", ()):
+        if name == b"user-agent":
+            attributes["user_agent.original"] = value.decode("latin-1")
+            break
+    event = scope.get("aws.event")
+    if isinstance(event, dict) and isinstance(event.get("requestContext"), dict):
+        request_id = event["requestContext"].get("requestId")
+        if isinstance(request_id, str):
+            attributes["aws.request_id"] = request_id
+    return attributes
+
+
+class TracingMiddleware:
+    def __init__(self, app: ASGIApp, tracer_provider: TracerProvider | None = None) -> None:
+        self.app = app
+        self._tracer = trace.get_tracer(SCOPE_NAME, tracer_provider=tracer_provider)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        method = str(scope.get("method", "_OTHER"))
+        span = self._tracer.start_span(
+            method, context=parent_context(scope), kind=SpanKind.SERVER,
+            attributes=_request_attributes(scope), record_exception=False,
+            set_status_on_exception=False,
+        )
+        token = otel_context.attach(trace.set_span_in_context(span))
+        header = traceparent_of(span)
+        status = 0
+
+        async def send_traced(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+                if header is not None:
+                    headers = [h for h in message.get("headers", []) if h[0] != TRACEPARENT]
+                    headers.append((TRACEPARENT, header.encode()))
+                    message = {**message, "headers": headers}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_traced)
+        except BaseException as exc:
+            if span.is_recording():
+                span.record_exception(exc)
+                span.set_attribute("error.type", type(exc).__qualname__)
+                span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+            raise
+        finally:
+            otel_context.detach(token)
+            _finish(span, scope, method, status)
+
+
+def _finish(span: Span, scope: Scope, method: str, status: int) -> None:
+    if span.is_recording():
+        route = getattr(scope.get("route"), "path", None)
+        if isinstance(route, str):
+            span.update_name(f"{method} {route}")
+            span.set_attribute("http.route", route)
+        if status:
+            span.set_attribute("http.response.status_code", status)
+            if status >= 500:
+                span.set_attribute("error.type", str(status))
+                span.set_status(Status(StatusCode.ERROR))
+    span.end()
