@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from bus.errors import MeshError
-from infra import deadletters, keys_cli, stack, token_cli, tui
+from infra import deadletters, keys_cli, stack, token_cli, trace_cli, tui
 from infra.docs import cli as docs_cli
 from infra.errors import InfraError
 from infra.policy import commands as policy_commands
@@ -70,6 +70,7 @@ def _parser() -> argparse.ArgumentParser:
     keys_cli.register(commands)
     tail_cli.register(commands)
     docs_cli.register(commands)
+    trace_cli.register(commands)
     return parser
 
 
@@ -117,6 +118,8 @@ def run(argv: Sequence[str] | None = None) -> int:
         return tail_cli.run(args, settings)
     elif args.command == "docs":
         return docs_cli.run(args, settings)
+    elif args.command == "trace":
+        return trace_cli.run(args, settings)
     elif args.command == "topics":
         plan = stack.provision_topics(settings)
         _say("no changes" if plan.empty else f"created {[s.name for s in plan.create]}, "

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from bus.topics import REPLY_TOPIC
 from infra.errors import ProcessFailed
+from infra.otel_env import otel_environment
 from infra.settings import Settings
 
 Say = Callable[[str], None]
@@ -55,6 +56,9 @@ WORKERS = (
     WorkerSpec("inventory", "functions.inventory.worker"),
     # The async results recorder runs as the gateway (its identity, key and access).
     WorkerSpec("gateway", "functions.async_results.worker"),
+    # The local OTLP/HTTP collector (traces to .local/telemetry/spans.jsonl); last, so it
+    # is stopped after the workers' final export.
+    WorkerSpec("collector", "infra.collector"),
 )
 
 
@@ -89,6 +93,7 @@ def worker_environment(settings: Settings, spec: WorkerSpec) -> dict[str, str]:
         "MESH_OPERATIONS_TABLE": f"{settings.stack_name}-operations",  # infra.part_async
         "AWS_REGION": settings.region,
         "AWS_DEFAULT_REGION": settings.region,
+        **otel_environment(settings, spec.name),
     }
     if settings.endpoint_url is not None:
         env.update(AWS_ENDPOINT_URL=settings.endpoint_url, AWS_ACCESS_KEY_ID="test",

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from infra.otel_env import otel_environment
 from infra.package import Artifact
 from infra.settings import Settings
 from infra.stack_parts import merge, part_builders
@@ -78,6 +79,7 @@ def gateway_environment(settings: Settings, mesh: MeshConfig) -> dict[str, str]:
         "MESH_ACCESS_JSON": json.dumps(mesh.access, separators=(",", ":"), sort_keys=True),
         "MESH_TRAFFIC_PARAMETER": traffic_parameter(settings),
         "MESH_TRAFFIC_RELOAD_S": "30" if settings.endpoint_url is None else "2",
+        **otel_environment(settings, "gateway"),  # traces to the local collector
     }
 
 
