@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install up down status test lint typecheck bench-skeleton bench-mesh bench-gateway bench attack constraints clean
+.PHONY: install up down status test lint typecheck bench-skeleton bench-mesh bench-gateway bench attack chaos constraints clean
 
 install: $(STAMP)
 
@@ -59,6 +59,13 @@ bench-gateway: install
 # `attack: tried=N refused=N reached_handler=N`; fails unless all refused and none reached.
 attack: install
 	$(BIN)/python -m bench.attack
+
+# Chaos: scripted faults under a bounded load on the local broker and emulator (private
+# instances for the broker and emulator restarts); ends with `chaos: scenarios=N offered=N
+# lost=N duplicated=N`, non-zero if anything was lost or applied twice.
+chaos: install
+	$(BIN)/meshgate up --no-demo
+	$(BIN)/python -m bench.chaos
 
 # Every benchmark, one report: bench/report.md, bench/report.json, bench/report_plots/*.png
 # (git-ignored; ~15 min on 2 cores). BENCH_FLAGS=--fast for the seconds-long version.
