@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -23,6 +24,7 @@ from bus.identity import Identity
 from bus.kafka import KafkaTransport
 from bus.transport import Reader
 
+log = logging.getLogger(__name__)
 GRACE_S = 10.0  # past its own timeout, a call that has not ended counts as hung
 
 
@@ -108,6 +110,8 @@ class Load:
             error = exc
         call.ended = time.monotonic()
         call.outcome, call.error = classify(n, reply, error)
+        if error is not None:
+            log.info("call %d failed: %r", n, error)
         call.retriable = isinstance(error, MeshError) and error.retriable
 
     async def run(self) -> None:
