@@ -56,7 +56,8 @@ class InboundGuard:
         window = self.window_ms + (self.retry_allowance_ms if topic != record.topic else 0)
         check_fresh(envelope, now_ms, window)
         self.replay.check_and_remember(
-            f"{record.topic}/{envelope.source}/{envelope.id}", envelope.time_ms, now_ms
+            f"{record.topic}/{envelope.source}/{envelope.id}", envelope.time_ms, now_ms,
+            position=f"{record.partition}:{record.offset}",
         )
         return envelope
 

@@ -35,6 +35,12 @@ class ReplayGuard:
 
     ``message_id`` is whatever the caller deduplicates on; CloudEvents makes ``source`` plus
     ``id`` unique, so include the source when ids are not globally unique.
+
+    ``position`` (``partition:offset``) tells a redelivery from a replay: after a rebalance
+    or a restart the broker hands out the very same record again, at the position it was
+    first seen, and that is accepted (the idempotency store answers it). The same id at any
+    other position is a copy someone wrote again: a replay. Only the broker assigns offsets,
+    so a sender cannot make a copy land on the original's position.
     """
 
     def __init__(self, window_ms: int, max_entries: int) -> None:
@@ -45,6 +51,7 @@ class ReplayGuard:
         self._window_ms = window_ms
         self._max_entries = max_entries
         self._time_by_id: dict[str, int] = {}
+        self._position_by_id: dict[str, str | None] = {}
         self._oldest_first: list[tuple[int, str]] = []
         self._horizon_ms: int | None = None
 
@@ -56,16 +63,20 @@ class ReplayGuard:
     def __len__(self) -> int:
         return len(self._time_by_id)
 
-    def check_and_remember(self, message_id: str, time_ms: int, now_ms: int) -> None:
+    def check_and_remember(self, message_id: str, time_ms: int, now_ms: int,
+                           position: str | None = None) -> None:
         """Accept and remember ``message_id``, or raise ``ReplayedMessage``/``PossibleReplay``."""
         self._advance_horizon(now_ms - self._window_ms)
         if message_id in self._time_by_id:
+            if position is not None and self._position_by_id.get(message_id) == position:
+                return  # the same record delivered again: not a replay
             raise ReplayedMessage("message id already seen inside the freshness window")
         if self._horizon_ms is not None and time_ms < self._horizon_ms:
             raise PossibleReplay(
                 f"message time {time_ms} is before the replay horizon {self._horizon_ms}"
             )
         self._time_by_id[message_id] = time_ms
+        self._position_by_id[message_id] = position
         heapq.heappush(self._oldest_first, (time_ms, message_id))
         if len(self._time_by_id) > self._max_entries:
             evicted_time, _ = self._oldest_first[0]
@@ -78,3 +89,4 @@ class ReplayGuard:
         while self._oldest_first and self._oldest_first[0][0] < horizon_ms:
             _, message_id = heapq.heappop(self._oldest_first)
             del self._time_by_id[message_id]
+            del self._position_by_id[message_id]

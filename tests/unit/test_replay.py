@@ -103,3 +103,15 @@ def test_a_flood_at_one_instant_makes_the_guard_refuse_rather_than_forget() -> N
 def test_bad_settings_are_refused(window_ms: int, max_entries: int) -> None:
     with pytest.raises(ValueError, match="must be"):
         ReplayGuard(window_ms, max_entries)
+
+
+def test_the_same_record_delivered_again_is_not_a_replay() -> None:
+    guard = ReplayGuard(window_ms=60_000, max_entries=10)
+    guard.check_and_remember("orders.requests/gateway/m1", 1_000, 1_000, position="3:41")
+    # after a rebalance the broker hands out the very same record (same partition, offset)
+    guard.check_and_remember("orders.requests/gateway/m1", 1_000, 2_000, position="3:41")
+    # a copy written again lands elsewhere: that is a replay
+    with pytest.raises(ReplayedMessage):
+        guard.check_and_remember("orders.requests/gateway/m1", 1_000, 2_000, position="3:42")
+    with pytest.raises(ReplayedMessage):
+        guard.check_and_remember("orders.requests/gateway/m1", 1_000, 2_000)
