@@ -3,17 +3,28 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.errors import KafkaError
+from aiokafka.errors import (
+    InvalidProducerEpoch,
+    InvalidProducerIdMapping,
+    KafkaError,
+    OutOfOrderSequenceNumber,
+    UnknownProducerId,
+)
 
 from bus.config import BusSettings
-from bus.errors import BrokerRefused, TransportError
+from bus.errors import BrokerRefused, MeshError, TransportError
 from bus.transport import Record, positions_after
 
+log = logging.getLogger(__name__)
 T = TypeVar("T")
+# Errors after which an idempotent producer stays broken until it is replaced.
+_BROKEN_PRODUCER = (OutOfOrderSequenceNumber, UnknownProducerId, InvalidProducerEpoch,
+                    InvalidProducerIdMapping)
 START_TIMEOUT_S = 15.0
 
 
@@ -185,9 +196,24 @@ class KafkaTransport:
             await producer.send_and_wait(
                 topic, value, key=key, partition=partition, headers=list(headers)
             )
+        except _BROKEN_PRODUCER as exc:
+            # The broker lost this idempotent producer's sequence state (a restarted broker
+            # can): the producer never recovers by itself, so drop it; the next send starts
+            # a fresh one (new producer id) and a retry of this send can succeed.
+            await self._discard_producer(producer)
+            raise TransportError(f"send to {topic}: producer reset after {exc!r}") from exc
         except KafkaError as exc:
             error = TransportError if getattr(exc, "retriable", False) else BrokerRefused
             raise error(f"send to {topic}: {exc!r}") from exc
+
+    async def _discard_producer(self, producer: AIOKafkaProducer) -> None:
+        async with self._producer_lock:
+            if self._producer is producer:
+                self._producer = None
+        try:
+            await _guard("stop a broken producer", producer.stop(), timeout_s=5.0)
+        except MeshError as exc:  # it is being replaced either way; say so, do not hide it
+            log.warning("stopping a broken producer failed: %s", exc)
 
     async def partition_count(self, topic: str) -> int:
         return len(await self._fetch_partitions(topic))
