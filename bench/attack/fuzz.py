@@ -107,12 +107,15 @@ def collect(strategy: st.SearchStrategy[T], count: int, at_seed: int) -> list[T]
     return found
 
 
-def _record(topic: str, raw: Raw) -> Record:
+def _record(topic: str, raw: Raw, offset: int) -> Record:
+    """As the broker would hand it out: every record written gets its own offset (a copy
+    of a message at the original's offset would be a redelivery, not an attack)."""
     headers, value = raw
-    return Record(topic, 0, 0, value, headers=cast(Sequence[tuple[str, bytes]], headers))
+    return Record(topic, 0, offset, value, headers=cast(Sequence[tuple[str, bytes]], headers))
 
 
-def judge(guard: InboundGuard, topic: str, raw: Raw, now_ms: int, label: str) -> Outcome:
+def judge(guard: InboundGuard, topic: str, raw: Raw, now_ms: int, label: str,
+          offset: int) -> Outcome:
     """Parse (only ``EnvelopeError`` may come out), then admit; refused unless admitted."""
     headers, value = raw
     try:
@@ -124,7 +127,7 @@ def judge(guard: InboundGuard, topic: str, raw: Raw, now_ms: int, label: str) ->
     else:
         parsed = True
     try:
-        guard.admit(_record(topic, raw), now_ms)
+        guard.admit(_record(topic, raw, offset), now_ms)
     except MeshError as exc:
         where = "after parsing" if parsed else "by the parser"
         return Outcome(PARSER_FUZZ, label, True, 0, f"{exc.code} ({where})")
@@ -142,7 +145,8 @@ def fuzz_parser(count: int, at_seed: int, now_ms: int) -> list[Outcome]:
                          replay=ReplayGuard(300_000, 100_000), window_ms=300_000,
                          max_value_bytes=64 * 1024)
     headers: RawHeaders = list(to_headers(original))
-    guard.admit(_record(builder.topic, (headers, original.value)), now_ms)  # the delivery seen
+    guard.admit(_record(builder.topic, (headers, original.value), 0), now_ms)  # the delivery
     strategy: st.SearchStrategy[Any] = st.one_of(random_record, mutant(headers, original.value))
     inputs = collect(strategy, count, at_seed)
-    return [judge(guard, builder.topic, raw, now_ms, f"fuzz #{n}") for n, raw in enumerate(inputs)]
+    return [judge(guard, builder.topic, raw, now_ms, f"fuzz #{n}", n + 1)
+            for n, raw in enumerate(inputs)]

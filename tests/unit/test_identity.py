@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import asyncio
 import base64
 import json
@@ -123,8 +125,10 @@ def test_guard_admits_then_refuses_the_replay() -> None:
     check = guard()
     good = record("orders.events", b"{}")
     assert check.admit(good, now_ms()).source == "orders"
+    check.admit(good, now_ms())  # the same record delivered again (a rebalance): admitted
+    copy = dataclasses.replace(good, offset=good.offset + 1)  # written again: a replay
     with pytest.raises(ReplayedMessage):
-        check.admit(good, now_ms())
+        check.admit(copy, now_ms())
 
 
 def test_guard_checks_size_before_parsing_and_binds_the_topic() -> None:
