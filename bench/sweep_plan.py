@@ -34,7 +34,7 @@ class Plan:
 
 FULL = Plan(partitions=(1, 6, 24), base_partitions=6, rates=(50, 200, 500, 1000, 2000),
             callers=(1, 10, 100, 1000),
-            sizes=(100, 1_000, 10_000, 100_000, 1_000_000), point_s=6.0, warmup_s=2.0,
+            sizes=(100, 1_000, 10_000, 100_000, 1_000_000), point_s=6.0, warmup_s=3.0,
             partitions_rate=200, size_callers=1, timeout_s=10.0)
 FAST = Plan(partitions=(1,), base_partitions=1, rates=(50, 200), callers=(1, 10),
             sizes=(100, 10_000), point_s=0.5, warmup_s=0.5, partitions_rate=100,

@@ -14,7 +14,8 @@ responders in their own processes; a ``RawCaller`` and a signed ``MeshClient`` h
   one is answered), throughput = answered per second;
 - payload: values of each size, ``size_callers`` closed-loop callers;
 
-and on every partition count, one open-loop point at ``partitions_rate`` (partitions sweep).
+and on every partition count, one open-loop point at ``partitions_rate`` (partitions sweep,
+last, so the base set's is measured warm too).
 Every point runs raw, mesh, mesh, raw (ABBA, ``point_s`` split in two) so a slow spell of the
 shared machine hits both sides alike. After each point the VmRSS of both responders and of
 this (caller) process is read from ``/proc``. The last line is one JSON object.
@@ -216,8 +217,6 @@ async def topic_set(bootstrap: str, partitions: int, plan: Plan, keys: Path,
             for warm in (raw, mesh):
                 await open_loop(functools.partial(warm, 200), plan.partitions_rate,
                                 plan.warmup_s, plan.timeout_s + 2)
-            points.append(await measure("partitions", partitions, pair, plan,
-                                        rate=plan.partitions_rate))
             if partitions == plan.base_partitions:
                 for rate in plan.rates:
                     points.append(await measure("load", rate, pair, plan, rate=rate))
@@ -227,6 +226,8 @@ async def topic_set(bootstrap: str, partitions: int, plan: Plan, keys: Path,
                 for size in plan.sizes:
                     points.append(await measure("payload", size, pair, plan, size=size,
                                                 callers=plan.size_callers))
+            points.append(await measure("partitions", partitions, pair, plan,
+                                        rate=plan.partitions_rate))
     finally:
         try:
             await delete_topics(bootstrap, topics)
