@@ -68,7 +68,7 @@ chaos: install
 	$(BIN)/python -m bench.chaos
 
 # Every benchmark, one report: bench/report.md, bench/report.json, bench/report_plots/*.png
-# (git-ignored; ~15 min on 2 cores). BENCH_FLAGS=--fast for the seconds-long version.
+# (git-ignored; ~7 min on 2 cores). BENCH_FLAGS=--fast for the seconds-long version.
 bench: install
 	$(BIN)/meshgate up --no-demo
 	$(BIN)/python -m bench.report $(BENCH_FLAGS)
