@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import asyncio
 import base64
 import json
@@ -126,7 +124,7 @@ def test_guard_admits_then_refuses_the_replay() -> None:
     good = record("orders.events", b"{}")
     assert check.admit(good, now_ms()).source == "orders"
     check.admit(good, now_ms())  # the same record delivered again (a rebalance): admitted
-    copy = dataclasses.replace(good, offset=good.offset + 1)  # written again: a replay
+    copy = replace(good, offset=good.offset + 1)  # written again: a replay
     with pytest.raises(ReplayedMessage):
         check.admit(copy, now_ms())
 
