@@ -166,10 +166,7 @@ class MeshClient:
             raise DeadlineExceeded(f"{operation}: no time left in the caller's deadline")
         subset = choose_subset(rules, headers or {}, self._rng) if rules is not None else ""
         topic = request_topic_for(service_of(operation), subset)
-        value = codec.encode(payload)
-        if len(value) > self.settings.max_message_bytes:
-            raise EnvelopeError(f"payload is {len(value)} bytes, over "
-                                f"{self.settings.max_message_bytes}")
+        value = self._encoded(payload)
         listener = await self.start()
         parent = (self._telemetry.extract_headers(traceparent)
                   if valid_traceparent(traceparent) else None)
@@ -225,6 +222,20 @@ class MeshClient:
             )
             return codec.decode(reply.value)
 
+    def _encoded(self, payload: BaseModel | dict[str, Any]) -> bytes:
+        value = codec.encode(payload)
+        if len(value) > self.settings.max_message_bytes:
+            raise EnvelopeError(f"payload is {len(value)} bytes, over "
+                                f"{self.settings.max_message_bytes}")
+        return value
+
+    def _destination(self, operation: str, payload: BaseModel | dict[str, Any],
+                     rules: TrafficRules | None, headers: Mapping[str, str] | None
+                     ) -> tuple[str, bytes]:
+        """The request topic the rules pick for ``operation`` and the encoded payload."""
+        subset = choose_subset(rules, headers or {}, self._rng) if rules is not None else ""
+        return request_topic_for(service_of(operation), subset), self._encoded(payload)
+
     async def submit(
         self,
         operation: str,
@@ -254,12 +265,7 @@ class MeshClient:
         if deadline_ms <= now_ms():
             raise DeadlineExceeded(f"{operation}: no time left in the caller's deadline")
         rules = self._traffic.rules_for(operation) if self._traffic is not None else None
-        subset = choose_subset(rules, headers or {}, self._rng) if rules is not None else ""
-        topic = request_topic_for(service_of(operation), subset)
-        value = codec.encode(payload)
-        if len(value) > self.settings.max_message_bytes:
-            raise EnvelopeError(f"payload is {len(value)} bytes, over "
-                                f"{self.settings.max_message_bytes}")
+        topic, value = self._destination(operation, payload, rules, headers)
         if reply_to is None:
             partitions = await self._transport.partition_count(ASYNC_REPLY_TOPIC)
             reply_to = ReplyTo(ASYNC_REPLY_TOPIC, reply_partition_for(operation_id, partitions))

@@ -39,7 +39,6 @@ PERMISSION = "AuthorizedGatewayInvokePermission"
 AUTHORIZER = "AuthorizedEdgeAuthorizer"
 API_OUTPUT = "AuthorizedApiId"
 FUNCTION_OUTPUT = "AuthorizedGatewayFunctionName"
-INTEGRATION_TIMEOUT_MS = 29000  # API Gateway's limit, as the default edge's integration
 
 
 def other_parts_gateway_env(settings: Settings, mesh: MeshConfig) -> dict[str, Any]:
@@ -52,6 +51,8 @@ def other_parts_gateway_env(settings: Settings, mesh: MeshConfig) -> dict[str, A
 def http_api(settings: Settings) -> dict[str, Any]:
     """The second HTTP API, its ``$default`` route (behind the authorizer), stage,
     integration with ``AuthorizedGatewayFunction`` and the permission to invoke it."""
+    from infra.template import proxy_integration  # infra.template imports the parts
+
     route: dict[str, Any] = {
         "Type": "AWS::ApiGatewayV2::Route",
         "Properties": {
@@ -67,16 +68,7 @@ def http_api(settings: Settings) -> dict[str, Any]:
             "Properties": {"Name": f"{settings.stack_name}-authorized-edge",
                            "ProtocolType": "HTTP"},
         },
-        INTEGRATION: {
-            "Type": "AWS::ApiGatewayV2::Integration",
-            "Properties": {
-                "ApiId": {"Ref": API},
-                "IntegrationType": "AWS_PROXY",
-                "IntegrationUri": {"Fn::GetAtt": [FUNCTION, "Arn"]},
-                "PayloadFormatVersion": "2.0",
-                "TimeoutInMillis": INTEGRATION_TIMEOUT_MS,
-            },
-        },
+        INTEGRATION: proxy_integration(API, FUNCTION),
         ROUTE: route,
         STAGE: {
             "Type": "AWS::ApiGatewayV2::Stage",

@@ -29,7 +29,6 @@ ROUTE = "BenchEchoRoute"
 PERMISSION = "BenchEchoInvokePermission"
 OUTPUT = "BenchEchoFunctionName"
 API = "HttpApi"  # the gateway's API (infra.template.stack_template)
-INTEGRATION_TIMEOUT_MS = 29000  # as the gateway's integration
 LOGS_ONLY = {
     "Effect": "Allow",
     "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
@@ -40,17 +39,10 @@ LOGS_ONLY = {
 
 def api_resources() -> dict[str, Any]:
     """Integration, route and invoke permission of the echo function in the gateway's API."""
+    from infra.template import proxy_integration  # infra.template imports the parts
+
     return {
-        INTEGRATION: {
-            "Type": "AWS::ApiGatewayV2::Integration",
-            "Properties": {
-                "ApiId": {"Ref": API},
-                "IntegrationType": "AWS_PROXY",
-                "IntegrationUri": {"Fn::GetAtt": [FUNCTION, "Arn"]},
-                "PayloadFormatVersion": "2.0",
-                "TimeoutInMillis": INTEGRATION_TIMEOUT_MS,
-            },
-        },
+        INTEGRATION: proxy_integration(API, FUNCTION),
         ROUTE: {
             "Type": "AWS::ApiGatewayV2::Route",
             "Properties": {

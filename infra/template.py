@@ -41,6 +41,24 @@ def lambda_role(policy_name: str, statements: list[Any]) -> dict[str, Any]:
     }
 
 
+# API Gateway ends an integration after 29 s.
+INTEGRATION_TIMEOUT_MS = 29_000
+
+
+def proxy_integration(api: str, function: str) -> dict[str, Any]:
+    """The HTTP API ``api`` hands requests to ``function`` (payload 2.0, at most 29 s)."""
+    return {
+        "Type": "AWS::ApiGatewayV2::Integration",
+        "Properties": {
+            "ApiId": {"Ref": api},
+            "IntegrationType": "AWS_PROXY",
+            "IntegrationUri": {"Fn::GetAtt": [function, "Arn"]},
+            "PayloadFormatVersion": "2.0",
+            "TimeoutInMillis": INTEGRATION_TIMEOUT_MS,
+        },
+    }
+
+
 def function_resource(artifact: Artifact, settings: Settings, env: Mapping[str, Any],
                       role: str = "FunctionRole") -> dict[str, Any]:
     """A function of the stack; ``role`` is the logical id of its execution role (the
@@ -98,41 +116,19 @@ def stack_template(gateway: Artifact, settings: Settings, mesh: MeshConfig,
         "AWSTemplateFormatVersion": "2010-09-09",
         "Description": "meshgate: edge gateway on Lambda behind an HTTP API",
         "Resources": {
-            "FunctionRole": {
-                "Type": "AWS::IAM::Role",
-                "Properties": {
-                    "AssumeRolePolicyDocument": {
-                        "Version": "2012-10-17",
-                        "Statement": [{
-                            "Effect": "Allow",
-                            "Principal": {"Service": "lambda.amazonaws.com"},
-                            "Action": "sts:AssumeRole",
-                        }],
-                    },
-                    "ManagedPolicyArns": [
-                        "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"
-                    ],
-                    "Policies": [{
-                        "PolicyName": "read-own-signing-key",
-                        "PolicyDocument": {
-                            "Version": "2012-10-17",
-                            "Statement": [{
-                                "Effect": "Allow",
-                                "Action": "secretsmanager:GetSecretValue",
-                                "Resource": {"Fn::Sub": "arn:${AWS::Partition}:secretsmanager:"
-                                             "${AWS::Region}:${AWS::AccountId}:secret:"
-                                             f"{settings.stack_name}/gateway/signing-key-*"},
-                            }, {
-                                "Effect": "Allow",
-                                "Action": "ssm:GetParameter",
-                                "Resource": {"Fn::Sub": "arn:${AWS::Partition}:ssm:"
-                                             "${AWS::Region}:${AWS::AccountId}:parameter"
-                                             f"{traffic_parameter(settings)}"},
-                            }, *extra.role_statements],
-                        },
-                    }],
-                },
-            },
+            "FunctionRole": lambda_role("read-own-signing-key", [{
+                "Effect": "Allow",
+                "Action": "secretsmanager:GetSecretValue",
+                "Resource": {"Fn::Sub": "arn:${AWS::Partition}:secretsmanager:"
+                             "${AWS::Region}:${AWS::AccountId}:secret:"
+                             f"{settings.stack_name}/gateway/signing-key-*"},
+            }, {
+                "Effect": "Allow",
+                "Action": "ssm:GetParameter",
+                "Resource": {"Fn::Sub": "arn:${AWS::Partition}:ssm:"
+                             "${AWS::Region}:${AWS::AccountId}:parameter"
+                             f"{traffic_parameter(settings)}"},
+            }, *extra.role_statements]),
             "GatewayFunction": function_resource(
                 gateway, settings, {**gateway_environment(settings, mesh), **extra.gateway_env}),
             **extra.resources,
@@ -141,16 +137,7 @@ def stack_template(gateway: Artifact, settings: Settings, mesh: MeshConfig,
                 "Type": "AWS::ApiGatewayV2::Api",
                 "Properties": {"Name": f"{settings.stack_name}-edge", "ProtocolType": "HTTP"},
             },
-            "GatewayIntegration": {
-                "Type": "AWS::ApiGatewayV2::Integration",
-                "Properties": {
-                    "ApiId": {"Ref": "HttpApi"},
-                    "IntegrationType": "AWS_PROXY",
-                    "IntegrationUri": {"Fn::GetAtt": ["GatewayFunction", "Arn"]},
-                    "PayloadFormatVersion": "2.0",
-                    "TimeoutInMillis": 29000,
-                },
-            },
+            "GatewayIntegration": proxy_integration("HttpApi", "GatewayFunction"),
             "DefaultRoute": {
                 "Type": "AWS::ApiGatewayV2::Route",
                 "Properties": {

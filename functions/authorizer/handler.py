@@ -18,12 +18,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from bus.policy.edge import JwtSettings
 from bus.policy.model import Policy
 from functions.authorizer.authorize import Authorizer, AuthorizerUnavailable
+from functions.gateway.auth.configured import jwt_verifier
 from functions.gateway.auth.dynamodb_keys import authenticator_from_env
-from functions.gateway.auth.jwks import JwksCache, StaticJwks, UrlJwks
-from functions.gateway.auth.jwt_bearer import JwtVerifier
 
 POLICY_BUNDLE = "meshgate-policy.json"
 TIMEOUT_ENV = "MESH_AUTHORIZER_TIMEOUT_S"
@@ -37,15 +35,6 @@ def policy_path(env: Mapping[str, str]) -> Path:
     if explicit:
         return Path(explicit)
     return Path(env.get("LAMBDA_TASK_ROOT", ".")) / POLICY_BUNDLE
-
-
-def jwt_verifier(settings: JwtSettings) -> JwtVerifier:
-    source = UrlJwks(settings.jwks_url) if settings.jwks_url else StaticJwks(
-        dict(settings.jwks or {}))
-    return JwtVerifier(JwksCache(source, ttl_s=settings.jwks_refresh_s),
-                       issuer=settings.issuer, audience=settings.audience,
-                       algorithms=settings.algorithms, leeway_s=settings.leeway_s,
-                       carried_claims=settings.claims)
 
 
 async def build_authorizer(env: Mapping[str, str]) -> Authorizer:

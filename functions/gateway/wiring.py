@@ -64,15 +64,9 @@ async def mesh_client() -> MeshClient:
 
 
 def jwt_verifier(settings: JwtSettings) -> JwtVerifier:
-    from functions.gateway.auth.jwks import JwksCache, StaticJwks, UrlJwks
-    from functions.gateway.auth.jwt_bearer import JwtVerifier
+    from functions.gateway.auth.configured import jwt_verifier as configured  # lazily: PyJWT
 
-    source = UrlJwks(settings.jwks_url) if settings.jwks_url else StaticJwks(
-        dict(settings.jwks or {}))
-    return JwtVerifier(JwksCache(source, ttl_s=settings.jwks_refresh_s),
-                       issuer=settings.issuer, audience=settings.audience,
-                       algorithms=settings.algorithms, leeway_s=settings.leeway_s,
-                       carried_claims=settings.claims)
+    return configured(settings)
 
 
 class LazyApiKeys:
