@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from functions.shared.table_resources import hash_key_table, table_access
+
 IDEMPOTENCY_KEY = "id"
 IDEMPOTENCY_TTL_ATTRIBUTE = "expires_at"
 # What the store calls: conditional PutItem (claim, complete), DeleteItem (release), and a
@@ -18,24 +20,10 @@ IDEMPOTENCY_ACTIONS = ("dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:PutI
 def idempotency_table(table_name: str | None = None) -> dict[str, Any]:
     """The ``AWS::DynamoDB::Table`` resource. Without ``table_name`` CloudFormation names it
     (pass the name to functions with ``{"Ref": logical_id}``)."""
-    properties: dict[str, Any] = {
-        "BillingMode": "PAY_PER_REQUEST",
-        "AttributeDefinitions": [{"AttributeName": IDEMPOTENCY_KEY, "AttributeType": "S"}],
-        "KeySchema": [{"AttributeName": IDEMPOTENCY_KEY, "KeyType": "HASH"}],
-        "TimeToLiveSpecification": {
-            "AttributeName": IDEMPOTENCY_TTL_ATTRIBUTE,
-            "Enabled": True,
-        },
-    }
-    if table_name is not None:
-        properties["TableName"] = table_name
-    return {"Type": "AWS::DynamoDB::Table", "Properties": properties}
+    return hash_key_table(IDEMPOTENCY_KEY, table_name=table_name,
+                          ttl_attribute=IDEMPOTENCY_TTL_ATTRIBUTE)
 
 
 def idempotency_access(logical_id: str) -> dict[str, Any]:
     """The IAM policy statement a function role needs to use the table ``logical_id``."""
-    return {
-        "Effect": "Allow",
-        "Action": list(IDEMPOTENCY_ACTIONS),
-        "Resource": {"Fn::GetAtt": [logical_id, "Arn"]},
-    }
+    return table_access(logical_id, IDEMPOTENCY_ACTIONS)

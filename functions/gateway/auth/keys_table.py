@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from functions.shared.table_resources import hash_key_table, table_access
+
 KEY_ATTRIBUTE = "key_id"
 
 # What the gateway and the authorizer need: a consistent GetItem. Issuing, listing and
@@ -21,21 +23,9 @@ def api_keys_table(table_name: str | None = None) -> dict[str, Any]:
     """The ``AWS::DynamoDB::Table`` resource: hash key ``key_id`` (S), on-demand billing,
     point-in-time recovery (a lost table means every client's key is gone). Without
     ``table_name`` CloudFormation names it."""
-    properties: dict[str, Any] = {
-        "BillingMode": "PAY_PER_REQUEST",
-        "AttributeDefinitions": [{"AttributeName": KEY_ATTRIBUTE, "AttributeType": "S"}],
-        "KeySchema": [{"AttributeName": KEY_ATTRIBUTE, "KeyType": "HASH"}],
-        "PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": True},
-    }
-    if table_name is not None:
-        properties["TableName"] = table_name
-    return {"Type": "AWS::DynamoDB::Table", "Properties": properties}
+    return hash_key_table(KEY_ATTRIBUTE, table_name=table_name, point_in_time_recovery=True)
 
 
 def api_keys_read_access(logical_id: str) -> dict[str, Any]:
     """The IAM statement a function role needs to check keys against table ``logical_id``."""
-    return {
-        "Effect": "Allow",
-        "Action": list(API_KEYS_READ_ACTIONS),
-        "Resource": {"Fn::GetAtt": [logical_id, "Arn"]},
-    }
+    return table_access(logical_id, API_KEYS_READ_ACTIONS)

@@ -37,6 +37,7 @@ from functions.gateway.ratelimit.bucket import (
 from functions.gateway.ratelimit.dynamodb import RateLimitError, RateLimitRefused, wall_clock_ms
 from functions.gateway.ratelimit.table import KEY_ATTRIBUTE, TTL_ATTRIBUTE
 from functions.shared.dynamodb import ConditionFailed, LazyDynamoDB, translated
+from functions.shared.table_resources import table_access
 
 QUOTA_PREFIX = "quota:"
 COUNT_ATTRIBUTE = "count"
@@ -117,11 +118,7 @@ class DailyQuotaExceeded(Exception):
 
 def quota_access(logical_id: str) -> dict[str, Any]:
     """The IAM statement a function role needs to count quotas in table ``logical_id``."""
-    return {
-        "Effect": "Allow",
-        "Action": list(QUOTA_ACTIONS),
-        "Resource": {"Fn::GetAtt": [logical_id, "Arn"]},
-    }
+    return table_access(logical_id, QUOTA_ACTIONS)
 
 
 class DynamoDBQuotaStore:

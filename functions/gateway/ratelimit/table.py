@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from functions.shared.table_resources import hash_key_table, table_access
+
 KEY_ATTRIBUTE = "bucket"
 TTL_ATTRIBUTE = "expires_at"
 
@@ -14,21 +16,9 @@ RATE_LIMIT_ACTIONS = ("dynamodb:GetItem", "dynamodb:PutItem")
 def rate_limit_table(table_name: str | None = None) -> dict[str, Any]:
     """The ``AWS::DynamoDB::Table`` resource: hash key ``bucket`` (S), on-demand billing, TTL
     on ``expires_at``. Without ``table_name`` CloudFormation names it."""
-    properties: dict[str, Any] = {
-        "BillingMode": "PAY_PER_REQUEST",
-        "AttributeDefinitions": [{"AttributeName": KEY_ATTRIBUTE, "AttributeType": "S"}],
-        "KeySchema": [{"AttributeName": KEY_ATTRIBUTE, "KeyType": "HASH"}],
-        "TimeToLiveSpecification": {"AttributeName": TTL_ATTRIBUTE, "Enabled": True},
-    }
-    if table_name is not None:
-        properties["TableName"] = table_name
-    return {"Type": "AWS::DynamoDB::Table", "Properties": properties}
+    return hash_key_table(KEY_ATTRIBUTE, table_name=table_name, ttl_attribute=TTL_ATTRIBUTE)
 
 
 def rate_limit_access(logical_id: str) -> dict[str, Any]:
     """The IAM policy statement a function role needs to use the table ``logical_id``."""
-    return {
-        "Effect": "Allow",
-        "Action": list(RATE_LIMIT_ACTIONS),
-        "Resource": {"Fn::GetAtt": [logical_id, "Arn"]},
-    }
+    return table_access(logical_id, RATE_LIMIT_ACTIONS)
