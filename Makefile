@@ -58,6 +58,7 @@ bench-gateway: install
 # and body attacks through the HTTP endpoint, a fuzzer over the envelope parser. Ends with
 # `attack: tried=N refused=N reached_handler=N`; fails unless all refused and none reached.
 attack: install
+	$(BIN)/meshgate up --no-demo
 	$(BIN)/python -m bench.attack
 
 # Chaos: scripted faults under a bounded load on the local broker and emulator (private
