@@ -53,7 +53,7 @@ bench-mesh: install
 bench-gateway: install
 	$(BIN)/python -m bench.gateway_overhead
 
-# Hostile input against the running stack (`make up` first; 127.0.0.1 only): forged, tampered,
+# Hostile input against the local stack (brought up if needed; 127.0.0.1 only): forged, tampered,
 # replayed, stale, unauthorised, malformed and random records on the real broker, JWT, API-key
 # and body attacks through the HTTP endpoint, a fuzzer over the envelope parser. Ends with
 # `attack: tried=N refused=N reached_handler=N`; fails unless all refused and none reached.
