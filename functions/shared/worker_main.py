@@ -19,6 +19,7 @@ from bus.idempotency import IdempotencyStore
 from bus.identity import load_identity
 from bus.kafka import KafkaTransport
 from bus.service import Service
+from bus.telemetry import MeshTelemetry
 from bus.worker import ServiceWorker
 from functions.shared.dynamodb_idempotency import DynamoDBIdempotencyStore
 from functions.shared.json_logs import setup_logging
@@ -41,13 +42,17 @@ async def serve(service: Service, settings: BusSettings, *, nested_calls: bool =
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     transport = KafkaTransport(settings)
-    client = MeshClient(transport, settings, identity) if nested_calls else None
+    # One telemetry for the worker and its client: the SDK keeps only the first observable
+    # gauge of a name, so two would hide the circuit or the lag gauge.
+    telemetry = MeshTelemetry(service.name)
+    client = (MeshClient(transport, settings, identity, telemetry=telemetry)
+              if nested_calls else None)
     try:
         if client is not None:
             async with asyncio.timeout(START_TIMEOUT_S):
                 await client.start()  # the first nested call does not pay for the listener
         worker = ServiceWorker(service, transport, settings, identity, store=idempotency_store(),
-                               client=client)
+                               client=client, telemetry=telemetry)
         await worker.run(stop)
     finally:
         if client is not None:
