@@ -16,6 +16,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
+from bus.client import MeshClient
 from bus.config import BusSettings
 from bus.envelope import now_ms
 from bus.eventsource.records import parse_event
@@ -50,9 +51,12 @@ class _Instance:
                 identity = await asyncio.to_thread(load_identity, settings,
                                                    secrets=SecretsManagerSource())
             transport = KafkaTransport(settings)
+            telemetry = MeshTelemetry(orders.name)
+            # Handlers call other services (orders.quote asks inventory): the instance reads
+            # its replies on one mesh.replies partition, started on the first nested call.
+            client = MeshClient(transport, settings, identity, telemetry=telemetry)
             self._runner = KafkaEventRunner(
-                _worker_factory(transport, settings, identity, _store(),
-                                MeshTelemetry(orders.name)),
+                _worker_factory(transport, settings, identity, _store(), telemetry, client),
                 transport, settings)
         return self._runner
 
@@ -63,11 +67,11 @@ def _store() -> IdempotencyStore | None:
 
 
 def _worker_factory(transport: KafkaTransport, settings: BusSettings, identity: Identity,
-                    store: IdempotencyStore | None, telemetry: MeshTelemetry
-                    ) -> Callable[[], ServiceWorker]:
+                    store: IdempotencyStore | None, telemetry: MeshTelemetry,
+                    client: MeshClient | None = None) -> Callable[[], ServiceWorker]:
     def new_worker() -> ServiceWorker:
         return ServiceWorker(orders, transport, settings, identity, store=store,
-                             telemetry=telemetry)
+                             telemetry=telemetry, client=client)
 
     identity.access.check_consume(orders.name, orders.request_topic)
     return new_worker

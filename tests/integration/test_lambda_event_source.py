@@ -189,3 +189,35 @@ async def test_deployed_function_answers_a_kafka_batch_once_and_quarantines_a_fo
         for reader in [*replies, *quarantine]:
             await reader.stop()
     print(f"first invocation (cold or warm) {first_s:.2f}s")
+
+
+async def test_a_handler_on_lambda_makes_nested_calls(
+    infra_settings: Settings, scratch_topic: str, transport: KafkaTransport
+) -> None:
+    """orders.quote asks inventory.stock through the mesh: on Lambda too, the handler gets
+    the instance's mesh client (the live inventory worker answers it)."""
+    name = await asyncio.to_thread(function_name, infra_settings)
+    gateway: Identity = await asyncio.to_thread(sender_identity, infra_settings, "gateway")
+    reply_partition = random.randrange(REPLY_PARTITIONS)
+    request = gateway.outgoing(new_request(
+        source="gateway", operation="orders.quote",
+        value=json.dumps({"sku": "esm-quote-1", "quantity": 2}).encode(),
+        reply_to=ReplyTo(REPLY_TOPIC, reply_partition), deadline_ms=now_ms() + 25_000), TOPIC)
+    await transport.send(scratch_topic, request.value, headers=to_headers(request), partition=0)
+    [produced] = await read_until(await started(
+        [transport.assigned_reader(scratch_topic, 0, from_beginning=True)]), 1, lambda _: True)
+    event = kafka_event([replace(produced, topic=TOPIC)],
+                        bootstrap_servers=infra_settings.kafka_bootstrap, timestamp_ms=now_ms())
+    replies = await started([transport.assigned_reader(REPLY_TOPIC, reply_partition)])
+
+    def ours(record: Record) -> bool:
+        return from_record(record.headers, record.value).correlation_id == request.correlation_id
+
+    assert await asyncio.to_thread(invoke, infra_settings, name, event) == {
+        "batchItemFailures": []}
+    [answer] = [from_record(r.headers, r.value) for r in await read_until(replies, 1, ours)]
+    body = json.loads(answer.value)
+    assert answer.kind == "reply", body
+    assert body["sku"] == "esm-quote-1"
+    assert body["quantity"] == 2
+    assert Decimal(body["total"]) == Decimal(body["unit_price"]) * 2
