@@ -93,7 +93,7 @@ def worker_environment(settings: Settings, spec: WorkerSpec) -> dict[str, str]:
         "MESH_OPERATIONS_TABLE": f"{settings.stack_name}-operations",  # infra.part_async
         "AWS_REGION": settings.region,
         "AWS_DEFAULT_REGION": settings.region,
-        **otel_environment(settings, spec.name),
+        **otel_environment(settings, spec.name, metrics=True),
     }
     if settings.endpoint_url is not None:
         env.update(AWS_ENDPOINT_URL=settings.endpoint_url, AWS_ACCESS_KEY_ID="test",

@@ -157,7 +157,10 @@ def test_local_processes_export_to_the_collector_and_aws_gets_only_what_is_asked
     assert env["OTEL_SERVICE_NAME"] == "orders"
     assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://127.0.0.1:4318"
     assert env["OTEL_TRACES_EXPORTER"] == "otlp"
-    assert telemetry_config(env) == TelemetryConfig(traces=("otlp",))
+    # long-lived workers export metrics too; the gateway Lambda (flushed per call) does not
+    assert telemetry_config(env) == TelemetryConfig(traces=("otlp",), metrics=("otlp",))
+    assert env["OTEL_METRIC_EXPORT_INTERVAL"] == "5000"
+    assert otel_environment(local_settings, "gateway")["OTEL_METRICS_EXPORTER"] == "none"
     assert "collector" in {spec.name for spec in local.WORKERS}
     aws = Settings.resolve(env={"MESHGATE_ENDPOINT_URL": "aws"})
     assert otel_environment(aws, "gateway", {}) == {}
