@@ -50,7 +50,9 @@ ORDERS_EVENTS = FunctionSpec(
     name="orders-events",
     handler="functions.orders.lambda_handler.handler",
     packages=("bus", "functions"),
-    requirements=("aiokafka", "cryptography", "opentelemetry-api", "pydantic"),
+    requirements=("aiokafka", "cryptography", "opentelemetry-api", "pydantic",
+                  # imported only when OTEL_* asks for traces (functions/shared/otel_setup)
+                  "opentelemetry-sdk", "opentelemetry-exporter-otlp-proto-http"),
 )
 
 FUNCTIONS = (*FUNCTIONS, ORDERS_EVENTS)

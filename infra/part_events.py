@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from bus.topics import request_topic
 from infra.functions import ORDERS_EVENTS
+from infra.otel_env import otel_environment
 from infra.package import Artifact
 from infra.settings import Settings
 from infra.stack_parts import StackPart
@@ -40,6 +41,7 @@ def events_environment(settings: Settings, mesh: MeshConfig) -> dict[str, Any]:
         "MESH_KEYRING_JSON": json.dumps(mesh.keyring, separators=(",", ":"), sort_keys=True),
         "MESH_ACCESS_JSON": json.dumps(mesh.access, separators=(",", ":"), sort_keys=True),
         "MESH_IDEMPOTENCY_TABLE": {"Ref": "IdempotencyTable"},
+        **otel_environment(settings, SERVICE),  # traces to the local collector, or as asked
     }
 
 

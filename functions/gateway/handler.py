@@ -14,22 +14,13 @@ from mangum import Mangum
 
 from functions.gateway.wiring import build_app
 from functions.shared.json_logs import setup_logging
-from functions.shared.otel_setup import FLUSH_TIMEOUT_S, setup_telemetry
+from functions.shared.otel_setup import flush_budget_s, setup_telemetry
 
 # OTEL_* variables (functions.shared.otel_setup); None, and no SDK import, without them.
 _telemetry = setup_telemetry("gateway")
 setup_logging("gateway")  # stdout is CloudWatch Logs: JSON lines with the trace ids
 app = build_app()
 _adapter = Mangum(app, lifespan="off")
-FLUSH_MARGIN_MS = 500
-
-
-def flush_budget_s(context: Any) -> float:
-    """How long the spans may take to leave: FLUSH_TIMEOUT_S, less near the Lambda timeout."""
-    remaining = getattr(context, "get_remaining_time_in_millis", None)
-    if not callable(remaining):
-        return FLUSH_TIMEOUT_S
-    return max(min(FLUSH_TIMEOUT_S, (float(remaining()) - FLUSH_MARGIN_MS) / 1000), 0.0)
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from bus.telemetry import MeshTelemetry
 from bus.worker import ServiceWorker
 from functions.orders.service import orders
 from functions.shared.dynamodb_idempotency import DynamoDBIdempotencyStore
+from functions.shared.otel_setup import flush_budget_s, setup_telemetry
 from functions.shared.secrets import SecretsManagerSource
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,8 @@ class _Instance:
     def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()
         self._runner: KafkaEventRunner | None = None
+        # OTEL_* variables: the handlers' spans continue the callers' traces; none without.
+        self.telemetry = setup_telemetry(orders.name)
 
     async def runner(self) -> KafkaEventRunner:
         if self._runner is None:
@@ -95,5 +98,9 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
                  dict(result.dispositions))
         return result.response
 
-    return instance.loop.run_until_complete(run())
+    try:
+        return instance.loop.run_until_complete(run())
+    finally:
+        if instance.telemetry is not None:  # a frozen instance exports nothing
+            instance.telemetry.force_flush(flush_budget_s(context))
 

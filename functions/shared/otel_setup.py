@@ -36,7 +36,7 @@ import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 if TYPE_CHECKING:  # the SDK loads only when a signal is configured
     from opentelemetry.sdk.metrics import MeterProvider
@@ -199,3 +199,16 @@ def setup_telemetry(service_name: str, env: Mapping[str, str] | None = None, *,
     log.info("OpenTelemetry: traces %s, metrics %s", ",".join(config.traces) or "off",
              ",".join(config.metrics) or "off")
     return OtelProviders(tracer_provider, meter_provider)
+
+
+# Leave Lambda this much of its timeout after the flush, so the response still gets out.
+FLUSH_MARGIN_MS = 500
+
+
+def flush_budget_s(context: Any) -> float:
+    """How long spans may take to leave a Lambda invocation: FLUSH_TIMEOUT_S, less near the
+    invocation's timeout (``context.get_remaining_time_in_millis``)."""
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    if not callable(remaining):
+        return FLUSH_TIMEOUT_S
+    return max(min(FLUSH_TIMEOUT_S, (float(remaining()) - FLUSH_MARGIN_MS) / 1000), 0.0)

@@ -34,6 +34,7 @@ from bus.transport import Reader, Record
 from bus.worker import idempotency_key
 from infra import deploy
 from infra.deadletters import sender_identity
+from infra.otel_env import SPANS_FILE, telemetry_dir
 from infra.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -199,10 +200,12 @@ async def test_a_handler_on_lambda_makes_nested_calls(
     name = await asyncio.to_thread(function_name, infra_settings)
     gateway: Identity = await asyncio.to_thread(sender_identity, infra_settings, "gateway")
     reply_partition = random.randrange(REPLY_PARTITIONS)
+    trace_id = uuid.uuid4().hex
     request = gateway.outgoing(new_request(
         source="gateway", operation="orders.quote",
         value=json.dumps({"sku": "esm-quote-1", "quantity": 2}).encode(),
-        reply_to=ReplyTo(REPLY_TOPIC, reply_partition), deadline_ms=now_ms() + 25_000), TOPIC)
+        reply_to=ReplyTo(REPLY_TOPIC, reply_partition), deadline_ms=now_ms() + 25_000,
+        traceparent=f"00-{trace_id}-{uuid.uuid4().hex[:16]}-01"), TOPIC)
     await transport.send(scratch_topic, request.value, headers=to_headers(request), partition=0)
     [produced] = await read_until(await started(
         [transport.assigned_reader(scratch_topic, 0, from_beginning=True)]), 1, lambda _: True)
@@ -221,3 +224,21 @@ async def test_a_handler_on_lambda_makes_nested_calls(
     assert body["sku"] == "esm-quote-1"
     assert body["quantity"] == 2
     assert Decimal(body["total"]) == Decimal(body["unit_price"]) * 2
+    # The function continued the caller's trace and exported before returning: its spans,
+    # and inventory's for the nested call, are in the local collector's file.
+    services = await asyncio.to_thread(services_in_trace, infra_settings, trace_id,
+                                       {"orders", "inventory"})
+    assert {"orders", "inventory"} <= services, services
+
+
+def services_in_trace(settings: Settings, trace_id: str, wanted: set[str]) -> set[str]:
+    path = telemetry_dir(settings) / SPANS_FILE
+    deadline = time.monotonic() + WAIT_S
+    found: set[str] = set()
+    while time.monotonic() < deadline and not wanted <= found:
+        if path.exists():
+            rows = [json.loads(line) for line in path.read_text().splitlines()]
+            found = {str(row.get("service.name")) for row in rows
+                     if row.get("trace_id") == trace_id}
+        time.sleep(0.5)
+    return found
