@@ -13,6 +13,7 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import sys
 import threading
 from collections.abc import AsyncIterator
@@ -114,3 +115,19 @@ async def spawn(name: str, module: str, args: list[str],
         yield responder
     finally:
         await _stop(responder)
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on now, whose neighbour (+1) is free too (a private
+    broker's controller takes port + 1)."""
+    for _ in range(50):
+        with socket.socket() as first:
+            first.bind(("127.0.0.1", 0))
+            port = int(first.getsockname()[1])
+        with socket.socket() as second:
+            try:
+                second.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no free pair of loopback ports")

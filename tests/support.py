@@ -26,21 +26,6 @@ EMULATOR_SCRIPT = ROOT / "localstack" / "ministack" / "ministack.sh"
 MESHGATE = ROOT / ".venv" / "bin" / "meshgate"
 
 
-def free_port() -> int:
-    """A loopback port nothing listens on now, whose neighbour (+1) is free too."""
-    for _ in range(50):
-        with socket.socket() as first:
-            first.bind(("127.0.0.1", 0))
-            port = int(first.getsockname()[1])
-        with socket.socket() as second:
-            try:
-                second.bind(("127.0.0.1", port + 1))
-            except OSError:
-                continue
-        return port
-    raise RuntimeError("no free pair of ports")
-
-
 def port_open(port: int) -> bool:
     with socket.socket() as sock:
         sock.settimeout(1.0)

@@ -10,7 +10,6 @@ import base64
 import contextlib
 import json
 import os
-import socket
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -20,7 +19,7 @@ from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from bench.procs import ROOT
+from bench.procs import ROOT, free_port
 from bus.access import AccessPolicy
 from bus.identity import Identity
 from bus.keys import KeyRing, generate_ed25519
@@ -37,22 +36,6 @@ REPLY_TOPIC = "mesh.replies"
 
 class StackError(RuntimeError):
     """A private broker or emulator, a topic or a table could not be set up."""
-
-
-def free_port() -> int:
-    """A loopback port nothing listens on now, whose neighbour (+1) is free too (a private
-    broker's controller takes port + 1)."""
-    for _ in range(50):
-        with socket.socket() as first:
-            first.bind(("127.0.0.1", 0))
-            port = int(first.getsockname()[1])
-        with socket.socket() as second:
-            try:
-                second.bind(("127.0.0.1", port + 1))
-            except OSError:
-                continue
-        return port
-    raise StackError("no free pair of loopback ports")
 
 
 @dataclass(frozen=True)

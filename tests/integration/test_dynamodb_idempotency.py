@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 import pytest
 from botocore.config import Config
 
+from bench.procs import free_port
 from bus.idempotency import (
     Claim,
     IdempotencyError,
@@ -27,7 +28,6 @@ from bus.idempotency import (
 from functions.shared.dynamodb_idempotency import DynamoDBIdempotencyStore
 from infra.settings import Settings
 from infra.tables import idempotency_table
-from tests.support import free_port
 from tests.unit.test_idempotency import KEEP_MS, LEASE_MS, RESULT, StoreContract
 
 pytestmark = pytest.mark.integration

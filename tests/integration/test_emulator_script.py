@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import EMULATOR_SCRIPT, MESHGATE, free_port, pid_alive, port_open, run
+from bench.procs import free_port
+from tests.support import EMULATOR_SCRIPT, MESHGATE, pid_alive, port_open, run
 
 pytestmark = pytest.mark.integration
 

@@ -27,6 +27,7 @@ from typing import Any
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from bench.procs import free_port
 from bus import codec
 from bus.client import MeshClient
 from bus.config import BusSettings
@@ -48,7 +49,7 @@ from tests.integration.fault_worker import (
     operation_of,
     parse_applied,
 )
-from tests.support import KAFKA_SCRIPT, ROOT, free_port, identities, run
+from tests.support import KAFKA_SCRIPT, ROOT, identities, run
 
 pytestmark = pytest.mark.integration
 

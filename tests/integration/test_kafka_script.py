@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import KAFKA_SCRIPT, free_port, pid_alive, port_open, run
+from bench.procs import free_port
+from tests.support import KAFKA_SCRIPT, pid_alive, port_open, run
 
 pytestmark = pytest.mark.integration
 

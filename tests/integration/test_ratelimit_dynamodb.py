@@ -20,6 +20,7 @@ import boto3
 import pytest
 from botocore.config import Config
 
+from bench.procs import free_port
 from functions.gateway.ratelimit import BucketState, Limit, bucket_key
 from functions.gateway.ratelimit.dynamodb import (
     DynamoDBRateLimitStore,
@@ -30,7 +31,6 @@ from functions.gateway.ratelimit.dynamodb import (
 )
 from functions.gateway.ratelimit.table import rate_limit_table
 from infra.settings import Settings
-from tests.support import free_port
 
 pytestmark = pytest.mark.integration
 
