@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
-from collections.abc import Mapping
+import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -78,3 +80,25 @@ class Telemetry:
         assert data is not None
         return [point for rm in data.resource_metrics for sm in rm.scope_metrics
                 for m in sm.metrics if m.name == metric for point in m.data.data_points]
+
+
+@contextmanager
+def scratch_table(dynamodb: Any, prefix: str, resource: Mapping[str, Any], *,
+                  ttl: bool = True, wait_s: int = 60) -> Iterator[str]:
+    """A fresh table ``itest-<prefix>-<random>`` made from a CloudFormation table resource
+    (the API takes the same property names), with the resource's TTL turned on unless
+    ``ttl`` is false; deleted afterwards."""
+    name = f"itest-{prefix}-{uuid.uuid4().hex[:10]}"
+    props = resource["Properties"]
+    dynamodb.create_table(TableName=name, BillingMode=props["BillingMode"],
+                          AttributeDefinitions=props["AttributeDefinitions"],
+                          KeySchema=props["KeySchema"])
+    try:
+        dynamodb.get_waiter("table_exists").wait(
+            TableName=name, WaiterConfig={"Delay": 1, "MaxAttempts": wait_s})
+        if ttl and "TimeToLiveSpecification" in props:
+            dynamodb.update_time_to_live(
+                TableName=name, TimeToLiveSpecification=props["TimeToLiveSpecification"])
+        yield name
+    finally:
+        dynamodb.delete_table(TableName=name)

@@ -24,6 +24,7 @@ from functions.gateway.auth.dynamodb_keys import (
 )
 from functions.gateway.auth.keys_table import api_keys_table
 from infra.settings import Settings
+from tests.support import scratch_table
 
 pytestmark = pytest.mark.integration
 HASHER = ApiKeyHasher(b"integration-pepper-0123456789abcdef")
@@ -31,17 +32,8 @@ HASHER = ApiKeyHasher(b"integration-pepper-0123456789abcdef")
 
 @pytest.fixture(scope="module")
 def table(dynamodb: Any) -> Iterator[str]:
-    name = f"itest-api-keys-{uuid.uuid4().hex[:10]}"
-    props = api_keys_table()["Properties"]
-    dynamodb.create_table(TableName=name, BillingMode=props["BillingMode"],
-                          AttributeDefinitions=props["AttributeDefinitions"],
-                          KeySchema=props["KeySchema"])
-    try:
-        dynamodb.get_waiter("table_exists").wait(
-            TableName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 60})
+    with scratch_table(dynamodb, "api-keys", api_keys_table()) as name:
         yield name
-    finally:
-        dynamodb.delete_table(TableName=name)
 
 
 @pytest.fixture

@@ -31,10 +31,10 @@ from functions.async_results.runner import RecorderRunner
 from functions.async_results.worker import build
 from functions.shared.dynamodb_operations import DynamoDBOperationsStore
 from functions.shared.operations_store import Completion, OperationRecord
+from functions.shared.operations_table import operations_table
 from infra.settings import Settings
 from tests.integration.test_bus_kafka import quarantined
-from tests.integration.test_operations_dynamodb import create_operations_table
-from tests.support import identities
+from tests.support import identities, scratch_table
 
 pytestmark = pytest.mark.integration
 REPLY_PARTITIONS = 3
@@ -42,12 +42,8 @@ REPLY_PARTITIONS = 3
 
 @pytest.fixture(scope="module")
 def table(dynamodb: Any) -> Iterator[str]:
-    name = f"itest-async-{uuid.uuid4().hex[:10]}"
-    create_operations_table(dynamodb, name)
-    try:
+    with scratch_table(dynamodb, "async", operations_table()) as name:
         yield name
-    finally:
-        dynamodb.delete_table(TableName=name)
 
 
 @pytest.fixture

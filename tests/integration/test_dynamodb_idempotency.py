@@ -28,6 +28,7 @@ from bus.idempotency import (
 from functions.shared.dynamodb_idempotency import DynamoDBIdempotencyStore
 from infra.settings import Settings
 from infra.tables import idempotency_table
+from tests.support import scratch_table
 from tests.unit.test_idempotency import KEEP_MS, LEASE_MS, RESULT, StoreContract
 
 pytestmark = pytest.mark.integration
@@ -43,24 +44,8 @@ def wall_clock_ms() -> int:
 def table(dynamodb: Any) -> Iterator[str]:
     """A fresh table defined by ``infra.tables`` (the API takes the same property names as
     CloudFormation), deleted afterwards."""
-    name = f"itest-idempotency-{uuid.uuid4().hex[:10]}"
-    props = idempotency_table()["Properties"]
-    dynamodb.create_table(
-        TableName=name,
-        BillingMode=props["BillingMode"],
-        AttributeDefinitions=props["AttributeDefinitions"],
-        KeySchema=props["KeySchema"],
-    )
-    try:
-        dynamodb.get_waiter("table_exists").wait(
-            TableName=name, WaiterConfig={"Delay": 1, "MaxAttempts": int(WAIT_S)}
-        )
-        dynamodb.update_time_to_live(
-            TableName=name, TimeToLiveSpecification=props["TimeToLiveSpecification"]
-        )
+    with scratch_table(dynamodb, "idempotency", idempotency_table(), wait_s=int(WAIT_S)) as name:
         yield name
-    finally:
-        dynamodb.delete_table(TableName=name)
 
 
 @pytest.fixture

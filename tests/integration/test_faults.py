@@ -49,7 +49,7 @@ from tests.integration.fault_worker import (
     operation_of,
     parse_applied,
 )
-from tests.support import KAFKA_SCRIPT, ROOT, identities, run
+from tests.support import KAFKA_SCRIPT, ROOT, identities, run, scratch_table
 
 pytestmark = pytest.mark.integration
 
@@ -199,17 +199,8 @@ class KillRun:
 def shared_table(dynamodb: Any) -> Iterator[str]:
     """The idempotency table both workers share, as ``infra.tables`` defines it (without
     TTL, so the records the test counts at the end are still there)."""
-    name = f"itest-faults-{uuid.uuid4().hex[:10]}"
-    props = idempotency_table()["Properties"]
-    dynamodb.create_table(TableName=name, BillingMode=props["BillingMode"],
-                          AttributeDefinitions=props["AttributeDefinitions"],
-                          KeySchema=props["KeySchema"])
-    try:
-        dynamodb.get_waiter("table_exists").wait(
-            TableName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 60})
+    with scratch_table(dynamodb, "faults", idempotency_table(), ttl=False) as name:
         yield name
-    finally:
-        dynamodb.delete_table(TableName=name)
 
 
 def statuses(dynamodb: Any, table: str) -> Counter[str]:

@@ -14,32 +14,17 @@ from functions.shared.dynamodb_operations import DynamoDBOperationsStore
 from functions.shared.operations_store import OperationsRefused
 from functions.shared.operations_table import operations_table
 from infra.settings import Settings
+from tests.support import scratch_table
 from tests.unit.test_operations_store import StoreContract
 
 pytestmark = pytest.mark.integration
 WAIT_S = 60
 
 
-def create_operations_table(dynamodb: Any, name: str) -> None:
-    """A table defined by ``operations_table`` (the API takes CloudFormation's names)."""
-    props = operations_table()["Properties"]
-    dynamodb.create_table(TableName=name, BillingMode=props["BillingMode"],
-                          AttributeDefinitions=props["AttributeDefinitions"],
-                          KeySchema=props["KeySchema"])
-    dynamodb.get_waiter("table_exists").wait(
-        TableName=name, WaiterConfig={"Delay": 1, "MaxAttempts": WAIT_S})
-    dynamodb.update_time_to_live(TableName=name,
-                                 TimeToLiveSpecification=props["TimeToLiveSpecification"])
-
-
 @pytest.fixture(scope="module")
 def table(dynamodb: Any) -> Iterator[str]:
-    name = f"itest-operations-{uuid.uuid4().hex[:10]}"
-    create_operations_table(dynamodb, name)
-    try:
+    with scratch_table(dynamodb, "operations", operations_table(), wait_s=WAIT_S) as name:
         yield name
-    finally:
-        dynamodb.delete_table(TableName=name)
 
 
 @pytest.fixture

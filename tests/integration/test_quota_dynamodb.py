@@ -29,6 +29,7 @@ from functions.gateway.ratelimit.quota import (
 )
 from functions.gateway.ratelimit.table import rate_limit_table
 from infra.settings import Settings
+from tests.support import scratch_table
 
 pytestmark = pytest.mark.integration
 THREADS = 8
@@ -39,17 +40,8 @@ JOIN_S = 60.0
 @pytest.fixture(scope="module")
 def table(dynamodb: Any) -> Iterator[str]:
     """A fresh table defined by ``rate_limit_table`` (the quota shares it), deleted after."""
-    name = f"itest-quota-{uuid.uuid4().hex[:10]}"
-    props = rate_limit_table()["Properties"]
-    dynamodb.create_table(TableName=name, BillingMode=props["BillingMode"],
-                          AttributeDefinitions=props["AttributeDefinitions"],
-                          KeySchema=props["KeySchema"])
-    try:
-        dynamodb.get_waiter("table_exists").wait(
-            TableName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 60})
+    with scratch_table(dynamodb, "quota", rate_limit_table(), ttl=False) as name:
         yield name
-    finally:
-        dynamodb.delete_table(TableName=name)
 
 
 def new_store(table: str, settings: Settings) -> DynamoDBQuotaStore:

@@ -31,6 +31,7 @@ from functions.gateway.ratelimit.dynamodb import (
 )
 from functions.gateway.ratelimit.table import rate_limit_table
 from infra.settings import Settings
+from tests.support import scratch_table
 
 pytestmark = pytest.mark.integration
 
@@ -47,24 +48,8 @@ def ddb(infra_settings: Settings) -> Any:
 @pytest.fixture(scope="module")
 def table(ddb: Any) -> Iterator[str]:
     """A fresh table defined by ``rate_limit_table``, deleted afterwards."""
-    name = f"itest-ratelimit-{uuid.uuid4().hex[:10]}"
-    props = rate_limit_table()["Properties"]
-    ddb.create_table(
-        TableName=name,
-        BillingMode=props["BillingMode"],
-        AttributeDefinitions=props["AttributeDefinitions"],
-        KeySchema=props["KeySchema"],
-    )
-    try:
-        ddb.get_waiter("table_exists").wait(
-            TableName=name, WaiterConfig={"Delay": 1, "MaxAttempts": int(WAIT_S)}
-        )
-        ddb.update_time_to_live(
-            TableName=name, TimeToLiveSpecification=props["TimeToLiveSpecification"]
-        )
+    with scratch_table(ddb, "ratelimit", rate_limit_table(), wait_s=int(WAIT_S)) as name:
         yield name
-    finally:
-        ddb.delete_table(TableName=name)
 
 
 def new_store(table: str, settings: Settings, **kwargs: Any) -> DynamoDBRateLimitStore:
