@@ -8,23 +8,18 @@ sign what it parks on the quarantine topic), and it writes to the table named by
 
 from __future__ import annotations
 
-import asyncio
-import signal
-
 from bus.client import ASYNC_REPLY_TOPIC
 from bus.config import BusSettings
 from bus.errors import MeshError
-from bus.identity import Identity, load_identity
+from bus.identity import Identity
 from bus.kafka import KafkaTransport
 from bus.quarantine import park
 from bus.telemetry import MeshTelemetry
 from bus.transport import Record, Transport
 from functions.async_results.recorder import Quarantine, ReplyRecorder, recorder_guard
 from functions.async_results.runner import CONCURRENCY, GROUP_ID, RecorderRunner
-from functions.shared.json_logs import setup_logging
 from functions.shared.operations_store import ENV_TABLE, OperationsStore, operations_store_from_env
-from functions.shared.otel_setup import setup_telemetry
-from functions.shared.secrets import SecretsManagerSource
+from functions.shared.worker_main import process_identity, run_process, stop_on_signals
 
 SERVICE = "gateway"
 
@@ -57,11 +52,8 @@ async def serve(settings: BusSettings) -> None:
     if store is None:
         raise SystemExit(f"async results recorder: error: {ENV_TABLE} is not set; "
                          "name the operations table")
-    identity = await asyncio.to_thread(load_identity, settings, secrets=SecretsManagerSource())
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
+    identity = await process_identity(settings)
+    stop = stop_on_signals()
     transport = KafkaTransport(settings)
     try:
         await build(store, transport, settings, identity).run(stop)
@@ -70,13 +62,7 @@ async def serve(settings: BusSettings) -> None:
 
 
 def main() -> None:
-    setup_logging(SERVICE)  # JSON lines (MESH_LOG_FORMAT=text for humans)
-    telemetry = setup_telemetry(SERVICE)  # OTEL_* (functions.shared.otel_setup)
-    try:
-        asyncio.run(serve(BusSettings.resolve(service_name=SERVICE)))
-    finally:
-        if telemetry is not None:  # after the loop: flushing blocks
-            telemetry.shutdown()
+    run_process(SERVICE, serve)
 
 
 if __name__ == "__main__":

@@ -12,11 +12,13 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from bus.client import MeshClient
 from bus.config import BusSettings
 from bus.idempotency import IdempotencyStore
-from bus.identity import load_identity
+from bus.identity import Identity, load_identity
 from bus.kafka import KafkaTransport
 from bus.service import Service
 from bus.telemetry import MeshTelemetry
@@ -34,13 +36,37 @@ def idempotency_store() -> IdempotencyStore | None:
     return DynamoDBIdempotencyStore(table) if table else None
 
 
-async def serve(service: Service, settings: BusSettings, *, nested_calls: bool = False) -> None:
-    """Serve ``service`` until SIGTERM or SIGINT."""
-    identity = await asyncio.to_thread(load_identity, settings, secrets=SecretsManagerSource())
+def stop_on_signals() -> asyncio.Event:
+    """An event the running loop sets on SIGTERM or SIGINT."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    return stop
+
+
+async def process_identity(settings: BusSettings) -> Identity:
+    """The process's identity; its key comes from Secrets Manager, read off the loop."""
+    return await asyncio.to_thread(load_identity, settings, secrets=SecretsManagerSource())
+
+
+def run_process(name: str, serve: Callable[[BusSettings], Coroutine[Any, Any, None]]) -> None:
+    """A worker process's life: JSON logs, telemetry from OTEL_*, ``serve`` on a new loop,
+    then the telemetry flushed (after the loop: flushing blocks)."""
+    setup_logging(name)  # JSON lines (MESH_LOG_FORMAT=text for humans)
+    settings = BusSettings.resolve(service_name=name)
+    telemetry = setup_telemetry(name)  # OTEL_* (functions.shared.otel_setup)
+    try:
+        asyncio.run(serve(settings))
+    finally:
+        if telemetry is not None:
+            telemetry.shutdown()
+
+
+async def serve(service: Service, settings: BusSettings, *, nested_calls: bool = False) -> None:
+    """Serve ``service`` until SIGTERM or SIGINT."""
+    identity = await process_identity(settings)
+    stop = stop_on_signals()
     transport = KafkaTransport(settings)
     # One telemetry for the worker and its client: the SDK keeps only the first observable
     # gauge of a name, so two would hide the circuit or the lag gauge.
@@ -61,11 +87,5 @@ async def serve(service: Service, settings: BusSettings, *, nested_calls: bool =
 
 
 def main(service: Service, *, nested_calls: bool = False) -> None:
-    setup_logging(service.name)  # JSON lines (MESH_LOG_FORMAT=text for humans)
-    settings = BusSettings.resolve(service_name=service.name)
-    telemetry = setup_telemetry(service.name)  # OTEL_* (functions.shared.otel_setup)
-    try:
-        asyncio.run(serve(service, settings, nested_calls=nested_calls))
-    finally:
-        if telemetry is not None:  # after the loop: flushing blocks
-            telemetry.shutdown()
+    run_process(service.name, lambda settings: serve(service, settings,
+                                                     nested_calls=nested_calls))
