@@ -3,9 +3,12 @@
 Responder (``python -m bench.memory_worker --service S --group G --checkpoints
 10000,100000 ...``): an echo ``ServiceWorker`` built as ``bench.mesh_echo`` builds it
 (signed, identity from files), plus a ``MemoryIdempotencyStore`` of ``--store-max``
-entries. A sampler reads its own VmRSS when the handled count first reaches each checkpoint
-(and every second), and tracks the largest size of the worker's replay guard and of its
-idempotency store. It prints the figures as one JSON line when it stops (``bench.procs``).
+entries. The handler reads its own VmRSS on the run that first reaches each checkpoint (a
+count of handler runs), and a sampler every second; the sampler also tracks the largest size
+of the worker's replay guard and of its idempotency store. Checkpoints taken in the handler
+cannot be missed however fast the worker is stopped after its last message (a
+sampler polling every 10 ms missed the last one when the caller finished in between). It
+prints the figures as one JSON line when it stops (``bench.procs``).
 
 The caller side is ``bench.memory.worker_memory``.
 """
@@ -41,18 +44,29 @@ def replay_guard_of(worker: ServiceWorker) -> ReplayGuard | None:
     return replay if isinstance(replay, ReplayGuard) else None
 
 
+class Checkpoints:
+    """RSS at each handled-count checkpoint, taken on the handler run that reaches it."""
+
+    def __init__(self, counts: list[int], figures: dict[str, Any]) -> None:
+        self._pending = sorted(counts)
+        self._figures = figures
+        self.at: dict[str, float] = figures.setdefault("rss_mb_at", {})
+        self.runs = 0
+
+    def handler_ran(self) -> None:
+        self.runs += 1
+        while self._pending and self.runs >= self._pending[0]:
+            self.at[str(self._pending.pop(0))] = round(rss.rss_mb(), 2)
+            self._figures[f"handled_at_{len(self.at)}"] = self.runs
+
+
 async def sample(worker: ServiceWorker, store: MemoryIdempotencyStore,
-                 checkpoints: list[int], figures: dict[str, Any], stop: asyncio.Event) -> None:
+                 figures: dict[str, Any], stop: asyncio.Event) -> None:
     guard = replay_guard_of(worker)
-    pending = sorted(checkpoints)
-    at: dict[str, float] = figures.setdefault("rss_mb_at", {})
     series: list[list[float]] = figures.setdefault("series", [])
     last_series = 0.0
     while not stop.is_set():
         handled = worker.handled
-        while pending and handled >= pending[0]:
-            at[str(pending.pop(0))] = round(rss.rss_mb(), 2)
-            figures[f"handled_at_{len(at)}"] = handled
         if time.monotonic() - last_series >= 1.0:
             last_series = time.monotonic()
             series.append([handled, round(rss.rss_mb(), 2)])
@@ -71,20 +85,21 @@ async def serve(args: argparse.Namespace) -> dict[str, Any]:
                            **identity_settings(keys, args.service))
     stop = stop_event(args.max_seconds)
     service = Service(settings.service_name)
+    figures: dict[str, Any] = {"rss_mb_start": round(rss.rss_mb(), 2),
+                               "replay_bound": args.replay_max,
+                               "window_ms": args.window_ms, "store_bound": args.store_max}
+    checkpoints = Checkpoints([int(c) for c in args.checkpoints.split(",")], figures)
 
     @service.operation(echo_operation(service.name))
     async def echo(payload: Payload, message: Envelope) -> Payload:
+        checkpoints.handler_ran()
         return payload
 
     transport = KafkaTransport(settings)
     store = MemoryIdempotencyStore(args.store_max)
     worker = ServiceWorker(service, transport, settings, load_identity(settings),
                            group_id=args.group, store=store)
-    figures: dict[str, Any] = {"rss_mb_start": round(rss.rss_mb(), 2),
-                               "replay_bound": args.replay_max,
-                               "window_ms": args.window_ms, "store_bound": args.store_max}
-    checkpoints = [int(c) for c in args.checkpoints.split(",")]
-    sampler = asyncio.create_task(sample(worker, store, checkpoints, figures, stop))
+    sampler = asyncio.create_task(sample(worker, store, figures, stop))
     announce_ready()
     try:
         await worker.run(stop)
