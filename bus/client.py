@@ -35,7 +35,7 @@ from bus.retry import Backoff, RetryBudget, call_with_retries
 from bus.telemetry import MeshTelemetry, error_type_of
 from bus.topics import service_of
 from bus.tracing import child_of, new_traceparent, valid_traceparent
-from bus.traffic.breaker import Breakers
+from bus.traffic.breaker import Breakers, CircuitBreakerState, CircuitOpen
 from bus.traffic.faults import decide_fault
 from bus.traffic.model import CircuitBreaker, TrafficRules
 from bus.traffic.routing import choose_subset, request_topic_for, should_mirror
@@ -80,6 +80,7 @@ class MeshClient:
         telemetry: MeshTelemetry | None = None,
         traffic: TrafficTable | None = None,
         reloader: TrafficReloader | None = None,
+        retry_budget: RetryBudget | None = None,
     ) -> None:
         if identity.service != settings.service_name:
             raise ValueError(f"identity {identity.service!r} is not {settings.service_name!r}")
@@ -91,7 +92,7 @@ class MeshClient:
         self._listener: ReplyListener | None = None
         self._start_lock = asyncio.Lock()
         self._backoff = Backoff(max_attempts=settings.max_attempts)
-        self._budget = RetryBudget()
+        self._budget = retry_budget if retry_budget is not None else RetryBudget()
         self._rng = random.Random()
         self._traffic = traffic
         self._reloader = reloader
@@ -174,10 +175,22 @@ class MeshClient:
         trace = self._trace(traceparent)
         on_behalf_of = inherited_principal(principal)
 
+        breaker_config = rules.circuit_breaker if rules is not None else None
+
+        def admitted() -> CircuitBreakerState | None:
+            """The destination's breaker, once it let a call through now; else CircuitOpen."""
+            if breaker_config is None:
+                return None
+            return self._breakers.admit(operation, subset, now_ms(), breaker_config)
+
+        def blocked_until_ms() -> int | None:
+            """Until when the destination's breaker refuses calls (None: it takes them)."""
+            if breaker_config is None:
+                return None
+            return self._breakers.get(operation, subset, breaker_config).reopens_at_ms()
+
         async def attempt(number: int) -> Envelope:
-            breaker = None
-            if rules is not None and rules.circuit_breaker is not None:
-                breaker = self._breakers.admit(operation, subset, now_ms(), rules.circuit_breaker)
+            breaker = first_breaker if number == 1 else admitted()
             if rules is not None and rules.faults is not None:
                 await self._inject(operation, rules, deadline_ms)
             envelope = new_request(
@@ -216,9 +229,14 @@ class MeshClient:
                 rules.retry.cap_ms, rules.retry.base_ms) / 1000,
                 max_attempts=rules.retry.max_attempts)
         with self._telemetry.request_span(operation, topic, parent=parent):
+            # An open circuit refuses the call before the retry loop: no attempt, no backoff
+            # sleep, nothing counted in or spent from the retry budget (CircuitOpen is
+            # retriable only later, so the loop fails fast on it too).
+            first_breaker = admitted()
             reply = await call_with_retries(
                 attempt, backoff=backoff, budget=self._budget, deadline_ms=deadline_ms,
                 now_ms=now_ms, sleep=asyncio.sleep, rng=self._rng, on_retry=retried,
+                fail_fast=(CircuitOpen,), blocked_until_ms=blocked_until_ms,
             )
             return codec.decode(reply.value)
 
@@ -332,7 +350,7 @@ class MeshClient:
     ) -> Envelope:
         """Send one request and wait for its reply until the deadline."""
         correlation_id = envelope.correlation_id or envelope.id
-        waiter = listener.expect(correlation_id)
+        waiter = listener.expect(correlation_id, envelope.type)  # owner: bus.reply_match
         try:
             with self._telemetry.publish_span(envelope, topic, key=correlation_id.encode()):
                 sealed = self.identity.outgoing(self._telemetry.stamp(envelope), topic)

@@ -130,15 +130,21 @@ async def call_with_retries(
     sleep: Callable[[float], Awaitable[None]],
     rng: random.Random,
     on_retry: Callable[[int, BaseException, float], None] | None = None,
+    fail_fast: tuple[type[BaseException], ...] = (),
+    blocked_until_ms: Callable[[], int | None] | None = None,
 ) -> T:
     """Await ``call(attempt)`` (``attempt`` from 1) until it returns, retrying retriable errors.
 
     The last error is raised as soon as any of these holds: it is not retriable
-    (``bus.errors.is_retriable``), ``backoff.max_attempts`` calls were made, the next delay
-    would reach ``deadline_ms`` (epoch ms, compared with ``now_ms()``), or ``budget`` refuses
-    a retry. A call is never started once the deadline has passed: if it already has before
-    the first attempt, ``DeadlineExceeded`` is raised without calling. ``on_retry(attempt,
-    error, delay_s)`` is told about each retry before its sleep (for logs and metrics).
+    (``bus.errors.is_retriable``), it is one of ``fail_fast`` (retriable later, but not
+    within this call: an open circuit), ``backoff.max_attempts`` calls were made, the next
+    delay would reach ``deadline_ms`` (epoch ms, compared with ``now_ms()``), the retry would
+    still be blocked when it ran (``blocked_until_ms()``, epoch ms or None, says until when
+    the destination refuses calls), or ``budget`` refuses a retry. Nothing is slept or
+    spent from the budget for a retry that is not made. A call is never started once the
+    deadline has passed: if it already has before the first attempt, ``DeadlineExceeded`` is
+    raised without calling. ``on_retry(attempt, error, delay_s)`` is told about each retry
+    before its sleep (for logs and metrics).
     """
     start_ms = now_ms()
     if start_ms >= deadline_ms:
@@ -149,11 +155,15 @@ async def call_with_retries(
         try:
             return await call(attempt)
         except Exception as error:
-            if not is_retriable(error) or attempt >= backoff.max_attempts:
+            if (not is_retriable(error) or isinstance(error, fail_fast)
+                    or attempt >= backoff.max_attempts):
                 raise
             delay_s = backoff.delay_s(attempt, rng)
             failed_ms = now_ms()
             if failed_ms + delay_s * 1000 >= deadline_ms:
+                raise
+            blocked_ms = blocked_until_ms() if blocked_until_ms is not None else None
+            if blocked_ms is not None and failed_ms + delay_s * 1000 < blocked_ms:
                 raise
             if not budget.try_spend(failed_ms / 1000):
                 raise

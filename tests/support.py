@@ -20,6 +20,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from bus.access import AccessPolicy
 from bus.identity import Identity
 from bus.keys import KeyRing, generate_ed25519
+from bus.retry import RetryBudget
 from bus.telemetry import MeshTelemetry
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -102,3 +103,22 @@ def scratch_table(dynamodb: Any, prefix: str, resource: Mapping[str, Any], *,
         yield name
     finally:
         dynamodb.delete_table(TableName=name)
+
+
+class CountingBudget(RetryBudget):
+    """A roomy retry budget that counts what a client asks of it: every retry spends one
+    unit before its backoff sleep, so ``spent`` is the retries (and sleeps) made."""
+
+    def __init__(self) -> None:
+        super().__init__(ratio=0.0, min_retries_per_s=1000.0, window_s=10.0)
+        self.requests = 0
+        self.spent = 0
+
+    def record_request(self, now_s: float) -> None:
+        self.requests += 1
+        super().record_request(now_s)
+
+    def try_spend(self, now_s: float) -> bool:
+        granted = super().try_spend(now_s)
+        self.spent += granted
+        return granted

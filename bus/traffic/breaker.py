@@ -41,17 +41,23 @@ class BreakerState(StrEnum):
 class CircuitOpen(MeshError):
     """A call refused because its destination's circuit breaker is open.
 
-    Retriable: the destination may be back once ``reopens_at_ms`` (when the breaker lets
-    trial calls through again, on the breaker's clock) has passed.
+    Retriable, but later: the destination may be back once ``reopens_at_ms`` (when the
+    breaker lets trial calls through again, on the breaker's clock), ``retry_after_ms`` from
+    the refusal, has passed; an event handler's failure goes to a retry topic, an edge
+    answers 503 with ``Retry-After``. Not within the refused call: the mesh client fails it
+    at once, with no retry, backoff sleep or retry budget spent (the breaker exists to shed
+    that load).
     """
 
     retriable = True
     code = "circuit_open"
 
-    def __init__(self, destination: str, reopens_at_ms: int) -> None:
+    def __init__(self, destination: str, reopens_at_ms: int, *, retry_after_ms: int = 0
+                 ) -> None:
         super().__init__(f"the circuit to {destination} is open until {reopens_at_ms}")
         self.destination = destination
         self.reopens_at_ms = reopens_at_ms
+        self.retry_after_ms = max(0, retry_after_ms)
 
 
 class CircuitBreakerState:
@@ -208,7 +214,8 @@ class Breakers:
         """The destination's breaker, once it allowed a call now; else ``CircuitOpen``."""
         state = self.get(operation, subset, config)
         if not state.allow(now_ms):
-            reopens_at_ms = state.reopens_at_ms()
+            reopens = state.reopens_at_ms()
+            reopens_at_ms = reopens if reopens is not None else now_ms
             destination = f"{operation} (subset {subset!r})" if subset else operation
-            raise CircuitOpen(destination, reopens_at_ms if reopens_at_ms is not None else now_ms)
+            raise CircuitOpen(destination, reopens_at_ms, retry_after_ms=reopens_at_ms - now_ms)
         return state

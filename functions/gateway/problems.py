@@ -96,7 +96,15 @@ def mesh_error_status(error: MeshError) -> tuple[int, str, str]:
     return 502, "bad_gateway", "the request could not be completed"
 
 
+def retry_after_s(error: MeshError) -> int:
+    """Seconds a 503 asks the caller to wait: until an open circuit lets trial calls through
+    again (rounded up), else 1."""
+    if isinstance(error, CircuitOpen):
+        return max(1, -(-error.retry_after_ms // 1000))
+    return 1
+
+
 def mesh_error_response(error: MeshError) -> JSONResponse:
     status, reason, detail = mesh_error_status(error)
-    headers = {"Retry-After": "1"} if status == 503 else None
+    headers = {"Retry-After": str(retry_after_s(error))} if status == 503 else None
     return problem(status, detail, reason=reason, headers=headers)

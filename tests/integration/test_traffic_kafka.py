@@ -18,13 +18,14 @@ from bus.envelope import Envelope
 from bus.errors import DeadlineExceeded, HandlerError, RemoteError
 from bus.identity import Identity
 from bus.kafka import KafkaTransport
+from bus.retry import RetryBudget
 from bus.service import Payload, Service
 from bus.traffic.breaker import CircuitOpen
 from bus.traffic.faults import InjectedFault
 from bus.traffic.model import TrafficRules
 from bus.traffic.table import TrafficTable
 from bus.worker import ServiceWorker
-from tests.support import identities
+from tests.support import CountingBudget, identities
 
 pytestmark = pytest.mark.integration
 SUBSETS = ("", "canary", "shadow")
@@ -69,7 +70,7 @@ def service_of_subset(name: str, subset: str, seen: Counting) -> Service:
 
 async def mesh_running(
     stack: AsyncExitStack, name: str, bus_settings: BusSettings, seen: Counting,
-    rules: dict[str, Any],
+    rules: dict[str, Any], *, retry_budget: RetryBudget | None = None,
 ) -> MeshClient:
     mesh = identities({"caller": [f"{name}.*requests"], name: ["mesh.replies"]})
     for subset in SUBSETS:
@@ -92,7 +93,7 @@ async def mesh_running(
                                                       "max_attempts": 1})
     table = TrafficTable({f"{name}.get": TrafficRules.model_validate(rules)})
     client = MeshClient(KafkaTransport(caller_settings), caller_settings, caller_of(mesh),
-                        traffic=table)
+                        traffic=table, retry_budget=retry_budget)
     stack.push_async_callback(client.close)
     return client
 
@@ -171,6 +172,29 @@ async def test_open_circuit_fails_fast_then_recovers(svc: str, bus_settings: Bus
                 )["subset"] == ""
         assert (await client.request(f"{svc}.get", {"i": "after"}, timeout_s=20)
                 )["subset"] == ""
+
+
+async def test_open_circuit_costs_no_retry_sleep_or_budget(svc: str, bus_settings: BusSettings
+                                                          ) -> None:
+    """Counted, not timed: each retry spends a budget unit before its backoff sleep."""
+    seen, budget = Counting(), CountingBudget()
+    rules = {"circuit_breaker": {"consecutive_failures": 2, "open_ms": 60_000,
+                                 "min_calls": 100, "window": 100},
+             "retry": {"max_attempts": 4, "base_ms": 20, "cap_ms": 100}}
+    async with AsyncExitStack() as stack:
+        client = await mesh_running(stack, svc, bus_settings, seen, rules, retry_budget=budget)
+        seen.fail = True
+        # Attempt 1 fails, one retry, attempt 2 fails and opens the circuit for 60 s: the
+        # third attempt would be refused, so it is not made and the service's error is raised.
+        with pytest.raises(RemoteError):
+            await client.request(f"{svc}.get", {"i": 0}, timeout_s=20)
+        assert (len(seen.by_subset[""]), budget.requests, budget.spent) == (2, 1, 1)
+        for i in range(1, 6):
+            with pytest.raises(CircuitOpen) as refused:
+                await client.request(f"{svc}.get", {"i": i}, timeout_s=20)
+            assert 0 < refused.value.retry_after_ms <= 60_000
+        # Five blocked calls: nothing sent, no request counted, no retry (so no sleep).
+        assert (len(seen.by_subset[""]), budget.requests, budget.spent) == (2, 1, 1)
 
 
 async def test_rule_timeout_caps_the_call(svc: str, bus_settings: BusSettings) -> None:

@@ -35,6 +35,7 @@ from bus.identity import Identity
 from bus.memory import MemoryBroker, MemoryTransport
 from bus.quarantine import QUARANTINE_TOPIC
 from bus.service import Payload, Service
+from bus.traffic.breaker import CircuitOpen
 from bus.transport import Record
 from bus.worker import ServiceWorker
 from functions.gateway.app import EdgeDeps, LazyMeshClient, create_app, mesh_error_response
@@ -314,6 +315,16 @@ def test_mesh_error_response_status(error: MeshError, status: int) -> None:
     assert body["status"] == status
     assert set(body) == {"type", "title", "status", "detail", "reason"}
     assert (response.headers.get("retry-after") is not None) == (status == 503)
+
+
+@pytest.mark.parametrize(("retry_after_ms", "header"),
+                         [(0, "1"), (1, "1"), (1000, "1"), (1001, "2"), (29_500, "30")])
+def test_open_circuit_is_503_retry_after_its_reopening(retry_after_ms: int, header: str
+                                                       ) -> None:
+    response = mesh_error_response(CircuitOpen("orders.create", 0, retry_after_ms=retry_after_ms))
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == header
+    assert b"orders.create" not in bytes(response.body)  # the destination stays internal
 
 
 def _detail(error: MeshError) -> str:

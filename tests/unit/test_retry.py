@@ -359,3 +359,66 @@ def test_mesh_errors_used_here_have_the_expected_flags() -> None:
     # The tests above rely on these flags; fail loudly if errors.py changes them.
     errors = [TransportError("x"), DeadlineExceeded("x"), BrokerRefused("x"), MeshError("x")]
     assert [is_retriable(error) for error in errors] == [True, True, False, False]
+
+
+# --- open circuits: retriable later, never within the call -------------------------------
+
+
+class Refused(TransportError):
+    """Stands for ``CircuitOpen``: retriable, but not within the refused call."""
+
+
+async def test_fail_fast_errors_are_not_retried_and_spend_nothing() -> None:
+    clock, calls = FakeClock(), list[int]()
+    budget = RetryBudget(ratio=0.0, min_retries_per_s=1.0, window_s=10.0)
+    with pytest.raises(Refused):
+        await call_with_retries(
+            failing(lambda a: Refused("open"), calls, clock), backoff=Backoff(max_attempts=4),
+            budget=budget, deadline_ms=clock.ms + 60_000, now_ms=clock.now_ms,
+            sleep=clock.sleep, rng=MaxRandom(), fail_fast=(Refused,),
+        )
+    assert calls == [1]
+    assert clock.sleeps == []
+    assert budget.available(clock.ms / 1000) == 10  # the whole floor is left
+
+
+async def test_without_fail_fast_the_same_error_waits_the_schedule() -> None:
+    # The control: what an open circuit cost before it failed fast (3 sleeps, 3 units).
+    clock, calls = FakeClock(), list[int]()
+    budget = RetryBudget(ratio=0.0, min_retries_per_s=1.0, window_s=10.0)
+    with pytest.raises(Refused):
+        await call_with_retries(
+            failing(lambda a: Refused("open"), calls, clock), backoff=Backoff(max_attempts=4),
+            budget=budget, deadline_ms=clock.ms + 60_000, now_ms=clock.now_ms,
+            sleep=clock.sleep, rng=MaxRandom(),
+        )
+    assert calls == [1, 2, 3, 4]
+    assert clock.sleeps == [0.05, 0.1, 0.2]
+    assert budget.available(clock.ms / 1000) == 7
+
+
+async def test_a_retry_the_destination_would_still_refuse_is_not_made() -> None:
+    clock, calls = FakeClock(), list[int]()
+    budget = RetryBudget(ratio=0.0, min_retries_per_s=1.0, window_s=10.0)
+    blocked = clock.ms + 30_000  # e.g. the first failure opened the circuit for 30 s
+    with pytest.raises(TransportError, match="down 1"):
+        await call_with_retries(
+            failing(lambda a: TransportError(f"down {a}"), calls, clock),
+            backoff=Backoff(max_attempts=4), budget=budget, deadline_ms=clock.ms + 60_000,
+            now_ms=clock.now_ms, sleep=clock.sleep, rng=MaxRandom(),
+            blocked_until_ms=lambda: blocked,
+        )
+    assert calls == [1]  # the real failure is raised, not a retry refused by the breaker
+    assert clock.sleeps == []
+    assert budget.available(clock.ms / 1000) == 10
+
+
+async def test_a_retry_that_runs_after_the_block_ends_is_made() -> None:
+    clock, calls = FakeClock(), list[int]()
+    reply = await call_with_retries(
+        failing(lambda a: TransportError("down") if a == 1 else None, calls, clock),
+        backoff=Backoff(base_s=0.05, max_attempts=4), budget=roomy_budget(),
+        deadline_ms=clock.ms + 60_000, now_ms=clock.now_ms, sleep=clock.sleep,
+        rng=MaxRandom(), blocked_until_ms=lambda: clock.ms + 50,  # free again after the sleep
+    )
+    assert (reply, calls, clock.sleeps) == ("ok on 2", [1, 2], [0.05])

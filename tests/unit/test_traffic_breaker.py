@@ -295,6 +295,7 @@ def test_admit_raises_circuit_open_with_the_reopening_time() -> None:
     with pytest.raises(CircuitOpen) as caught:
         breakers.admit("orders.create", "canary", T0 + 10)
     assert caught.value.reopens_at_ms == T0 + OPEN_MS
+    assert caught.value.retry_after_ms == OPEN_MS - 10
     assert "canary" in caught.value.destination
     assert state(breakers.admit("orders.create", "canary", T0 + OPEN_MS)) is BreakerState.HALF_OPEN
 
