@@ -26,6 +26,8 @@ GATEWAY = FunctionSpec(
     packages=("bus", "functions"),
     requirements=("aiokafka", "cryptography", "fastapi", "fastjsonschema", "mangum",
                   "opentelemetry-api", "pydantic", "pyjwt",
+                  # imported on a request's first schema refusal (every violation in the 422)
+                  "jsonschema_rs",
                   # imported only when OTEL_* asks for traces (functions/shared/otel_setup)
                   "opentelemetry-sdk", "opentelemetry-exporter-otlp-proto-http"),
     bundles_policy=True,

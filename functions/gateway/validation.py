@@ -1,9 +1,13 @@
 """Request validation from a route's schemas, before anything reaches the bus.
 
 Each route's JSON Schemas (body, path and query parameters) are compiled once, at app build,
-by fastjsonschema (generated Python, no per-request schema walking). Path and query values
-arrive as text and are converted to the schema's type (``integer``, ``number``, ``boolean``)
-first, so ``?quantity=3`` meets ``{type: integer}``.
+by fastjsonschema (generated Python, no per-request schema walking). fastjsonschema stops at
+the first violation, so a value it refuses is checked again by ``jsonschema_rs`` (imported and
+compiled on the first refusal only: valid requests never pay for it), and the 422 names every
+violation with its JSON pointer: a client fixes all its fields in one round trip.
+
+Path and query values arrive as text and are converted to the schema's type (``integer``,
+``number``, ``boolean``) first, so ``?quantity=3`` meets ``{type: integer}``.
 
 The mesh payload is the JSON body object with the path and query parameters added under
 their names; a body field that a parameter also sets is refused (422), never overwritten.
@@ -33,19 +37,57 @@ JSON_TYPES = ("application/json",)
 _compiled: dict[str, Check] = {}
 
 
+def _canonical(schema: Mapping[str, Any]) -> str:
+    return json.dumps(schema, sort_keys=True, separators=(",", ":"))
+
+
 def _compile(schema: Mapping[str, Any]) -> Check:
-    text = json.dumps(schema, sort_keys=True, separators=(",", ":"))
+    text = _canonical(schema)
     check = _compiled.get(text)
     if check is None:
         check = _compiled[text] = fastjsonschema.compile(dict(schema))
     return check
 
 
-def _error(where: str, exc: fastjsonschema.JsonSchemaValueException) -> dict[str, str]:
-    path = [str(p) for p in (exc.path or [])[1:]]  # path[0] is fastjsonschema's "data"
-    pointer = where + "".join(f"/{p}" for p in path)
-    message = exc.message.replace("data.", "", 1).replace("data ", "", 1)
-    return {"pointer": pointer, "detail": message}
+Violations = Callable[[Any], list[tuple[list[str], str]]]
+# Full validators, by canonical schema text, compiled on a schema's first refusal.
+_full: dict[str, Violations] = {}
+
+
+def _violations(schema: Mapping[str, Any]) -> Violations:
+    """Every violation of ``schema`` by a value, as (instance path, message), in the order
+    the schema declares them."""
+    text = _canonical(schema)
+    found = _full.get(text)
+    if found is None:
+        import jsonschema_rs  # only a refused request pays for the import
+
+        validator = jsonschema_rs.validator_for(dict(schema))
+
+        def found(value: Any) -> list[tuple[list[str], str]]:
+            return [([str(p) for p in error.instance_path], error.message)
+                    for error in validator.iter_errors(value)]
+
+        _full[text] = found
+    return found
+
+
+def _pointer(where: str, path: list[str]) -> str:
+    return where + "".join("/" + p.replace("~", "~0").replace("/", "~1") for p in path)
+
+
+def _errors(where: str, schema: Mapping[str, Any], value: Any,
+            first: fastjsonschema.JsonSchemaValueException) -> list[dict[str, str]]:
+    """Every violation of ``schema`` by ``value`` (which fastjsonschema refused with
+    ``first``), each with its JSON pointer under ``where``."""
+    every = [{"pointer": _pointer(where, path), "detail": message}
+             for path, message in _violations(schema)(value)]
+    if every:
+        return every
+    # The two validators disagree on this value: keep fastjsonschema's word, never pass it.
+    path = [str(p) for p in (first.path or [])[1:]]  # path[0] is fastjsonschema's "data"
+    message = first.message.replace("data.", "", 1).replace("data ", "", 1)
+    return [{"pointer": _pointer(where, path), "detail": message}]
 
 
 def convert(text: str, schema: Mapping[str, Any]) -> Any:
@@ -88,6 +130,7 @@ class RouteValidator:
         self.route = route
         self.takes_body = route.method in ("POST", "PUT", "PATCH", "ANY") or (
             route.request_schema is not None)
+        self._body_schema = route.request_schema
         self._body = _compile(route.request_schema) if route.request_schema else None
         self._params = [_Param(n, s, _compile(s)) for n, s in route.params.items()]
         self._query = [_Param(n, s, _compile(s)) for n, s in route.query.items()]
@@ -110,11 +153,11 @@ class RouteValidator:
             elif param.name in self._required_query:
                 errors.append({"pointer": f"/query/{param.name}", "detail": "is required"})
         document = self._document(content_type, body)
-        if self._body is not None:
+        if self._body is not None and self._body_schema is not None:
             try:
                 self._body(document)
             except fastjsonschema.JsonSchemaValueException as exc:
-                errors.append(_error("/body", exc))
+                errors.extend(_errors("/body", self._body_schema, document, exc))
         if document is not None and not isinstance(document, dict):
             errors.append({"pointer": "/body", "detail": "must be a JSON object"})
         elif document:
@@ -134,8 +177,7 @@ class RouteValidator:
         try:
             param.check(value)
         except fastjsonschema.JsonSchemaValueException as exc:
-            errors.append({"pointer": f"{where}/{param.name}",
-                           "detail": _error("", exc)["detail"]})
+            errors.extend(_errors(f"{where}/{param.name}", param.schema, value, exc))
         return value
 
     def _document(self, content_type: str | None, body: bytes) -> Any:

@@ -68,6 +68,15 @@ def test_malformed_requests_get_422(endpoint: str, body: bytes, content_type: st
     assert "detail" in response.json()
 
 
+def test_every_violation_is_named_in_one_422(endpoint: str) -> None:
+    """The deployed gateway (its zip vendors the full validator) lists each broken rule."""
+    body = {"customer": "", "admin": True, "lines": [{"sku": "a", "quantity": 0}]}
+    response = httpx.post(f"{endpoint}/v1/orders", json=body, timeout=30)
+    assert response.status_code == 422, response.text
+    pointers = sorted(e["pointer"] for e in response.json()["errors"])
+    assert pointers == ["/body", "/body/customer", "/body/lines/0", "/body/lines/0/quantity"]
+
+
 def test_unknown_route_is_404(endpoint: str) -> None:
     assert httpx.get(f"{endpoint}/v1/nothing-here", timeout=30).status_code == 404
     assert httpx.get(f"{endpoint}/healthz", timeout=30).json() == {"status": "ok"}

@@ -54,6 +54,18 @@ def _errors(response: Any) -> list[dict[str, str]]:
     return errors
 
 
+@pytest.mark.parametrize("path", [ORDERS, PARTNER_ORDERS])
+def test_a_body_breaking_several_rules_gets_every_violation_in_one_answer(
+        gw: Edge, path: str) -> None:
+    body = {"customer": "", "admin": True,
+            "lines": [{**LINE, "quantity": 0}, {"sku": "a", "quantity": "2"}]}
+    errors = _errors(gw.http.post(path, json=body, headers={"x-api-key": gw.partner_key}))
+    pointers = sorted(e["pointer"] for e in errors)
+    assert pointers == ["/body", "/body/customer", "/body/lines/0/quantity", "/body/lines/1",
+                        "/body/lines/1/quantity"], errors
+    assert len({(e["pointer"], e["detail"]) for e in errors}) == len(errors), errors
+
+
 @pytest.mark.parametrize(("body", "pointer"), [
     ({}, "/body"),
     ({"customer": "alice"}, "/body"),
