@@ -1,10 +1,14 @@
-"""Listening for replies on one self-assigned partition, matched by correlation id.
+"""Listening for replies on one self-assigned partition, matched by correlation id and by
+the expected replier.
 
 A Lambda instance cannot afford a consumer-group join per cold start: it assigns itself one
 partition of the reply topic, seeks to its end before the first request, and ignores
 replies meant for other instances that picked the same partition. Replies pass the same
 admission checks as requests (signature, sender, freshness, replay): a forged reply is
-refused, never handed to a caller.
+refused, never handed to a caller. A reply to a pending call must then answer it
+(``bus.reply_match``: the operation's owner, the operation, a reply or error); one that does
+not (another service that may write replies, answering first) is refused with its reason and
+the call keeps waiting for the genuine answer.
 """
 
 from __future__ import annotations
@@ -13,8 +17,9 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
-from bus.envelope import KIND_ERROR, KIND_REPLY, Envelope, now_ms
+from bus.envelope import Envelope, now_ms
 from bus.errors import MeshError
+from bus.reply_match import Expected, refusal
 from bus.transport import Reader, Record, Transport
 
 log = logging.getLogger(__name__)
@@ -34,7 +39,7 @@ class ReplyListener:
         self._reader: Reader = transport.assigned_reader(topic, partition)
         self._admit = admit
         self._reject = reject
-        self._pending: dict[str, asyncio.Future[Envelope]] = {}
+        self._pending: dict[str, tuple[Expected, asyncio.Future[Envelope]]] = {}
         self._task: asyncio.Task[None] | None = None
         self.ignored = 0
         self.rejected = 0
@@ -43,9 +48,14 @@ class ReplyListener:
         await self._reader.start()
         self._task = asyncio.create_task(self._run(), name=f"replies:{self.topic}:{self.partition}")
 
-    def expect(self, correlation_id: str) -> asyncio.Future[Envelope]:
+    def expect(self, correlation_id: str, operation: str, *, owner: str | None = None
+               ) -> asyncio.Future[Envelope]:
+        """A future for the reply to the call ``correlation_id`` of ``operation``: resolved
+        only by a reply ``bus.reply_match`` accepts (from ``owner``, by default the service
+        of the operation's name)."""
+        expected = Expected.call(correlation_id, operation, owner=owner)
         future: asyncio.Future[Envelope] = asyncio.get_running_loop().create_future()
-        self._pending[correlation_id] = future
+        self._pending[correlation_id] = (expected, future)
         return future
 
     def forget(self, correlation_id: str) -> None:
@@ -66,29 +76,35 @@ class ReplyListener:
         try:
             envelope = self._admit(record, now_ms())
         except MeshError as exc:
-            self.rejected += 1
-            log.warning("refused reply at %s:%s@%s: %s: %s", record.topic, record.partition,
-                        record.offset, exc.code, exc)
-            try:
-                await self._reject(record, exc)
-            except MeshError as quarantine_failure:
-                log.error("could not quarantine a refused reply: %s", quarantine_failure)
+            await self._refuse(record, exc)
             return
-        if envelope.kind not in (KIND_REPLY, KIND_ERROR) or envelope.correlation_id is None:
-            self.ignored += 1
-            return
-        future = self._pending.pop(envelope.correlation_id, None)
-        if future is None or future.done():
+        pending = self._pending.get(envelope.correlation_id or "")
+        if pending is None or pending[1].done():
             self.ignored += 1  # another instance's reply, or one that came after its deadline
             return
+        expected, future = pending
+        refused = refusal(expected, envelope)
+        if refused is not None:
+            await self._refuse(record, refused)  # the call keeps waiting for its answer
+            return
+        del self._pending[expected.correlation_id]
         future.set_result(envelope)
+
+    async def _refuse(self, record: Record, exc: MeshError) -> None:
+        self.rejected += 1
+        log.warning("refused reply at %s:%s@%s: %s: %s", record.topic, record.partition,
+                    record.offset, exc.code, exc)
+        try:
+            await self._reject(record, exc)
+        except MeshError as quarantine_failure:
+            log.error("could not quarantine a refused reply: %s", quarantine_failure)
 
     async def stop(self) -> None:
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
             await asyncio.wait([task], timeout=STOP_TIMEOUT_S)
-        for future in self._pending.values():
+        for _, future in self._pending.values():
             future.cancel()
         self._pending.clear()
         await self._reader.stop()

@@ -29,8 +29,9 @@ class Cast:
         return identity.signing_key
 
 
-def cast(victim: str) -> Cast:
-    produce = {CALLER: [f"{victim}.requests"], victim: [REPLIES], OTHER: [REPLIES]}
+def cast(victim: str, replies: str = REPLIES) -> Cast:
+    """``replies``: the reply topic the victim and ``atk-other`` may write to."""
+    produce = {CALLER: [f"{victim}.requests"], victim: [replies], OTHER: [replies]}
     keys = {service: generate_ed25519(service) for service in produce}
     keyring = KeyRing(verify for _, verify in keys.values())
     access = AccessPolicy.from_dict(produce)

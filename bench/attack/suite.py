@@ -11,16 +11,19 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from bench.attack import edge_cases, mesh_cases
+from bench.attack import edge_cases, mesh_cases, reply_cases
 from bench.attack.accounting import CONTROL, Outcome, Report
-from bench.attack.edge_attack import EdgePlan, loopback, run_edge
+from bench.attack.edge_attack import EdgePlan, endpoint_of, loopback, run_edge
 from bench.attack.fuzz import PARSER_FUZZ, fuzz_parser
 from bench.attack.mesh_attack import MeshPlan, run_mesh
+from bench.attack.reply_edge import run_edge_hijack
+from bench.attack.reply_hijack import run_reply_hijack
 from bus.envelope import now_ms
 from infra.settings import Settings
 
-CATEGORIES = (*(f"mesh.{c}" for c in mesh_cases.CATEGORIES),
-              *(f"edge.{c}" for c in edge_cases.CATEGORIES), PARSER_FUZZ)
+CATEGORIES = (*(f"mesh.{c}" for c in (*mesh_cases.CATEGORIES, *reply_cases.CATEGORIES)),
+              *(f"edge.{c}" for c in (*edge_cases.CATEGORIES, *reply_cases.CATEGORIES)),
+              PARSER_FUZZ)
 
 
 @dataclass(frozen=True)
@@ -61,14 +64,19 @@ def run(plan: Plan, say: Callable[[str], None] = lambda _: None,
 
     started = time.monotonic()
     mesh, notes = asyncio.run(run_mesh(bootstrap, plan.mesh))
+    hijacks, more = asyncio.run(run_reply_hijack(bootstrap, plan.mesh))
+    mesh += hijacks
     report.add(_in_suite("mesh", mesh))
-    report.notes += notes
+    report.notes += notes + more
     say(f"mesh: {len(mesh)} records in {time.monotonic() - started:.1f}s")
 
     started = time.monotonic()
     edge, notes = run_edge(settings, plan.edge)
+    hijacks, more = asyncio.run(run_edge_hijack(settings, endpoint_of(settings),
+                                                plan.edge.rounds, plan.edge.timeout_s))
+    edge += hijacks
     report.add(_in_suite("edge", edge))
-    report.notes += notes
+    report.notes += notes + more
     say(f"edge: {len(edge)} requests in {time.monotonic() - started:.1f}s")
     report.notes += [f"{name}: no case was tried" for name in CATEGORIES
                      if name not in report.categories]

@@ -2,10 +2,12 @@
 Lambda fed by a Kafka event-source mapping both call per record.
 
 Every reply is admitted like any mesh message (size, envelope, signature of the replying
-service, its right to produce to the topic, freshness, replay) and must come from the service
-that owns the operation it answers; a refused reply is parked on the quarantine topic with
-the reason and never recorded. The completion is conditional (still pending, same
-operation), so a redelivered or duplicate reply changes nothing.
+service, its right to produce to the topic, freshness, replay) and must answer its call by the
+rule every caller applies (``bus.reply_match``: a reply or error, from the service that owns
+the operation). The operation submitted under the correlation id is in the store, and the
+completion is conditional on it (still pending, same operation): a reply as another operation
+is refused there (``unexpected_reply_type``). A refused reply is parked on the quarantine
+topic with the reason and never recorded; a redelivered or duplicate reply changes nothing.
 
 ``record`` raises only retriable ``MeshError``s (the store or the quarantine topic is away):
 the caller retries the same record later and must not commit past it. A record admitted once
@@ -24,12 +26,12 @@ from typing import Any, Literal
 from bus import codec
 from bus.client import remote_error
 from bus.config import BusSettings
-from bus.envelope import KIND_ERROR, KIND_REPLY, Envelope, now_ms
+from bus.envelope import KIND_ERROR, Envelope, now_ms
 from bus.errors import EnvelopeError, MeshError
 from bus.identity import Identity
 from bus.inbound import InboundGuard
 from bus.replay import ReplayGuard
-from bus.topics import service_of
+from bus.reply_match import Expected, UnexpectedReplyType, refusal
 from bus.transport import Record
 from functions.shared.operations_store import OperationsStore, error_body
 
@@ -44,22 +46,6 @@ LAG_ALLOWANCE_MS = 24 * 3600 * 1000
 
 Outcome = Literal["completed", "duplicate", "unknown", "late", "quarantined"]
 Quarantine = Callable[[Record, MeshError], Awaitable[None]]
-
-
-class NotAReply(MeshError):
-    code = "unexpected_kind"
-
-
-class WrongReplier(MeshError):
-    """A reply from a service that does not own the operation it claims to answer."""
-
-    code = "wrong_replier"
-
-
-class OperationMismatch(MeshError):
-    """A reply whose operation is not the one submitted under its correlation id."""
-
-    code = "operation_mismatch"
 
 
 def recorder_guard(identity: Identity, settings: BusSettings, *,
@@ -113,10 +99,11 @@ class ReplyRecorder:
 
     def _admit(self, record: Record) -> Envelope:
         reply = self._guard.admit(record, now_ms())
-        if reply.kind not in (KIND_REPLY, KIND_ERROR) or not reply.correlation_id:
-            raise NotAReply(f"a {reply.kind} where a reply belongs")
-        if service_of(reply.type) != reply.source:
-            raise WrongReplier(f"{reply.source} answered {reply.type}, which it does not own")
+        # The operation it claims to answer here; the store's conditional completion checks
+        # that it is the one submitted under this correlation id.
+        refused = refusal(Expected.call(reply.correlation_id or "", reply.type), reply)
+        if refused is not None:
+            raise refused
         return reply
 
     async def _complete(self, record: Record, reply: Envelope) -> Outcome:
@@ -130,7 +117,7 @@ class ReplyRecorder:
                 raise
             return await self._refuse(record, exc)  # the store will never take it: park it
         if done == "mismatch":
-            return await self._refuse(record, OperationMismatch(
+            return await self._refuse(record, UnexpectedReplyType(
                 f"operation {reply.correlation_id} was not submitted as {reply.type}"))
         if done != "completed":
             log.info("reply %s for operation %s not recorded: %s", reply.id,

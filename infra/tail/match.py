@@ -1,5 +1,9 @@
 """What ``meshgate tail`` shows, as pure logic: each record decoded and its signature checked
 against the keyring, then requests matched with their replies by correlation id into calls.
+A reply pairs with its call only if a caller would take it: signed (when the request is), and
+accepted by ``bus.reply_match`` (from the operation's owner, as that operation). Any other
+reply to a pending call is shown at once as ``HIJACK`` (or ``rejected`` for a bad signature),
+with the reason, and the call keeps waiting for its genuine answer.
 
 No I/O here: the Kafka side is ``infra.tail.reader``, the printing ``infra.tail.render``.
 Memory is bounded: at most ``max_pending`` unanswered requests are kept (the oldest are
@@ -19,7 +23,9 @@ from typing import Final, Literal
 from bus.envelope import KIND_ERROR, KIND_REPLY, KIND_REQUEST, Envelope, from_record
 from bus.errors import EnvelopeError, MeshError
 from bus.keys import KeyRing
+from bus.reply_match import Expected, refusal
 from bus.signing import verify
+from bus.topics import BadOperationName
 
 Signature = Literal["verified", "FORGED", "unsigned"]
 VERIFIED: Final = "verified"
@@ -32,6 +38,8 @@ OK: Final = "ok"
 TIMEOUT: Final = "timeout"
 REJECTED: Final = "rejected"  # a request receivers refuse (bad or no signature): no reply comes
 MALFORMED: Final = "malformed"  # not a mesh envelope at all
+HIJACK: Final = "HIJACK"  # a signed reply to a call from someone who may not answer it
+MAX_EARLY_PER_CALL: Final = 8
 NO_DEADLINE_WAIT_MS: Final = 60_000
 
 
@@ -141,6 +149,17 @@ def reply_result(reply: Envelope) -> tuple[str, str | None]:
             message if isinstance(message, str) else None)
 
 
+def reply_refusal(operation: str, reply: Envelope, owners: Mapping[str, str]
+                  ) -> MeshError | None:
+    """Why a caller of ``operation`` would refuse ``reply`` (``bus.reply_match``), or None."""
+    try:
+        expected = Expected.call(reply.correlation_id or "", operation,
+                                 owner=owners.get(operation))
+    except BadOperationName as exc:
+        return exc
+    return refusal(expected, reply)
+
+
 @dataclass
 class _Pending:
     seen: Seen
@@ -180,7 +199,7 @@ class Matcher:
     _done: OrderedDict[str, None] = field(default_factory=OrderedDict)
     # Replies read before their request (partitions are fetched independently), held for
     # ``grace_ms`` in case the request follows.
-    _early: OrderedDict[str, Seen] = field(default_factory=OrderedDict)
+    _early: OrderedDict[str, list[Seen]] = field(default_factory=OrderedDict)
 
     def __post_init__(self) -> None:
         if self.max_pending < 1 or self.max_done < 0:
@@ -215,27 +234,30 @@ class Matcher:
             known.attempts += 1
             return []
         self._pending[correlation] = _Pending(seen, envelope)
-        early = self._early.pop(correlation, None)
-        if early is not None:
-            return self.feed(early)
         if len(self._pending) > self.max_pending:
             self._pending.popitem(last=False)
             self.dropped += 1
-        return []
+        return [call for early in self._early.pop(correlation, []) for call in self.feed(early)]
 
     def _reply(self, seen: Seen, reply: Envelope) -> list[Call]:
         correlation = reply.correlation_id or ""
         result, message = reply_result(reply)
-        pending = self._pending.pop(correlation, None)
+        pending = self._pending.get(correlation)
         if pending is None:
             if correlation in self._done:
                 self.duplicates += 1
-            elif correlation not in self._early:
-                self._early[correlation] = seen
+            else:
+                early = self._early.setdefault(correlation, [])
+                if len(early) < MAX_EARLY_PER_CALL:
+                    early.append(seen)
                 if len(self._early) > self.max_pending:
                     self._early.popitem(last=False)
                     self.dropped += 1
             return []
+        refused = self._refused(pending, seen, reply)
+        if refused is not None:
+            return [refused]  # the call keeps waiting for its genuine answer
+        del self._pending[correlation]
         self._remember(correlation)
         request = pending.envelope
         return [Call(request.time_ms, request.type, request.source, reply.source,
@@ -245,11 +267,31 @@ class Matcher:
                      correlation, pending.attempts,
                      detail=_join(seen.signature_problem, message))]
 
+    def _refused(self, pending: _Pending, seen: Seen, reply: Envelope) -> Call | None:
+        """The line for a reply the caller would refuse (it does not end the call)."""
+        request = pending.envelope
+        result, problem = REJECTED, seen.signature_problem
+        if seen.signature == UNSIGNED and pending.seen.signature == VERIFIED:
+            problem = "missing_signature"
+        elif seen.signature != FORGED:
+            refused = reply_refusal(request.type, reply, self.owners)
+            if refused is None:
+                return None
+            result, problem = HIJACK, f"{refused.code}: {refused}"
+        return Call(reply.time_ms, request.type, request.source, reply.source,
+                    max(0, reply.time_ms - request.time_ms), result,
+                    worst(pending.seen.signature, seen.signature),
+                    principal_subject(request.principal), trace_id(request.traceparent),
+                    reply.correlation_id, pending.attempts, detail=problem)
+
     def _orphan(self, seen: Seen) -> Call:
         """A reply whose request came before we started reading (or was dropped)."""
         reply = seen.envelope
         assert reply is not None
         result, message = reply_result(reply)
+        refused = reply_refusal(reply.type, reply, self.owners)
+        if refused is not None and seen.signature == VERIFIED:
+            result, message = HIJACK, f"{refused.code}: {refused}"
         return Call(reply.time_ms, reply.type, None, reply.source, None, result,
                     seen.signature, None, trace_id(reply.traceparent), reply.correlation_id,
                     detail=_join(seen.signature_problem, message))
@@ -258,12 +300,13 @@ class Matcher:
         """Calls whose deadline (plus a grace for the reply in flight) has passed, and
         replies that waited ``grace_ms`` for a request that never came."""
         calls: list[Call] = []
-        for correlation, seen in list(self._early.items()):
-            assert seen.envelope is not None
-            if now_ms >= seen.envelope.time_ms + self.grace_ms:
+        for correlation, early in list(self._early.items()):
+            first = early[0].envelope
+            assert first is not None
+            if now_ms >= first.time_ms + self.grace_ms:
                 del self._early[correlation]
                 self._remember(correlation)
-                calls.append(self._orphan(seen))
+                calls.extend(self._orphan(seen) for seen in early)
         for correlation, pending in list(self._pending.items()):
             request = pending.envelope
             deadline = (request.deadline_ms if request.deadline_ms is not None

@@ -7,7 +7,7 @@ import json
 from datetime import UTC, datetime
 from typing import Final
 
-from infra.tail.match import FORGED, OK, UNSIGNED, Call
+from infra.tail.match import FORGED, HIJACK, OK, UNSIGNED, Call
 
 COLUMNS: Final = (("TIME (UTC)", 12), ("OPERATION", 22), ("CALLER -> CALLEE", 26),
                   ("LATENCY", 9), ("RESULT", 18), ("SIGNATURE", 9), ("PRINCIPAL", 0))
@@ -52,7 +52,7 @@ def json_line(call: Call) -> str:
 
 def style_of(call: Call) -> str:
     """A rich style for the call's line on a terminal."""
-    if call.signature == FORGED:
+    if call.signature == FORGED or call.result == HIJACK:
         return "bold red"
     if call.signature == UNSIGNED:
         return "magenta"

@@ -236,7 +236,7 @@ async def test_duplicates_change_nothing_and_forgeries_are_parked(
     finally:
         await reader.close()
     assert sorted(dict(r.headers)[H_REASON].decode() for r in parked) == [
-        "missing_signature", "unknown_key_id", "wrong_replier"]
+        "missing_signature", "unexpected_replier", "unknown_key_id"]
 
 
 class SlowStore(DynamoDBOperationsStore):

@@ -362,7 +362,7 @@ async def test_reply_listener_starts_at_the_end_and_filters_by_correlation(
     await send_reply(b'{"old":true}', request)
     listener = await client.start()
     try:
-        waiter = listener.expect(request.correlation_id or "")
+        waiter = listener.expect(request.correlation_id or "", request.type)
         stranger = new_request(source="x", operation="svc.op", value=b"{}",
                                reply_to=ReplyTo("mesh.replies", 7), deadline_ms=now_ms() + 10_000)
         await send_reply(b"{}", stranger)

@@ -287,8 +287,8 @@ async def test_forged_and_misdirected_replies_are_parked_not_recorded(
     async with running(runner.run):
         await eventually(lambda: runner.recorder.counts["quarantined"] == 6)
     assert sorted(parked(broker)) == sorted([
-        "unknown_key_id", "missing_signature", "bad_signature", "wrong_replier",
-        "operation_mismatch", "bad_envelope"])
+        "unknown_key_id", "missing_signature", "bad_signature", "unexpected_replier",
+        "unexpected_reply_type", "bad_envelope"])
     for op in (operation_id, other_id):
         record = await store.get(op)
         assert record is not None

@@ -201,7 +201,7 @@ async def test_late_reply_is_ignored(broker: MemoryBroker, client: MeshClient) -
     [record] = _requests(broker)
     request = from_record(record.headers, record.value)
     listener = await client.start()
-    probe = listener.expect("probe")
+    probe = listener.expect("probe", "orders.create")
     for correlation_id in (request.id, "probe"):
         _append(broker, "mesh.replies", REPLY_PARTITION,
                 Envelope(id=f"r-{correlation_id}", source="orders", type="orders.create",

@@ -15,6 +15,7 @@ from bus.signing import sign
 from infra.tail import render
 from infra.tail.match import (
     FORGED,
+    HIJACK,
     MALFORMED,
     OK,
     REJECTED,
@@ -32,7 +33,8 @@ from infra.tail.match import (
 
 GATEWAY, GATEWAY_VERIFY = generate_ed25519("gateway")
 ORDERS, ORDERS_VERIFY = generate_ed25519("orders")
-KEYRING = KeyRing([GATEWAY_VERIFY, ORDERS_VERIFY])
+INVENTORY, INVENTORY_VERIFY = generate_ed25519("inventory")
+KEYRING = KeyRing([GATEWAY_VERIFY, ORDERS_VERIFY, INVENTORY_VERIFY])
 T0 = 1_700_000_000_000
 TRACE = "0af7651916cd43dd8448eb211c80319c"
 PRINCIPAL = json.dumps({"sub": "alice", "method": "jwt", "iss": "https://issuer"})
@@ -100,14 +102,79 @@ def test_a_forged_or_unsigned_request_is_shown_at_once_as_rejected() -> None:
     assert matcher.pending == 0
 
 
-def test_a_forged_reply_makes_the_call_forged() -> None:
+def test_a_forged_reply_is_rejected_and_the_call_waits_for_the_genuine_one() -> None:
     matcher = Matcher()
     req = request()
     matcher.feed(seen(req, "orders.requests", GATEWAY))
-    [call] = matcher.feed(seen(reply(req, at=T0 + 5), "mesh.replies", GATEWAY))  # wrong sender
-    assert call.signature == FORGED
-    assert call.detail is not None
-    assert "sender_mismatch" in call.detail
+    [forged] = matcher.feed(seen(reply(req, at=T0 + 5), "mesh.replies", GATEWAY))  # wrong sender
+    assert (forged.signature, forged.result, forged.detail) == (FORGED, REJECTED,
+                                                                "sender_mismatch")
+    [unsigned] = matcher.feed(seen(reply(req, at=T0 + 6), "mesh.replies", None, offset=1))
+    assert (unsigned.result, unsigned.detail) == (REJECTED, "missing_signature")
+    assert matcher.pending == 1
+    [call] = matcher.feed(seen(reply(req, at=T0 + 9), "mesh.replies", ORDERS, offset=2))
+    assert (call.result, call.signature, call.callee, call.latency_ms) == (OK, VERIFIED,
+                                                                          "orders", 9)
+
+
+def hijack(to: Envelope, source: str, *, at: int, operation: str | None = None,
+           error: bool = False) -> Envelope:
+    value = b'{"code":"not_found","message":"no such order"}' if error else b'{"total":"0"}'
+    envelope = replace(reply_for(to, source=source, value=value, error=error), time_ms=at)
+    return envelope if operation is None else replace(envelope, type=operation)
+
+
+@pytest.mark.parametrize(("source", "operation", "error", "reason"), [
+    ("inventory", None, False, "unexpected_replier"),
+    ("inventory", None, True, "unexpected_replier"),
+    ("orders", "orders.quote", False, "unexpected_reply_type"),
+])
+def test_a_validly_signed_reply_from_anyone_but_the_owner_is_a_hijack_never_ok(
+    source: str, operation: str | None, error: bool, reason: str,
+) -> None:
+    matcher = Matcher(owners={"orders.create": "orders"})
+    req = request()
+    matcher.feed(seen(req, "orders.requests", GATEWAY))
+    key = INVENTORY if source == "inventory" else ORDERS
+    [hijacked] = matcher.feed(seen(hijack(req, source, at=T0 + 3, operation=operation,
+                                          error=error), "mesh.replies", key))
+    assert (hijacked.result, hijacked.signature, hijacked.callee) == (HIJACK, VERIFIED, source)
+    assert hijacked.detail is not None
+    assert hijacked.detail.startswith(f"{reason}: ")
+    assert render.style_of(hijacked) == "bold red"
+    assert "HIJACK" in render.text_line(hijacked)
+    assert matcher.pending == 1  # still waiting: the owner's genuine reply is the call
+    [call] = matcher.feed(seen(reply(req, at=T0 + 30), "mesh.replies", ORDERS, offset=1))
+    assert (call.result, call.callee, call.latency_ms) == (OK, "orders", 30)
+    assert matcher.pending == 0
+
+
+def test_the_policy_owner_is_the_expected_replier() -> None:
+    matcher = Matcher(owners={"orders.create": "inventory"})
+    req = request()
+    matcher.feed(seen(req, "orders.requests", GATEWAY))
+    [hijacked] = matcher.feed(seen(reply(req, at=T0 + 3), "mesh.replies", ORDERS))
+    assert hijacked.result == HIJACK
+    [call] = matcher.feed(seen(hijack(req, "inventory", at=T0 + 4), "mesh.replies", INVENTORY,
+                               offset=1))
+    assert (call.result, call.callee) == (OK, "inventory")
+
+
+def test_replies_read_before_their_request_are_judged_when_it_comes() -> None:
+    matcher = Matcher(owners={"orders.create": "orders"}, grace_ms=1_000)
+    req = request()
+    assert matcher.feed(seen(hijack(req, "inventory", at=T0 + 2), "mesh.replies",
+                             INVENTORY)) == []
+    assert matcher.feed(seen(reply(req, at=T0 + 5), "mesh.replies", ORDERS, offset=1)) == []
+    hijacked, call = matcher.feed(seen(req, "orders.requests", GATEWAY))
+    assert (hijacked.result, call.result, call.callee) == (HIJACK, OK, "orders")
+
+
+def test_a_lone_reply_from_a_service_that_does_not_own_its_operation_is_a_hijack() -> None:
+    matcher = Matcher(grace_ms=0)
+    matcher.feed(seen(hijack(request(), "inventory", at=T0 + 2), "mesh.replies", INVENTORY))
+    [call] = matcher.expire(T0 + 2)
+    assert (call.caller, call.callee, call.result) == (None, "inventory", HIJACK)
 
 
 def test_an_error_reply_shows_its_code() -> None:
