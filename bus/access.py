@@ -24,6 +24,8 @@ class AccessPolicy:
     # None: consumption is not restricted by this map (older access maps had no consume).
     consume: Mapping[str, frozenset[str]] | None = None
     allow_all: bool = False
+    # Operator -> the base topics whose dead letters it may replay (bus.replay_countersign).
+    replay: Mapping[str, frozenset[str]] = field(default_factory=dict)
 
     @classmethod
     def open(cls) -> AccessPolicy:
@@ -35,10 +37,12 @@ class AccessPolicy:
         cls,
         produce: Mapping[str, Iterable[str]],
         consume: Mapping[str, Iterable[str]] | None = None,
+        replay: Mapping[str, Iterable[str]] | None = None,
     ) -> AccessPolicy:
         return cls(
             {service: frozenset(topics) for service, topics in produce.items()},
             None if consume is None else {s: frozenset(t) for s, t in consume.items()},
+            replay={s: frozenset(t) for s, t in (replay or {}).items()},
         )
 
     def may_produce(self, service: str, topic: str) -> bool:
@@ -48,6 +52,9 @@ class AccessPolicy:
         if self.allow_all or self.consume is None:
             return True
         return _matches(self.consume.get(service, frozenset()), topic)
+
+    def may_replay(self, operator: str, topic: str) -> bool:
+        return self.allow_all or _matches(self.replay.get(operator, frozenset()), topic)
 
     def check_produce(self, service: str, topic: str) -> None:
         if not self.may_produce(service, topic):

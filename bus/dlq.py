@@ -1,33 +1,48 @@
 """The dead-letter tool: list what sits on a dead-letter topic, and replay a dead letter.
 
+A replay republishes the dead letter's *original* record, unchanged and still signed by its
+sender, to the base topic named by the dead-letter topic (never by a header), countersigned
+by an operator (``bus.replay_countersign``). Nothing is published unless the original
+verifies against that base topic with the keyring, its sender may produce there, it is an
+event, and the operator may replay onto the topic: the tool cannot make anyone say anything.
+
 Thin I/O over ``bus.transport.Transport``; the decisions (``dead_letter_from_record``,
-``replay_envelope``) are pure functions.
+``plan_replay``) are pure functions.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from bus.envelope import Envelope, from_record, new_id, to_headers
+from bus.access import AccessPolicy, NotAllowed
+from bus.envelope import KIND_EVENT, Envelope, Headers, from_record, new_id, to_headers
 from bus.errors import EnvelopeError, MeshError
+from bus.inbound import base_topic
+from bus.keys import KeyRing, SigningKey, UnknownKeyId
+from bus.replay_countersign import ReplayNotAllowed, countersign, without_replay_headers
 from bus.retry_topics import (
-    H_REPLAY_OF,
+    DLT_SUFFIX,
     FailureHeaders,
     parse_failure_headers,
     without_failure_headers,
 )
-from bus.tracing import child_of
+from bus.signing import SignatureError, verify
 from bus.transport import Record, Transport
 
 DEFAULT_IDLE_TIMEOUT_S = 1.0
 
 
 class NotReplayable(MeshError):
-    """A dead letter that cannot be replayed: unreadable envelope, or no original topic."""
+    """A dead letter the tool refuses to replay; ``reason`` is the code of what failed
+    (``missing_signature``, ``bad_signature``, ``wrong_topic``, ...)."""
 
     code = "not_replayable"
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(f"{reason}: {message}")
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -142,71 +157,108 @@ async def list_dead_letters(
     return [dead_letter_from_record(record) for record in records[:limit]]
 
 
-def _replayable(dead_letter: DeadLetter) -> tuple[str, Envelope]:
-    """The original topic and envelope of ``dead_letter``, or ``NotReplayable``."""
+@dataclass(frozen=True)
+class ReplayPlan:
+    """What a replay sends: the original record plus the countersignature, to ``topic``."""
+
+    topic: str
+    key: bytes | None
+    value: bytes
+    headers: Headers
+    original_id: str
+    replay_id: str
+    source: str
+
+
+def _where(dead_letter: DeadLetter) -> str:
+    return f"{dead_letter.topic}:{dead_letter.partition}@{dead_letter.offset}"
+
+
+@dataclass(frozen=True)
+class Replayer:
+    """Who replays (``operator``, with its own key) and what it checks against."""
+
+    keyring: KeyRing
+    access: AccessPolicy
+    operator: str
+    operator_key: SigningKey
+
+    def plan(self, dead_letter: DeadLetter, *, now_ms: int,
+             replay_id: str | None = None) -> ReplayPlan:
+        """The replay of ``dead_letter``, or ``NotReplayable`` with the reason.
+
+        The destination is the base topic of the dead-letter topic's *name*; the failure
+        header ``mesh_original_topic`` (unsigned) must agree with it. The original must
+        verify against that topic with the keyring (missing, malformed, unknown-key, bad
+        and impersonating signatures are refused with their own code), be an event
+        (requests are never dead-lettered: their caller stops waiting at the deadline), and
+        its sender must be allowed to produce there. The operator must be allowed to
+        replay onto it, with a key the keyring gives to the operator.
+        """
+        base, envelope = _dead_letter_of(dead_letter)
+        try:
+            verify(envelope, base, self.keyring)
+            self.access.check_produce(envelope.source, base)
+        except (SignatureError, UnknownKeyId, NotAllowed) as exc:
+            raise NotReplayable(exc.code, f"{envelope.id} as sent to {base}: "
+                                f"{exc.message}") from exc
+        if not self.access.may_replay(self.operator, base):
+            raise NotReplayable(ReplayNotAllowed.code, f"{self.operator} may not replay onto "
+                                f"{base} (policy: operators.{self.operator}.replay)")
+        key_id = self.operator_key.key_id
+        if key_id not in self.keyring or self.keyring.get(key_id).service != self.operator:
+            raise NotReplayable("operator_key_unknown", f"key {key_id} is not published as "
+                                f"{self.operator}'s in the keyring (run meshgate deploy)")
+        original = replace(envelope, attempt=1, extra=without_replay_headers(
+            without_failure_headers(envelope.extra)))
+        replay_id = replay_id or new_id()
+        stamp = countersign(original, base, self.operator_key, replay_id=replay_id,
+                            time_ms=now_ms)
+        return ReplayPlan(topic=base, key=dead_letter.key, value=original.value,
+                          headers=[*to_headers(original), *stamp], original_id=envelope.id,
+                          replay_id=replay_id, source=envelope.source)
+
+    def plan_first(self, candidates: Sequence[DeadLetter], *, now_ms: int) -> ReplayPlan:
+        """The plan for the latest of ``candidates`` (dead letters sharing an id) that can
+        be replayed: a forged copy next to a genuine one is never the one sent. Raises the
+        latest one's ``NotReplayable`` when none can."""
+        refusal: NotReplayable | None = None
+        for letter in reversed(candidates):
+            try:
+                return self.plan(letter, now_ms=now_ms)
+            except NotReplayable as exc:
+                refusal = refusal or exc
+        if refusal is None:
+            raise ValueError("no dead letters to choose from")
+        raise refusal
+
+
+def _dead_letter_of(dead_letter: DeadLetter) -> tuple[str, Envelope]:
+    """The base topic and envelope of a dead letter whose record says where it failed,
+    consistently with the dead-letter topic's name; ``NotReplayable`` otherwise."""
+    topic = dead_letter.topic
+    base = base_topic(topic)
+    if not topic.endswith(DLT_SUFFIX) or base == topic:
+        raise NotReplayable("not_a_dead_letter_topic",
+                            f"{topic} is not a dead-letter topic (<topic>{DLT_SUFFIX})")
     envelope = dead_letter.envelope
     if envelope is None:
-        raise NotReplayable(
-            f"{dead_letter.topic}:{dead_letter.partition}@{dead_letter.offset} is not a valid "
-            f"envelope: {dead_letter.parse_error}"
-        )
+        raise NotReplayable("bad_envelope", f"{_where(dead_letter)} is not a valid envelope: "
+                                            f"{dead_letter.parse_error}")
     if dead_letter.original_topic is None:
-        raise NotReplayable(
-            f"dead letter {envelope.id} does not say its original topic"
-            + (f" ({dead_letter.failure_error})" if dead_letter.failure_error else "")
-        )
-    return dead_letter.original_topic, envelope
+        raise NotReplayable("not_a_dead_letter", f"{envelope.id} has no readable failure "
+                            f"headers ({dead_letter.failure_error or 'none'})")
+    if dead_letter.original_topic != base:
+        raise NotReplayable("wrong_topic", f"{envelope.id} says it failed on "
+                            f"{dead_letter.original_topic!r}, but {topic} holds dead letters "
+                            f"of {base}")
+    if envelope.kind != KIND_EVENT:
+        raise NotReplayable("not_an_event", f"{envelope.id} is a {envelope.kind}: only events "
+                            "are replayed (a request's caller stopped waiting at its deadline)")
+    return base, envelope
 
 
-def replay_envelope(dead_letter: DeadLetter, *, now_ms: int) -> Envelope:
-    """The new message that replays ``dead_letter``: a new id and time, attempt 1,
-    ``mesh_replay_of`` set to the dead message's id, the failure headers dropped and no
-    signature; type, kind, source, value, reply-to, correlation id and content type kept,
-    and a new span in the same trace. A deadline keeps its original length, counted from
-    the new time (the old one has passed: a worker would drop the message as expired).
-
-    Raises ``NotReplayable`` when the record's envelope could not be parsed or the original
-    topic is unknown.
-    """
-    _, envelope = _replayable(dead_letter)
-    deadline_ms = None
-    if envelope.deadline_ms is not None:
-        deadline_ms = now_ms + max(0, envelope.deadline_ms - envelope.time_ms)
-    extra = tuple(
-        (name, raw)
-        for name, raw in without_failure_headers(envelope.extra)
-        if name != H_REPLAY_OF
-    )
-    return replace(
-        envelope,
-        id=new_id(),
-        time_ms=now_ms,
-        deadline_ms=deadline_ms,
-        attempt=1,
-        signature=None,
-        traceparent=None if envelope.traceparent is None else child_of(envelope.traceparent),
-        extra=(*extra, (H_REPLAY_OF, envelope.id.encode("utf-8"))),
-    )
-
-
-def _unsigned(envelope: Envelope, topic: str) -> Envelope:
-    return envelope
-
-
-async def replay(
-    transport: Transport,
-    dead_letter: DeadLetter,
-    *,
-    sign: Callable[[Envelope, str], Envelope] = _unsigned,
-    now_ms: Callable[[], int],
-) -> str:
-    """Republish ``dead_letter`` to its original topic as a new message (see
-    ``replay_envelope``), passed through ``sign(envelope, topic)`` and sent with the dead
-    record's key; returns the new message id once the broker has acknowledged it.
-
-    Raises ``NotReplayable`` (nothing sent) for a dead letter that cannot be replayed.
-    """
-    topic, _ = _replayable(dead_letter)
-    signed = sign(replay_envelope(dead_letter, now_ms=now_ms()), topic)
-    await transport.send(topic, signed.value, headers=to_headers(signed), key=dead_letter.key)
-    return signed.id
+async def send_replay(transport: Transport, plan: ReplayPlan) -> str:
+    """Publish ``plan``; returns its replay id once the broker has acknowledged it."""
+    await transport.send(plan.topic, plan.value, headers=plan.headers, key=plan.key)
+    return plan.replay_id

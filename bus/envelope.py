@@ -35,6 +35,12 @@ H_CONTENT_TYPE = "content-type"
 # Who the call is made for (the edge's authenticated caller), as compact JSON; signed, so a
 # service can authorize on it. Nested calls inherit it.
 H_PRINCIPAL = "mesh_principal"
+# An operator's replay of a dead letter (bus.replay_countersign): the original record, unchanged
+# and still carrying its own mesh_sig, plus the operator's countersignature over it. Not
+# parsed into Envelope fields: they travel in ``extra`` and admission verifies them.
+H_REPLAY_ID = "mesh_replay_id"
+H_REPLAY_TIME = "mesh_replay_time"
+H_REPLAY_SIG = "mesh_replay_sig"
 
 KIND_REQUEST = "request"
 KIND_REPLY = "reply"

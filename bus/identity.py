@@ -130,8 +130,11 @@ def load_identity(
     consume = access_data.get("consume") if isinstance(access_data, dict) else None
     if consume is not None and not isinstance(consume, dict):
         raise IdentityError("the access map's 'consume' must be {service: [topics]}")
+    replay = access_data.get("replay") if isinstance(access_data, dict) else None
+    if replay is not None and not isinstance(replay, dict):
+        raise IdentityError("the access map's 'replay' must be {operator: [topics]}")
     if not isinstance(produce, dict):
         raise IdentityError("the access map needs {'produce': {service: [topics]}}")
     return Identity(settings.service_name, key, keyring,
-                    AccessPolicy.from_dict(produce, consume))
+                    AccessPolicy.from_dict(produce, consume, replay))
 

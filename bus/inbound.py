@@ -9,7 +9,7 @@ the topic *name* (never from a header, which is not signed).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from bus.access import AccessPolicy
 from bus.config import BusSettings
@@ -18,6 +18,7 @@ from bus.errors import MeshError
 from bus.identity import Identity
 from bus.keys import KeyRing
 from bus.replay import ReplayGuard
+from bus.replay_countersign import check_replay
 from bus.signing import check_fresh, verify
 from bus.transport import Record
 
@@ -53,10 +54,15 @@ class InboundGuard:
         if self.keyring is not None:
             verify(envelope, topic, self.keyring)
         self.access.check_produce(envelope.source, topic)
+        # An operator's replay of a dead letter: the original, verified above, plus a
+        # countersignature; judged on its own time and deduplicated on its own id.
+        stamp = check_replay(envelope, topic, self.keyring, self.access.may_replay)
+        seen_as = f"{envelope.source}/{envelope.id}" if stamp is None else stamp.dedupe_key
+        seen_at = envelope.time_ms if stamp is None else stamp.time_ms
         window = self.window_ms + (self.retry_allowance_ms if topic != record.topic else 0)
-        check_fresh(envelope, now_ms, window)
+        check_fresh(replace(envelope, time_ms=seen_at), now_ms, window)
         self.replay.check_and_remember(
-            f"{record.topic}/{envelope.source}/{envelope.id}", envelope.time_ms, now_ms,
+            f"{record.topic}/{seen_as}", seen_at, now_ms,
             position=f"{record.partition}:{record.offset}",
         )
         return envelope

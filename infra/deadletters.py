@@ -1,8 +1,10 @@
 """``meshgate dlq``: list, show and replay the records of a dead-letter topic.
 
-A replay is a new message sent *as the original sender*: it is signed with that service's
-key (from Secrets Manager) and must pass the same access map, so the tool cannot make a
-service say anything it could not have sent itself.
+A replay republishes the dead letter's original record, still signed by its sender, to the
+base topic of the dead-letter topic, countersigned by the operator ``meshgate-operator``
+(its key ``<stack>/meshgate-operator/signing-key`` is created by deploy and published in the
+keyring). The tool never loads a service's key: it cannot make a service say anything. It
+checks what receivers check (``bus.dlq.Replayer``) and publishes nothing when a check fails.
 """
 
 from __future__ import annotations
@@ -14,11 +16,10 @@ from datetime import UTC, datetime
 
 from bus.access import AccessPolicy
 from bus.config import BusSettings
-from bus.dlq import DeadLetter, list_dead_letters, replay
+from bus.dlq import DeadLetter, NotReplayable, Replayer, list_dead_letters, send_replay
 from bus.envelope import now_ms
-from bus.identity import Identity
 from bus.kafka import KafkaTransport
-from bus.keys import signing_key_from_bytes
+from bus.keys import InvalidKey, KeyRing, SigningKey, signing_key_from_bytes
 from infra import deploy, identity, tui
 from infra.errors import InfraError
 from infra.policy import access_map
@@ -91,31 +92,54 @@ def show_command(settings: Settings, topic: str, message_id: str, say: Say) -> N
     }, indent=2))
 
 
-def sender_identity(settings: Settings, service: str) -> Identity:
-    """The original sender's signing identity, from its key in Secrets Manager."""
+OPERATOR = "meshgate-operator"
+
+
+def operator_key(settings: Settings, operator: str = OPERATOR) -> SigningKey:
+    """The operator's signing key, from Secrets Manager (never a service's)."""
     secrets = deploy.client(settings, "secretsmanager")
-    with deploy.aws_errors(settings, f"signing key of {service}"):
-        raw = secrets.get_secret_value(SecretId=identity.secret_name(settings, service))
-    key = signing_key_from_bytes(bytes(raw["SecretBinary"]))
+    with deploy.aws_errors(settings, f"signing key of {operator}"):
+        raw = secrets.get_secret_value(SecretId=identity.secret_name(settings, operator))
+    return signing_key_from_bytes(bytes(raw["SecretBinary"]))
+
+
+def published_keyring(settings: Settings) -> KeyRing:
+    """The public keyring the last deploy published (``.local/identity/keyring.json``)."""
+    path = settings.local_dir / "identity" / "keyring.json"
+    try:
+        return KeyRing.from_dict(json.loads(path.read_text()))
+    except (OSError, ValueError, InvalidKey) as exc:
+        raise InfraError(f"cannot read the published keyring {path}: {exc}",
+                         "run 'meshgate deploy'") from exc
+
+
+def replayer(settings: Settings, operator: str = OPERATOR) -> Replayer:
     access = access_map(settings.root / "policies")
-    return Identity(service, key, None, AccessPolicy.from_dict(access["produce"],
-                                                              access["consume"]))
+    return Replayer(
+        keyring=published_keyring(settings),
+        access=AccessPolicy.from_dict(access["produce"], access["consume"], access["replay"]),
+        operator=operator, operator_key=operator_key(settings, operator))
 
 
 def replay_command(settings: Settings, topic: str, message_id: str, say: Say) -> str:
+    """Replay the dead letter ``message_id`` of ``topic``; ``InfraError`` (nothing published)
+    when it is refused."""
     async def run() -> str:
         transport = _transport(settings)
         try:
-            letter = _find(await list_dead_letters(transport, topic, MAX_LIST), message_id,
-                           topic)
-            if letter.envelope is None:
-                raise InfraError(f"dead letter {message_id} is not a readable envelope",
-                                 "it cannot be replayed")
-            sender = await asyncio.to_thread(sender_identity, settings, letter.envelope.source)
-            return await replay(transport, letter, sign=sender.outgoing, now_ms=now_ms)
+            letters = await list_dead_letters(transport, topic, MAX_LIST)
+            _find(letters, message_id, topic)
+            how = await asyncio.to_thread(replayer, settings)
+            try:
+                plan = how.plan_first([d for d in letters if d.id == message_id],
+                                      now_ms=now_ms())
+            except NotReplayable as exc:
+                raise InfraError(f"refused to replay {message_id} from {topic}: {exc.message}",
+                                 "nothing was published") from exc
+            return await send_replay(transport, plan)
         finally:
             await transport.close()
 
-    new_id = asyncio.run(run())
-    say(f"replayed {message_id} as {new_id}")
-    return new_id
+    replay_id = asyncio.run(run())
+    say(f"replayed {message_id} from {topic} as replay {replay_id}, countersigned by {OPERATOR}")
+    return replay_id

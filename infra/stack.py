@@ -26,7 +26,14 @@ from infra import (
 )
 from infra.errors import InfraError
 from infra.functions import FUNCTIONS, GATEWAY, POLICY_BUNDLE
-from infra.policy import access_map, load_policy, services_of, topic_specs, traffic_document
+from infra.policy import (
+    access_map,
+    load_policy,
+    operators_of,
+    services_of,
+    topic_specs,
+    traffic_document,
+)
 from infra.settings import Settings
 
 Say = Callable[[str], None]
@@ -55,8 +62,10 @@ def policy_file(settings: Settings) -> Path:
 
 
 def mesh_config(settings: Settings, say: Say) -> template.MeshConfig:
-    """Ensure every service has a signing key; the public keyring and access map."""
-    services = services_of(policy_file(settings))
+    """Ensure every service and operator has a signing key; the public keyring and access
+    map. An operator's key is in the keyring as its own (never a service's): receivers admit
+    its countersignatures only where the access map's ``replay`` says."""
+    services = services_of(policy_file(settings)) + operators_of(policy_file(settings))
     keyring = identity.ensure_keys(settings, services, say)
     access = access_map(policy_file(settings))
     identity.write_local_identity(settings, keyring, access)

@@ -19,9 +19,10 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from bus.access import AccessPolicy
 from bus.identity import Identity
-from bus.keys import KeyRing, generate_ed25519
+from bus.keys import KeyRing, generate_ed25519, signing_key_from_bytes
 from bus.retry import RetryBudget
 from bus.telemetry import MeshTelemetry
+from infra.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 KAFKA_SCRIPT = ROOT / "localstack" / "kafka" / "kafka.sh"
@@ -53,11 +54,13 @@ def pid_alive(pid: int) -> bool:
     return not (status.exists() and "State:\tZ" in status.read_text())
 
 
-def identities(produce: dict[str, list[str]]) -> dict[str, Identity]:
-    """A fresh Ed25519 key per service, one shared keyring, and the given access map."""
-    keys = {service: generate_ed25519(service) for service in produce}
+def identities(produce: dict[str, list[str]],
+               replay: dict[str, list[str]] | None = None) -> dict[str, Identity]:
+    """A fresh Ed25519 key per service (and per operator of ``replay``), one shared keyring,
+    and the given access map."""
+    keys = {name: generate_ed25519(name) for name in [*produce, *(replay or {})]}
     keyring = KeyRing(verify for _, verify in keys.values())
-    access = AccessPolicy.from_dict(produce)
+    access = AccessPolicy.from_dict(produce, None, replay)
     return {service: Identity(service, signing, keyring, access)
             for service, (signing, _) in keys.items()}
 
@@ -122,3 +125,18 @@ class CountingBudget(RetryBudget):
         granted = super().try_spend(now_s)
         self.spent += granted
         return granted
+
+
+def sender_identity(settings: Settings, service: str) -> Identity:
+    """A deployed service's signing identity (its key from Secrets Manager): tests use it to
+    send genuine messages as that service. The tools never do (``meshgate dlq replay``
+    countersigns as an operator instead)."""
+    from infra import deploy, identity
+    from infra.policy import access_map
+
+    secrets = deploy.client(settings, "secretsmanager")
+    raw = secrets.get_secret_value(SecretId=identity.secret_name(settings, service))
+    key = signing_key_from_bytes(bytes(raw["SecretBinary"]))
+    access = access_map(settings.root / "policies")
+    return Identity(service, key, None, AccessPolicy.from_dict(access["produce"],
+                                                              access["consume"]))

@@ -67,7 +67,27 @@ def check_policy(policy: Policy) -> list[Finding]:
         *_access(policy),
         *_routes(policy),
         *_traffic(policy),
+        *_operators(policy),
     ]
+
+
+def _operators(policy: Policy) -> Iterable[Finding]:
+    """An operator is not a service (its key must never pass for one), and replays only onto
+    declared topics."""
+    for operator, spec in policy.operators.items():
+        if operator in policy.services:
+            yield Finding(("operators", operator),
+                          f"operator {operator} is also a service: its key would sign as both",
+                          "give the operator its own name")
+        for i, pattern in enumerate(spec.replay):
+            if glob_matches(pattern, policy.topics):
+                continue
+            what = (f"pattern {pattern} matches no declared topic" if is_glob(pattern)
+                    else f"topic {pattern} is not declared")
+            yield Finding(("operators", operator, "replay", i),
+                          f"operators.{operator}.replay: {what}",
+                          "declare it under topics or fix the name"
+                          + suggest(pattern, policy.topics))
 
 
 def _prefix(operation: str) -> str:

@@ -218,6 +218,16 @@ class Access(_Model):
     )
 
 
+class Operator(_Model):
+    """A person's or tool's identity that is not a service (``meshgate dlq replay``): it sends
+    no messages of its own; its key (``<stack>/<operator>/signing-key``, in the keyring) only
+    countersigns the replay of a dead letter, which receivers admit only onto these topics."""
+
+    replay: tuple[TopicGlob, ...] = Field(
+        default=(), description="base topics whose dead letters it may replay (patterns allowed)"
+    )
+
+
 class RateLimit(_Model):
     per_second: float = Field(gt=0, le=1_000_000, description="steady requests per second")
     burst: int = Field(ge=1, le=1_000_000, description="requests allowed at once")
@@ -348,6 +358,10 @@ class Policy(_Model):
         default_factory=dict, description="by operation: how its calls are routed and shaped",
         json_schema_extra=_KEYED,
     )
+    operators: dict[ServiceName, Operator] = Field(
+        default_factory=dict, description="by operator name: identities that replay dead letters",
+        json_schema_extra=_KEYED,
+    )
 
     @classmethod
     def from_json(cls, text: str | bytes) -> Policy:
@@ -426,6 +440,12 @@ class Policy(_Model):
 
     def consume_map(self) -> dict[str, list[str]]:
         return {service: list(self.consume_topics(service)) for service in self.services}
+
+    def replay_map(self) -> dict[str, list[str]]:
+        """Every operator -> the declared topics it may replay dead letters onto."""
+        return {operator: list(dict.fromkeys(topic for pattern in spec.replay
+                                             for topic in glob_matches(pattern, self.topics)))
+                for operator, spec in self.operators.items()}
 
 
 def topic_name_collisions(names: Iterable[str]) -> list[tuple[str, str]]:

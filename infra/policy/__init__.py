@@ -5,6 +5,7 @@ The model itself is ``bus.policy``."""
 from infra.policy.derive import (
     access_map,
     consume_map,
+    operators_of,
     services_of,
     topic_specs,
     traffic_document,
@@ -20,6 +21,7 @@ __all__ = [
     "check_files",
     "consume_map",
     "load_policy",
+    "operators_of",
     "policy_files",
     "services_of",
     "topic_specs",

@@ -22,11 +22,13 @@ def _policy(source: PolicySource) -> Policy:
 
 
 def access_map(source: PolicySource) -> dict[str, dict[str, list[str]]]:
-    """``{"produce": {service: [topics]}, "consume": {service: [topics]}}`` for every declared
-    service: its ``produce`` list plus the request topics (every subset) of each operation it
-    may call; its ``consume`` list plus its own request topics."""
+    """``{"produce": {service: [topics]}, "consume": {service: [topics]}, "replay": {operator:
+    [topics]}}`` for every declared service: its ``produce`` list plus the request topics
+    (every subset) of each operation it may call; its ``consume`` list plus its own request
+    topics; and for every operator, the topics it may replay dead letters onto."""
     policy = _policy(source)
-    return {"produce": policy.produce_map(), "consume": policy.consume_map()}
+    return {"produce": policy.produce_map(), "consume": policy.consume_map(),
+            "replay": policy.replay_map()}
 
 
 def consume_map(source: PolicySource) -> dict[str, list[str]]:
@@ -36,6 +38,11 @@ def consume_map(source: PolicySource) -> dict[str, list[str]]:
 
 def services_of(source: PolicySource) -> list[str]:
     return sorted(_policy(source).services)
+
+
+def operators_of(source: PolicySource) -> list[str]:
+    """The operators: identities with a signing key that are not services."""
+    return sorted(_policy(source).operators)
 
 
 def topic_specs(source: PolicySource) -> list[TopicSpec]:

@@ -30,6 +30,7 @@ SECTIONS = {  # keyed sections, and what one entry is called in messages
     "topics": "topic",
     "access": "access for service",
     "traffic": "traffic rules for operation",
+    "operators": "operator",
 }
 JSON_TYPES = {"object", "array", "string", "number", "integer", "boolean", "null"}
 URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
@@ -177,7 +178,7 @@ def _merge(parts: list[tuple[Source, Policy]]) -> tuple[Policy, Origins]:
             origins[("edge",)] = (source, ("edge",))
     policy = Policy(services=merged["services"], topics=merged["topics"],
                     access=merged["access"], routes=tuple(routes), traffic=merged["traffic"],
-                    edge=edge)
+                    edge=edge, operators=merged["operators"])
     return policy, origins
 
 

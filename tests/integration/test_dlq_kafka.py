@@ -1,51 +1,70 @@
-"""bus.dlq on the real broker: dead letters written with KafkaTransport, listed, replayed."""
+"""bus.dlq on the real broker: dead letters listed, refused replays publish nothing, and an
+operator's replay (the original record plus a countersignature) runs in a real subscriber
+exactly once, while raw copies of the dead letter and of the replay never run."""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
+from typing import Any
 
 import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from bench.attack.bus_probe import end_offsets
 from bus.config import BusSettings
-from bus.dlq import NotReplayable, list_dead_letters, replay
-from bus.envelope import Envelope, ReplyTo, from_record, new_request, now_ms
+from bus.dlq import NotReplayable, Replayer, list_dead_letters, send_replay
+from bus.envelope import KIND_EVENT, Envelope, from_record, new_id, now_ms, to_headers
+from bus.errors import HandlerError
+from bus.idempotency import MemoryIdempotencyStore
+from bus.identity import Identity
 from bus.kafka import KafkaTransport
+from bus.quarantine import H_ORIGINAL_TOPIC, H_REASON, QUARANTINE_TOPIC
+from bus.replay_countersign import parse_stamp
 from bus.retry_topics import (
-    H_REPLAY_OF,
-    REASON_EXHAUSTED,
+    FAILURE_HEADERS,
     REASON_NOT_RETRIABLE,
+    DeadLetterHop,
     Failure,
     RetryTopicPolicy,
     RetryTopics,
     hop_headers,
 )
-from bus.transport import Record
+from bus.service import Payload, Service
+from bus.signing import sign
+from bus.subscriber import EventSubscriber
+from tests.support import identities
 
 pytestmark = pytest.mark.integration
 
 PARTITIONS = 2
 IDLE_S = 3.0
+NO_RETRIES = RetryTopicPolicy(())
 
 
 @pytest.fixture
 async def topics(bootstrap: str) -> AsyncIterator[RetryTopics]:
-    """A fresh main topic with one retry stage and its DLT, deleted afterwards."""
-    topics = RetryTopics(f"itestdlq{uuid.uuid4().hex[:10]}.requests", RetryTopicPolicy((500,)))
+    """A fresh event topic and its DLT (no retry stages), deleted afterwards."""
+    topics = RetryTopics(f"itestdlq{uuid.uuid4().hex[:10]}.events", NO_RETRIES)
     names = [topics.main_topic, *topics.all_topics()]
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await asyncio.wait_for(admin.start(), 15)
     try:
         await asyncio.wait_for(
-            admin.create_topics([NewTopic(name, PARTITIONS, 1) for name in names]), 15
-        )
+            admin.create_topics([NewTopic(name, PARTITIONS, 1) for name in names]), 15)
         yield topics
         await asyncio.wait_for(admin.delete_topics(names), 15)
     finally:
         await admin.close()
+
+
+@pytest.fixture
+def mesh(topics: RetryTopics) -> dict[str, Identity]:
+    return identities({"publisher": [topics.main_topic], "consumer": []},
+                      replay={"operator": [topics.main_topic]})
 
 
 @pytest.fixture
@@ -57,91 +76,178 @@ async def transport(bus_settings: BusSettings) -> AsyncIterator[KafkaTransport]:
         await transport.close()
 
 
-async def kill(
-    transport: KafkaTransport, topics: RetryTopics, envelope: Envelope, *, partition: int,
-    retriable: bool, key: bytes,
-) -> None:
-    """Send ``envelope`` to the DLT as a worker does after its last failed attempt."""
-    hop = topics.next_hop(topics.retry_topics[0], 2, retriable, now_ms=now_ms())
-    headers = hop_headers(
-        replace(envelope, attempt=2), hop, original_topic=topics.main_topic,
-        failure=Failure("out_of_stock", f"none left for {envelope.id}", retriable),
-        failed_at_ms=now_ms(),
-    )
-    await transport.send(
-        topics.dlt_topic, envelope.value, headers=headers, key=key, partition=partition
-    )
+def replayer(mesh: dict[str, Identity], name: str = "operator") -> Replayer:
+    operator = mesh[name]
+    assert operator.keyring is not None
+    assert operator.signing_key is not None
+    return Replayer(operator.keyring, operator.access, name, operator.signing_key)
 
 
-async def read_all(transport: KafkaTransport, topic: str, count: int) -> list[Record]:
-    """Every record of ``topic`` until ``count`` arrived (20 s at most)."""
-    readers = [transport.assigned_reader(topic, p, from_beginning=True) for p in range(PARTITIONS)]
-    found: list[Record] = []
+def event(mesh: dict[str, Identity], topic: str, name: str, **fields: Any) -> Envelope:
+    envelope = Envelope(id=new_id(), source="publisher", type="thing.happened",
+                        kind=KIND_EVENT, value=f'{{"name":"{name}"}}'.encode(), time_ms=now_ms())
+    key = mesh["publisher"].signing_key
+    assert key is not None
+    return replace(sign(envelope, topic, key), **fields)
+
+
+async def kill(transport: KafkaTransport, topics: RetryTopics, envelope: Envelope, *,
+               partition: int, key: bytes, original_topic: str | None = None) -> None:
+    """Put ``envelope`` on the DLT as a subscriber does when its handler gives up."""
+    headers = hop_headers(envelope, DeadLetterHop(topics.dlt_topic, 1, REASON_NOT_RETRIABLE),
+                          original_topic=original_topic or topics.main_topic,
+                          failure=Failure("out_of_stock", f"none left for {envelope.id}", False),
+                          failed_at_ms=now_ms())
+    await transport.send(topics.dlt_topic, envelope.value, headers=headers, key=key,
+                         partition=partition)
+
+
+async def read_since(bootstrap: str, since: dict[TopicPartition, int], count: int,
+                     keep: Callable[[dict[str, bytes]], bool] = lambda _: True,
+                     ) -> list[tuple[dict[str, bytes], bytes]]:
+    """``count`` records (headers, value) written after ``since`` that ``keep`` accepts."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await asyncio.wait_for(consumer.start(), 15)
+    found: list[tuple[dict[str, bytes], bytes]] = []
     try:
-        for reader in readers:
-            await reader.start()
-        async with asyncio.timeout(20):
+        consumer.assign(list(since))
+        for tp, offset in since.items():
+            consumer.seek(tp, offset)
+        async with asyncio.timeout(30):
             while len(found) < count:
-                for reader in readers:
-                    found.extend(await reader.read(0.2))
+                for records in (await consumer.getmany(timeout_ms=300)).values():
+                    for r in records:
+                        headers = {name: raw for name, raw in r.headers or ()}
+                        if keep(headers):
+                            found.append((headers, r.value or b""))
     finally:
-        for reader in readers:
-            await reader.stop()
+        await consumer.stop()
     return found
 
 
-def request(n: int) -> Envelope:
-    return new_request(
-        source="itest-caller", operation="orders.create", value=f'{{"n":{n}}}'.encode(),
-        reply_to=ReplyTo("mesh.replies", 0), deadline_ms=now_ms() + 10_000,
-    )
-
-
-async def test_list_and_replay_dead_letters(
-    transport: KafkaTransport, topics: RetryTopics
+async def test_list_dead_letters_and_replay_the_original_countersigned(
+    transport: KafkaTransport, topics: RetryTopics, mesh: dict[str, Identity], bootstrap: str,
 ) -> None:
-    envelopes = [request(n) for n in range(3)]
-    await kill(transport, topics, envelopes[0], partition=1, retriable=True, key=b"k0")
-    await kill(transport, topics, envelopes[1], partition=0, retriable=False, key=b"k1")
-    await kill(transport, topics, envelopes[2], partition=1, retriable=True, key=b"k2")
+    main = topics.main_topic
+    events = [event(mesh, main, f"e{n}") for n in range(3)]
+    await kill(transport, topics, events[0], partition=1, key=b"k0")
+    await kill(transport, topics, events[1], partition=0, key=b"k1")
+    await kill(transport, topics, events[2], partition=1, key=b"k2")
     await transport.send(topics.dlt_topic, b"junk", headers=[("ce_id", b"x")], partition=0)
 
     letters = await list_dead_letters(transport, topics.dlt_topic, 10, idle_timeout_s=IDLE_S)
 
     assert [(d.partition, d.offset) for d in letters] == [(0, 0), (0, 1), (1, 0), (1, 1)]
-    assert [d.id for d in letters] == [envelopes[1].id, None, envelopes[0].id, envelopes[2].id]
-    assert [d.reason for d in letters] == [
-        REASON_NOT_RETRIABLE, None, REASON_EXHAUSTED, REASON_EXHAUSTED,
-    ]
-    assert {d.original_topic for d in letters if d.envelope} == {topics.main_topic}
-    assert letters[2].error_code == "out_of_stock"
-    assert letters[2].error_message == f"none left for {envelopes[0].id}"
-    assert letters[2].key == b"k0"
+    assert [d.id for d in letters] == [events[1].id, None, events[0].id, events[2].id]
+    assert {d.original_topic for d in letters if d.envelope} == {main}
+    assert (letters[2].error_code, letters[2].key) == ("out_of_stock", b"k0")
     assert letters[1].parse_error is not None
-    assert await list_dead_letters(transport, topics.dlt_topic, 1, idle_timeout_s=IDLE_S) == [
-        letters[0]
-    ]
 
-    with pytest.raises(NotReplayable):
-        await replay(transport, letters[1], now_ms=now_ms)
+    before = await end_offsets(bootstrap, [main])
+    with pytest.raises(NotReplayable) as refused:
+        replayer(mesh).plan(letters[1], now_ms=now_ms())
+    assert refused.value.reason == "bad_envelope"
 
-    signed_for: list[str] = []
+    plan = replayer(mesh).plan(letters[2], now_ms=now_ms())
+    assert await send_replay(transport, plan) == plan.replay_id
 
-    def sign(envelope: Envelope, topic: str) -> Envelope:
-        signed_for.append(topic)
-        return envelope.with_signature(f"test:{envelope.id}")
+    [(headers, value)] = await read_since(bootstrap, before, 1)
+    sent = from_record(list(headers.items()), value)
+    original = events[0]
+    assert replace(sent, extra=()) == replace(original, extra=())  # signature included
+    assert not set(headers) & FAILURE_HEADERS
+    stamp = parse_stamp(sent.extra)
+    assert stamp is not None
+    assert stamp.replay_id == plan.replay_id
 
-    new_id = await replay(transport, letters[2], sign=sign, now_ms=now_ms)
 
-    [record] = await read_all(transport, topics.main_topic, 1)
-    sent = from_record(record.headers, record.value)
-    original = envelopes[0]
-    assert signed_for == [topics.main_topic]
-    assert record.key == b"k0"
-    assert (sent.id, sent.signature, sent.attempt) == (new_id, f"test:{new_id}", 1)
-    assert new_id != original.id
-    assert (sent.type, sent.source, sent.value, sent.reply_to) == (
-        original.type, original.source, original.value, original.reply_to,
-    )
-    assert sent.extra == ((H_REPLAY_OF, original.id.encode()),)
-    assert sent.time_ms >= original.time_ms
+class Ledger:
+    def __init__(self) -> None:
+        self.runs: list[str] = []
+        self.fixed = False
+
+
+def consumer_service(topic: str, ledger: Ledger) -> Service:
+    service = Service("consumer")
+
+    @service.on_event(topic, "thing.happened")
+    async def on_thing(payload: Payload, event: Envelope) -> None:
+        ledger.runs.append(str(payload["name"]))
+        if not ledger.fixed:
+            raise HandlerError("invalid_thing", "cannot handle it yet")
+
+    return service
+
+
+async def wait_until(condition: Callable[[], bool], timeout_s: float = 30.0) -> None:
+    async with asyncio.timeout(timeout_s):
+        while not condition():  # noqa: ASYNC110 - polls counters the subscriber owns
+            await asyncio.sleep(0.05)
+
+
+async def test_a_replay_runs_once_and_copies_or_forgeries_never_run(
+    transport: KafkaTransport, topics: RetryTopics, mesh: dict[str, Identity],
+    bus_settings: BusSettings, bootstrap: str,
+) -> None:
+    main = topics.main_topic
+    ledger = Ledger()
+    settings = bus_settings.model_copy(update={"service_name": "consumer"})
+    consumer_transport = KafkaTransport(settings)
+    subscriber = EventSubscriber(consumer_service(main, ledger), main, consumer_transport,
+                                 settings, mesh["consumer"], policy=NO_RETRIES,
+                                 store=MemoryIdempotencyStore())
+    publisher = mesh["publisher"]
+    quarantine_since = await end_offsets(bootstrap, [QUARANTINE_TOPIC])
+    stop = asyncio.Event()
+    task = asyncio.create_task(subscriber.run(stop))
+    try:
+        genuine = event(mesh, main, "genuine")
+        await transport.send(main, genuine.value, headers=to_headers(genuine), key=b"g")
+        await wait_until(lambda: subscriber.counts.dead_lettered == 1)
+        [dead] = await list_dead_letters(transport, topics.dlt_topic, 10)
+
+        # An attacker writes the dead letter back raw (no countersignature): never run.
+        raw = [(n, v) for n, v in dead.headers if n not in FAILURE_HEADERS]
+        await transport.send(main, dead.value or b"", headers=raw, key=b"g")
+        # A forged dead letter claiming the publisher: the tool refuses, nothing is sent.
+        forged = replace(genuine, id=new_id(), value=b'{"name":"forged"}')
+        await kill(transport, topics, forged, partition=0, key=b"f")
+        letters = await list_dead_letters(transport, topics.dlt_topic, 10)
+        before = await end_offsets(bootstrap, [main])
+        with pytest.raises(NotReplayable) as refused:
+            replayer(mesh).plan_first([d for d in letters if d.id == forged.id],
+                                      now_ms=now_ms())
+        assert refused.value.reason == "bad_signature"
+        # The publisher's own key cannot stand in for the operator's.
+        assert publisher.keyring is not None
+        assert publisher.signing_key is not None
+        as_publisher = Replayer(publisher.keyring, publisher.access, "operator",
+                                publisher.signing_key)
+        with pytest.raises(NotReplayable) as refused:
+            as_publisher.plan(dead, now_ms=now_ms())
+        assert refused.value.reason == "operator_key_unknown"
+        assert await end_offsets(bootstrap, [main]) == before
+
+        # The fix is deployed; the operator replays the dead letter: it runs once more.
+        ledger.fixed = True
+        plan = replayer(mesh).plan(dead, now_ms=now_ms())
+        await send_replay(transport, plan)
+        await wait_until(lambda: ledger.runs.count("genuine") == 2)
+        # The replay written again by anyone: never run a third time.
+        await transport.send(main, plan.value, headers=plan.headers, key=b"g")
+        reasons = await quarantined(bootstrap, quarantine_since, main, 2)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 20)
+        await consumer_transport.close()
+    assert ledger.runs == ["genuine", "genuine"]
+    assert reasons == ["replayed_message", "replayed_message"]
+    assert subscriber.counts.handled == 1
+
+
+async def quarantined(bootstrap: str, since: dict[TopicPartition, int], topic: str,
+                      count: int) -> list[str]:
+    """The reasons of the first ``count`` records of ``topic`` parked since ``since``."""
+    found = await read_since(bootstrap, since, count,
+                             keep=lambda h: h.get(H_ORIGINAL_TOPIC) == topic.encode())
+    return [headers[H_REASON].decode() for headers, _ in found]

@@ -13,7 +13,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from bus.client import MeshClient
 from bus.config import BusSettings
-from bus.dlq import list_dead_letters, replay
+from bus.dlq import Replayer, list_dead_letters, send_replay
 from bus.envelope import Envelope, now_ms
 from bus.errors import HandlerError
 from bus.identity import Identity
@@ -44,7 +44,8 @@ async def topic(bootstrap: str) -> AsyncIterator[str]:
 
 @pytest.fixture
 def mesh(topic: str) -> dict[str, Identity]:
-    return identities({"publisher": [topic], "consumer": ["mesh.replies"]})
+    return identities({"publisher": [topic], "consumer": ["mesh.replies"]},
+                      replay={"operator": [topic]})
 
 
 class Ledger:
@@ -107,8 +108,11 @@ async def test_poison_event_is_retried_then_dead_lettered_without_stalling_other
         # The fix is deployed: replay the poison from the dead-letter topic.
         ledger.poison.clear()
         [poison] = [d for d in dead if d.error_code == "busy"]
-        publisher_key = mesh["publisher"]
-        await replay(transport, poison, sign=publisher_key.outgoing, now_ms=now_ms)
+        operator = mesh["operator"]
+        assert operator.keyring is not None
+        assert operator.signing_key is not None
+        replayer = Replayer(operator.keyring, operator.access, "operator", operator.signing_key)
+        await send_replay(transport, replayer.plan(poison, now_ms=now_ms()))
         await wait_until(lambda: "poison" in ledger.applied)
     finally:
         stop.set()

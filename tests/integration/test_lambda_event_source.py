@@ -33,9 +33,9 @@ from bus.topics import REPLY_TOPIC
 from bus.transport import Reader, Record
 from bus.worker import idempotency_key
 from infra import deploy
-from infra.deadletters import sender_identity
 from infra.otel_env import SPANS_FILE, telemetry_dir
 from infra.settings import Settings
+from tests.support import sender_identity
 
 pytestmark = pytest.mark.integration
 TOPIC = "orders.requests"

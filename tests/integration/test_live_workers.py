@@ -19,8 +19,8 @@ from bus.keys import KeyRing
 from functions.inventory.service import stock_of
 from functions.orders.service import list_price
 from infra import local
-from infra.deadletters import sender_identity
 from infra.settings import Settings
+from tests.support import sender_identity
 
 pytestmark = pytest.mark.integration
 CALL_TIMEOUT_S = 20.0

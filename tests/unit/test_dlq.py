@@ -1,4 +1,4 @@
-"""bus.dlq over the memory transport: listing dead letters and replaying them."""
+"""bus.dlq over the memory transport: listing dead letters (replays: test_dlq_replay.py)."""
 
 from __future__ import annotations
 
@@ -9,25 +9,18 @@ import pytest
 
 from bus.dlq import (
     DeadLetter,
-    NotReplayable,
     dead_letter_from_record,
     list_dead_letters,
-    replay,
-    replay_envelope,
 )
 from bus.envelope import (
-    KIND_EVENT,
     Envelope,
     ReplyTo,
-    from_record,
     new_request,
     to_headers,
 )
-from bus.errors import BrokerRefused, MeshError, TransportError
+from bus.errors import BrokerRefused, TransportError
 from bus.memory import MemoryBroker, MemoryTransport
 from bus.retry_topics import (
-    FAILURE_HEADERS,
-    H_REPLAY_OF,
     REASON_EXHAUSTED,
     REASON_NOT_RETRIABLE,
     Failure,
@@ -35,7 +28,6 @@ from bus.retry_topics import (
     RetryTopics,
     hop_headers,
 )
-from bus.tracing import trace_id
 from bus.transport import Record
 
 MAIN = "orders.requests"
@@ -75,10 +67,6 @@ async def kill(
         failed_at_ms=T0 + 100,
     )
     await transport.send(DLT, envelope.value, headers=headers, key=key, partition=partition)
-
-
-def original_topic_records(transport: MemoryTransport) -> list[Record]:
-    return [record for log in transport.broker.log(MAIN) for record in log]
 
 
 async def test_lists_every_partition_from_the_beginning_in_order(
@@ -184,85 +172,6 @@ async def test_a_failing_partition_raises_its_mesh_error_and_stops_every_reader(
     assert len(flaky.stopped) == 3
 
 
-async def test_replay_sends_a_new_signed_message_to_the_original_topic(
-    transport: MemoryTransport,
-) -> None:
-    original = request(7)
-    await kill(transport, original, 1, attempt=2, key=b"order-7")
-    [dead] = await list_dead_letters(transport, DLT, 10, idle_timeout_s=IDLE_S)
-    signed_for: list[str] = []
-
-    def sign(envelope: Envelope, topic: str) -> Envelope:
-        signed_for.append(topic)
-        assert envelope.signature is None
-        return envelope.with_signature(f"test:{envelope.id}")
-
-    new_id = await replay(transport, dead, sign=sign, now_ms=lambda: T0 + 60_000)
-
-    [record] = original_topic_records(transport)
-    assert record.key == b"order-7"
-    sent = from_record(record.headers, record.value)
-    assert signed_for == [MAIN]
-    assert sent.id == new_id
-    assert new_id != original.id
-    assert sent.signature == f"test:{new_id}"
-    assert (sent.time_ms, sent.attempt, sent.deadline_ms) == (T0 + 60_000, 1, T0 + 65_000)
-    assert (sent.type, sent.source, sent.kind, sent.value, sent.reply_to) == (
-        original.type, original.source, original.kind, original.value, original.reply_to,
-    )
-    assert sent.correlation_id == original.correlation_id
-    assert trace_id(sent.traceparent) == trace_id(original.traceparent)
-    assert sent.traceparent != original.traceparent
-    assert sent.extra == ((H_REPLAY_OF, original.id.encode()),)
-
-
-async def test_replay_without_sign_sends_unsigned(transport: MemoryTransport) -> None:
-    event = Envelope(id="ev1", source="orders", type="orders.created", kind=KIND_EVENT,
-                     value=b"{}", time_ms=T0, extra=(("x-tenant", b"acme"),))
-    await kill(transport, event, 0)
-    [dead] = await list_dead_letters(transport, DLT, 10, idle_timeout_s=IDLE_S)
-    new_id = await replay(transport, dead, now_ms=lambda: T0 + 1)
-    [record] = original_topic_records(transport)
-    sent = from_record(record.headers, record.value)
-    assert (sent.id, sent.signature, sent.deadline_ms, sent.traceparent) == (
-        new_id, None, None, None,
-    )
-    assert sent.extra == (("x-tenant", b"acme"), (H_REPLAY_OF, b"ev1"))
-
-
-def test_replaying_a_replay_names_only_the_latest_dead_message() -> None:
-    replayed = replace(request(1), extra=((H_REPLAY_OF, b"older"),))
-    headers = hop_headers(replayed, TOPICS.next_hop(MAIN, 1, False, now_ms=T0),
-                          original_topic=MAIN, failure=Failure("x", "y", False), failed_at_ms=T0)
-    dead = dead_letter_from_record(Record(DLT, 0, 0, replayed.value, None, tuple(headers)))
-    again = replay_envelope(dead, now_ms=T0)
-    assert again.extra == ((H_REPLAY_OF, replayed.id.encode()),)
-    assert not {name for name, _ in to_headers(again)} & FAILURE_HEADERS
-
-
-async def test_replay_refuses_an_unparsable_record(transport: MemoryTransport) -> None:
-    await transport.send(DLT, b"junk", headers=[("mesh_original_topic", MAIN.encode())])
-    [junk] = await list_dead_letters(transport, DLT, 10, idle_timeout_s=IDLE_S)
-    with pytest.raises(NotReplayable, match="not a valid envelope") as raised:
-        await replay(transport, junk, now_ms=lambda: T0)
-    assert isinstance(raised.value, MeshError)
-    assert not raised.value.retriable
-    assert original_topic_records(transport) == []
-
-
-async def test_replay_refuses_a_letter_without_original_topic(
-    transport: MemoryTransport,
-) -> None:
-    envelope = request(1)
-    await transport.send(DLT, envelope.value, headers=to_headers(envelope))
-    [dead] = await list_dead_letters(transport, DLT, 10, idle_timeout_s=IDLE_S)
-    assert dead.envelope == envelope
-    assert dead.original_topic is None
-    with pytest.raises(NotReplayable, match="original topic"):
-        await replay(transport, dead, now_ms=lambda: T0)
-    assert original_topic_records(transport) == []
-
-
 def test_bad_failure_headers_are_reported_not_raised() -> None:
     envelope = request(1)
     headers = (*to_headers(envelope), ("mesh_error_code", b"x"))
@@ -272,5 +181,3 @@ def test_bad_failure_headers_are_reported_not_raised() -> None:
     assert dead.failure_error is not None
     assert "missing failure headers" in dead.failure_error
     assert dead.original_topic is None
-    with pytest.raises(NotReplayable, match="missing failure headers"):
-        replay_envelope(dead, now_ms=T0)

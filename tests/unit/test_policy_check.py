@@ -500,5 +500,6 @@ def test_unknown_section(tmp_path: Path) -> None:
     text = BASE.replace("routes:", "route:")
     assert one(tmp_path, text) == (
         f"mesh.yaml:{line(text, 'route:')}: the top level has an unknown key 'route'; did you "
-        "mean routes? (allowed here: services, topics, access, routes, edge, traffic)"
+        "mean routes? (allowed here: services, topics, access, routes, edge, traffic, "
+        "operators)"
     )

@@ -38,7 +38,7 @@ def test_check_of_the_project_policies(capsys: pytest.CaptureFixture[str],
     monkeypatch.chdir(ROOT)
     assert run(["policy", "check"]) == 0
     out = capsys.readouterr()
-    assert out.out == "policy ok: 3 services, 5 topics, 4 routes\n"
+    assert out.out == "policy ok: 3 services, 6 topics, 4 routes\n"
     assert out.err == ""
     assert run(["policy", "check", "policies/mesh.yaml"]) == 0
 

@@ -30,11 +30,13 @@ def test_the_project_policies_pass_the_check() -> None:
 def test_access_map_of_the_project() -> None:
     expected = {
         "produce": {"gateway": ["orders.requests", "inventory.requests"],
-                    "orders": ["mesh.replies", "mesh.async.replies", "inventory.requests"],
+                    "orders": ["mesh.replies", "mesh.async.replies", "orders.events",
+                               "inventory.requests"],
                     "inventory": ["mesh.replies", "mesh.async.replies"]},
         "consume": {"gateway": ["mesh.replies", "mesh.async.replies"],
                     "orders": ["mesh.replies", "orders.requests"],
                     "inventory": ["inventory.requests"]},
+        "replay": {"meshgate-operator": ["orders.events"]},  # dead letters (bus.dlq)
     }
     assert access_map(POLICIES) == expected
     assert access_map(load_policy(POLICIES)) == expected
@@ -53,6 +55,7 @@ def test_topic_specs_of_the_project() -> None:
         TopicSpec(name="mesh.async.replies", partitions=3,
                   config={"retention.ms": "86400000"}),
         TopicSpec(name="mesh.quarantine", partitions=3, config={"retention.ms": "604800000"}),
+        TopicSpec(name="orders.events", partitions=3, config={"retention.ms": "604800000"}),
     ]
 
 

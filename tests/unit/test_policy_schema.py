@@ -25,7 +25,7 @@ def test_the_schema_is_the_models_schema() -> None:
     assert schema["$defs"] == generated["$defs"]
     assert schema["additionalProperties"] is False
     assert set(schema["properties"]) == {"services", "topics", "access", "routes", "edge",
-                                           "traffic"}
+                                           "traffic", "operators"}
 
 
 @pytest.mark.parametrize(
