@@ -24,6 +24,9 @@ import httpx
 from bench.attack.accounting import CONTROL, Outcome
 from bench.attack.bus_probe import end_offsets, values_since
 from bench.attack.edge_cases import Cases, Credentials, EdgeCase, build
+from bench.attack.edge_lambda_events import run_lambda_events
+from bench.attack.edge_status_flood import status_flood
+from bus.policy.edge import StatusRateLimit
 from infra import dev_issuer, keys_cli, stack
 from infra.policy.load import load_policy
 from infra.settings import Settings
@@ -164,10 +167,18 @@ def run_edge(settings: Settings, plan: EdgePlan) -> tuple[list[Outcome], list[st
     with credentials(settings) as creds:
         cases = build(Cases(run, creds), rounds=plan.rounds, brute_force=plan.brute_force)
         answers, seen = asyncio.run(_attack(bootstrap, endpoint, run, cases, plan, deadline))
+        flood, flood_notes = asyncio.run(status_flood(endpoint, creds, run,
+                                                      status_limit(settings), deadline))
+    events, event_notes = run_lambda_events(settings)
     stray = set(seen) - {case.marker for case in cases}
     notes = [f"edge: markers of this run on the bus that no case sent: {sorted(stray)}"
              ] if stray else []
     control = [a for c, a in zip(cases, answers, strict=True) if c.category == CONTROL]
     notes += [f"edge: the control was answered {status} {reason}"
               for status, reason in control if status != 200]
-    return judge(cases, answers, seen), notes
+    return judge(cases, answers, seen) + flood + events, notes + flood_notes + event_notes
+
+
+def status_limit(settings: Settings) -> StatusRateLimit:
+    edge = load_policy(Path(settings.root) / "policies").edge
+    return edge.status_rate_limit if edge is not None else StatusRateLimit()

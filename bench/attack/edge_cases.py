@@ -30,7 +30,10 @@ OVERSIZED = "oversized_body"
 MALFORMED_JSON = "malformed_json"
 CONTENT_TYPE = "content_type"
 INJECTION = "path_injection"
-CATEGORIES = (JWT, API_KEY, BRUTE_FORCE, OVERSIZED, MALFORMED_JSON, CONTENT_TYPE, INJECTION)
+STATUS_FLOOD = "status_route_flood"  # bench/attack/edge_status_flood.py
+LAMBDA_EVENTS = "unreadable_lambda_events"  # bench/attack/edge_lambda_events.py
+CATEGORIES = (JWT, API_KEY, BRUTE_FORCE, OVERSIZED, MALFORMED_JSON, CONTENT_TYPE, INJECTION,
+              STATUS_FLOOD, LAMBDA_EVENTS)
 CONTROL = "control"
 JSON_TYPE = {"content-type": "application/json"}
 

@@ -72,6 +72,18 @@ class CorsSettings(_Model):
         return self
 
 
+class StatusRateLimit(_Model):
+    """How often one caller may read async operations (``GET /v1/operations/{id}``): a
+    token bucket per API key, user or (auth none) source IP, of its own (polling does not
+    eat the submitting route's bucket). The key's usage plan and daily quota count these
+    reads too, as every other route's."""
+
+    per_second: float = Field(default=5.0, gt=0, le=1_000_000,
+                              description="steady status reads per second per caller")
+    burst: int = Field(default=20, ge=1, le=1_000_000,
+                       description="status reads allowed at once per caller")
+
+
 class Edge(_Model):
     """Settings of the edge as a whole."""
 
@@ -80,6 +92,10 @@ class Edge(_Model):
     max_body_bytes: int = Field(
         default=1024 * 1024, ge=1, le=MAX_BODY_BYTES,
         description="larger request bodies get 413 before anything is parsed",
+    )
+    status_rate_limit: StatusRateLimit = Field(
+        default_factory=StatusRateLimit,
+        description="the async status route's rate limit per caller (it is always limited)",
     )
 
 

@@ -77,5 +77,15 @@ def runtime() -> Runtime:
     return Runtime(dict(os.environ))
 
 
-def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+# API Gateway only sends objects; a direct invocation with anything else (null, a list) is
+# denied cleanly, never raised on (an uncaught exception restarts the process).
+UNREADABLE_EVENT: dict[str, Any] = {
+    "isAuthorized": False, "context": {"reason": "unreadable_event", "status": 400}}
+
+
+def handler(event: object, context: Any) -> dict[str, Any]:
+    if not isinstance(event, Mapping):
+        logging.getLogger("meshgate.authorizer").warning(
+            "authorizer: refused an event that is %s, not an object", type(event).__name__)
+        return UNREADABLE_EVENT
     return runtime().handle(event)

@@ -194,7 +194,7 @@ def create_app(policy: Policy, deps: EdgeDeps) -> FastAPI:
         if deps.operations is None:
             raise ValueError("async routes need an operations store (MESH_OPERATIONS_TABLE)")
         async_routes = AsyncRoutes(deps.operations, deps.guard)
-        async_routes.mount_status(app, routes)
+        async_routes.mount_status(app, routes, edge.status_rate_limit if edge else None)
     for route in routes:
         _mount(app, route, deps, async_routes)
     _install_openapi(app)

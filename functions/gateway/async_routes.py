@@ -19,7 +19,8 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from bus.client import MeshClient
-from bus.policy.model import Route
+from bus.policy.edge import StatusRateLimit
+from bus.policy.model import RateLimit, Route
 from functions.gateway.guard import Caller, EdgeGuard
 from functions.gateway.openapi import OPERATION_STATUS_SCHEMA, problem_responses
 from functions.gateway.problems import EdgeRefusal
@@ -78,21 +79,29 @@ class AsyncRoutes:
         return {"operation_id": operation_id, "status": "pending",
                 "status_url": STATUS_PATH.format(operation_id=operation_id)}
 
-    def mount_status(self, app: FastAPI, routes: tuple[Route, ...]) -> None:
-        """``GET /v1/operations/{operation_id}``, authenticated like the async routes."""
+    def mount_status(self, app: FastAPI, routes: tuple[Route, ...],
+                     limit: StatusRateLimit | None = None) -> None:
+        """``GET /v1/operations/{operation_id}``, guarded like every route: authenticated
+        like the async routes, then rate limited per caller by ``limit`` (the policy's
+        ``edge.status_rate_limit``), the API key's usage plan and its daily quota."""
         async_routes = [route for route in routes if route.mode == "async"]
         auths = {route.auth for route in async_routes}
         if len(auths) != 1:
             raise ValueError("async routes must share one auth so their status route has one")
         template = async_routes[0]
+        limit = limit or StatusRateLimit()
         status_route = Route(method="GET", path=STATUS_PATH, operation="edge.status",
-                             auth=template.auth)
+                             auth=template.auth, rate_limit=RateLimit(
+                                 per_second=limit.per_second, burst=limit.burst, per="caller"))
+        self.guard.check_routes((status_route,))
 
         async def read_status(request: Request) -> JSONResponse:
             caller = await self.guard.authenticate(
                 status_route, request.headers,
                 request.client.host if request.client else "unknown",
                 request.scope.get("aws.event"))
+            limit_headers = await self.guard.admit(status_route, caller)
+            request.state.limit_headers = limit_headers  # error answers carry them too
             operation_id = request.path_params["operation_id"]
             record = await self.store.get(operation_id) if _valid_id(operation_id) else None
             if record is None or record.owner != owner_of(caller):
@@ -102,7 +111,7 @@ class AsyncRoutes:
                 body["result"] = record.result
             if record.error is not None:
                 body["error"] = dict(record.error)
-            return JSONResponse(body)
+            return JSONResponse(body, headers=limit_headers)
 
         security: dict[str, list[dict[str, list[str]]]] = {
             "jwt": [{"bearerAuth": []}], "api_key": [{"apiKey": []}]}

@@ -108,7 +108,9 @@ def guard_from_env(policy: Policy, env: Mapping[str, str]) -> EdgeGuard:
         jwt = jwt_verifier(policy.edge.jwt)
     limiter = None
     table = env.get("MESH_RATE_LIMIT_TABLE")
-    if table and any(r.rate_limit is not None or r.auth == "api_key" for r in routes):
+    # The async status route is always rate limited (edge.status_rate_limit).
+    if table and any(r.rate_limit is not None or r.auth == "api_key" or r.mode == "async"
+                     for r in routes):
         from functions.gateway.ratelimit.dynamodb import DynamoDBRateLimitStore
 
         limiter = DynamoDBRateLimitStore(table)

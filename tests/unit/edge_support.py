@@ -54,7 +54,7 @@ from functions.gateway.auth.api_keys import (
 )
 from functions.gateway.auth.jwks import JwksCache, StaticJwks
 from functions.gateway.auth.jwt_bearer import JwtVerifier
-from functions.gateway.guard import EdgeGuard, RateLimitStore
+from functions.gateway.guard import EdgeGuard, QuotaStore, RateLimitStore
 from functions.gateway.ratelimit.bucket import Decision, Limit
 from functions.gateway.ratelimit.memory import InMemoryRateLimitStore
 from infra.policy import load_policy
@@ -342,7 +342,7 @@ class Edge:
 @contextmanager
 def edge(policy: Policy = PROJECT, *, handlers: Handlers | None = None,
          limiter: RateLimitStore | None = None, workers: bool = True,
-         request_timeout_s: float = 10.0) -> Iterator[Edge]:
+         request_timeout_s: float = 10.0, quota: QuotaStore | None = None) -> Iterator[Edge]:
     """The edge app of ``policy`` on an in-memory mesh (see the module docstring)."""
     handlers = handlers or Handlers()
     identities = Identities.generate(policy)
@@ -358,7 +358,7 @@ def edge(policy: Policy = PROJECT, *, handlers: Handlers | None = None,
         return MeshClient(MemoryTransport(broker), settings, identities.of("gateway"))
 
     guard = EdgeGuard(jwt=jwt_verifier(), api_keys=ApiKeyAuthenticator(keys, hasher),
-                      limiter=limiter or InMemoryRateLimitStore())
+                      limiter=limiter or InMemoryRateLimitStore(), quota=quota)
     app = create_app(policy, EdgeDeps(mesh=LazyMeshClient(factory), guard=guard,
                                       operations=operations))
     with TestClient(ClientIpFromHeader(app)) as http:
