@@ -28,6 +28,7 @@ from bus.keys import (
     signing_key_from_env,
     signing_key_from_source,
 )
+from bus.live_keys import LiveKeys
 from bus.signing import sign
 
 SIGNING_KEY_ENV = "MESH_SIGNING_KEY"
@@ -43,18 +44,26 @@ class Identity:
     signing_key: SigningKey | None
     keyring: KeyRing | None
     access: AccessPolicy
+    # Set when the keys are reloaded while the process runs (bus.live_keys): it holds the
+    # signing key in force; ``signing_key`` is then the one the process started with.
+    live: LiveKeys | None = None
 
     @classmethod
     def insecure(cls, service: str) -> Identity:
         """No signatures, everyone may produce everywhere: tests and experiments only."""
         return cls(service, None, None, AccessPolicy.open())
 
+    def key_in_force(self) -> SigningKey | None:
+        """The key to sign with now (it changes during a rotation when ``live`` is set)."""
+        return self.live.signing_key if self.live is not None else self.signing_key
+
     def outgoing(self, envelope: Envelope, topic: str) -> Envelope:
         """Check this service may produce to ``topic`` and sign ``envelope`` for it."""
         self.access.check_produce(self.service, topic)
-        if self.signing_key is None:
+        key = self.key_in_force()
+        if key is None:
             return envelope
-        return sign(envelope, topic, self.signing_key)
+        return sign(envelope, topic, key)
 
 
 def _read_json(inline: str | None, path: str | None, what: str) -> object | None:

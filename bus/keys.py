@@ -14,9 +14,10 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import json
 import os
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final, Literal, Protocol
@@ -37,6 +38,11 @@ ED25519_KEY_BYTES: Final = 32
 MIN_HMAC_SECRET_BYTES: Final = 32
 # Key ids appear inside the signature header "<alg>:<key_id>:<sig>", so no ':' and no spaces.
 KEY_ID_PATTERN: Final = re.compile(r"[A-Za-z0-9._-]{1,128}")
+
+# A key's place in a rotation (``KeyRing`` entries): ``next`` is trusted but not yet used to
+# sign, ``current`` signs, ``retiring`` no longer signs and is still trusted until retired.
+KeyState = Literal["next", "current", "retiring"]
+KEY_STATES: Final = ("next", "current", "retiring")
 
 _PEM_PREFIX = b"-----BEGIN "
 _B64URL_PATTERN = re.compile(r"[A-Za-z0-9_-]*")
@@ -117,31 +123,71 @@ class SigningKey:
         return VerifyKey(self.key_id, self.algorithm, service, self.secret)
 
 
+@dataclass(frozen=True)
+class KeyStatus:
+    """Where a trusted key is in its rotation, and since when (epoch ms, 0: unknown)."""
+
+    state: KeyState = "current"
+    since_ms: int = 0
+
+
+CURRENT: Final = KeyStatus()
+
+
 class KeyRing:
-    """The verify keys a receiver trusts, by key id."""
+    """The verify keys a receiver trusts, by key id, each with its rotation status.
+
+    A running process keeps one ``KeyRing`` object and swaps its contents in place
+    (``replace_with``), so every guard holding it sees a reloaded keyring at once. A miss on
+    ``get`` calls ``on_unknown`` (set by a reloader: an unknown key id may be a new key).
+    """
 
     def __init__(self, keys: Iterable[VerifyKey] = ()) -> None:
         self._keys: dict[str, VerifyKey] = {}
+        self._status: dict[str, KeyStatus] = {}
+        self.on_unknown: Callable[[str], None] | None = None
         for key in keys:
             self.add(key)
 
-    def add(self, key: VerifyKey) -> None:
+    def add(self, key: VerifyKey, status: KeyStatus = CURRENT) -> None:
         """Trust ``key``; adding the same key twice is a no-op, reusing its id is an error."""
         known = self._keys.get(key.key_id)
         if known is not None and known != key:
             raise InvalidKey(f"key id {key.key_id} is already used by a different key")
         self._keys[key.key_id] = key
+        self._status[key.key_id] = status
 
     def remove(self, key_id: str) -> None:
         """Stop trusting ``key_id`` (the end of a rotation)."""
         if self._keys.pop(key_id, None) is None:
             raise UnknownKeyId(key_id)
+        self._status.pop(key_id, None)
 
     def get(self, key_id: str) -> VerifyKey:
         key = self._keys.get(key_id)
         if key is None:
+            if self.on_unknown is not None:
+                self.on_unknown(key_id)
             raise UnknownKeyId(key_id)
         return key
+
+    def status(self, key_id: str) -> KeyStatus:
+        if key_id not in self._keys:
+            raise UnknownKeyId(key_id)
+        return self._status.get(key_id, CURRENT)
+
+    def set_status(self, key_id: str, status: KeyStatus) -> None:
+        if key_id not in self._keys:
+            raise UnknownKeyId(key_id)
+        self._status[key_id] = status
+
+    def replace_with(self, other: KeyRing) -> None:
+        """Trust exactly ``other``'s keys from now on (one swap: no check sees a mix)."""
+        self._keys, self._status = dict(other._keys), dict(other._status)
+
+    def same_as(self, other: KeyRing) -> bool:
+        """The same keys with the same statuses."""
+        return self._keys == other._keys and self._status == other._status
 
     def for_service(self, service: str) -> list[VerifyKey]:
         return [key for key in self._keys.values() if key.service == service]
@@ -155,12 +201,18 @@ class KeyRing:
     def __len__(self) -> int:
         return len(self._keys)
 
-    def to_dict(self) -> dict[str, list[dict[str, str]]]:
+    def to_dict(self) -> dict[str, list[dict[str, str | int]]]:
         """A JSON-able form for policies; refuses HMAC keys, whose material is secret."""
-        return {"keys": [verify_key_to_dict(key) for key in self._keys.values()]}
+        entries: list[dict[str, str | int]] = []
+        for key in self._keys.values():
+            status = self._status.get(key.key_id, CURRENT)
+            entries.append({**verify_key_to_dict(key), "state": status.state,
+                            "since_ms": status.since_ms})
+        return {"keys": entries}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, object]) -> KeyRing:
+        """The inverse of ``to_dict``; an entry without ``state`` is ``current``."""
         entries = data.get("keys")
         if not isinstance(entries, list):
             raise InvalidKey("a key ring needs a 'keys' list")
@@ -168,8 +220,18 @@ class KeyRing:
         for entry in entries:
             if not isinstance(entry, Mapping):
                 raise InvalidKey("each entry of 'keys' must be an object")
-            ring.add(verify_key_from_dict(entry))
+            ring.add(verify_key_from_dict(entry), _status_from_dict(entry))
         return ring
+
+
+def _status_from_dict(entry: Mapping[str, object]) -> KeyStatus:
+    state = entry.get("state", "current")
+    since = entry.get("since_ms", 0)
+    if state == "next" or state == "current" or state == "retiring":
+        if isinstance(since, int) and not isinstance(since, bool) and since >= 0:
+            return KeyStatus(state, since)
+        raise InvalidKey(f"key {entry.get('key_id')!r}: since_ms must be an integer >= 0")
+    raise InvalidKey(f"key {entry.get('key_id')!r}: state must be one of {KEY_STATES}")
 
 
 def generate_ed25519(service: str, key_id: str | None = None) -> tuple[SigningKey, VerifyKey]:
@@ -239,6 +301,74 @@ def signing_key_from_source(
     )
 
 
+@dataclass(frozen=True)
+class SecretKeys:
+    """What a service's signing secret holds: the key it signs with and, while a rotation is
+    under way, the next one (published to verifiers, not yet used to sign)."""
+
+    current: SigningKey
+    next: SigningKey | None = None
+
+
+def secret_document(keys: SecretKeys) -> bytes:
+    """The rotation form of a signing secret: ``{"version": 1, "current": .., "next": ..}``
+    (raw Ed25519 keys, base64url). A secret holding one raw or PEM key is read as well."""
+    document: dict[str, str | int] = {"version": 1, "current": _ed25519_secret(keys.current)}
+    if keys.next is not None:
+        document["next"] = _ed25519_secret(keys.next)
+    return json.dumps(document, sort_keys=True).encode()
+
+
+def signing_keys_from_bytes(data: bytes, *, algorithm: Algorithm = ED25519,
+                            key_id: str | None = None,
+                            password: bytes | None = None) -> SecretKeys:
+    """The keys of a signing secret: a rotation document (``secret_document``), or one key
+    read as ``signing_key_from_bytes`` reads it."""
+    if algorithm == ED25519 and _is_secret_document(data):
+        if key_id is not None:
+            raise InvalidKey("the keys of a rotation document are named by their fingerprint;"
+                             " do not set a key id")
+        return _parse_secret_document(data)
+    return SecretKeys(signing_key_from_bytes(data, algorithm=algorithm, key_id=key_id,
+                                             password=password))
+
+
+def _is_secret_document(data: bytes) -> bool:
+    return len(data) != ED25519_KEY_BYTES and data.lstrip().startswith(b"{")
+
+
+def _parse_secret_document(data: bytes) -> SecretKeys:
+    try:
+        document = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InvalidKey("the signing secret is not a readable rotation document") from exc
+    if not isinstance(document, dict) or document.get("version") != 1:
+        raise InvalidKey("the signing secret's rotation document needs version 1")
+    current = _document_key(document, "current")
+    if current is None:
+        raise InvalidKey("the signing secret's rotation document has no current key")
+    return SecretKeys(current, _document_key(document, "next"))
+
+
+def _document_key(document: Mapping[str, object], name: str) -> SigningKey | None:
+    text = document.get(name)
+    if text is None:
+        return None
+    try:
+        raw = decode_b64url(text) if isinstance(text, str) else None
+    except ValueError:
+        raw = None
+    if raw is None or len(raw) != ED25519_KEY_BYTES:
+        raise InvalidKey(f"the rotation document's {name!r} is not a base64url Ed25519 key")
+    return SigningKey(fingerprint(_ed25519_public(raw)), ED25519, raw)
+
+
+def _ed25519_secret(key: SigningKey) -> str:
+    if key.algorithm != ED25519:
+        raise InvalidKey(f"key {key.key_id}: only Ed25519 keys rotate through the secret")
+    return encode_b64url(key.secret)
+
+
 def signing_key_from_bytes(
     data: bytes,
     *,
@@ -246,7 +376,8 @@ def signing_key_from_bytes(
     key_id: str | None = None,
     password: bytes | None = None,
 ) -> SigningKey:
-    """Ed25519: PEM (PKCS#8, optionally encrypted) or the raw 32 bytes. HMAC: the raw secret."""
+    """Ed25519: PEM (PKCS#8, optionally encrypted), the raw 32 bytes, or a rotation document
+    (``secret_document``: its current key). HMAC: the raw secret."""
     if algorithm == HMAC_SHA256:
         if key_id is None:
             raise InvalidKey("an HMAC key needs an explicit key id")
@@ -255,6 +386,8 @@ def signing_key_from_bytes(
         return SigningKey(key_id, HMAC_SHA256, data)
     if algorithm != ED25519:
         raise InvalidKey(f"unknown algorithm {algorithm!r}")
+    if _is_secret_document(data):  # a secret in the middle of a rotation signs with current
+        return signing_keys_from_bytes(data, key_id=key_id).current
     secret = _pem_private(data, password) if data.lstrip().startswith(_PEM_PREFIX) else data
     _check_material(ED25519, secret, key_id or "(unnamed)")
     return SigningKey(key_id or fingerprint(_ed25519_public(secret)), ED25519, secret)

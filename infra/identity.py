@@ -14,8 +14,9 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from bus.keys import InvalidKey, KeyRing, generate_ed25519, signing_key_from_bytes
-from infra import deploy
+from bus.envelope import now_ms
+from bus.keys import InvalidKey, KeyRing, generate_ed25519, signing_keys_from_bytes
+from infra import deploy, key_rotation, mesh_keys
 from infra.errors import DeployFailed
 from infra.settings import Settings
 
@@ -23,12 +24,14 @@ Say = Callable[[str], None]
 
 
 def secret_name(settings: Settings, service: str) -> str:
-    return f"{settings.stack_name}/{service}/signing-key"
+    return mesh_keys.secret_name(settings, service)
 
 
 def ensure_keys(settings: Settings, services: list[str], say: Say) -> KeyRing:
-    """Create missing signing keys in Secrets Manager; return the keyring of all of them."""
+    """Create missing signing keys in Secrets Manager; return the keyring of all of them,
+    with a rotation under way kept as the live keyring has it (``infra.key_rotation``)."""
     secrets = deploy.client(settings, "secretsmanager")
+    live = mesh_keys.read_published(settings)
     keyring = KeyRing()
     with deploy.aws_errors(settings, "signing keys"):
         for service in services:
@@ -43,16 +46,24 @@ def ensure_keys(settings: Settings, services: list[str], say: Say) -> KeyRing:
                 say(f"created signing key for {service} ({key.key_id}) in {name}")
                 raw = key.secret
             try:
-                keyring.add(signing_key_from_bytes(raw).verify_key(service))
+                stored = signing_keys_from_bytes(raw)
             except InvalidKey as exc:
                 raise DeployFailed(f"secret {name} is not an Ed25519 key", "delete it") from exc
+            for entry, status in key_rotation.deployed_entries(service, stored, live,
+                                                               now_ms()):
+                keyring.add(entry, status)
     return keyring
+
+
+def publish_keyring(settings: Settings, keyring: KeyRing, say: Say) -> bool:
+    """Where running processes reload the keyring from (SSM, and the local workers' file)."""
+    return mesh_keys.publish_keyring(settings, keyring, say)
 
 
 def write_local_identity(settings: Settings, keyring: KeyRing, access: dict[str, Any]) -> Path:
     """The public parts, as files the local workers read (MESH_KEYRING_FILE, ...)."""
     folder = settings.local_dir / "identity"
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "keyring.json").write_text(json.dumps(keyring.to_dict(), indent=1))
+    mesh_keys.write_keyring_file(folder / "keyring.json", keyring)
     (folder / "access.json").write_text(json.dumps(access, indent=1))
     return folder

@@ -1,4 +1,5 @@
-"""``meshgate keys``: issue, list and revoke the edge's API keys in the deployed stack.
+"""``meshgate keys``: issue, list and revoke the edge's API keys in the deployed stack;
+``keys rotate`` and ``keys mesh`` rotate and list the mesh's signing keys (``infra.keys_rotate``).
 
 The table is the stack's ``ApiKeysTableName`` output; issuing digests the new key with the
 pepper from Secrets Manager (``infra.pepper``) and prints the plaintext key once: it is
@@ -15,7 +16,7 @@ from typing import Any
 
 from functions.gateway.auth.api_keys import ApiKeyHasher, ApiKeyRecord, UsagePlan, issue_api_key
 from functions.gateway.auth.dynamodb_keys import ApiKeyStoreUnavailable, DynamoDBApiKeyStore
-from infra import deploy, pepper, tui
+from infra import deploy, keys_rotate, pepper, tui
 from infra.errors import DeployFailed, InfraError
 from infra.settings import Settings
 
@@ -107,7 +108,8 @@ def revoke_command(settings: Settings, say: Say, key_id: str) -> None:
 
 def register(commands: Any) -> None:
     """Add ``keys`` to the ``meshgate`` subcommands (an argparse subparsers action)."""
-    keys = commands.add_parser("keys", help="issue, list and revoke the edge's API keys")
+    keys = commands.add_parser("keys", help="the edge's API keys (issue, list, revoke) and "
+                               "the mesh's signing keys (rotate, mesh)")
     sub = keys.add_subparsers(dest="keys_command", required=True)
     issue = sub.add_parser("issue", help="issue a key; prints it once")
     issue.add_argument("--owner", required=True, help="who the key is for (its subject)")
@@ -118,6 +120,15 @@ def register(commands: Any) -> None:
     listing.add_argument("--json", action="store_true", help="one JSON array")
     revoke = sub.add_parser("revoke", help="revoke a key by its id")
     revoke.add_argument("key_id")
+    rotate = sub.add_parser("rotate", help="rotate services' mesh signing keys with no failed "
+                            "call: publish a new key, switch signing to it, retire the old one")
+    rotate.add_argument("services", nargs="+", metavar="SERVICE",
+                        help="the services (rotated together); resumes a rotation under way")
+    rotate.add_argument("--grace", type=float, default=None, metavar="S",
+                        help="seconds between steps (default: the reload interval plus the "
+                        "300 s freshness window)")
+    mesh = sub.add_parser("mesh", help="the live mesh keyring: key ids, services, states")
+    mesh.add_argument("--json", action="store_true", help="the keyring document")
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
@@ -127,6 +138,11 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                       quota=args.quota)
     elif args.keys_command == "list":
         list_command(settings, _say, as_json=args.json)
+    elif args.keys_command == "rotate":
+        grace = keys_rotate.default_grace_s(settings) if args.grace is None else args.grace
+        keys_rotate.rotate_command(settings, _say, args.services, grace_s=grace)
+    elif args.keys_command == "mesh":
+        keys_rotate.mesh_command(settings, _say, as_json=args.json)
     else:
         revoke_command(settings, _say, args.key_id)
     return 0

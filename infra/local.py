@@ -15,6 +15,7 @@ from bus.topics import REPLY_TOPIC
 from infra.errors import ProcessFailed
 from infra.otel_env import otel_environment
 from infra.settings import Settings
+from infra.template import keyring_reload_s
 
 Say = Callable[[str], None]
 KAFKA_SCRIPT = "kafka/kafka.sh"
@@ -87,7 +88,8 @@ def worker_environment(settings: Settings, spec: WorkerSpec) -> dict[str, str]:
         "MESH_SERVICE_NAME": spec.name,
         "MESH_REPLY_TOPIC": REPLY_TOPIC,  # replies to the worker's nested calls (orders.quote)
         "MESH_SIGNING_KEY_SECRET": f"{settings.stack_name}/{spec.name}/signing-key",
-        "MESH_KEYRING_FILE": str(identity_dir / "keyring.json"),
+        "MESH_KEYRING_FILE": str(identity_dir / "keyring.json"),  # reloaded: keys rotate
+        "MESH_KEYRING_RELOAD_S": f"{keyring_reload_s(settings):g}",
         "MESH_ACCESS_FILE": str(identity_dir / "access.json"),
         "MESH_IDEMPOTENCY_TABLE": f"{settings.stack_name}-idempotency",
         "MESH_OPERATIONS_TABLE": f"{settings.stack_name}-operations",  # infra.part_async

@@ -34,11 +34,14 @@ BATCHING_WINDOW_S = 0  # requests wait on the answer: never hold a batch back
 
 
 def events_environment(settings: Settings, mesh: MeshConfig) -> dict[str, Any]:
+    from infra.template import keyring_environment
+
     return {
         "MESH_BOOTSTRAP_SERVERS": settings.kafka_bootstrap,
         "MESH_SERVICE_NAME": SERVICE,
         "MESH_SIGNING_KEY_SECRET": f"{settings.stack_name}/{SERVICE}/signing-key",
         "MESH_KEYRING_JSON": json.dumps(mesh.keyring, separators=(",", ":"), sort_keys=True),
+        **keyring_environment(settings),
         "MESH_ACCESS_JSON": json.dumps(mesh.access, separators=(",", ":"), sort_keys=True),
         "MESH_IDEMPOTENCY_TABLE": {"Ref": "IdempotencyTable"},
         **otel_environment(settings, SERVICE),  # traces to the local collector, or as asked
@@ -71,7 +74,7 @@ def part(artifacts: Mapping[str, Artifact], settings: Settings, mesh: MeshConfig
     artifact = artifacts.get(ORDERS_EVENTS.name)
     if artifact is None:  # a template rendered without this function's zip
         return StackPart()
-    from infra.template import function_resource, lambda_role
+    from infra.template import function_resource, lambda_role, read_keyring_statement
 
     # Its own role: it holds the orders service's key, which the edge must never read.
     role = lambda_role("orders-events", [
@@ -83,6 +86,7 @@ def part(artifacts: Mapping[str, Artifact], settings: Settings, mesh: MeshConfig
                          f"{settings.stack_name}/{SERVICE}/signing-key-*"},
         },
         idempotency_access("IdempotencyTable"),
+        read_keyring_statement(settings),
     ])
     resources: dict[str, Any] = {
         ROLE_ID: role,

@@ -69,6 +69,7 @@ def mesh_config(settings: Settings, say: Say) -> template.MeshConfig:
     keyring = identity.ensure_keys(settings, services, say)
     access = access_map(policy_file(settings))
     identity.write_local_identity(settings, keyring, access)
+    identity.publish_keyring(settings, keyring, say)  # what running processes reload
     return template.MeshConfig(keyring=keyring.to_dict(), access=access)
 
 

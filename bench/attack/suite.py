@@ -18,10 +18,13 @@ from bench.attack.fuzz import PARSER_FUZZ, fuzz_parser
 from bench.attack.mesh_attack import MeshPlan, run_mesh
 from bench.attack.reply_edge import run_edge_hijack
 from bench.attack.reply_hijack import run_reply_hijack
+from bench.attack.rotation_case import CATEGORY as RETIRED_KEY
+from bench.attack.rotation_case import run_retired_key
 from bus.envelope import now_ms
 from infra.settings import Settings
 
-CATEGORIES = (*(f"mesh.{c}" for c in (*mesh_cases.CATEGORIES, *reply_cases.CATEGORIES)),
+CATEGORIES = (*(f"mesh.{c}" for c in (*mesh_cases.CATEGORIES, *reply_cases.CATEGORIES,
+                                        RETIRED_KEY)),
               *(f"edge.{c}" for c in (*edge_cases.CATEGORIES, *reply_cases.CATEGORIES)),
               PARSER_FUZZ)
 
@@ -66,6 +69,7 @@ def run(plan: Plan, say: Callable[[str], None] = lambda _: None,
     mesh, notes = asyncio.run(run_mesh(bootstrap, plan.mesh))
     hijacks, more = asyncio.run(run_reply_hijack(bootstrap, plan.mesh))
     mesh += hijacks
+    mesh += run_retired_key()  # a key retired by a rotation, in a process that kept running
     report.add(_in_suite("mesh", mesh))
     report.notes += notes + more
     say(f"mesh: {len(mesh)} records in {time.monotonic() - started:.1f}s")

@@ -15,14 +15,13 @@ from fastapi import FastAPI
 
 from bus.client import MeshClient
 from bus.config import BusSettings
-from bus.identity import load_identity
 from bus.kafka import KafkaTransport
 from bus.policy.edge import JwtSettings
 from bus.policy.model import Policy
 from bus.traffic.table import TrafficReloader, TrafficTable
 from functions.gateway.app import ClientFactory, EdgeDeps, LazyMeshClient, create_app
 from functions.gateway.guard import EdgeGuard
-from functions.shared.secrets import SecretsManagerSource
+from functions.shared.key_reload import load_live_identity
 
 if TYPE_CHECKING:  # PyJWT and cryptography load only when a JWT route exists
     from functions.gateway.auth.api_keys import ApiKeyAuthenticator, ApiKeyMatch
@@ -51,7 +50,8 @@ def load_bundled_policy(env: Mapping[str, str]) -> Policy:
 async def mesh_client() -> MeshClient:
     settings = BusSettings.resolve(service_name="gateway")
     # Reading the key is a blocking AWS call: keep it off the event loop.
-    identity = await asyncio.to_thread(load_identity, settings, secrets=SecretsManagerSource())
+    # Its keys follow rotations (functions.shared.key_reload; the handler refreshes them).
+    identity = await asyncio.to_thread(load_live_identity, settings)
     table, reloader = TrafficTable(), None
     parameter = os.environ.get("MESH_TRAFFIC_PARAMETER")
     if parameter:  # the policies' traffic rules, reloaded while the instance lives

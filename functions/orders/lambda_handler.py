@@ -19,17 +19,17 @@ from typing import Any
 from bus.client import MeshClient
 from bus.config import BusSettings
 from bus.envelope import now_ms
-from bus.eventsource.records import MalformedKafkaEvent, parse_event
+from bus.eventsource.records import parse_event
 from bus.eventsource.runner import KafkaEventRunner
 from bus.idempotency import IdempotencyStore
-from bus.identity import Identity, load_identity
+from bus.identity import Identity
 from bus.kafka import KafkaTransport
 from bus.telemetry import MeshTelemetry
 from bus.worker import ServiceWorker
 from functions.orders.service import orders
 from functions.shared.dynamodb_idempotency import DynamoDBIdempotencyStore
+from functions.shared.key_reload import load_live_identity, refresh_before_invocation
 from functions.shared.otel_setup import flush_budget_s, setup_telemetry
-from functions.shared.secrets import SecretsManagerSource
 
 log = logging.getLogger(__name__)
 # Stop starting records this long before Lambda's own timeout, so the response gets out.
@@ -51,8 +51,7 @@ class _Instance:
         if self._runner is None:
             settings = BusSettings.resolve(service_name=orders.name)
             async with asyncio.timeout(START_TIMEOUT_S):  # a blocking AWS call, in a thread
-                identity = await asyncio.to_thread(load_identity, settings,
-                                                   secrets=SecretsManagerSource())
+                identity = await asyncio.to_thread(load_live_identity, settings)
             transport = KafkaTransport(settings)
             telemetry = MeshTelemetry(orders.name)
             # Handlers call other services (orders.quote asks inventory): the instance reads
@@ -84,19 +83,12 @@ def _worker_factory(transport: KafkaTransport, settings: BusSettings, identity: 
 INSTANCE = _Instance()
 
 
-def handler(event: object, context: Any) -> dict[str, Any]:
-    try:
-        batch = parse_event(event)
-    except MalformedKafkaEvent as exc:
-        # Never raised: an uncaught exception restarts the process (the next batch pays a
-        # cold start). An event source mapping only sends well-formed events; anything else
-        # is a direct invocation, answered with a 400-shaped refusal (no batchItemFailures,
-        # so a mapping would treat it as failed and keep the batch: nothing is dropped).
-        log.warning("unreadable Kafka event refused: %s", exc)
-        return {"statusCode": 400, "error": exc.code, "message": str(exc)}
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    batch = parse_event(event)  # MalformedKafkaEvent (not retriable) fails the invocation
     remaining = (context.get_remaining_time_in_millis() if context is not None
                  else NO_CONTEXT_BUDGET_MS)
     instance = INSTANCE
+    refresh_before_invocation()  # mesh keys, when due (a rotation may have moved on)
 
     async def run() -> dict[str, Any]:
         runner = await instance.runner()

@@ -16,10 +16,10 @@ from bus.keys import InvalidKey
 
 
 class SecretsManagerSource:
-    def __init__(self, region: str | None = None) -> None:
+    def __init__(self, region: str | None = None, *, client: Any = None) -> None:
         self._region = region or os.environ.get("AWS_REGION") or os.environ.get(
             "AWS_DEFAULT_REGION", "us-east-1")
-        self._client: Any = None
+        self._client: Any = client  # a botocore client, e.g. with timeouts; else the default
 
     def get(self, name: str) -> bytes:
         if self._client is None:

@@ -18,15 +18,15 @@ from typing import Any
 from bus.client import MeshClient
 from bus.config import BusSettings
 from bus.idempotency import IdempotencyStore
-from bus.identity import Identity, load_identity
+from bus.identity import Identity
 from bus.kafka import KafkaTransport
 from bus.service import Service
 from bus.telemetry import MeshTelemetry
 from bus.worker import ServiceWorker
+from functions.shared import key_reload
 from functions.shared.dynamodb_idempotency import DynamoDBIdempotencyStore
 from functions.shared.json_logs import setup_logging
 from functions.shared.otel_setup import setup_telemetry
-from functions.shared.secrets import SecretsManagerSource
 
 START_TIMEOUT_S = 30.0
 
@@ -46,8 +46,21 @@ def stop_on_signals() -> asyncio.Event:
 
 
 async def process_identity(settings: BusSettings) -> Identity:
-    """The process's identity; its key comes from Secrets Manager, read off the loop."""
-    return await asyncio.to_thread(load_identity, settings, secrets=SecretsManagerSource())
+    """The process's identity; its key comes from Secrets Manager, read off the loop. Its
+    keys are reloaded while the process runs (``functions.shared.key_reload``), until
+    ``run_process`` ends."""
+    async with asyncio.timeout(START_TIMEOUT_S):
+        identity = await asyncio.to_thread(key_reload.load_live_identity, settings)
+    key_reload.start_reloading()
+    return identity
+
+
+async def _with_key_reload(serve: Callable[[BusSettings], Coroutine[Any, Any, None]],
+                           settings: BusSettings) -> None:
+    try:
+        await serve(settings)
+    finally:
+        await key_reload.stop_reloading()
 
 
 def run_process(name: str, serve: Callable[[BusSettings], Coroutine[Any, Any, None]]) -> None:
@@ -57,7 +70,7 @@ def run_process(name: str, serve: Callable[[BusSettings], Coroutine[Any, Any, No
     settings = BusSettings.resolve(service_name=name)
     telemetry = setup_telemetry(name)  # OTEL_* (functions.shared.otel_setup)
     try:
-        asyncio.run(serve(settings))
+        asyncio.run(_with_key_reload(serve, settings))
     finally:
         if telemetry is not None:
             telemetry.shutdown()

@@ -105,11 +105,13 @@ def test_function_role_reads_only_its_own_signing_key(
 ) -> None:
     role = stack_template(artifact, settings, MESH)["Resources"]["FunctionRole"]["Properties"]
     [policy] = role["Policies"]
-    secret, traffic, *stores = policy["PolicyDocument"]["Statement"]
+    secret, traffic, keyring, *stores = policy["PolicyDocument"]["Statement"]
     assert secret["Action"] == "secretsmanager:GetSecretValue"
     assert secret["Resource"]["Fn::Sub"].endswith(":secret:teststack/gateway/signing-key-*")
     assert traffic["Action"] == "ssm:GetParameter"  # its traffic rules, and nothing else
     assert traffic["Resource"]["Fn::Sub"].endswith(":parameter/teststack/traffic")
+    assert keyring["Action"] == "ssm:GetParameter"  # the live keyring (keys rotate)
+    assert keyring["Resource"]["Fn::Sub"].endswith(":parameter/teststack/keyring")
     secrets = [s["Resource"]["Fn::Sub"] for s in stores
                if s["Action"] == "secretsmanager:GetSecretValue"]
     # besides its own key, only the API-key pepper: never another service's signing key

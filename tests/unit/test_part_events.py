@@ -36,9 +36,12 @@ def test_the_function_is_built_and_gets_the_orders_environment() -> None:
     assert list(built.role_statements) == []
     assert function["Role"] == {"Fn::GetAtt": [ROLE_ID, "Arn"]}
     [policy] = built.resources[ROLE_ID]["Properties"]["Policies"]
-    secret, table = policy["PolicyDocument"]["Statement"]
+    secret, table, keyring = policy["PolicyDocument"]["Statement"]
     assert str(secret["Resource"]["Fn::Sub"]).endswith(":secret:teststack/orders/signing-key-*")
     assert table["Resource"] == {"Fn::GetAtt": ["IdempotencyTable", "Arn"]}
+    assert keyring["Action"] == "ssm:GetParameter"  # the live keyring, reloaded (keys rotate)
+    assert str(keyring["Resource"]["Fn::Sub"]).endswith(":parameter/teststack/keyring")
+    assert env["MESH_KEYRING_PARAMETER"] == "/teststack/keyring"
 
 
 def test_on_aws_a_self_managed_kafka_mapping_feeds_it_with_partial_batch_responses() -> None:
