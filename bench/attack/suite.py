@@ -13,6 +13,8 @@ from dataclasses import dataclass, replace
 
 from bench.attack import edge_cases, mesh_cases, reply_cases
 from bench.attack.accounting import CONTROL, Outcome, Report
+from bench.attack.dlq_replay import CATEGORY as DLQ_REPLAY
+from bench.attack.dlq_replay import run_dlq_replays
 from bench.attack.edge_attack import EdgePlan, endpoint_of, loopback, run_edge
 from bench.attack.fuzz import PARSER_FUZZ, fuzz_parser
 from bench.attack.mesh_attack import MeshPlan, run_mesh
@@ -24,7 +26,7 @@ from bus.envelope import now_ms
 from infra.settings import Settings
 
 CATEGORIES = (*(f"mesh.{c}" for c in (*mesh_cases.CATEGORIES, *reply_cases.CATEGORIES,
-                                        RETIRED_KEY)),
+                                        RETIRED_KEY, DLQ_REPLAY)),
               *(f"edge.{c}" for c in (*edge_cases.CATEGORIES, *reply_cases.CATEGORIES)),
               PARSER_FUZZ)
 
@@ -70,6 +72,9 @@ def run(plan: Plan, say: Callable[[str], None] = lambda _: None,
     hijacks, more = asyncio.run(run_reply_hijack(bootstrap, plan.mesh))
     mesh += hijacks
     mesh += run_retired_key()  # a key retired by a rotation, in a process that kept running
+    dead_letters, notes_dlq = asyncio.run(run_dlq_replays(bootstrap, plan.mesh))
+    mesh += dead_letters  # forged, tampered and copied dead letters (bus.dlq)
+    more += notes_dlq
     report.add(_in_suite("mesh", mesh))
     report.notes += notes + more
     say(f"mesh: {len(mesh)} records in {time.monotonic() - started:.1f}s")
