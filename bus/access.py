@@ -24,6 +24,8 @@ class AccessPolicy:
     # None: consumption is not restricted by this map (older access maps had no consume).
     consume: Mapping[str, frozenset[str]] | None = None
     allow_all: bool = False
+    # Edges: the services that may name the end user a call is made for (bus.principals).
+    edges: frozenset[str] = frozenset()
     # Operator -> the base topics whose dead letters it may replay (bus.replay_countersign).
     replay: Mapping[str, frozenset[str]] = field(default_factory=dict)
 
@@ -38,11 +40,14 @@ class AccessPolicy:
         produce: Mapping[str, Iterable[str]],
         consume: Mapping[str, Iterable[str]] | None = None,
         replay: Mapping[str, Iterable[str]] | None = None,
+        *,
+        edges: Iterable[str] = (),
     ) -> AccessPolicy:
         return cls(
             {service: frozenset(topics) for service, topics in produce.items()},
             None if consume is None else {s: frozenset(t) for s, t in consume.items()},
             replay={s: frozenset(t) for s, t in (replay or {}).items()},
+            edges=frozenset(edges),
         )
 
     def may_produce(self, service: str, topic: str) -> bool:
@@ -55,6 +60,10 @@ class AccessPolicy:
 
     def may_replay(self, operator: str, topic: str) -> bool:
         return self.allow_all or _matches(self.replay.get(operator, frozenset()), topic)
+
+    def is_edge(self, service: str) -> bool:
+        """Whether ``service`` may name a principal (an open policy: everyone may)."""
+        return self.allow_all or service in self.edges
 
     def check_produce(self, service: str, topic: str) -> None:
         if not self.may_produce(service, topic):

@@ -150,7 +150,10 @@ class MeshClient:
         """Send ``payload`` to ``operation`` and wait for its reply until the deadline.
 
         ``principal`` (compact JSON) names who the call is made for; it is signed with the
-        request, and inside a handler it defaults to the handled message's.
+        request, and inside a handler it defaults to the handled message's. Only an edge
+        names one (and signs an assertion of it until the deadline); any other service
+        forwards the handled message's principal and assertion unchanged, and naming another
+        raises ``PrincipalNotAllowed`` (``bus.principals``).
 
         Inside a handler, the deadline is capped by the handled message's deadline and the
         trace continues the handled message's trace. The operation's traffic rules (if any)
@@ -173,7 +176,8 @@ class MeshClient:
                   if valid_traceparent(traceparent) else None)
         correlation_id = new_id()
         trace = self._trace(traceparent)
-        on_behalf_of = inherited_principal(principal)
+        on_behalf_of, assertion = self.identity.on_behalf_of(
+            principal, inherited_principal(), expires_ms=deadline_ms, now_ms=now_ms())
 
         breaker_config = rules.circuit_breaker if rules is not None else None
 
@@ -197,7 +201,7 @@ class MeshClient:
                 source=self.identity.service, operation=operation, value=value,
                 reply_to=ReplyTo(listener.topic, listener.partition), deadline_ms=deadline_ms,
                 traceparent=trace, correlation_id=correlation_id, attempt=number,
-                principal=on_behalf_of,
+                principal=on_behalf_of, principal_assertion=assertion,
             )
             if number == 1:  # the call's id is its first request's id; retries get new ids
                 envelope = replace(envelope, id=correlation_id)
@@ -287,10 +291,12 @@ class MeshClient:
         if reply_to is None:
             partitions = await self._transport.partition_count(ASYNC_REPLY_TOPIC)
             reply_to = ReplyTo(ASYNC_REPLY_TOPIC, reply_partition_for(operation_id, partitions))
+        on_behalf_of, assertion = self.identity.on_behalf_of(
+            principal, inherited_principal(), expires_ms=deadline_ms, now_ms=now_ms())
         envelope = replace(new_request(
             source=self.identity.service, operation=operation, value=value, reply_to=reply_to,
             deadline_ms=deadline_ms, traceparent=self._trace(traceparent),
-            correlation_id=operation_id, principal=inherited_principal(principal),
+            correlation_id=operation_id, principal=on_behalf_of, principal_assertion=assertion,
         ), id=operation_id)
         key = operation_id.encode()
         send_s = min(timeout_s, self.settings.request_timeout_s)

@@ -35,13 +35,13 @@ def inherited_deadline_ms(own_deadline_ms: int) -> int:
     return min(own_deadline_ms, parent.deadline_ms)
 
 
-def inherited_principal(own: str | None) -> str | None:
-    """A nested call is made for the same caller as the call that caused it, unless the
-    handler names another."""
-    if own is not None:
-        return own
+def inherited_principal() -> tuple[str | None, str | None]:
+    """The handled message's principal and the edge's assertion of it (``None, None``
+    outside a handler): a nested call forwards both unchanged, so its receiver, which never
+    saw the edge's message, can check that an edge vouched for the principal
+    (``bus.principals``)."""
     parent = current_message.get()
-    return None if parent is None else parent.principal
+    return (None, None) if parent is None else (parent.principal, parent.principal_assertion)
 
 
 def caller_principal() -> dict[str, object] | None:

@@ -35,6 +35,10 @@ H_CONTENT_TYPE = "content-type"
 # Who the call is made for (the edge's authenticated caller), as compact JSON; signed, so a
 # service can authorize on it. Nested calls inherit it.
 H_PRINCIPAL = "mesh_principal"
+# An edge's signed assertion of that principal (bus.principals): lets a service that is not an
+# edge forward the principal of the message it handles, unchanged, to a receiver that never
+# saw the edge's message. Signed with the message too.
+H_PRINCIPAL_SIG = "mesh_principal_sig"
 # An operator's replay of a dead letter (bus.replay_countersign): the original record, unchanged
 # and still carrying its own mesh_sig, plus the operator's countersignature over it. Not
 # parsed into Envelope fields: they travel in ``extra`` and admission verifies them.
@@ -89,6 +93,7 @@ class Envelope:
     signature: str | None = None
     content_type: str = "application/json"
     principal: str | None = None
+    principal_assertion: str | None = None
     extra: tuple[tuple[str, bytes], ...] = field(default=())
 
     def remaining_ms(self, now_ms: int) -> int | None:
@@ -122,6 +127,7 @@ def new_request(
     correlation_id: str | None = None,
     attempt: int = 1,
     principal: str | None = None,
+    principal_assertion: str | None = None,
 ) -> Envelope:
     """A request; retries of one call share its ``correlation_id`` and get a new id each."""
     message_id = new_id()
@@ -138,6 +144,7 @@ def new_request(
         attempt=attempt,
         traceparent=traceparent,
         principal=principal,
+        principal_assertion=principal_assertion,
     )
 
 
@@ -175,6 +182,7 @@ def to_headers(envelope: Envelope) -> Headers:
         (H_TRACESTATE, envelope.tracestate),
         (H_SIGNATURE, envelope.signature),
         (H_PRINCIPAL, envelope.principal),
+        (H_PRINCIPAL_SIG, envelope.principal_assertion),
     ]
     headers.extend((name, text.encode()) for name, text in optional if text is not None)
     headers.extend(envelope.extra)
@@ -240,6 +248,7 @@ def from_record(headers: Sequence[tuple[str, bytes | None]], value: bytes | None
         signature=known.get(H_SIGNATURE),
         content_type=known.get(H_CONTENT_TYPE, "application/json"),
         principal=known.get(H_PRINCIPAL),
+        principal_assertion=known.get(H_PRINCIPAL_SIG),
         extra=tuple(extra),
     )
 
@@ -260,5 +269,6 @@ _KNOWN = frozenset(
         H_SIGNATURE,
         H_CONTENT_TYPE,
         H_PRINCIPAL,
+        H_PRINCIPAL_SIG,
     }
 )

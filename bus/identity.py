@@ -29,6 +29,7 @@ from bus.keys import (
     signing_key_from_source,
 )
 from bus.live_keys import LiveKeys
+from bus.principals import principal_for_call
 from bus.signing import sign
 
 SIGNING_KEY_ENV = "MESH_SIGNING_KEY"
@@ -64,6 +65,15 @@ class Identity:
         if key is None:
             return envelope
         return sign(envelope, topic, key)
+
+    def on_behalf_of(self, own: str | None, inherited: tuple[str | None, str | None], *,
+                     expires_ms: int, now_ms: int) -> tuple[str | None, str | None]:
+        """The principal and assertion of a call made now, which ends at ``expires_ms``
+        (``bus.principals.principal_for_call``): an edge asserts it, any other service
+        forwards the handled message's unchanged or is refused (``PrincipalNotAllowed``)."""
+        return principal_for_call(
+            own, inherited, service=self.service, edge=self.access.is_edge(self.service),
+            key=self.key_in_force(), expires_ms=expires_ms, now_ms=now_ms)
 
 
 def _read_json(inline: str | None, path: str | None, what: str) -> object | None:
@@ -144,6 +154,9 @@ def load_identity(
         raise IdentityError("the access map's 'replay' must be {operator: [topics]}")
     if not isinstance(produce, dict):
         raise IdentityError("the access map needs {'produce': {service: [topics]}}")
+    edges = access_data.get("edges", []) if isinstance(access_data, dict) else []
+    if not isinstance(edges, list) or not all(isinstance(edge, str) for edge in edges):
+        raise IdentityError("the access map's 'edges' must be [service, ...]")
     return Identity(settings.service_name, key, keyring,
-                    AccessPolicy.from_dict(produce, consume, replay))
+                    AccessPolicy.from_dict(produce, consume, replay, edges=edges))
 

@@ -1,7 +1,8 @@
 """Admission of received records: every check a message passes before a handler sees it.
 
 Order: size, envelope, signature (bound to the topic), sender's right to produce to the
-topic, freshness, replay. The first failure decides the quarantine reason (its ``code``).
+topic, its right to the principal it carries (``bus.principals``), freshness, replay. The
+first failure decides the quarantine reason (its ``code``).
 Records on a retry or dead-letter topic are checked against their base topic, derived from
 the topic *name* (never from a header, which is not signed).
 """
@@ -17,6 +18,7 @@ from bus.envelope import Envelope, from_record
 from bus.errors import MeshError
 from bus.identity import Identity
 from bus.keys import KeyRing
+from bus.principals import check_principal
 from bus.replay import ReplayGuard
 from bus.replay_countersign import check_replay
 from bus.signing import check_fresh, verify
@@ -54,6 +56,8 @@ class InboundGuard:
         if self.keyring is not None:
             verify(envelope, topic, self.keyring)
         self.access.check_produce(envelope.source, topic)
+        if self.keyring is not None:  # who may speak for an end user (bus.principals)
+            check_principal(envelope, self.keyring, self.access.is_edge, now_ms)
         # An operator's replay of a dead letter: the original, verified above, plus a
         # countersignature; judged on its own time and deduplicated on its own id.
         stamp = check_replay(envelope, topic, self.keyring, self.access.may_replay)

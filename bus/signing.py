@@ -22,6 +22,7 @@ from bus.envelope import (
     H_ID,
     H_KIND,
     H_PRINCIPAL,
+    H_PRINCIPAL_SIG,
     H_REPLY_TO,
     H_SOURCE,
     H_TIME,
@@ -55,11 +56,14 @@ __all__ = [
     "check_fresh",
     "parse_signature",
     "sign",
+    "sign_bytes",
+    "signature_valid",
     "verify",
 ]
 
 # Versions the encoding below: a future change of fields cannot verify as this one.
-DOMAIN = b"meshgate-sig-v2"
+# v3: the edge's principal assertion (mesh_principal_sig) joined the signed fields.
+DOMAIN = b"meshgate-sig-v3"
 SIGNATURE_BYTES = {ED25519: 64, HMAC_SHA256: 32}
 
 _ABSENT = b"\x00"
@@ -115,7 +119,8 @@ def canonical_bytes(envelope: Envelope, topic: str) -> bytes:
     two different inputs share an encoding (no field can bleed into the next).
 
     Signed: the topic (so a message cannot be replayed onto another topic), the value, and
-    the headers that decide what a message means and where its answer goes. Not signed:
+    the headers that decide what a message means, for whom, and where its answer goes (the
+    principal and the edge's assertion of it included). Not signed:
     ``mesh_attempt``, because retry topics republish the message with the next attempt
     number and the republisher does not hold the sender's key (so never trust it for
     anything security-relevant); ``traceparent``/``tracestate``, which only correlate
@@ -134,6 +139,7 @@ def canonical_bytes(envelope: Envelope, topic: str) -> bytes:
         None if envelope.deadline_ms is None else str(envelope.deadline_ms),
         envelope.content_type,
         envelope.principal,
+        envelope.principal_assertion,
         envelope.value,
     )
     parts = [_DOMAIN_FIELD]
@@ -150,11 +156,7 @@ def canonical_bytes(envelope: Envelope, topic: str) -> bytes:
 
 def sign(envelope: Envelope, topic: str, key: SigningKey) -> Envelope:
     """``envelope`` with its ``mesh_sig`` set, for sending to ``topic``."""
-    message = canonical_bytes(envelope, topic)
-    if key.private_key is not None:
-        signature = key.private_key.sign(message)
-    else:
-        signature = _hmac(key.secret, message)
+    signature = sign_bytes(canonical_bytes(envelope, topic), key)
     return envelope.with_signature(SignatureHeader(key.algorithm, key.key_id, signature).encode())
 
 
@@ -173,7 +175,7 @@ def verify(envelope: Envelope, topic: str, keyring: KeyRing) -> VerifyKey:
         raise BadSignature(
             f"key {key.key_id} is {key.algorithm}, the signature claims {header.algorithm}"
         )
-    if not _valid(key, canonical_bytes(envelope, topic), header.signature):
+    if not signature_valid(key, canonical_bytes(envelope, topic), header.signature):
         raise BadSignature(f"signature by key {key.key_id} does not match the message")
     # Checked after the signature, so a mismatch means a real key tried to impersonate.
     if key.service != envelope.source:
@@ -225,7 +227,15 @@ def check_fresh(envelope: Envelope, now_ms: int, window_ms: int) -> None:
         raise StaleMessage(f"message is {-age} ms in the future, over the {window_ms} ms window")
 
 
-def _valid(key: VerifyKey, message: bytes, signature: bytes) -> bool:
+def sign_bytes(message: bytes, key: SigningKey) -> bytes:
+    """``key``'s signature of ``message`` (Ed25519, or HMAC-SHA256 for an HMAC key)."""
+    if key.private_key is not None:
+        return key.private_key.sign(message)
+    return _hmac(key.secret, message)
+
+
+def signature_valid(key: VerifyKey, message: bytes, signature: bytes) -> bool:
+    """Whether ``signature`` is ``key``'s signature of ``message`` (constant time for HMAC)."""
     if key.public_key is not None:
         try:
             key.public_key.verify(signature, message)
@@ -252,6 +262,6 @@ def _length_prefixed(data: bytes) -> bytes:
 
 # The names never change: their length-prefixed encodings are computed once.
 _FIELD_NAMES = ("topic", H_ID, H_SOURCE, H_TYPE, H_TIME, H_KIND, H_CORRELATION, H_REPLY_TO,
-                H_DEADLINE, H_CONTENT_TYPE, H_PRINCIPAL, "value")
+                H_DEADLINE, H_CONTENT_TYPE, H_PRINCIPAL, H_PRINCIPAL_SIG, "value")
 _FIELD_PREFIXES = tuple(_length_prefixed(name.encode()) for name in _FIELD_NAMES)
 _DOMAIN_FIELD = _length_prefixed(DOMAIN)

@@ -55,12 +55,13 @@ def pid_alive(pid: int) -> bool:
 
 
 def identities(produce: dict[str, list[str]],
-               replay: dict[str, list[str]] | None = None) -> dict[str, Identity]:
+               replay: dict[str, list[str]] | None = None,
+               edges: tuple[str, ...] = ("gateway",)) -> dict[str, Identity]:
     """A fresh Ed25519 key per service (and per operator of ``replay``), one shared keyring,
-    and the given access map."""
+    and the given access map; ``edges`` may name principals (as the project's gateway)."""
     keys = {name: generate_ed25519(name) for name in [*produce, *(replay or {})]}
     keyring = KeyRing(verify for _, verify in keys.values())
-    access = AccessPolicy.from_dict(produce, None, replay)
+    access = AccessPolicy.from_dict(produce, None, replay, edges=edges)
     return {service: Identity(service, signing, keyring, access)
             for service, (signing, _) in keys.items()}
 

@@ -1,5 +1,6 @@
 """Who takes part in a mesh attack (pure): the victim service, a caller it trusts, and a
-second trusted service that may not call it. One fresh Ed25519 key each, one keyring."""
+second trusted service that may not call it, and an edge (may name principals; sends the
+victim nothing itself). One fresh Ed25519 key each, one keyring."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from bus.keys import KeyRing, SigningKey, generate_ed25519
 
 CALLER = "atk-caller"
 OTHER = "atk-other"  # trusted (in the keyring), but not allowed to produce to the victim
+EDGE = "atk-edge"  # the only service that may name a principal (bus.principals)
 REPLIES = "mesh.replies"
 
 
@@ -19,6 +21,7 @@ class Cast:
     victim: Identity
     caller: Identity
     other: Identity
+    edge: Identity
 
     @property
     def topic(self) -> str:
@@ -32,9 +35,9 @@ class Cast:
 def cast(victim: str, replies: str = REPLIES) -> Cast:
     """``replies``: the reply topic the victim and ``atk-other`` may write to."""
     produce = {CALLER: [f"{victim}.requests"], victim: [replies], OTHER: [replies]}
-    keys = {service: generate_ed25519(service) for service in produce}
+    keys = {service: generate_ed25519(service) for service in (*produce, EDGE)}
     keyring = KeyRing(verify for _, verify in keys.values())
-    access = AccessPolicy.from_dict(produce)
+    access = AccessPolicy.from_dict(produce, edges=[EDGE])
     who = {service: Identity(service, signing, keyring, access)
            for service, (signing, _) in keys.items()}
-    return Cast(victim=who[victim], caller=who[CALLER], other=who[OTHER])
+    return Cast(victim=who[victim], caller=who[CALLER], other=who[OTHER], edge=who[EDGE])

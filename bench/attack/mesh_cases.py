@@ -33,6 +33,7 @@ from bus.envelope import (
     to_headers,
 )
 from bus.keys import generate_ed25519
+from bus.principals import assert_principal
 from bus.signing import canonical_bytes, sign
 
 RawHeaders = list[tuple[str, bytes | None]]
@@ -47,10 +48,13 @@ IMPERSONATION = "impersonation"
 MALFORMED = "malformed_envelope"
 RANDOM = "random_bytes"
 OVERSIZED = "oversized_value"
+PRINCIPAL_SPOOF = "principal_spoof"
 CATEGORIES = (FORGED, TAMPERED, REPLAYED, STALE, UNSIGNED, NOT_ALLOWED, IMPERSONATION,
-              MALFORMED, RANDOM, OVERSIZED)
+              MALFORMED, RANDOM, OVERSIZED, PRINCIPAL_SPOOF)
 GENUINE = "genuine"
 HOUR_MS = 3_600_000
+ALICE = '{"method":"jwt","sub":"alice"}'
+ADMIN = '{"method":"jwt","scopes":["admin"],"sub":"admin"}'
 
 
 @dataclass(frozen=True)
@@ -176,6 +180,34 @@ class Builder:
         yield _case(IMPERSONATION, "victim's key, claims to be the caller",
                     sign(self.request(), self.topic, self.cast.key_of(victim)))
 
+    def principal_spoof(self) -> Iterator[MeshCase]:
+        """The trusted, allowed caller is not an edge: it may only forward a principal the
+        edge asserted, unchanged. Every request below is validly signed by it."""
+        edge_key = self.cast.key_of(self.cast.edge)
+        expires = self.now + 60_000  # the edge's deadline: the requests' own
+        genuine = assert_principal(ALICE, expires, edge_key)
+
+        def speaking_for(label: str, principal: str, assertion: str | None,
+                         category: str = PRINCIPAL_SPOOF) -> MeshCase:
+            return _case(category, label, self.signed(self.request(
+                principal=principal, principal_assertion=assertion)))
+
+        yield speaking_for("nested call forwarding the edge's assertion", ALICE, genuine,
+                           GENUINE)
+        yield speaking_for("admin principal, no assertion", ADMIN, None)
+        yield speaking_for("assertion by the caller's own key (not an edge)", ADMIN,
+                           assert_principal(ADMIN, expires, self.cast.key_of(self.cast.caller)))
+        yield speaking_for("assertion by another trusted service (not an edge)", ADMIN,
+                           assert_principal(ADMIN, expires, self.cast.key_of(self.cast.other)))
+        yield speaking_for("expired edge assertion", ADMIN,
+                           assert_principal(ADMIN, self.now - 1_000, edge_key))
+        yield speaking_for("edge assertion of other principal bytes (same JSON, reordered)",
+                           '{"sub":"alice","method":"jwt"}', genuine)
+        yield speaking_for("genuine edge assertion moved onto another principal", ADMIN, genuine)
+        algorithm, key_id, _, signature = genuine.split(":")
+        yield speaking_for("genuine edge assertion with its expiry pushed back", ALICE,
+                           f"{algorithm}:{key_id}:{self.now + HOUR_MS}:{signature}")
+
     def malformed(self) -> Iterator[MeshCase]:
         good = self.signed()
         base: RawHeaders = list(to_headers(good))
@@ -206,7 +238,7 @@ def _set(headers: RawHeaders, name: str, value: bytes | None) -> RawHeaders:
 Family = Callable[[Builder], Iterator[MeshCase]]
 FAMILIES: tuple[Family, ...] = (Builder.forged, Builder.tampered, Builder.replayed, Builder.stale,
                                 Builder.unsigned, Builder.not_allowed, Builder.impersonation,
-                                Builder.malformed)
+                                Builder.malformed, Builder.principal_spoof)
 
 
 def handcrafted(builder: Builder, rounds: int) -> list[MeshCase]:

@@ -212,6 +212,14 @@ def _routes(policy: Policy) -> Iterable[Finding]:
                 f"declare services.{route.caller} or set caller to the edge service"
                 f"{suggest(route.caller, policy.services)}",
             )
+        elif route.auth != "none" and not policy.services[route.caller].edge:
+            yield Finding(
+                ("routes", i, "caller"),
+                f"route {route.name} authenticates its callers ({route.auth}) but is served by "
+                f"service {route.caller}, which is not an edge: every receiver would refuse "
+                "the caller's principal it sends",
+                f"mark it an edge (services.{route.caller}.edge: true) or set caller to one",
+            )
         for where, operation in _route_calls(route):
             yield from _route_call(policy, owners, i, route, where, operation)
         if route.auth == "jwt" and (policy.edge is None or policy.edge.jwt is None):

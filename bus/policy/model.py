@@ -157,6 +157,12 @@ class Service(_Model):
         "<service>.canary.requests",
     )
     keys: tuple[ServiceKey, ...] = Field(default=(), description="its signing keys")
+    edge: bool = Field(
+        default=False,
+        description="an edge (the gateway): it may name the end user a call is made for "
+        "(mesh_principal) and asserts it for nested calls to forward; other services may "
+        "only forward the principal of the message they handle",
+    )
 
     @field_validator("operations", "subsets")
     @classmethod
@@ -440,6 +446,10 @@ class Policy(_Model):
 
     def consume_map(self) -> dict[str, list[str]]:
         return {service: list(self.consume_topics(service)) for service in self.services}
+
+    def edges(self) -> list[str]:
+        """The services that may name a principal (``bus.principals``), sorted."""
+        return sorted(service for service, spec in self.services.items() if spec.edge)
 
     def replay_map(self) -> dict[str, list[str]]:
         """Every operator -> the declared topics it may replay dead letters onto."""

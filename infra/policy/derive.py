@@ -21,14 +21,15 @@ def _policy(source: PolicySource) -> Policy:
     return source if isinstance(source, Policy) else load_policy(source)
 
 
-def access_map(source: PolicySource) -> dict[str, dict[str, list[str]]]:
+def access_map(source: PolicySource) -> dict[str, Any]:
     """``{"produce": {service: [topics]}, "consume": {service: [topics]}, "replay": {operator:
     [topics]}}`` for every declared service: its ``produce`` list plus the request topics
     (every subset) of each operation it may call; its ``consume`` list plus its own request
-    topics; and for every operator, the topics it may replay dead letters onto."""
+    topics; and for every operator, the topics it may replay dead letters onto; and
+    ``"edges": [service]``, the services that may name a principal."""
     policy = _policy(source)
     return {"produce": policy.produce_map(), "consume": policy.consume_map(),
-            "replay": policy.replay_map()}
+            "replay": policy.replay_map(), "edges": policy.edges()}
 
 
 def consume_map(source: PolicySource) -> dict[str, list[str]]:

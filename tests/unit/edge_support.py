@@ -276,7 +276,8 @@ class Identities:
     def generate(cls, policy: Policy = PROJECT) -> Identities:
         pairs = {name: generate_ed25519(name) for name in ("gateway", "orders", "inventory")}
         keyring = KeyRing(verify for _, verify in pairs.values())
-        access = AccessPolicy.from_dict(policy.produce_map(), policy.consume_map())
+        access = AccessPolicy.from_dict(policy.produce_map(), policy.consume_map(),
+                                        edges=policy.edges())
         return cls({n: p[0] for n, p in pairs.items()}, {n: p[1] for n, p in pairs.items()},
                    keyring, access)
 

@@ -10,7 +10,7 @@ from infra.policy import check_files
 
 BASE = """\
 services:
-  gateway: {}
+  gateway: {edge: true}
   orders:
     operations: [orders.create, orders.get]
     subsets: ["", canary]
@@ -118,11 +118,11 @@ def test_unknown_key_suggests_the_right_one(tmp_path: Path) -> None:
 
 
 def test_access_written_under_a_service(tmp_path: Path) -> None:
-    text = edit("  gateway: {}", "  gateway:\n    produces: [orders.requests]")
+    text = edit("  gateway: {edge: true}", "  gateway:\n    produces: [orders.requests]")
     assert one(tmp_path, text) == (
         f"mesh.yaml:{line(text, 'produces')}: services.gateway has an unknown key 'produces'; "
         "access has its own section: move it to access.gateway.produce "
-        "(allowed here: operations, subsets, keys)"
+        "(allowed here: operations, subsets, keys, edge)"
     )
 
 
@@ -143,7 +143,7 @@ def test_wrong_type_is_not_coerced(tmp_path: Path) -> None:
 
 
 def test_bad_name_as_a_key(tmp_path: Path) -> None:
-    text = edit("  gateway: {}", "  Gateway_1: {}")
+    text = edit("  gateway: {edge: true}", "  Gateway_1: {}")
     found = problems(tmp_path, mesh=text)
     assert found[0] == (
         f"mesh.yaml:{line(text, 'Gateway_1')}: the key 'Gateway_1' under services is not "
@@ -206,13 +206,15 @@ def test_split_weights_must_sum_to_100(tmp_path: Path) -> None:
 
 
 def test_hmac_secrets_never_in_policies(tmp_path: Path) -> None:
-    text = edit("  gateway: {}", "  gateway:\n    keys:\n      - key_id: k1\n"
+    text = edit("  gateway: {edge: true}", "  gateway:\n    edge: true\n    keys:\n"
+                "      - key_id: k1\n"
                 "        algorithm: hmac-sha256\n        public_key: abc")
     assert one(tmp_path, text) == (
         f"mesh.yaml:{line(text, '- key_id: k1')}: services.gateway.keys[0]: key k1 is an HMAC "
         "secret, which must never be in a policy; remove public_key and keep only key_id"
     )
-    text = edit("  gateway: {}", "  gateway:\n    keys:\n      - {key_id: k1, public_key: abc}")
+    text = edit("  gateway: {edge: true}",
+                "  gateway:\n    edge: true\n    keys:\n      - {key_id: k1, public_key: abc}")
     assert "is not a 32-byte Ed25519 key" in one(tmp_path, text)
 
 
@@ -260,6 +262,26 @@ def test_route_served_by_an_unknown_service(tmp_path: Path) -> None:
         f"mesh.yaml:{line(text, 'caller: edge')}: route POST /v1/orders is served by service "
         "edge, which is not declared; declare services.edge or set caller to the edge service"
     )
+
+
+def test_a_route_that_authenticates_is_served_by_an_edge(tmp_path: Path) -> None:
+    # The caller's principal travels only from an edge (bus.principals): a route that
+    # authenticates, served by a service that is not one, would be refused by every receiver.
+    text = edit("auth: none", "auth: api_key", edit("  gateway: {edge: true}", "  gateway: {}"))
+    assert one(tmp_path, text) == (
+        f"mesh.yaml:{line(text, '- method: POST')}: route POST /v1/orders authenticates its "
+        "callers (api_key) but is served by service gateway, which is not an edge: every "
+        "receiver would refuse the caller's principal it sends; mark it an edge "
+        "(services.gateway.edge: true) or set caller to one"
+    )
+    assert problems(tmp_path, mesh=edit("auth: none", "auth: api_key")) == []
+    # Without credentials there is no principal: any service may serve such a route.
+    assert problems(tmp_path, mesh=edit("  gateway: {edge: true}", "  gateway: {}")) == []
+
+
+def test_edge_is_a_boolean(tmp_path: Path) -> None:
+    text = edit("  gateway: {edge: true}", "  gateway: {edge: 'yes'}")
+    assert "services.gateway.edge" in one(tmp_path, text)
 
 
 def test_access_for_an_unknown_service(tmp_path: Path) -> None:
@@ -347,7 +369,8 @@ def test_an_operation_has_one_owner(tmp_path: Path) -> None:
 
 
 def test_key_ids_belong_to_one_service(tmp_path: Path) -> None:
-    text = edit("  gateway: {}", "  gateway:\n    keys: [{key_id: k1}]")
+    text = edit("  gateway: {edge: true}",
+                "  gateway:\n    edge: true\n    keys: [{key_id: k1}]")
     text = edit("    subsets:", "    keys: [{key_id: k1}]\n    subsets:", text)
     assert one(tmp_path, text) == (
         f"mesh.yaml:{line(text, 'key_id: k1', 2)}: key id k1 belongs to both services gateway "

@@ -11,7 +11,7 @@ from infra.policy.source import read_source
 
 SERVICES = """\
 services:
-  gateway: {}
+  gateway: {edge: true}
   orders:
     operations: [orders.create]
 access:

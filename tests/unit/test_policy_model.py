@@ -15,7 +15,7 @@ from bus.policy.model import route_segments
 
 POLICY = {
     "services": {
-        "gateway": {},
+        "gateway": {"edge": True},
         "orders": {"operations": ["orders.create", "orders.get"], "subsets": ["", "canary"]},
         "billing": {"operations": ["billing.charge"]},
     },
@@ -164,3 +164,8 @@ def test_keyring_of_published_keys() -> None:
 def test_key_ids_are_checked_whole(key_id: str) -> None:
     with pytest.raises(ValidationError):
         ServiceKey(key_id=key_id)
+
+
+def test_edges_are_the_services_marked_edge() -> None:
+    assert policy().edges() == ["gateway"]
+    assert Policy.model_validate({"services": {"orders": {}}}).edges() == []

@@ -32,19 +32,19 @@ def test_the_principal_survives_kafka_headers_and_is_covered_by_the_signature() 
         verify(dataclasses.replace(received, principal=None), TOPIC, ring)
 
 
-def test_nested_calls_inherit_the_handled_messages_principal_unless_named() -> None:
-    assert inherited_principal(None) is None
+def test_nested_calls_inherit_the_handled_messages_principal_and_assertion() -> None:
+    assert inherited_principal() == (None, None)
     handled = new_request(source="gateway", operation="orders.create", value=b"{}",
                           reply_to=ReplyTo("mesh.replies", 0), deadline_ms=2**40,
-                          principal=ALICE)
+                          principal=ALICE, principal_assertion="ed25519:k1:1:sig")
     token = current_message.set(handled)
     try:
-        assert inherited_principal(None) == ALICE
-        assert inherited_principal('{"sub":"svc"}') == '{"sub":"svc"}'
+        assert inherited_principal() == (ALICE, "ed25519:k1:1:sig")
         assert caller_principal() == {"method": "jwt", "sub": "alice"}
     finally:
         current_message.reset(token)
     assert caller_principal() is None
+    assert inherited_principal() == (None, None)
 
 
 def test_a_principal_that_is_not_a_json_object_reads_as_none() -> None:
