@@ -8,10 +8,14 @@ Mangum keeps one event loop per process so they survive warm invocations.
 
 from __future__ import annotations
 
+import itertools
+import logging
+import uuid
 from typing import Any
 
 from mangum import Mangum
 
+from functions.gateway.lambda_events import event_problem, refusal
 from functions.gateway.wiring import build_app
 from functions.shared.json_logs import setup_logging
 from functions.shared.key_reload import refresh_before_invocation
@@ -22,9 +26,21 @@ _telemetry = setup_telemetry("gateway")
 setup_logging("gateway")  # stdout is CloudWatch Logs: JSON lines with the trace ids
 app = build_app()
 _adapter = Mangum(app, lifespan="off")
+log = logging.getLogger(__name__)
+# This process's id and invocation count, in refusals of unreadable events (a direct invoker
+# sees the process lived on) and in their log lines.
+INSTANCE = uuid.uuid4().hex[:16]
+_invocations = itertools.count(1)
 
 
-def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+def handler(event: object, context: Any) -> dict[str, Any]:
+    invocation = next(_invocations)
+    problem = event_problem(event)
+    if problem is not None:  # never raise: the runtime would restart the process
+        log.warning("unreadable event refused (instance %s, invocation %d): %s",
+                    INSTANCE, invocation, problem)
+        return refusal(problem, instance=INSTANCE, invocations=invocation)
+    assert isinstance(event, dict)
     refresh_before_invocation()  # mesh keys, when due (a rotation may have moved on)
     try:
         response: dict[str, Any] = _adapter(event, context)

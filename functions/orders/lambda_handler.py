@@ -19,7 +19,7 @@ from typing import Any
 from bus.client import MeshClient
 from bus.config import BusSettings
 from bus.envelope import now_ms
-from bus.eventsource.records import parse_event
+from bus.eventsource.records import MalformedKafkaEvent, parse_event
 from bus.eventsource.runner import KafkaEventRunner
 from bus.idempotency import IdempotencyStore
 from bus.identity import Identity
@@ -83,8 +83,16 @@ def _worker_factory(transport: KafkaTransport, settings: BusSettings, identity: 
 INSTANCE = _Instance()
 
 
-def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    batch = parse_event(event)  # MalformedKafkaEvent (not retriable) fails the invocation
+def handler(event: object, context: Any) -> dict[str, Any]:
+    try:
+        batch = parse_event(event)
+    except MalformedKafkaEvent as exc:
+        # Never raised: an uncaught exception restarts the process (the next batch pays a
+        # cold start). An event source mapping only sends well-formed events; anything else
+        # is a direct invocation, answered with a 400-shaped refusal (no batchItemFailures,
+        # so a mapping would treat it as failed and keep the batch: nothing is dropped).
+        log.warning("unreadable Kafka event refused: %s", exc)
+        return {"statusCode": 400, "error": exc.code, "message": str(exc)}
     remaining = (context.get_remaining_time_in_millis() if context is not None
                  else NO_CONTEXT_BUDGET_MS)
     instance = INSTANCE

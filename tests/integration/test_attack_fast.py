@@ -21,10 +21,12 @@ def test_the_fast_attack_suite_is_refused_everywhere(infra_settings: Settings,
     # The controls: one genuine signed message to the victim worker, one valid HTTP request;
     # both must be seen by the same probes that find nothing for the attacks. And the genuine
     # answer to each hijacked call (one on the mesh, two through HTTP) must reach its caller;
-    # and a message signed with a rotated-in key (bench.attack.rotation_case); and a genuine
-    # dead letter replayed by the operator, run once more (bench.attack.dlq_replay).
-    assert report.control.tried == 7, summary
-    assert report.control.reached_handler == 7, summary
+    # and a status read within the limit and a genuine /healthz Lambda event
+    # (bench.attack.edge_status_flood, edge_lambda_events); and a message signed with a
+    # rotated-in key (bench.attack.rotation_case); and a genuine dead letter replayed by the
+    # operator, run once more (bench.attack.dlq_replay).
+    assert report.control.tried == 9, summary
+    assert report.control.reached_handler == 9, summary
     for name in CATEGORIES:
         assert report.categories[name].tried >= 1, f"{name} tried nothing\n{summary}"
     assert report.refused == report.tried, summary
