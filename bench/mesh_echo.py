@@ -23,6 +23,7 @@ from bench.procs import announce_ready, report, stop_event
 from bus.client import MeshClient
 from bus.config import BusSettings
 from bus.envelope import Envelope
+from bus.idempotency import MemoryIdempotencyStore
 from bus.identity import load_identity
 from bus.kafka import KafkaTransport
 from bus.keys import KeyRing, encode_b64url, generate_ed25519
@@ -117,7 +118,7 @@ def mesh_service(settings: BusSettings, group_id: str) -> MeshResponder:
 
     transport = KafkaTransport(settings)
     worker = ServiceWorker(service, transport, settings, load_identity(settings),
-                           group_id=group_id)
+                           group_id=group_id, store=MemoryIdempotencyStore())
     return MeshResponder(worker, transport)
 
 

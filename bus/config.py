@@ -40,8 +40,17 @@ class BusSettings(BaseModel):
     # never in the public keyring, never committed.
     hmac_keys_file: str | None = None
     insecure: bool = False
+    # Requests (and replies) must be this fresh; events are bound by it only on the future
+    # side (clock skew): a backlog that waited out an outage is still handled.
     freshness_window_ms: int = Field(default=300_000, gt=0)
     replay_max_entries: int = Field(default=200_000, gt=0)
+    # Events older than this are refused (possible_replay): the durable replay memory of an
+    # event is kept this long (plus the window), so no copy can outlive it. Kafka's default
+    # retention is 7 days; set it to your topics' retention.ms.
+    event_max_age_ms: int = Field(default=7 * 24 * 3600 * 1000, gt=0)
+    # The durable idempotency store (a DynamoDB table) of a worker or function process;
+    # required outside insecure mode.
+    idempotency_table: str | None = None
 
     @classmethod
     def resolve(cls, env: Mapping[str, str] | None = None, **explicit: Any) -> BusSettings:

@@ -2,7 +2,8 @@
 
 Order: size, envelope, signature (bound to the topic), sender's right to produce to the
 topic, its right to the principal it carries (``bus.principals``), freshness, replay. The
-first failure decides the quarantine reason (its ``code``).
+first failure decides the quarantine reason (its ``code``). Events skip the age half of
+freshness and the in-memory replay guard: their replay memory is durable (``check_event_time``).
 Records on a retry or dead-letter topic are checked against their base topic, derived from
 the topic *name* (never from a header, which is not signed).
 """
@@ -14,14 +15,14 @@ from dataclasses import dataclass, replace
 
 from bus.access import AccessPolicy
 from bus.config import BusSettings
-from bus.envelope import Envelope, from_record
+from bus.envelope import KIND_EVENT, Envelope, from_record
 from bus.errors import MeshError
 from bus.identity import Identity
 from bus.keys import KeyRing
 from bus.principals import check_principal
-from bus.replay import ReplayGuard
+from bus.replay import PossibleReplay, ReplayGuard
 from bus.replay_countersign import check_replay
-from bus.signing import check_fresh, verify
+from bus.signing import StaleMessage, check_fresh, verify
 from bus.transport import Record
 
 _DERIVED = re.compile(r"^(?P<base>.+?)(?:\.retry\.\d+|\.dlt)$")
@@ -45,6 +46,9 @@ class InboundGuard:
     window_ms: int
     max_value_bytes: int
     retry_allowance_ms: int = 0  # retried records keep ce_time: widen their window
+    # Events: no age limit up to this (None: none at all); their replay memory is the
+    # durable idempotency record (bus.replay_memory), kept at least this long.
+    event_max_age_ms: int | None = None
 
     def admit(self, record: Record, now_ms: int) -> Envelope:
         """The record's envelope if it passes every check; else raises a coded MeshError."""
@@ -63,6 +67,9 @@ class InboundGuard:
         stamp = check_replay(envelope, topic, self.keyring, self.access.may_replay)
         seen_as = f"{envelope.source}/{envelope.id}" if stamp is None else stamp.dedupe_key
         seen_at = envelope.time_ms if stamp is None else stamp.time_ms
+        if envelope.kind == KIND_EVENT:  # a backlog is genuine: see check_event_time
+            check_event_time(seen_at, now_ms, self.window_ms, self.event_max_age_ms)
+            return envelope
         window = self.window_ms + (self.retry_allowance_ms if topic != record.topic else 0)
         check_fresh(replace(envelope, time_ms=seen_at), now_ms, window)
         self.replay.check_and_remember(
@@ -70,6 +77,21 @@ class InboundGuard:
             position=f"{record.partition}:{record.offset}",
         )
         return envelope
+
+
+def check_event_time(time_ms: int, now_ms: int, window_ms: int, max_age_ms: int | None
+                     ) -> None:
+    """An event is judged on the future side of the clock-skew bound only, never on its age:
+    Kafka buffers through outages, and a consumer back after ten minutes or a day must handle
+    its backlog. Replays of events are refused by the durable idempotency record instead,
+    which is kept ``max_age_ms`` (plus the window): an event older than that could be a
+    copy the record has forgotten, so it is refused as ``possible_replay``."""
+    if time_ms - now_ms > window_ms:
+        raise StaleMessage(f"event is {time_ms - now_ms} ms in the future, over the "
+                           f"{window_ms} ms clock-skew bound")
+    if max_age_ms is not None and now_ms - time_ms > max_age_ms:
+        raise PossibleReplay(f"event is {now_ms - time_ms} ms old, over the {max_age_ms} ms "
+                             "its replay memory is kept")
 
 
 def guard_for(identity: Identity, settings: BusSettings, *, retry_allowance_ms: int = 0
@@ -83,4 +105,5 @@ def guard_for(identity: Identity, settings: BusSettings, *, retry_allowance_ms: 
         window_ms=settings.freshness_window_ms,
         max_value_bytes=settings.max_message_bytes,
         retry_allowance_ms=retry_allowance_ms,
+        event_max_age_ms=settings.event_max_age_ms,
     )

@@ -57,6 +57,10 @@ class Intake:
             return None
         return envelope
 
+    async def refuse(self, record: Record, error: MeshError) -> None:
+        """Park an admitted record that a later check refused (e.g. a replayed event)."""
+        await self._park(record, error, now_ms())
+
     async def _park(self, record: Record, error: MeshError, now: int) -> None:
         self.quarantined += 1
         self._telemetry.count_quarantined(error.code, record.topic)

@@ -3,9 +3,15 @@
 The main loop reads ``<topic>``; a failing event is republished to ``<topic>.retry.1`` (then
 ``.retry.2`` ...) with a not-before time, and after the last stage, or at once when the
 failure is not retriable, to ``<topic>.dlt``. Each retry stage has its own loop that waits for
-its records to be due, so a poison message never stalls the main partition. Events run under
-the idempotency store's claim (key: sender and event id), so a redelivery is not applied
-twice. Offsets are committed after each record's outcome (handled, republished, parked).
+its records to be due, so a poison message never stalls the main partition. Offsets are
+committed after each record's outcome (handled, republished, parked).
+
+Replays: events are admitted at any age (a backlog is genuine), so the durable idempotency
+record is their replay memory (``bus.replay_memory``; required outside insecure mode). Each
+event runs under its claim (key: base topic, sender, event id); once handled or dead-lettered
+the record says where, and any later delivery is never run: a redelivery of that record (or
+of an earlier stage forwarded from) is counted as a duplicate, a copy elsewhere is
+quarantined as ``replayed_message``.
 """
 
 from __future__ import annotations
@@ -17,10 +23,18 @@ from dataclasses import dataclass
 from bus.config import BusSettings
 from bus.envelope import KIND_EVENT, Envelope, now_ms
 from bus.errors import HandlerError, MeshError
-from bus.idempotency import IdempotencyStore
+from bus.idempotency import Claim, IdempotencyError, IdempotencyStore
 from bus.identity import Identity
 from bus.inbound import guard_for
 from bus.intake import Intake
+from bus.replay import ReplayedMessage
+from bus.replay_memory import (
+    Settled,
+    event_idempotency_key,
+    event_keep_ms,
+    is_redelivery,
+    require_store,
+)
 from bus.retry_topics import (
     DeadLetterHop,
     Failure,
@@ -36,8 +50,13 @@ from bus.transport import Record, Transport
 log = logging.getLogger(__name__)
 POLL_S = 0.5
 LEASE_MS = 60_000
-KEEP_MS = 24 * 3600 * 1000
 STEP_WITHIN_MS = 60_000
+
+
+class EventInProgress(IdempotencyError):
+    """Another consumer has held the event's claim for longer than its lease allows."""
+
+    code = "event_in_progress"
 
 
 @dataclass
@@ -69,11 +88,12 @@ class EventSubscriber:
         self.topics = RetryTopics(topic, policy)
         self._access = identity.access
         self._transport = transport
+        require_store(store, identity, f"{service.name} subscriber of {topic}")
         self._store = store
+        self._keep_ms = event_keep_ms(settings)
         self._telemetry = telemetry or MeshTelemetry(service.name)
-        allowance = sum(policy.delays_ms) + 60_000  # retried events keep their ce_time
-        self._intake = Intake(service.name, transport, settings,
-                              guard_for(identity, settings, retry_allowance_ms=allowance),
+        # Events are admitted at any age (bus.inbound.check_event_time): retried ones too.
+        self._intake = Intake(service.name, transport, settings, guard_for(identity, settings),
                               self._telemetry)
         self.counts = SubscriberCounts()
 
@@ -120,34 +140,65 @@ class EventSubscriber:
         event = await self._intake.admit(record, KIND_EVENT)
         if event is None:
             return
-        key = f"{event.source}:{event.id}"
         store = self._store
-        try:
-            token: str | None = None
-            if store is not None:
-                claim = await self._intake.retrying(
-                    lambda: store.begin(key, now_ms=now_ms(), lease_ms=LEASE_MS),
-                    now_ms() + STEP_WITHIN_MS)
-                if claim.status != "claimed":
-                    self.counts.duplicates += 1
-                    return
-                token = claim.token
+        if store is None:  # insecure mode only (see __init__): no replay memory at all
             failure = await self._run_handler(record, event)
-            if store is not None and token is not None:
-                held = token
-                if failure is None:
-                    await self._intake.retrying(lambda: store.complete(
-                        key, b"", token=held, now_ms=now_ms(), keep_ms=KEEP_MS),
-                        now_ms() + STEP_WITHIN_MS)
-                else:
-                    await self._intake.retrying(lambda: store.release(key, token=held),
-                                                now_ms() + STEP_WITHIN_MS)
             if failure is not None:
                 await self._forward(record, event, failure)
+            return
+        key = event_idempotency_key(self.topics.main_topic, event)
+        try:
+            claim = await self._claim(store, key)
+            if claim.status == "completed":
+                await self._settled_already(record, event, claim.result)
+                return
+            assert claim.token is not None
+            failure = await self._run_handler(record, event)
+            if failure is None:
+                await self._settle(store, key, claim.token, Settled.at("handled", record))
+                return
+            if await self._forward(record, event, failure, release=(store, key, claim.token)):
+                # Dead-lettered: terminal, so a raw copy written back is not run again.
+                await self._settle(store, key, claim.token, Settled.at("dead_lettered", record))
         except MeshError as exc:
             self.counts.abandoned += 1
             log.error("abandoned event %s on %s: %s: %s", event.id, record.topic, exc.code, exc)
             raise
+
+    async def _claim(self, store: IdempotencyStore, key: str) -> Claim:
+        """Claim ``key``; while another delivery of the event holds it, wait for its outcome
+        (or for its lease to run out and take over): skipping it would commit past an event
+        whose holder may yet die."""
+        deadline = now_ms() + LEASE_MS + STEP_WITHIN_MS
+        pause_s = 0.05
+        while True:
+            claim = await self._intake.retrying(
+                lambda: store.begin(key, now_ms=now_ms(), lease_ms=LEASE_MS), deadline)
+            if claim.status != "in_progress":
+                return claim
+            if now_ms() >= deadline:
+                raise EventInProgress(f"{key} is still held by another consumer")
+            await asyncio.sleep(pause_s)
+            pause_s = min(pause_s * 2, 1.0)
+
+    async def _settled_already(self, record: Record, event: Envelope,
+                               result: bytes | None) -> None:
+        """A delivery of an event that was handled or dead-lettered: a redelivery is counted,
+        a copy written again elsewhere is quarantined; neither runs."""
+        if is_redelivery(result, record):
+            self.counts.duplicates += 1
+            return
+        await self._intake.refuse(record, ReplayedMessage(
+            f"event {event.id} was settled at another position; this is a copy"))
+
+    async def _settle(self, store: IdempotencyStore, key: str, token: str,
+                      settled: Settled) -> None:
+        result = settled.encode()
+        done = await self._intake.retrying(lambda: store.complete(
+            key, result, token=token, now_ms=now_ms(), keep_ms=self._keep_ms),
+            now_ms() + STEP_WITHIN_MS)
+        if not done:
+            log.warning("the claim on %s was taken over before it was settled", key)
 
     async def _run_handler(self, record: Record, event: Envelope) -> Failure | None:
         """None when the event was handled (or ignored); the failure otherwise."""
@@ -171,11 +222,18 @@ class EventSubscriber:
             self.counts.ignored += 1
         return None
 
-    async def _forward(self, record: Record, event: Envelope, failure: Failure) -> None:
-        """Republish a failed event to its next retry stage or to the dead-letter topic."""
+    async def _forward(self, record: Record, event: Envelope, failure: Failure, *,
+                       release: tuple[IdempotencyStore, str, str] | None = None) -> bool:
+        """Republish a failed event to its next retry stage or to the dead-letter topic; True
+        when it was dead-lettered. ``release``: the claim to drop before a retry hop (so the
+        retry stage can claim it; a crash before the send leaves this record uncommitted)."""
         now = now_ms()
         hop = self.topics.next_hop(record.topic, event.attempt, failure.retriable, now_ms=now,
                                    deadline_ms=event.deadline_ms)
+        if release is not None and not isinstance(hop, DeadLetterHop):
+            store, key, token = release
+            await self._intake.retrying(lambda: store.release(key, token=token),
+                                        now + STEP_WITHIN_MS)
         headers = hop_headers(event, hop, original_topic=self.topics.main_topic,
                               failure=failure, failed_at_ms=now)
         value = record.value or b""
@@ -187,9 +245,10 @@ class EventSubscriber:
             self._telemetry.count_dead_letter(event.type, hop.reason)
             log.warning("dead-lettered %s (%s) after %d attempts: %s", event.id, hop.reason,
                         hop.attempt, failure.code)
-        else:
-            self.counts.retried += 1
-            self._telemetry.count_retry(event.type, failure.code)
+            return True
+        self.counts.retried += 1
+        self._telemetry.count_retry(event.type, failure.code)
+        return False
 
 
 async def _stopped_within(stop: asyncio.Event, seconds: float) -> bool:

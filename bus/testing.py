@@ -35,6 +35,7 @@ from bus.access import AccessPolicy
 from bus.client import MeshClient
 from bus.config import BusSettings
 from bus.envelope import Envelope, from_record
+from bus.idempotency import MemoryIdempotencyStore
 from bus.identity import Identity
 from bus.keys import KeyRing, generate_ed25519
 from bus.memory import MemoryBroker, MemoryTransport
@@ -127,8 +128,10 @@ class MeshTestKit:
                 nested = MeshClient(MemoryTransport(self.broker), self.settings(name),
                                     self.identity(name))
                 self._worker_clients.append(nested)
+                # Each worker its own in-memory replay memory (a process's, as on the mesh).
                 worker = ServiceWorker(service, MemoryTransport(self.broker),
-                                       self.settings(name), self.identity(name), client=nested)
+                                       self.settings(name), self.identity(name), client=nested,
+                                       store=MemoryIdempotencyStore())
                 self._workers[name] = worker
                 self._tasks[name] = asyncio.create_task(worker.run(self._stop),
                                                         name=f"kit:{name}")

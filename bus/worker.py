@@ -2,7 +2,9 @@
 
 Each record is admitted (size, envelope, signature, sender, freshness, replay) or parked on
 the quarantine topic; admitted requests run under the idempotency store's claim, so a
-redelivered message gets the stored reply instead of a second application. Records are
+redelivered message gets the stored reply instead of a second application. The store is the
+durable replay memory (the in-memory guard forgets on restart): outside insecure mode a
+worker refuses to be built without one (``bus.replay_memory.require_store``). Records are
 handled concurrently (``concurrency`` at most, so order within a partition is not kept for
 requests) and an offset is committed only once every record before it has been answered, so
 a worker that dies mid-batch leaves its unanswered records to the next group member.
@@ -25,6 +27,7 @@ from bus.inbound import guard_for
 from bus.intake import Intake
 from bus.lag import EndOffsets, LagReport
 from bus.pipeline import Pipeline
+from bus.replay_memory import require_store
 from bus.service import Outcome, Service
 from bus.telemetry import MeshTelemetry
 from bus.transport import Record, Transport
@@ -70,6 +73,7 @@ class ServiceWorker:
         if client is not None and client.identity.service != service.name:
             raise ValueError(f"a client of {client.identity.service!r} cannot make "
                              f"{service.name!r}'s nested calls")
+        require_store(store, identity, f"{service.name} worker")
         self.service = service
         self._transport = transport
         self._settings = settings

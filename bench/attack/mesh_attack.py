@@ -34,6 +34,7 @@ from bench.attack.mesh_cases import (
 )
 from bus.config import BusSettings
 from bus.envelope import Envelope, now_ms
+from bus.idempotency import MemoryIdempotencyStore
 from bus.kafka import KafkaTransport
 from bus.quarantine import H_ORIGINAL_OFFSET, H_ORIGINAL_PARTITION, H_ORIGINAL_TOPIC, H_REASON
 from bus.quarantine import QUARANTINE_TOPIC as QUARANTINE
@@ -83,7 +84,8 @@ async def victim(actors: Cast, bootstrap: str, ran: list[str]) -> AsyncIterator[
     settings = BusSettings.resolve(bootstrap_servers=bootstrap, service_name=name,
                                    max_message_bytes=VALUE_LIMIT)
     transport = KafkaTransport(settings)
-    worker = ServiceWorker(service, transport, settings, actors.victim)
+    worker = ServiceWorker(service, transport, settings, actors.victim,
+                           store=MemoryIdempotencyStore())
     stop = asyncio.Event()
     task = asyncio.create_task(worker.run(stop))
     try:

@@ -16,6 +16,8 @@ from bench.attack.accounting import CONTROL, Outcome, Report
 from bench.attack.dlq_replay import CATEGORY as DLQ_REPLAY
 from bench.attack.dlq_replay import run_dlq_replays
 from bench.attack.edge_attack import EdgePlan, endpoint_of, loopback, run_edge
+from bench.attack.event_replay import CATEGORY as EVENT_REPLAYED
+from bench.attack.event_replay import run_event_replays
 from bench.attack.fuzz import PARSER_FUZZ, fuzz_parser
 from bench.attack.mesh_attack import MeshPlan, run_mesh
 from bench.attack.reply_edge import run_edge_hijack
@@ -26,7 +28,7 @@ from bus.envelope import now_ms
 from infra.settings import Settings
 
 CATEGORIES = (*(f"mesh.{c}" for c in (*mesh_cases.CATEGORIES, *reply_cases.CATEGORIES,
-                                        RETIRED_KEY, DLQ_REPLAY)),
+                                        EVENT_REPLAYED, RETIRED_KEY, DLQ_REPLAY)),
               *(f"edge.{c}" for c in (*edge_cases.CATEGORIES, *reply_cases.CATEGORIES)),
               PARSER_FUZZ)
 
@@ -71,6 +73,9 @@ def run(plan: Plan, say: Callable[[str], None] = lambda _: None,
     mesh, notes = asyncio.run(run_mesh(bootstrap, plan.mesh))
     hijacks, more = asyncio.run(run_reply_hijack(bootstrap, plan.mesh))
     mesh += hijacks
+    replays, notes_events = asyncio.run(run_event_replays(settings, plan.mesh))
+    mesh += replays
+    more += notes_events
     mesh += run_retired_key()  # a key retired by a rotation, in a process that kept running
     dead_letters, notes_dlq = asyncio.run(run_dlq_replays(bootstrap, plan.mesh))
     mesh += dead_letters  # forged, tampered and copied dead letters (bus.dlq)

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 from bench.chaos import (
     broker_restart,
     emulator_restart,
+    long_outage,
     rebalance,
     slow_consumer,
     worker_kill,
@@ -30,6 +31,7 @@ SCENARIOS: list[tuple[str, Scenario]] = [
     (slow_consumer.NAME, slow_consumer.run),
     (rebalance.NAME, rebalance.run),
     (emulator_restart.NAME, emulator_restart.run),
+    (long_outage.NAME, long_outage.run),
 ]
 
 

@@ -19,7 +19,8 @@ What the batch adds:
 - Each batch gets a fresh worker, so its replay memory spans one batch: a redelivered batch
   (the mapping retries after a failure) must reach the idempotency store, not be refused as a
   replay. Across batches (and across Lambda instances, which share no memory) the store is
-  what keeps a replayed request from being applied twice.
+  what keeps a replayed request from being applied twice, so it is required: the worker
+  refuses to be built without one outside insecure mode (``bus.replay_memory``).
 """
 
 from __future__ import annotations

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from collections.abc import Callable
 from typing import Any
 
@@ -27,7 +26,7 @@ from bus.kafka import KafkaTransport
 from bus.telemetry import MeshTelemetry
 from bus.worker import ServiceWorker
 from functions.orders.service import orders
-from functions.shared.dynamodb_idempotency import DynamoDBIdempotencyStore
+from functions.shared.durable_store import durable_store
 from functions.shared.key_reload import load_live_identity, refresh_before_invocation
 from functions.shared.otel_setup import flush_budget_s, setup_telemetry
 
@@ -50,6 +49,9 @@ class _Instance:
     async def runner(self) -> KafkaEventRunner:
         if self._runner is None:
             settings = BusSettings.resolve(service_name=orders.name)
+            # Durable replay memory, or one line naming MESH_IDEMPOTENCY_TABLE (StoreRequired
+            # fails the invocation: the mapping retries, nothing is handled unprotected).
+            store = durable_store(settings, f"{orders.name} Kafka-event function")
             async with asyncio.timeout(START_TIMEOUT_S):  # a blocking AWS call, in a thread
                 identity = await asyncio.to_thread(load_live_identity, settings)
             transport = KafkaTransport(settings)
@@ -58,18 +60,13 @@ class _Instance:
             # its replies on one mesh.replies partition, started on the first nested call.
             client = MeshClient(transport, settings, identity, telemetry=telemetry)
             self._runner = KafkaEventRunner(
-                _worker_factory(transport, settings, identity, _store(), telemetry, client),
+                _worker_factory(transport, settings, identity, store, telemetry, client),
                 transport, settings)
         return self._runner
 
 
-def _store() -> IdempotencyStore | None:
-    table = os.environ.get("MESH_IDEMPOTENCY_TABLE")
-    return DynamoDBIdempotencyStore(table) if table else None
-
-
 def _worker_factory(transport: KafkaTransport, settings: BusSettings, identity: Identity,
-                    store: IdempotencyStore | None, telemetry: MeshTelemetry,
+                    store: IdempotencyStore, telemetry: MeshTelemetry,
                     client: MeshClient | None = None) -> Callable[[], ServiceWorker]:
     def new_worker() -> ServiceWorker:
         return ServiceWorker(orders, transport, settings, identity, store=store,

@@ -1,7 +1,8 @@
 """Run a service as a long-lived worker process: ``main(service)`` from a ``worker.py``.
 
 Identity comes from ``MESH_*`` settings (key from Secrets Manager or a file); the idempotency
-store is DynamoDB when ``MESH_IDEMPOTENCY_TABLE`` names a table. A service whose handlers make
+store is the DynamoDB table ``MESH_IDEMPOTENCY_TABLE`` names, required unless the process
+runs insecure (``functions.shared.durable_store``). A service whose handlers make
 nested calls (``bus.context.mesh_client()``) is served with ``nested_calls=True``: the worker
 then has a mesh client, sharing its transport, whose reply listener is started before the
 first request (on ``MESH_REPLY_TOPIC``, which the service must be allowed to consume).
@@ -10,7 +11,6 @@ first request (on ``MESH_REPLY_TOPIC``, which the service must be allowed to con
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -20,20 +20,25 @@ from bus.config import BusSettings
 from bus.idempotency import IdempotencyStore
 from bus.identity import Identity
 from bus.kafka import KafkaTransport
+from bus.replay_memory import StoreRequired
 from bus.service import Service
 from bus.telemetry import MeshTelemetry
 from bus.worker import ServiceWorker
 from functions.shared import key_reload
-from functions.shared.dynamodb_idempotency import DynamoDBIdempotencyStore
+from functions.shared.durable_store import durable_store
 from functions.shared.json_logs import setup_logging
 from functions.shared.otel_setup import setup_telemetry
 
 START_TIMEOUT_S = 30.0
 
 
-def idempotency_store() -> IdempotencyStore | None:
-    table = os.environ.get("MESH_IDEMPOTENCY_TABLE")
-    return DynamoDBIdempotencyStore(table) if table else None
+def idempotency_store(settings: BusSettings, who: str) -> IdempotencyStore:
+    """The durable store (``functions.shared.durable_store``), or the process exits with
+    its one-line error."""
+    try:
+        return durable_store(settings, who)
+    except StoreRequired as exc:
+        raise SystemExit(exc.message) from None
 
 
 def stop_on_signals() -> asyncio.Event:
@@ -78,6 +83,7 @@ def run_process(name: str, serve: Callable[[BusSettings], Coroutine[Any, Any, No
 
 async def serve(service: Service, settings: BusSettings, *, nested_calls: bool = False) -> None:
     """Serve ``service`` until SIGTERM or SIGINT."""
+    store = idempotency_store(settings, f"{service.name} worker")  # before any AWS call
     identity = await process_identity(settings)
     stop = stop_on_signals()
     transport = KafkaTransport(settings)
@@ -90,7 +96,7 @@ async def serve(service: Service, settings: BusSettings, *, nested_calls: bool =
         if client is not None:
             async with asyncio.timeout(START_TIMEOUT_S):
                 await client.start()  # the first nested call does not pay for the listener
-        worker = ServiceWorker(service, transport, settings, identity, store=idempotency_store(),
+        worker = ServiceWorker(service, transport, settings, identity, store=store,
                                client=client, telemetry=telemetry)
         await worker.run(stop)
     finally:

@@ -16,6 +16,7 @@ from bus.access import AccessPolicy
 from bus.client import MeshClient
 from bus.envelope import Envelope
 from bus.errors import DeadlineExceeded, HandlerError, RemoteError, is_retriable
+from bus.idempotency import MemoryIdempotencyStore
 from bus.identity import Identity
 from bus.keys import KeyRing, generate_ed25519
 from bus.service import Payload, Service
@@ -50,7 +51,7 @@ class Mesh:
     async def running(self, service: Service) -> AsyncIterator[ServiceWorker]:
         settings = self.factory.settings(service.name)
         worker = ServiceWorker(service, self.factory(service.name), settings,
-                               self.identities[service.name])
+                               self.identities[service.name], store=MemoryIdempotencyStore())
         stop = asyncio.Event()
         task = asyncio.create_task(worker.run(stop), name=f"worker:{service.name}")
         try:

@@ -30,6 +30,7 @@ import os
 from bench.procs import stop_event
 from bus.config import BusSettings
 from bus.envelope import Envelope
+from bus.idempotency import MemoryIdempotencyStore
 from bus.identity import load_identity
 from bus.kafka import KafkaTransport
 from bus.service import Payload, Service
@@ -75,7 +76,7 @@ async def serve() -> None:
     identity = load_identity(settings)
     table = os.environ.get(TABLE_ENV)
     store = (DynamoDBIdempotencyStore(table, client_args=Settings.resolve().aws_client_args())
-             if table else None)
+             if table else MemoryIdempotencyStore())
     applied_fd = os.open(os.environ[APPLIED_FILE_ENV],
                          os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     service = fault_service(settings.service_name, applied_fd,

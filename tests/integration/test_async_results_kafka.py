@@ -20,6 +20,7 @@ from bus.client import MeshClient
 from bus.config import BusSettings
 from bus.envelope import KIND_REQUEST, Envelope, ReplyTo, new_id, now_ms, reply_for, to_headers
 from bus.errors import HandlerError
+from bus.idempotency import MemoryIdempotencyStore
 from bus.identity import Identity
 from bus.kafka import KafkaTransport
 from bus.keys import generate_ed25519
@@ -114,7 +115,8 @@ async def served(service_name: str, settings: BusSettings, identity: Identity
                  ) -> AsyncIterator[ServiceWorker]:
     worker_settings = settings.model_copy(update={"service_name": service_name})
     transport = KafkaTransport(worker_settings)
-    worker = ServiceWorker(reports(service_name), transport, worker_settings, identity)
+    worker = ServiceWorker(reports(service_name), transport, worker_settings, identity,
+                           store=MemoryIdempotencyStore())
     try:
         async with task_of(worker.run):
             yield worker

@@ -24,6 +24,7 @@ from bus.envelope import (
     to_headers,
 )
 from bus.errors import DeadlineExceeded, EnvelopeError, HandlerError, RemoteError
+from bus.idempotency import MemoryIdempotencyStore
 from bus.identity import Identity
 from bus.kafka import KafkaTransport
 from bus.keys import generate_ed25519
@@ -53,7 +54,8 @@ async def running(
 ) -> AsyncIterator[ServiceWorker]:
     settings = settings.model_copy(update={"service_name": service.name, **overrides})
     transport = KafkaTransport(settings)
-    worker = ServiceWorker(service, transport, settings, mesh[service.name])
+    worker = ServiceWorker(service, transport, settings, mesh[service.name],
+                           store=MemoryIdempotencyStore())
     stop = asyncio.Event()
     task = asyncio.create_task(worker.run(stop))
     try:
@@ -392,7 +394,8 @@ async def test_access_is_refused_on_the_sending_side_and_for_consumption(
     settings = bus_settings.model_copy(update={"service_name": service_name})
     transport = KafkaTransport(settings)
     try:
-        worker = ServiceWorker(calculator(service_name, []), transport, settings, restricted)
+        worker = ServiceWorker(calculator(service_name, []), transport, settings, restricted,
+                               store=MemoryIdempotencyStore())
         with pytest.raises(NotAllowed):  # may not consume its own request topic here
             await asyncio.wait_for(worker.run(asyncio.Event()), 10)
     finally:

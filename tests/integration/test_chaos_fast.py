@@ -3,7 +3,8 @@ broker and emulator with a small load. Asserts what must hold, not how fast: not
 nothing applied twice, every call ended with a reply or a clear error, and each scenario
 really injected its fault (the broker and the emulator went down and came back, a worker
 died of SIGKILL, handlers stalled past their lease while a rebalance moved them, the group's
-members changed). Private brokers and emulators only; the shared ones are only loaded.
+members changed, an event subscriber was down for twice its freshness window). Private
+brokers and emulators only; the shared ones are only loaded.
 """
 
 from __future__ import annotations
@@ -55,6 +56,10 @@ def test_every_scenario_injected_its_fault_and_kept_every_request(
     assert by_name["broker-restart"]["fault"]["calls_failed_or_waited_over_1s"] > 0
     assert by_name["emulator-restart"]["fault"]["store_errors_retried"] > 0
     assert by_name["worker-kill"]["fault"]["victim_exit"] == -9
+    # the backlog outlived the freshness window twice over, and none of it was quarantined
+    outage = by_name["long-outage"]["fault"]
+    assert outage["oldest_backlog_age_ms"] >= 2 * outage["window_ms"]
+    assert outage["quarantined_genuine"] == 0
     last = out.strip().splitlines()[-1]
     match = LAST_LINE.fullmatch(last)
     assert match is not None, last

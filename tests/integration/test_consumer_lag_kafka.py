@@ -11,6 +11,7 @@ import pytest
 from bus.client import MeshClient
 from bus.config import BusSettings
 from bus.envelope import Envelope
+from bus.idempotency import MemoryIdempotencyStore
 from bus.identity import Identity
 from bus.kafka import KafkaTransport
 from bus.service import Payload, Service
@@ -52,7 +53,8 @@ async def test_lag_rises_while_the_worker_is_held_and_falls_to_zero(
     settings = bus_settings.model_copy(update={"service_name": service_name})
     transport = KafkaTransport(settings)
     worker = ServiceWorker(service, transport, settings, mesh[service_name], concurrency=2,
-                           telemetry=telemetry.for_service(service_name))
+                           telemetry=telemetry.for_service(service_name),
+                           store=MemoryIdempotencyStore())
     client = MeshClient(KafkaTransport(bus_settings), bus_settings, mesh[CALLER])
     stop = asyncio.Event()
     calls = [asyncio.create_task(client.request(f"{service_name}.slow", {"n": n},

@@ -16,6 +16,7 @@ from bus.config import BusSettings
 from bus.dlq import Replayer, list_dead_letters, send_replay
 from bus.envelope import Envelope, now_ms
 from bus.errors import HandlerError
+from bus.idempotency import MemoryIdempotencyStore
 from bus.identity import Identity
 from bus.kafka import KafkaTransport
 from bus.retry_topics import RetryTopicPolicy, RetryTopics
@@ -89,7 +90,8 @@ async def test_poison_event_is_retried_then_dead_lettered_without_stalling_other
     settings = bus_settings.model_copy(update={"service_name": "consumer"})
     transport = KafkaTransport(settings)
     subscriber = EventSubscriber(consumer_service(topic, ledger), topic, transport, settings,
-                                 mesh["consumer"], policy=POLICY)
+                                 mesh["consumer"], policy=POLICY,
+                                 store=MemoryIdempotencyStore())
     pub_settings = bus_settings.model_copy(update={"service_name": "publisher"})
     publisher = MeshClient(KafkaTransport(pub_settings), pub_settings, mesh["publisher"])
     stop = asyncio.Event()
@@ -136,7 +138,8 @@ async def test_forged_event_is_quarantined_not_handled(
     settings = bus_settings.model_copy(update={"service_name": "consumer"})
     transport = KafkaTransport(settings)
     subscriber = EventSubscriber(consumer_service(topic, ledger), topic, transport, settings,
-                                 mesh["consumer"], policy=POLICY)
+                                 mesh["consumer"], policy=POLICY,
+                                 store=MemoryIdempotencyStore())
     forger = MeshClient(KafkaTransport(bus_settings.model_copy(
         update={"service_name": "publisher"})), bus_settings.model_copy(
         update={"service_name": "publisher"}), intruder)

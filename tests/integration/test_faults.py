@@ -718,6 +718,7 @@ async def test_worker_survives_a_rebalance_mid_batch(bootstrap: str) -> None:
     sender = KafkaTransport(BusSettings(bootstrap_servers=bootstrap, service_name=CALLER))
     watched = WatchedTransport(KafkaTransport(settings))
     other = KafkaTransport(settings)
+    store = MemoryIdempotencyStore()
     stop = asyncio.Event()
     tasks: list[asyncio.Task[None]] = []
     async with topics(bootstrap, {topic: 2}):
@@ -726,14 +727,15 @@ async def test_worker_survives_a_rebalance_mid_batch(bootstrap: str) -> None:
                 request = signed_request(mesh[CALLER], topic, operation, partition)
                 await sender.send(topic, request.value, headers=to_headers(request),
                                   partition=partition)
-            worker_a = ServiceWorker(service, watched, settings, mesh[service_name])
+            # One store for both, as the group's shared table would be.
+            worker_a = ServiceWorker(service, watched, settings, mesh[service_name], store=store)
             tasks.append(asyncio.create_task(worker_a.run(stop)))
             await asyncio.wait_for(inside.wait(), 30)
             assert watched.reader is not None
             if watched.reader.batches[:1] != [{0, 1}]:
                 raise RuntimeError(f"precondition: A's first batch held partitions "
                                    f"{watched.reader.batches[:1]}, not both")
-            worker_b = ServiceWorker(service, other, settings, mesh[service_name])
+            worker_b = ServiceWorker(service, other, settings, mesh[service_name], store=store)
             tasks.append(asyncio.create_task(worker_b.run(stop)))
             await group_stable(bootstrap, service_name, 2, 30)
             release.set()

@@ -19,6 +19,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from bus.client import MeshClient
 from bus.config import BusSettings
 from bus.errors import RemoteError
+from bus.idempotency import MemoryIdempotencyStore
 from bus.identity import Identity
 from bus.kafka import KafkaTransport
 from bus.service import Service
@@ -61,7 +62,8 @@ async def serve(
     transport = KafkaTransport(settings)
     worker = ServiceWorker(service, transport, settings, identity, subset=subset,
                            group_id=f"{service.name}.{subset}", client=client,
-                           telemetry=telemetry.for_service(service.name))
+                           telemetry=telemetry.for_service(service.name),
+                           store=MemoryIdempotencyStore())
     stop = asyncio.Event()
     task = asyncio.create_task(worker.run(stop))
 

@@ -9,6 +9,7 @@ import pytest
 from bus.client import MeshClient
 from bus.config import BusSettings
 from bus.envelope import Envelope
+from bus.idempotency import MemoryIdempotencyStore
 from bus.kafka import KafkaTransport
 from bus.service import Payload, Service
 from bus.worker import ServiceWorker
@@ -31,7 +32,8 @@ async def test_trace_is_unbroken_across_kafka(service_name: str, bus_settings: B
     worker_settings = bus_settings.model_copy(update={"service_name": service_name})
     worker_transport = KafkaTransport(worker_settings)
     worker = ServiceWorker(service, worker_transport, worker_settings, mesh[service_name],
-                           telemetry=telemetry.for_service(service_name))
+                           telemetry=telemetry.for_service(service_name),
+                           store=MemoryIdempotencyStore())
     caller_settings = bus_settings.model_copy(update={"service_name": "caller"})
     client = MeshClient(KafkaTransport(caller_settings), caller_settings, mesh["caller"],
                         telemetry=telemetry.for_service("caller"))

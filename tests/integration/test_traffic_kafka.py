@@ -16,6 +16,7 @@ from bus.client import MeshClient
 from bus.config import BusSettings
 from bus.envelope import Envelope
 from bus.errors import DeadlineExceeded, HandlerError, RemoteError
+from bus.idempotency import MemoryIdempotencyStore
 from bus.identity import Identity
 from bus.kafka import KafkaTransport
 from bus.retry import RetryBudget
@@ -77,7 +78,7 @@ async def mesh_running(
         settings = bus_settings.model_copy(update={"service_name": name})
         transport = KafkaTransport(settings)
         worker = ServiceWorker(service_of_subset(name, subset, seen), transport, settings,
-                               mesh[name], subset=subset)
+                               mesh[name], subset=subset, store=MemoryIdempotencyStore())
         stop = asyncio.Event()
         task = asyncio.create_task(worker.run(stop))
 

@@ -36,6 +36,7 @@ from bus.client import MeshClient
 from bus.config import BusSettings
 from bus.context import caller_principal
 from bus.envelope import Envelope, from_record
+from bus.idempotency import MemoryIdempotencyStore
 from bus.identity import Identity
 from bus.keys import KeyRing, SigningKey, VerifyKey, generate_ed25519
 from bus.memory import MemoryBroker, MemoryTransport
@@ -371,7 +372,8 @@ def edge(policy: Policy = PROJECT, *, handlers: Handlers | None = None,
             for service in handlers.services():
                 worker = ServiceWorker(service, MemoryTransport(broker),
                                        BusSettings(service_name=service.name),
-                                       identities.of(service.name))
+                                       identities.of(service.name),
+                                       store=MemoryIdempotencyStore())
                 running.append(worker)
                 tasks.append(portal.call(_start, worker))
         state = Edge(http, app, broker, handlers, identities, running, "", "", keys, hasher,

@@ -28,6 +28,7 @@ from bus.envelope import (
     to_headers,
 )
 from bus.errors import DeadlineExceeded, HandlerError, TransportError
+from bus.idempotency import MemoryIdempotencyStore
 from bus.identity import Identity
 from bus.keys import generate_ed25519
 from bus.memory import MemoryBroker, MemoryTransport
@@ -105,7 +106,7 @@ async def running(*runs: Callable[[asyncio.Event], Any]) -> AsyncIterator[None]:
 
 def service_worker(broker: MemoryBroker, mesh: dict[str, Identity]) -> ServiceWorker:
     return ServiceWorker(reports(), MemoryTransport(broker), BusSettings(service_name=SERVICE),
-                         mesh[SERVICE])
+                         mesh[SERVICE], store=MemoryIdempotencyStore())
 
 
 def recorder(broker: MemoryBroker, mesh: dict[str, Identity],

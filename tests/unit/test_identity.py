@@ -13,6 +13,7 @@ import pytest
 from bus.access import AccessPolicy, NotAllowed
 from bus.config import BusSettings
 from bus.envelope import ReplyTo, new_request, now_ms, to_headers
+from bus.idempotency import MemoryIdempotencyStore
 from bus.identity import Identity, IdentityError, load_identity
 from bus.inbound import InboundGuard, Oversized, base_topic, guard_for
 from bus.keys import KeyRing, generate_ed25519
@@ -198,6 +199,7 @@ async def test_a_worker_refuses_to_consume_a_topic_it_may_not() -> None:
     identity = Identity("orders", None, None, AccessPolicy.from_dict(
         {"orders": ["mesh.replies"]}, {"orders": ["orders.canary.requests"]}))
     worker = ServiceWorker(Service("orders"), MemoryTransport(broker),
-                           BusSettings(service_name="orders"), identity)
+                           BusSettings(service_name="orders"), identity,
+                           store=MemoryIdempotencyStore())
     with pytest.raises(NotAllowed):
         await worker.run(asyncio.Event())

@@ -52,7 +52,7 @@ async def mesh_running(
 ) -> AsyncIterator[list[ServiceWorker]]:
     stop = asyncio.Event()
     workers = [ServiceWorker(s, MemoryTransport(broker), settings(s.name), mesh[s.name],
-                             store=store,
+                             store=store if store is not None else MemoryIdempotencyStore(),
                              telemetry=telemetry.for_service(s.name) if telemetry else None)
                for s in services]
     tasks = [asyncio.create_task(w.run(stop)) for w in workers]

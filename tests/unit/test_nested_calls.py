@@ -12,6 +12,7 @@ from bus.config import BusSettings
 from bus.context import current_client, mesh_client
 from bus.envelope import Envelope, ReplyTo, new_request, now_ms
 from bus.errors import NoMeshClient
+from bus.idempotency import MemoryIdempotencyStore
 from bus.memory import MemoryBroker, MemoryTransport
 from bus.service import Payload, Service
 from bus.testing import MeshTestKit
@@ -90,4 +91,4 @@ def test_a_worker_refuses_another_services_client() -> None:
                        kit.identity("back"))
     with pytest.raises(ValueError, match="cannot make 'front'"):
         ServiceWorker(front, MemoryTransport(broker), settings, kit.identity("front"),
-                      client=other)
+                      client=other, store=MemoryIdempotencyStore())
