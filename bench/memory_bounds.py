@@ -28,7 +28,7 @@ from typing import Any
 
 from bench import rss
 from bus.idempotency import MemoryIdempotencyStore
-from bus.replay import ReplayGuard
+from bus.security.replay import ReplayGuard
 
 LEASE_MS = 5_000  # bus.worker.DEFAULT_LEASE_MS
 KEEP_RESULTS_MS = 24 * 3600 * 1000  # bus.worker.KEEP_RESULTS_MS

@@ -27,9 +27,9 @@ from bench.procs import announce_ready, report, stop_event
 from bus.config import BusSettings
 from bus.envelope import Envelope
 from bus.idempotency import MemoryIdempotencyStore
-from bus.identity import load_identity
 from bus.kafka import KafkaTransport
-from bus.replay import ReplayGuard
+from bus.security.identity import load_identity
+from bus.security.replay import ReplayGuard
 from bus.service import Payload, Service
 from bus.worker import ServiceWorker
 

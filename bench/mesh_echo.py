@@ -3,7 +3,7 @@ the responder process (``python -m bench.mesh_echo --service NAME --group G ...`
 
 ``mesh_client`` and ``mesh_service`` are the ONLY places where mesh objects are constructed
 for the bench, each as a production service would build them (identity loaded from
-settings by ``bus.identity.load_identity``: Ed25519 key, key ring, access map). Wiring
+settings by ``bus.security.identity.load_identity``: Ed25519 key, key ring, access map). Wiring
 tracing (``bus.telemetry.MeshTelemetry``) or anything else later touches only these two
 functions. ``provision_identities`` writes this run's keys, key ring and access map.
 """
@@ -24,9 +24,9 @@ from bus.client import MeshClient
 from bus.config import BusSettings
 from bus.envelope import Envelope
 from bus.idempotency import MemoryIdempotencyStore
-from bus.identity import load_identity
 from bus.kafka import KafkaTransport
-from bus.keys import KeyRing, encode_b64url, generate_ed25519
+from bus.security.identity import load_identity
+from bus.security.keys import KeyRing, encode_b64url, generate_ed25519
 from bus.service import Payload, Service
 from bus.transport import Transport
 from bus.worker import ServiceWorker

@@ -27,11 +27,11 @@ from bus.envelope import (
     to_headers,
 )
 from bus.errors import DeadlineExceeded, EnvelopeError, MeshError, RemoteError
-from bus.identity import Identity
-from bus.inbound import guard_for
-from bus.quarantine import park
 from bus.replies import ReplyListener
 from bus.retry import Backoff, RetryBudget, call_with_retries
+from bus.security.identity import Identity
+from bus.security.inbound import guard_for
+from bus.security.quarantine import park
 from bus.telemetry import MeshTelemetry, error_type_of
 from bus.topics import service_of
 from bus.tracing import child_of, new_traceparent, valid_traceparent
@@ -153,7 +153,7 @@ class MeshClient:
         request, and inside a handler it defaults to the handled message's. Only an edge
         names one (and signs an assertion of it until the deadline); any other service
         forwards the handled message's principal and assertion unchanged, and naming another
-        raises ``PrincipalNotAllowed`` (``bus.principals``).
+        raises ``PrincipalNotAllowed`` (``bus.security.principals``).
 
         Inside a handler, the deadline is capped by the handled message's deadline and the
         trace continues the handled message's trace. The operation's traffic rules (if any)
@@ -356,7 +356,7 @@ class MeshClient:
     ) -> Envelope:
         """Send one request and wait for its reply until the deadline."""
         correlation_id = envelope.correlation_id or envelope.id
-        waiter = listener.expect(correlation_id, envelope.type)  # owner: bus.reply_match
+        waiter = listener.expect(correlation_id, envelope.type)  # owner: bus.security.reply_match
         try:
             with self._telemetry.publish_span(envelope, topic, key=correlation_id.encode()):
                 sealed = self.identity.outgoing(self._telemetry.stamp(envelope), topic)

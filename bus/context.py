@@ -39,7 +39,7 @@ def inherited_principal() -> tuple[str | None, str | None]:
     """The handled message's principal and the edge's assertion of it (``None, None``
     outside a handler): a nested call forwards both unchanged, so its receiver, which never
     saw the edge's message, can check that an edge vouched for the principal
-    (``bus.principals``)."""
+    (``bus.security.principals``)."""
     parent = current_message.get()
     return (None, None) if parent is None else (parent.principal, parent.principal_assertion)
 

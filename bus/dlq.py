@@ -2,7 +2,7 @@
 
 A replay republishes the dead letter's *original* record, unchanged and still signed by its
 sender, to the base topic named by the dead-letter topic (never by a header), countersigned
-by an operator (``bus.replay_countersign``). Nothing is published unless the original
+by an operator (``bus.security.replay_countersign``). Nothing is published unless the original
 verifies against that base topic with the keyring, its sender may produce there, it is an
 event, and the operator may replay onto the topic: the tool cannot make anyone say anything.
 
@@ -16,19 +16,19 @@ import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from bus.access import AccessPolicy, NotAllowed
 from bus.envelope import KIND_EVENT, Envelope, Headers, from_record, new_id, to_headers
 from bus.errors import EnvelopeError, MeshError
-from bus.inbound import base_topic
-from bus.keys import KeyRing, SigningKey, UnknownKeyId
-from bus.replay_countersign import ReplayNotAllowed, countersign, without_replay_headers
 from bus.retry_topics import (
     DLT_SUFFIX,
     FailureHeaders,
     parse_failure_headers,
     without_failure_headers,
 )
-from bus.signing import SignatureError, verify
+from bus.security.access import AccessPolicy, NotAllowed
+from bus.security.inbound import base_topic
+from bus.security.keys import KeyRing, SigningKey, UnknownKeyId
+from bus.security.replay_countersign import ReplayNotAllowed, countersign, without_replay_headers
+from bus.security.signing import SignatureError, verify
 from bus.transport import Record, Transport
 
 DEFAULT_IDLE_TIMEOUT_S = 1.0

@@ -35,12 +35,12 @@ H_CONTENT_TYPE = "content-type"
 # Who the call is made for (the edge's authenticated caller), as compact JSON; signed, so a
 # service can authorize on it. Nested calls inherit it.
 H_PRINCIPAL = "mesh_principal"
-# An edge's signed assertion of that principal (bus.principals): lets a service that is not an
-# edge forward the principal of the message it handles, unchanged, to a receiver that never
+# An edge's signed assertion of that principal (bus.security.principals): lets a service that is not
+# an edge forward the principal of the message it handles, unchanged, to a receiver that never
 # saw the edge's message. Signed with the message too.
 H_PRINCIPAL_SIG = "mesh_principal_sig"
-# An operator's replay of a dead letter (bus.replay_countersign): the original record, unchanged
-# and still carrying its own mesh_sig, plus the operator's countersignature over it. Not
+# An operator's replay of a dead letter (bus.security.replay_countersign): the original record,
+# unchanged and still carrying its own mesh_sig, plus the operator's countersignature over it. Not
 # parsed into Envelope fields: they travel in ``extra`` and admission verifies them.
 H_REPLAY_ID = "mesh_replay_id"
 H_REPLAY_TIME = "mesh_replay_time"

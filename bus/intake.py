@@ -13,9 +13,9 @@ from typing import TypeVar
 from bus.config import BusSettings
 from bus.envelope import Envelope, now_ms
 from bus.errors import MeshError
-from bus.inbound import InboundGuard
-from bus.quarantine import park
 from bus.retry import Backoff, RetryBudget, call_with_retries
+from bus.security.inbound import InboundGuard
+from bus.security.quarantine import park
 from bus.telemetry import MeshTelemetry
 from bus.transport import Record, Transport
 

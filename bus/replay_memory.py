@@ -29,8 +29,8 @@ from bus.config import BusSettings
 from bus.envelope import Envelope
 from bus.errors import MeshError
 from bus.idempotency import MAX_KEY_BYTES, IdempotencyStore
-from bus.identity import Identity
-from bus.replay_countersign import parse_stamp
+from bus.security.identity import Identity
+from bus.security.replay_countersign import parse_stamp
 from bus.transport import Record
 
 IDEMPOTENCY_TABLE_ENV = "MESH_IDEMPOTENCY_TABLE"
@@ -58,8 +58,8 @@ def require_store(store: IdempotencyStore | None, identity: Identity, who: str) 
 def event_idempotency_key(base_topic: str, event: Envelope) -> str:
     """The key of the durable record of ``event``, an *admitted* event of ``base_topic``.
 
-    An operator's replay of a dead letter (``bus.replay_countersign``; admission has verified
-    its countersignature, or refused it) is keyed on its replay id, so it runs once more,
+    An operator's replay of a dead letter (``bus.security.replay_countersign``; admission has
+    verified its countersignature, or refused it) is keyed on its replay id, so it runs once more,
     once; copies of that replay share its key. Keys over the store's limit are hashed, never
     refused."""
     stamp = parse_stamp(event.extra)

@@ -6,8 +6,8 @@ partition of the reply topic, seeks to its end before the first request, and ign
 replies meant for other instances that picked the same partition. Replies pass the same
 admission checks as requests (signature, sender, freshness, replay): a forged reply is
 refused, never handed to a caller. A reply to a pending call must then answer it
-(``bus.reply_match``: the operation's owner, the operation, a reply or error); one that does
-not (another service that may write replies, answering first) is refused with its reason and
+(``bus.security.reply_match``: the operation's owner, the operation, a reply or error); one that
+does not (another service that may write replies, answering first) is refused with its reason and
 the call keeps waiting for the genuine answer.
 """
 
@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable
 
 from bus.envelope import Envelope, now_ms
 from bus.errors import MeshError
-from bus.reply_match import Expected, refusal
+from bus.security.reply_match import Expected, refusal
 from bus.transport import Reader, Record, Transport
 
 log = logging.getLogger(__name__)
@@ -51,7 +51,7 @@ class ReplyListener:
     def expect(self, correlation_id: str, operation: str, *, owner: str | None = None
                ) -> asyncio.Future[Envelope]:
         """A future for the reply to the call ``correlation_id`` of ``operation``: resolved
-        only by a reply ``bus.reply_match`` accepts (from ``owner``, by default the service
+        only by a reply ``bus.security.reply_match`` accepts (from ``owner``, by default the service
         of the operation's name)."""
         expected = Expected.call(correlation_id, operation, owner=owner)
         future: asyncio.Future[Envelope] = asyncio.get_running_loop().create_future()

@@ -10,7 +10,7 @@ Pure: names, routing decisions and the headers that carry them. The stage of a r
 comes from the topic it was read from (not from ``mesh_attempt``, which also counts the
 caller's own retries and is not signed).
 
-Signing: ``bus.signing`` signs the main topic and leaves ``mesh_attempt`` and extra headers
+Signing: ``bus.security.signing`` signs the main topic and leaves ``mesh_attempt`` and extra headers
 out, so a republished record keeps its original ``mesh_sig``. A retry consumer verifies a
 record against ``RetryTopics.main_topic`` (known from the topic it reads), never against
 the unsigned ``mesh_original_topic`` header.

@@ -24,10 +24,7 @@ from bus.config import BusSettings
 from bus.envelope import KIND_EVENT, Envelope, now_ms
 from bus.errors import HandlerError, MeshError
 from bus.idempotency import Claim, IdempotencyError, IdempotencyStore
-from bus.identity import Identity
-from bus.inbound import guard_for
 from bus.intake import Intake
-from bus.replay import ReplayedMessage
 from bus.replay_memory import (
     Settled,
     event_idempotency_key,
@@ -43,6 +40,9 @@ from bus.retry_topics import (
     hop_headers,
     wait_ms,
 )
+from bus.security.identity import Identity
+from bus.security.inbound import guard_for
+from bus.security.replay import ReplayedMessage
 from bus.service import Service
 from bus.telemetry import MeshTelemetry, error_type_of
 from bus.transport import Record, Transport
@@ -92,7 +92,7 @@ class EventSubscriber:
         self._store = store
         self._keep_ms = event_keep_ms(settings)
         self._telemetry = telemetry or MeshTelemetry(service.name)
-        # Events are admitted at any age (bus.inbound.check_event_time): retried ones too.
+        # Events are admitted at any age (bus.security.inbound.check_event_time): retried ones too.
         self._intake = Intake(service.name, transport, settings, guard_for(identity, settings),
                               self._telemetry)
         self.counts = SubscriberCounts()

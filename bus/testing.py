@@ -31,15 +31,15 @@ from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from types import TracebackType
 
-from bus.access import AccessPolicy
 from bus.client import MeshClient
 from bus.config import BusSettings
 from bus.envelope import Envelope, from_record
 from bus.idempotency import MemoryIdempotencyStore
-from bus.identity import Identity
-from bus.keys import KeyRing, generate_ed25519
 from bus.memory import MemoryBroker, MemoryTransport
-from bus.quarantine import QUARANTINE_TOPIC
+from bus.security.access import AccessPolicy
+from bus.security.identity import Identity
+from bus.security.keys import KeyRing, generate_ed25519
+from bus.security.quarantine import QUARANTINE_TOPIC
 from bus.service import Service
 from bus.topics import REPLY_TOPIC
 from bus.transport import Record

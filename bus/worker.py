@@ -22,12 +22,12 @@ from bus.context import current_client
 from bus.envelope import KIND_ERROR, KIND_REQUEST, Envelope, now_ms, reply_for, to_headers
 from bus.errors import MeshError
 from bus.idempotency import Claim, IdempotencyStore
-from bus.identity import Identity
-from bus.inbound import guard_for
 from bus.intake import Intake
 from bus.lag import EndOffsets, LagReport
 from bus.pipeline import Pipeline
 from bus.replay_memory import require_store
+from bus.security.identity import Identity
+from bus.security.inbound import guard_for
 from bus.service import Outcome, Service
 from bus.telemetry import MeshTelemetry
 from bus.transport import Record, Transport

@@ -14,12 +14,12 @@ import json
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from bus.access import AccessPolicy
 from bus.config import BusSettings
 from bus.dlq import DeadLetter, NotReplayable, Replayer, list_dead_letters, send_replay
 from bus.envelope import now_ms
 from bus.kafka import KafkaTransport
-from bus.keys import InvalidKey, KeyRing, SigningKey, signing_key_from_bytes
+from bus.security.access import AccessPolicy
+from bus.security.keys import InvalidKey, KeyRing, SigningKey, signing_key_from_bytes
 from infra import deploy, identity, tui
 from infra.errors import InfraError
 from infra.policy import access_map

@@ -15,7 +15,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from bus.envelope import now_ms
-from bus.keys import InvalidKey, KeyRing, generate_ed25519, signing_keys_from_bytes
+from bus.security.keys import InvalidKey, KeyRing, generate_ed25519, signing_keys_from_bytes
 from infra import deploy, key_rotation, mesh_keys
 from infra.errors import DeployFailed
 from infra.settings import Settings

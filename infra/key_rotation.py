@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from bus.keys import KeyRing, KeyStatus, SecretKeys, VerifyKey
+from bus.security.keys import KeyRing, KeyStatus, SecretKeys, VerifyKey
 from infra.errors import InfraError
 
 Action = Literal["prepare", "publish", "wait", "switch", "finish_switch", "retire", "done"]

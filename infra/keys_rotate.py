@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from bus.envelope import now_ms
-from bus.keys import KeyRing, SecretKeys, generate_ed25519
+from bus.security.keys import KeyRing, SecretKeys, generate_ed25519
 from infra import key_rotation, mesh_keys, template, tui
 from infra.errors import InfraError
 from infra.settings import Settings

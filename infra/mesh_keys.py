@@ -13,7 +13,13 @@ from pathlib import Path
 
 from botocore.exceptions import ClientError
 
-from bus.keys import InvalidKey, KeyRing, SecretKeys, secret_document, signing_keys_from_bytes
+from bus.security.keys import (
+    InvalidKey,
+    KeyRing,
+    SecretKeys,
+    secret_document,
+    signing_keys_from_bytes,
+)
 from infra import deploy, template
 from infra.errors import DeployFailed, InfraError
 from infra.settings import Settings

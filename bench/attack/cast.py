@@ -6,13 +6,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bus.access import AccessPolicy
-from bus.identity import Identity
-from bus.keys import KeyRing, SigningKey, generate_ed25519
+from bus.security.access import AccessPolicy
+from bus.security.identity import Identity
+from bus.security.keys import KeyRing, SigningKey, generate_ed25519
 
 CALLER = "atk-caller"
 OTHER = "atk-other"  # trusted (in the keyring), but not allowed to produce to the victim
-EDGE = "atk-edge"  # the only service that may name a principal (bus.principals)
+EDGE = "atk-edge"  # the only service that may name a principal (bus.security.principals)
 REPLIES = "mesh.replies"
 
 

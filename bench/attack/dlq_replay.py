@@ -26,17 +26,12 @@ from bench.attack.bus_probe import end_offsets
 from bench.attack.mesh_attack import MeshPlan, parked, until
 from bench.chaos.stack import topics
 from bus import codec
-from bus.access import AccessPolicy
 from bus.config import BusSettings
 from bus.dlq import DeadLetter, NotReplayable, Replayer, list_dead_letters, send_replay
 from bus.envelope import KIND_EVENT, Envelope, new_id, now_ms, to_headers
 from bus.errors import HandlerError
 from bus.idempotency import MemoryIdempotencyStore
-from bus.identity import Identity
 from bus.kafka import KafkaTransport
-from bus.keys import KeyRing, SigningKey, generate_ed25519
-from bus.quarantine import QUARANTINE_TOPIC
-from bus.replay_countersign import countersign
 from bus.retry_topics import (
     FAILURE_HEADERS,
     REASON_NOT_RETRIABLE,
@@ -45,8 +40,13 @@ from bus.retry_topics import (
     RetryTopicPolicy,
     hop_headers,
 )
+from bus.security.access import AccessPolicy
+from bus.security.identity import Identity
+from bus.security.keys import KeyRing, SigningKey, generate_ed25519
+from bus.security.quarantine import QUARANTINE_TOPIC
+from bus.security.replay_countersign import countersign
+from bus.security.signing import sign
 from bus.service import Payload, Service
-from bus.signing import sign
 from bus.subscriber import EventSubscriber
 
 CATEGORY = "dlq_replay"

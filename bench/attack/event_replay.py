@@ -26,14 +26,14 @@ from bench.attack.bus_probe import end_offsets
 from bench.attack.mesh_attack import MeshPlan, parked, until
 from bench.chaos.stack import idempotency_table_on, topics
 from bus import codec
-from bus.access import AccessPolicy
 from bus.config import BusSettings
 from bus.envelope import H_ATTEMPT, H_TRACEPARENT, KIND_EVENT, Envelope, new_id, now_ms, to_headers
-from bus.identity import Identity
 from bus.kafka import KafkaTransport
-from bus.keys import KeyRing, generate_ed25519
-from bus.quarantine import QUARANTINE_TOPIC
 from bus.retry_topics import RetryTopicPolicy, RetryTopics
+from bus.security.access import AccessPolicy
+from bus.security.identity import Identity
+from bus.security.keys import KeyRing, generate_ed25519
+from bus.security.quarantine import QUARANTINE_TOPIC
 from bus.service import Payload, Service
 from bus.subscriber import EventSubscriber
 from functions.shared.dynamodb_idempotency import DynamoDBIdempotencyStore

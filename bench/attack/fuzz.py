@@ -40,8 +40,8 @@ from bus.envelope import (
     to_headers,
 )
 from bus.errors import EnvelopeError, MeshError
-from bus.inbound import InboundGuard
-from bus.replay import ReplayGuard
+from bus.security.inbound import InboundGuard
+from bus.security.replay import ReplayGuard
 from bus.transport import Record
 
 T = TypeVar("T")

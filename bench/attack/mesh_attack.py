@@ -36,8 +36,13 @@ from bus.config import BusSettings
 from bus.envelope import Envelope, now_ms
 from bus.idempotency import MemoryIdempotencyStore
 from bus.kafka import KafkaTransport
-from bus.quarantine import H_ORIGINAL_OFFSET, H_ORIGINAL_PARTITION, H_ORIGINAL_TOPIC, H_REASON
-from bus.quarantine import QUARANTINE_TOPIC as QUARANTINE
+from bus.security.quarantine import (
+    H_ORIGINAL_OFFSET,
+    H_ORIGINAL_PARTITION,
+    H_ORIGINAL_TOPIC,
+    H_REASON,
+)
+from bus.security.quarantine import QUARANTINE_TOPIC as QUARANTINE
 from bus.service import Payload, Service
 from bus.worker import ServiceWorker
 

@@ -32,9 +32,9 @@ from bus.envelope import (
     new_request,
     to_headers,
 )
-from bus.keys import generate_ed25519
-from bus.principals import assert_principal
-from bus.signing import canonical_bytes, sign
+from bus.security.keys import generate_ed25519
+from bus.security.principals import assert_principal
+from bus.security.signing import canonical_bytes, sign
 
 RawHeaders = list[tuple[str, bytes | None]]
 

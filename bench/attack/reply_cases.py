@@ -11,8 +11,8 @@ import json
 from dataclasses import dataclass, replace
 
 from bus.envelope import Envelope, reply_for, to_headers
-from bus.keys import SigningKey
-from bus.signing import sign
+from bus.security.keys import SigningKey
+from bus.security.signing import sign
 
 HIJACK = "reply_hijack"
 CATEGORIES = (HIJACK,)

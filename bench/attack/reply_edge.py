@@ -24,8 +24,8 @@ from bench.attack.bus_probe import end_offsets
 from bench.attack.mesh_attack import parked
 from bench.attack.reply_cases import HIJACK, Reply, answer, error_body, order_created, taken
 from bench.attack.reply_hijack import PARK_WAIT_S, next_request, watch_requests, write
-from bus.keys import SigningKey, signing_key_from_bytes
-from bus.quarantine import QUARANTINE_TOPIC
+from bus.security.keys import SigningKey, signing_key_from_bytes
+from bus.security.quarantine import QUARANTINE_TOPIC
 from infra import deploy, identity
 from infra.settings import Settings
 

@@ -1,7 +1,7 @@
 """A key retired by a rotation must stop working in a process that was running all along.
 
 A victim starts trusting the sender's old key, with its keys reloaded from a store
-(``bus.live_keys``). The sender's key is rotated through the real steps
+(``bus.security.live_keys``). The sender's key is rotated through the real steps
 (``infra.key_rotation``: publish, switch, retire), the victim reloading after each. Then a
 record signed with the retired key is offered to the victim's guard (the checks a record
 passes before any handler): it must be refused as ``unknown_key_id``. The control, the same
@@ -15,15 +15,22 @@ from __future__ import annotations
 import time
 
 from bench.attack.accounting import CONTROL, Outcome
-from bus.access import AccessPolicy
 from bus.config import BusSettings
 from bus.envelope import ReplyTo, new_request, now_ms, to_headers
 from bus.errors import MeshError
-from bus.identity import Identity
-from bus.inbound import guard_for
-from bus.keys import KeyRing, KeyStatus, SecretKeys, SigningKey, generate_ed25519, secret_document
-from bus.live_keys import KeyMaterial, KeyReloader, LiveKeys
-from bus.signing import sign
+from bus.security.access import AccessPolicy
+from bus.security.identity import Identity
+from bus.security.inbound import guard_for
+from bus.security.keys import (
+    KeyRing,
+    KeyStatus,
+    SecretKeys,
+    SigningKey,
+    generate_ed25519,
+    secret_document,
+)
+from bus.security.live_keys import KeyMaterial, KeyReloader, LiveKeys
+from bus.security.signing import sign
 from bus.transport import Record
 from infra import key_rotation
 

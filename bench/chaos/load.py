@@ -20,8 +20,8 @@ from bus import codec
 from bus.client import MeshClient
 from bus.config import BusSettings
 from bus.errors import MeshError
-from bus.identity import Identity
 from bus.kafka import KafkaTransport
+from bus.security.identity import Identity
 from bus.transport import Reader
 
 log = logging.getLogger(__name__)

@@ -26,17 +26,17 @@ from bench.chaos.accounting import CallResult, account
 from bench.chaos.load import effect_numbers, settle
 from bench.chaos.runner import Context, ScenarioResult
 from bench.chaos.stack import CALLER, idempotency_table_on, topics
-from bus.access import AccessPolicy
 from bus.client import MeshClient
 from bus.config import BusSettings
 from bus.envelope import Envelope, now_ms
 from bus.errors import MeshError
 from bus.idempotency import IdempotencyStore
-from bus.identity import Identity
 from bus.kafka import KafkaTransport
-from bus.keys import KeyRing, generate_ed25519
-from bus.quarantine import QUARANTINE_TOPIC
 from bus.retry_topics import RetryTopicPolicy, RetryTopics
+from bus.security.access import AccessPolicy
+from bus.security.identity import Identity
+from bus.security.keys import KeyRing, generate_ed25519
+from bus.security.quarantine import QUARANTINE_TOPIC
 from bus.service import Payload, Service
 from bus.subscriber import EventSubscriber
 from functions.shared.dynamodb_idempotency import DynamoDBIdempotencyStore

@@ -20,10 +20,10 @@ from typing import Any
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from bench.procs import ROOT, free_port
-from bus.access import AccessPolicy
-from bus.identity import Identity
-from bus.keys import KeyRing, generate_ed25519
-from bus.quarantine import QUARANTINE_TOPIC
+from bus.security.access import AccessPolicy
+from bus.security.identity import Identity
+from bus.security.keys import KeyRing, generate_ed25519
+from bus.security.quarantine import QUARANTINE_TOPIC
 from infra.deploy import client
 from infra.settings import Settings
 from infra.tables import idempotency_table

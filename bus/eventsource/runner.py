@@ -37,7 +37,7 @@ from bus.envelope import now_ms
 from bus.errors import MeshError
 from bus.eventsource.records import KafkaEvent
 from bus.eventsource.response import batch_response
-from bus.quarantine import park
+from bus.security.quarantine import park
 from bus.transport import Record, Transport
 from bus.worker import ServiceWorker
 

@@ -30,8 +30,15 @@ from pydantic import (
     model_validator,
 )
 
-from bus.keys import ED25519, ED25519_KEY_BYTES, KEY_ID_PATTERN, KeyRing, VerifyKey, decode_b64url
 from bus.policy.edge import AGGREGATE_PART_PATTERN, AggregatePart, Edge
+from bus.security.keys import (
+    ED25519,
+    ED25519_KEY_BYTES,
+    KEY_ID_PATTERN,
+    KeyRing,
+    VerifyKey,
+    decode_b64url,
+)
 from bus.topics import request_topic
 from bus.traffic.model import TrafficRules
 
@@ -441,14 +448,14 @@ class Policy(_Model):
         )
 
     def produce_map(self) -> dict[str, list[str]]:
-        """Every service -> the topics it may produce to (``bus.access.AccessPolicy``)."""
+        """Every service -> the topics it may produce to (``bus.security.access.AccessPolicy``)."""
         return {service: list(self.produce_topics(service)) for service in self.services}
 
     def consume_map(self) -> dict[str, list[str]]:
         return {service: list(self.consume_topics(service)) for service in self.services}
 
     def edges(self) -> list[str]:
-        """The services that may name a principal (``bus.principals``), sorted."""
+        """The services that may name a principal (``bus.security.principals``), sorted."""
         return sorted(service for service, spec in self.services.items() if spec.edge)
 
     def replay_map(self) -> dict[str, list[str]]:

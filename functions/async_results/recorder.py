@@ -3,8 +3,8 @@ Lambda fed by a Kafka event-source mapping both call per record.
 
 Every reply is admitted like any mesh message (size, envelope, signature of the replying
 service, its right to produce to the topic, freshness, replay) and must answer its call by the
-rule every caller applies (``bus.reply_match``: a reply or error, from the service that owns
-the operation). The operation submitted under the correlation id is in the store, and the
+rule every caller applies (``bus.security.reply_match``: a reply or error, from the service that
+owns the operation). The operation submitted under the correlation id is in the store, and the
 completion is conditional on it (still pending, same operation): a reply as another operation
 is refused there (``unexpected_reply_type``). A refused reply is parked on the quarantine
 topic with the reason and never recorded; a redelivered or duplicate reply changes nothing.
@@ -28,10 +28,10 @@ from bus.client import remote_error
 from bus.config import BusSettings
 from bus.envelope import KIND_ERROR, Envelope, now_ms
 from bus.errors import EnvelopeError, MeshError
-from bus.identity import Identity
-from bus.inbound import InboundGuard
-from bus.replay import ReplayGuard
-from bus.reply_match import Expected, UnexpectedReplyType, refusal
+from bus.security.identity import Identity
+from bus.security.inbound import InboundGuard
+from bus.security.replay import ReplayGuard
+from bus.security.reply_match import Expected, UnexpectedReplyType, refusal
 from bus.transport import Record
 from functions.shared.operations_store import OperationsStore, error_body
 
@@ -50,7 +50,8 @@ Quarantine = Callable[[Record, MeshError], Awaitable[None]]
 
 def recorder_guard(identity: Identity, settings: BusSettings, *,
                    lag_allowance_ms: int = LAG_ALLOWANCE_MS) -> InboundGuard:
-    """``bus.inbound.guard_for`` with the freshness window widened by ``lag_allowance_ms``."""
+    """``bus.security.inbound.guard_for`` with the freshness window widened by
+    ``lag_allowance_ms``."""
     window = settings.freshness_window_ms + lag_allowance_ms
     return InboundGuard(keyring=identity.keyring, access=identity.access,
                         replay=ReplayGuard(window, settings.replay_max_entries),

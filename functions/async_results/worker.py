@@ -11,9 +11,9 @@ from __future__ import annotations
 from bus.client import ASYNC_REPLY_TOPIC
 from bus.config import BusSettings
 from bus.errors import MeshError
-from bus.identity import Identity
 from bus.kafka import KafkaTransport
-from bus.quarantine import park
+from bus.security.identity import Identity
+from bus.security.quarantine import park
 from bus.telemetry import MeshTelemetry
 from bus.transport import Record, Transport
 from functions.async_results.recorder import Quarantine, ReplyRecorder, recorder_guard

@@ -12,8 +12,8 @@ from typing import Any
 
 from fastapi.responses import JSONResponse
 
-from bus.access import NotAllowed
 from bus.errors import DeadlineExceeded, MeshError, RemoteError, TransportError
+from bus.security.access import NotAllowed
 from bus.traffic.breaker import CircuitOpen
 from bus.traffic.faults import InjectedFault
 from functions.gateway.auth.errors import AuthError

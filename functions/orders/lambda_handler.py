@@ -21,8 +21,8 @@ from bus.envelope import now_ms
 from bus.eventsource.records import MalformedKafkaEvent, parse_event
 from bus.eventsource.runner import KafkaEventRunner
 from bus.idempotency import IdempotencyStore
-from bus.identity import Identity
 from bus.kafka import KafkaTransport
+from bus.security.identity import Identity
 from bus.telemetry import MeshTelemetry
 from bus.worker import ServiceWorker
 from functions.orders.service import orders

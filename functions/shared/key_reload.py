@@ -1,4 +1,4 @@
-"""A process's mesh keys, reloaded while it runs (``bus.live_keys``), from where a rotation
+"""A process's mesh keys, reloaded while it runs (``bus.security.live_keys``), from where a rotation
 (``meshgate keys rotate``) publishes them:
 
 - the keyring: the SSM parameter named by ``MESH_KEYRING_PARAMETER`` (Lambdas), else the
@@ -27,9 +27,9 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from bus.config import BusSettings
-from bus.identity import Identity, load_identity
-from bus.keys import HMAC_SHA256, InvalidKey
-from bus.live_keys import KeyMaterial, KeyReloader, KeySourceError, LiveKeys, parse_keyring
+from bus.security.identity import Identity, load_identity
+from bus.security.keys import HMAC_SHA256, InvalidKey
+from bus.security.live_keys import KeyMaterial, KeyReloader, KeySourceError, LiveKeys, parse_keyring
 from functions.shared.secrets import SecretsManagerSource
 
 log = logging.getLogger(__name__)

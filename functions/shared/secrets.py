@@ -1,4 +1,4 @@
-"""AWS Secrets Manager as a ``bus.keys.SecretSource`` (bus itself never imports AWS SDKs).
+"""AWS Secrets Manager as a ``bus.security.keys.SecretSource`` (bus itself never imports AWS SDKs).
 
 Uses botocore, which every Lambda Python runtime ships, so the function zip stays small. The
 client is created on first use; calls block, so async code runs them in a thread.
@@ -12,7 +12,7 @@ from typing import Any
 import botocore.session
 from botocore.exceptions import BotoCoreError, ClientError
 
-from bus.keys import InvalidKey
+from bus.security.keys import InvalidKey
 
 
 class SecretsManagerSource:

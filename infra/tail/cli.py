@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bus.keys import InvalidKey, KeyRing
 from bus.policy.model import Policy
+from bus.security.keys import InvalidKey, KeyRing
 from infra.errors import InfraError
 from infra.policy import load_policy
 from infra.settings import Settings

@@ -1,7 +1,7 @@
 """What ``meshgate tail`` shows, as pure logic: each record decoded and its signature checked
 against the keyring, then requests matched with their replies by correlation id into calls.
 A reply pairs with its call only if a caller would take it: signed (when the request is), and
-accepted by ``bus.reply_match`` (from the operation's owner, as that operation). Any other
+accepted by ``bus.security.reply_match`` (from the operation's owner, as that operation). Any other
 reply to a pending call is shown at once as ``HIJACK`` (or ``rejected`` for a bad signature),
 with the reason, and the call keeps waiting for its genuine answer.
 
@@ -22,9 +22,9 @@ from typing import Final, Literal
 
 from bus.envelope import KIND_ERROR, KIND_REPLY, KIND_REQUEST, Envelope, from_record
 from bus.errors import EnvelopeError, MeshError
-from bus.keys import KeyRing
-from bus.reply_match import Expected, refusal
-from bus.signing import verify
+from bus.security.keys import KeyRing
+from bus.security.reply_match import Expected, refusal
+from bus.security.signing import verify
 from bus.topics import BadOperationName
 
 Signature = Literal["verified", "FORGED", "unsigned"]
@@ -151,7 +151,8 @@ def reply_result(reply: Envelope) -> tuple[str, str | None]:
 
 def reply_refusal(operation: str, reply: Envelope, owners: Mapping[str, str]
                   ) -> MeshError | None:
-    """Why a caller of ``operation`` would refuse ``reply`` (``bus.reply_match``), or None."""
+    """Why a caller of ``operation`` would refuse ``reply`` (by ``bus.security.reply_match``);
+    None if it would take it."""
     try:
         expected = Expected.call(reply.correlation_id or "", operation,
                                  owner=owners.get(operation))

@@ -12,13 +12,13 @@ from contextlib import asynccontextmanager
 
 import pytest
 
-from bus.access import AccessPolicy
 from bus.client import MeshClient
 from bus.envelope import Envelope
 from bus.errors import DeadlineExceeded, HandlerError, RemoteError, is_retriable
 from bus.idempotency import MemoryIdempotencyStore
-from bus.identity import Identity
-from bus.keys import KeyRing, generate_ed25519
+from bus.security.access import AccessPolicy
+from bus.security.identity import Identity
+from bus.security.keys import KeyRing, generate_ed25519
 from bus.service import Payload, Service
 from bus.worker import ServiceWorker
 from tests.contract.conftest import CLOSE_TIMEOUT_S, Topics, TransportFactory, unique

@@ -20,16 +20,16 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
 from bench.attack.bus_probe import end_offsets
-from bus.access import AccessPolicy
 from bus.config import BusSettings
 from bus.envelope import KIND_EVENT, Envelope, ReplyTo, new_id, new_request, now_ms
 from bus.idempotency import MemoryIdempotencyStore
-from bus.identity import Identity
 from bus.kafka import KafkaTransport
-from bus.keys import KeyRing
 from bus.retry_topics import DeadLetterHop, Failure, RetryTopicPolicy, hop_headers
+from bus.security.access import AccessPolicy
+from bus.security.identity import Identity
+from bus.security.keys import KeyRing
+from bus.security.signing import sign
 from bus.service import Payload, Service
-from bus.signing import sign
 from bus.subscriber import EventSubscriber
 from infra.settings import Settings
 from tests.support import MESHGATE, run, sender_identity

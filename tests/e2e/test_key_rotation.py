@@ -26,9 +26,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from bench.attack.bus_probe import end_offsets
 from bus.envelope import H_CORRELATION, H_ID, ReplyTo, new_request, now_ms, to_headers
-from bus.keys import SigningKey
-from bus.quarantine import H_REASON, QUARANTINE_TOPIC
-from bus.signing import sign
+from bus.security.keys import SigningKey
+from bus.security.quarantine import H_REASON, QUARANTINE_TOPIC
+from bus.security.signing import sign
 from bus.topics import REPLY_TOPIC
 from infra import mesh_keys
 from infra.settings import Settings

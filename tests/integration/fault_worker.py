@@ -31,8 +31,8 @@ from bench.procs import stop_event
 from bus.config import BusSettings
 from bus.envelope import Envelope
 from bus.idempotency import MemoryIdempotencyStore
-from bus.identity import load_identity
 from bus.kafka import KafkaTransport
+from bus.security.identity import load_identity
 from bus.service import Payload, Service
 from bus.worker import ServiceWorker
 from functions.shared.dynamodb_idempotency import DynamoDBIdempotencyStore

@@ -21,12 +21,12 @@ from bus.config import BusSettings
 from bus.envelope import KIND_REQUEST, Envelope, ReplyTo, new_id, now_ms, reply_for, to_headers
 from bus.errors import HandlerError
 from bus.idempotency import MemoryIdempotencyStore
-from bus.identity import Identity
 from bus.kafka import KafkaTransport
-from bus.keys import generate_ed25519
-from bus.quarantine import H_REASON
+from bus.security.identity import Identity
+from bus.security.keys import generate_ed25519
+from bus.security.quarantine import H_REASON
+from bus.security.signing import sign
 from bus.service import Payload, Service
-from bus.signing import sign
 from bus.worker import ServiceWorker
 from functions.async_results.runner import RecorderRunner
 from functions.async_results.worker import build

@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 
-from bus.access import AccessPolicy, NotAllowed
 from bus.client import MeshClient
 from bus.config import BusSettings
 from bus.envelope import (
@@ -25,12 +24,13 @@ from bus.envelope import (
 )
 from bus.errors import DeadlineExceeded, EnvelopeError, HandlerError, RemoteError
 from bus.idempotency import MemoryIdempotencyStore
-from bus.identity import Identity
 from bus.kafka import KafkaTransport
-from bus.keys import generate_ed25519
-from bus.quarantine import H_ORIGINAL_TOPIC, H_REASON, QUARANTINE_TOPIC
+from bus.security.access import AccessPolicy, NotAllowed
+from bus.security.identity import Identity
+from bus.security.keys import generate_ed25519
+from bus.security.quarantine import H_ORIGINAL_TOPIC, H_REASON, QUARANTINE_TOPIC
+from bus.security.signing import sign
 from bus.service import Payload, Service
-from bus.signing import sign
 from bus.transport import Record
 from bus.worker import ServiceWorker
 from tests.support import identities

@@ -12,8 +12,8 @@ from bus.client import MeshClient
 from bus.config import BusSettings
 from bus.envelope import Envelope
 from bus.idempotency import MemoryIdempotencyStore
-from bus.identity import Identity
 from bus.kafka import KafkaTransport
+from bus.security.identity import Identity
 from bus.service import Payload, Service
 from bus.worker import ServiceWorker
 from tests.support import Telemetry, identities

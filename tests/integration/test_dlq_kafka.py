@@ -20,10 +20,7 @@ from bus.dlq import NotReplayable, Replayer, list_dead_letters, send_replay
 from bus.envelope import KIND_EVENT, Envelope, from_record, new_id, now_ms, to_headers
 from bus.errors import HandlerError
 from bus.idempotency import MemoryIdempotencyStore
-from bus.identity import Identity
 from bus.kafka import KafkaTransport
-from bus.quarantine import H_ORIGINAL_TOPIC, H_REASON, QUARANTINE_TOPIC
-from bus.replay_countersign import parse_stamp
 from bus.retry_topics import (
     FAILURE_HEADERS,
     REASON_NOT_RETRIABLE,
@@ -33,8 +30,11 @@ from bus.retry_topics import (
     RetryTopics,
     hop_headers,
 )
+from bus.security.identity import Identity
+from bus.security.quarantine import H_ORIGINAL_TOPIC, H_REASON, QUARANTINE_TOPIC
+from bus.security.replay_countersign import parse_stamp
+from bus.security.signing import sign
 from bus.service import Payload, Service
-from bus.signing import sign
 from bus.subscriber import EventSubscriber
 from tests.support import identities
 

@@ -17,9 +17,9 @@ from bus.dlq import Replayer, list_dead_letters, send_replay
 from bus.envelope import Envelope, now_ms
 from bus.errors import HandlerError
 from bus.idempotency import MemoryIdempotencyStore
-from bus.identity import Identity
 from bus.kafka import KafkaTransport
 from bus.retry_topics import RetryTopicPolicy, RetryTopics
+from bus.security.identity import Identity
 from bus.service import Payload, Service
 from bus.subscriber import EventSubscriber
 from tests.support import identities

@@ -34,11 +34,11 @@ from bus.config import BusSettings
 from bus.envelope import Envelope, ReplyTo, new_request, now_ms, to_headers
 from bus.errors import DeadlineExceeded, TransportError
 from bus.idempotency import MemoryIdempotencyStore
-from bus.identity import Identity
 from bus.kafka import KafkaTransport
-from bus.quarantine import QUARANTINE_TOPIC
+from bus.security.identity import Identity
+from bus.security.quarantine import QUARANTINE_TOPIC
+from bus.security.signing import sign
 from bus.service import Payload, Service
-from bus.signing import sign
 from bus.transport import Reader, Record, Transport, positions_after
 from bus.worker import ServiceWorker
 from infra.tables import idempotency_table

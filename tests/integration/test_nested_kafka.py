@@ -20,8 +20,8 @@ from bus.client import MeshClient
 from bus.config import BusSettings
 from bus.errors import RemoteError
 from bus.idempotency import MemoryIdempotencyStore
-from bus.identity import Identity
 from bus.kafka import KafkaTransport
+from bus.security.identity import Identity
 from bus.service import Service
 from bus.tracing import new_traceparent
 from bus.traffic.model import TrafficRules

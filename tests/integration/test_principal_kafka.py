@@ -21,12 +21,12 @@ from bus.config import BusSettings
 from bus.context import caller_principal, current_message, mesh_client
 from bus.envelope import Envelope, ReplyTo, new_request, now_ms, to_headers
 from bus.idempotency import MemoryIdempotencyStore
-from bus.identity import Identity
 from bus.kafka import KafkaTransport
-from bus.principals import PrincipalNotAllowed
-from bus.quarantine import H_ORIGINAL_TOPIC, H_REASON, QUARANTINE_TOPIC
+from bus.security.identity import Identity
+from bus.security.principals import PrincipalNotAllowed
+from bus.security.quarantine import H_ORIGINAL_TOPIC, H_REASON, QUARANTINE_TOPIC
+from bus.security.signing import sign
 from bus.service import Payload, Service
-from bus.signing import sign
 from bus.worker import ServiceWorker
 from tests.support import identities
 

@@ -31,10 +31,10 @@ from bus.envelope import (
     now_ms,
     to_headers,
 )
-from bus.identity import Identity
 from bus.kafka import KafkaTransport
-from bus.quarantine import QUARANTINE_TOPIC
 from bus.retry_topics import RetryTopicPolicy, RetryTopics
+from bus.security.identity import Identity
+from bus.security.quarantine import QUARANTINE_TOPIC
 from bus.service import Payload, Service
 from bus.subscriber import EventSubscriber
 from bus.worker import ServiceWorker

@@ -17,9 +17,9 @@ from bus.config import BusSettings
 from bus.envelope import Envelope
 from bus.errors import DeadlineExceeded, HandlerError, RemoteError
 from bus.idempotency import MemoryIdempotencyStore
-from bus.identity import Identity
 from bus.kafka import KafkaTransport
 from bus.retry import RetryBudget
+from bus.security.identity import Identity
 from bus.service import Payload, Service
 from bus.traffic.breaker import CircuitOpen
 from bus.traffic.faults import InjectedFault

@@ -31,17 +31,17 @@ from fastapi.testclient import TestClient
 from jwt.algorithms import ECAlgorithm
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from bus.access import AccessPolicy
 from bus.client import MeshClient
 from bus.config import BusSettings
 from bus.context import caller_principal
 from bus.envelope import Envelope, from_record
 from bus.idempotency import MemoryIdempotencyStore
-from bus.identity import Identity
-from bus.keys import KeyRing, SigningKey, VerifyKey, generate_ed25519
 from bus.memory import MemoryBroker, MemoryTransport
 from bus.policy.model import Policy, Route
-from bus.quarantine import QUARANTINE_TOPIC
+from bus.security.access import AccessPolicy
+from bus.security.identity import Identity
+from bus.security.keys import KeyRing, SigningKey, VerifyKey, generate_ed25519
+from bus.security.quarantine import QUARANTINE_TOPIC
 from bus.service import Payload, Service
 from bus.transport import Record
 from bus.worker import ServiceWorker

@@ -29,12 +29,12 @@ from bus.envelope import (
 )
 from bus.errors import DeadlineExceeded, HandlerError, TransportError
 from bus.idempotency import MemoryIdempotencyStore
-from bus.identity import Identity
-from bus.keys import generate_ed25519
 from bus.memory import MemoryBroker, MemoryTransport
-from bus.quarantine import H_REASON, QUARANTINE_TOPIC
+from bus.security.identity import Identity
+from bus.security.keys import generate_ed25519
+from bus.security.quarantine import H_REASON, QUARANTINE_TOPIC
+from bus.security.signing import sign
 from bus.service import Payload, Service
-from bus.signing import sign
 from bus.tracing import trace_id
 from bus.worker import ServiceWorker
 from functions.async_results.recorder import MAX_RESULT_BYTES, completion_of

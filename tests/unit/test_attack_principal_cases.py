@@ -12,7 +12,7 @@ from bench.attack.mesh_cases import PRINCIPAL_SPOOF, Builder
 from bus.config import BusSettings
 from bus.envelope import now_ms
 from bus.errors import MeshError
-from bus.inbound import guard_for
+from bus.security.inbound import guard_for
 from bus.transport import Record
 
 

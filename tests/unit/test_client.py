@@ -27,9 +27,9 @@ from bus.envelope import (
     to_headers,
 )
 from bus.errors import DeadlineExceeded, RemoteError
-from bus.identity import Identity
 from bus.memory import MemoryBroker, MemoryTransport
-from bus.quarantine import QUARANTINE_TOPIC
+from bus.security.identity import Identity
+from bus.security.quarantine import QUARANTINE_TOPIC
 from bus.service import Payload, Service
 from bus.tracing import trace_id
 from bus.transport import Record

@@ -16,9 +16,9 @@ from bus.client import MeshClient
 from bus.config import BusSettings
 from bus.envelope import Envelope
 from bus.errors import HandlerError, RemoteError
-from bus.identity import Identity
 from bus.memory import MemoryBroker, MemoryTransport
-from bus.quarantine import QUARANTINE_TOPIC
+from bus.security.identity import Identity
+from bus.security.quarantine import QUARANTINE_TOPIC
 from bus.service import Payload, Service
 from bus.traffic.breaker import CircuitOpen
 from bus.traffic.model import TrafficRules

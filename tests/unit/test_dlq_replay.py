@@ -1,6 +1,6 @@
 """Replaying a dead letter (pure): ``bus.dlq.Replayer`` refuses what receivers would refuse,
 and sends the original record plus an operator countersignature that admission
-(``bus.inbound`` with ``bus.replay_countersign``) accepts exactly once."""
+(``bus.security.inbound`` with ``bus.security.replay_countersign``) accepts exactly once."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ from dataclasses import replace
 
 import pytest
 
-from bus.access import AccessPolicy
 from bus.dlq import DeadLetter, NotReplayable, Replayer, ReplayPlan, dead_letter_from_record
 from bus.envelope import (
     H_REPLAY_ID,
@@ -23,17 +22,18 @@ from bus.envelope import (
     to_headers,
 )
 from bus.errors import MeshError
-from bus.inbound import InboundGuard
-from bus.keys import KeyRing, SigningKey, generate_ed25519
-from bus.replay import ReplayGuard
-from bus.replay_countersign import countersign, parse_stamp
 from bus.retry_topics import (
     FAILURE_HEADERS,
     DeadLetterHop,
     Failure,
     hop_headers,
 )
-from bus.signing import sign
+from bus.security.access import AccessPolicy
+from bus.security.inbound import InboundGuard
+from bus.security.keys import KeyRing, SigningKey, generate_ed25519
+from bus.security.replay import ReplayGuard
+from bus.security.replay_countersign import countersign, parse_stamp
+from bus.security.signing import sign
 from bus.transport import Record
 
 MAIN = "orders.events"

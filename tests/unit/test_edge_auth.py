@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from bus.signing import BadSignature, verify
+from bus.security.signing import BadSignature, verify
 from functions.gateway.app import EdgeDeps, LazyMeshClient, create_app
 from functions.gateway.auth.api_keys import ApiKeyAuthenticator, ApiKeyHasher, InMemoryApiKeyStore
 from functions.gateway.auth.principal import Principal

@@ -9,17 +9,17 @@ from dataclasses import replace
 
 import pytest
 
-from bus.access import AccessPolicy
 from bus.config import BusSettings
 from bus.envelope import Envelope, ReplyTo, from_record, new_request, now_ms, to_headers
 from bus.errors import TransportError
 from bus.eventsource.records import KafkaEvent, kafka_event, parse_event
 from bus.eventsource.runner import KafkaEventRunner
 from bus.idempotency import MemoryIdempotencyStore
-from bus.identity import Identity
-from bus.keys import KeyRing, generate_ed25519
 from bus.memory import MemoryBroker, MemoryTransport
-from bus.quarantine import H_REASON, QUARANTINE_TOPIC
+from bus.security.access import AccessPolicy
+from bus.security.identity import Identity
+from bus.security.keys import KeyRing, generate_ed25519
+from bus.security.quarantine import H_REASON, QUARANTINE_TOPIC
 from bus.service import Payload, Service
 from bus.transport import Record
 from bus.worker import ServiceWorker

@@ -18,7 +18,6 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from bus.access import NotAllowed
 from bus.client import MeshClient
 from bus.config import BusSettings
 from bus.envelope import Envelope, from_record
@@ -31,9 +30,10 @@ from bus.errors import (
     RemoteError,
     TransportError,
 )
-from bus.identity import Identity
 from bus.memory import MemoryBroker, MemoryTransport
-from bus.quarantine import QUARANTINE_TOPIC
+from bus.security.access import NotAllowed
+from bus.security.identity import Identity
+from bus.security.quarantine import QUARANTINE_TOPIC
 from bus.service import Payload, Service
 from bus.traffic.breaker import CircuitOpen
 from bus.transport import Record

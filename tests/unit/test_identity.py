@@ -10,15 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from bus.access import AccessPolicy, NotAllowed
 from bus.config import BusSettings
 from bus.envelope import ReplyTo, new_request, now_ms, to_headers
 from bus.idempotency import MemoryIdempotencyStore
-from bus.identity import Identity, IdentityError, load_identity
-from bus.inbound import InboundGuard, Oversized, base_topic, guard_for
-from bus.keys import KeyRing, generate_ed25519
-from bus.replay import ReplayedMessage
-from bus.signing import BadSignature, StaleMessage
+from bus.security.access import AccessPolicy, NotAllowed
+from bus.security.identity import Identity, IdentityError, load_identity
+from bus.security.inbound import InboundGuard, Oversized, base_topic, guard_for
+from bus.security.keys import KeyRing, generate_ed25519
+from bus.security.replay import ReplayedMessage
+from bus.security.signing import BadSignature, StaleMessage
 from bus.transport import Record
 
 KEY, VERIFY = generate_ed25519("orders")

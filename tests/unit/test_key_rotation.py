@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from bus.keys import KeyRing, KeyStatus, SecretKeys, generate_ed25519
+from bus.security.keys import KeyRing, KeyStatus, SecretKeys, generate_ed25519
 from infra import key_rotation
 from infra.key_rotation import RotationConflict, next_step
 

@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from bus.errors import MeshError
-from bus.keys import (
+from bus.security.keys import (
     ED25519,
     HMAC_SHA256,
     InvalidKey,

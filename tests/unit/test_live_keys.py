@@ -9,10 +9,10 @@ from collections.abc import Mapping
 
 import pytest
 
-from bus.access import AccessPolicy
 from bus.envelope import ReplyTo, new_request
-from bus.identity import Identity
-from bus.keys import (
+from bus.security.access import AccessPolicy
+from bus.security.identity import Identity
+from bus.security.keys import (
     InvalidKey,
     KeyRing,
     KeyStatus,
@@ -23,8 +23,8 @@ from bus.keys import (
     signing_key_from_bytes,
     signing_keys_from_bytes,
 )
-from bus.live_keys import KeyMaterial, KeyReloader, KeySourceError, LiveKeys
-from bus.signing import parse_signature, verify
+from bus.security.live_keys import KeyMaterial, KeyReloader, KeySourceError, LiveKeys
+from bus.security.signing import parse_signature, verify
 
 OLD, OLD_V = generate_ed25519("orders")
 NEW, NEW_V = generate_ed25519("orders")

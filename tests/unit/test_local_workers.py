@@ -3,8 +3,8 @@ handler's nested calls need (a reply topic the policies let it consume)."""
 
 from __future__ import annotations
 
-from bus.access import AccessPolicy
 from bus.config import BusSettings
+from bus.security.access import AccessPolicy
 from infra import local
 from infra.policy import access_map
 from infra.settings import ROOT, Settings

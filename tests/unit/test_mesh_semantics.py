@@ -16,9 +16,9 @@ from bus.config import BusSettings
 from bus.envelope import Envelope, ReplyTo, from_record, new_id, new_request, now_ms, to_headers
 from bus.errors import HandlerError, RemoteError
 from bus.idempotency import MemoryIdempotencyStore
-from bus.identity import Identity
 from bus.memory import MemoryBroker, MemoryTransport
-from bus.quarantine import QUARANTINE_TOPIC
+from bus.security.identity import Identity
+from bus.security.quarantine import QUARANTINE_TOPIC
 from bus.service import Payload, Service
 from bus.tracing import trace_id
 from bus.worker import ServiceWorker

@@ -265,7 +265,7 @@ def test_route_served_by_an_unknown_service(tmp_path: Path) -> None:
 
 
 def test_a_route_that_authenticates_is_served_by_an_edge(tmp_path: Path) -> None:
-    # The caller's principal travels only from an edge (bus.principals): a route that
+    # The caller's principal travels only from an edge (bus.security.principals): a route that
     # authenticates, served by a service that is not one, would be refused by every receiver.
     text = edit("auth: none", "auth: api_key", edit("  gateway: {edge: true}", "  gateway: {}"))
     assert one(tmp_path, text) == (

@@ -37,7 +37,7 @@ def test_access_map_of_the_project() -> None:
                     "orders": ["mesh.replies", "orders.requests"],
                     "inventory": ["inventory.requests"]},
         "replay": {"meshgate-operator": ["orders.events"]},  # dead letters (bus.dlq)
-        "edges": ["gateway"],  # only the gateway may name a principal (bus.principals)
+        "edges": ["gateway"],  # only the gateway may name a principal (bus.security.principals)
     }
     assert access_map(POLICIES) == expected
     assert access_map(load_policy(POLICIES)) == expected

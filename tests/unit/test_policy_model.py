@@ -7,11 +7,11 @@ import json
 import pytest
 from pydantic import ValidationError
 
-from bus.access import AccessPolicy
-from bus.keys import encode_b64url, generate_ed25519
 from bus.policy import Policy, Service, ServiceKey, Topic, check_policy, subset_request_topic
 from bus.policy.checks import dotted, overlap_example
 from bus.policy.model import route_segments
+from bus.security.access import AccessPolicy
+from bus.security.keys import encode_b64url, generate_ed25519
 
 POLICY = {
     "services": {

@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import pytest
 
-from bus.access import AccessPolicy
 from bus.context import caller_principal, mesh_client
 from bus.envelope import Envelope, ReplyTo, new_request, now_ms, to_headers
 from bus.errors import RemoteError
-from bus.principals import PrincipalNotAllowed, assert_principal
-from bus.quarantine import H_REASON
+from bus.security.access import AccessPolicy
+from bus.security.principals import PrincipalNotAllowed, assert_principal
+from bus.security.quarantine import H_REASON
+from bus.security.signing import sign
 from bus.service import Payload, Service
-from bus.signing import sign
 from bus.testing import MeshTestKit
 
 ALICE = '{"method":"jwt","sub":"alice"}'

@@ -9,8 +9,8 @@ import pytest
 
 from bus.context import caller_principal, current_message, inherited_principal
 from bus.envelope import ReplyTo, from_record, new_request, to_headers
-from bus.keys import KeyRing, generate_ed25519
-from bus.signing import BadSignature, sign, verify
+from bus.security.keys import KeyRing, generate_ed25519
+from bus.security.signing import BadSignature, sign, verify
 
 ALICE = '{"method":"jwt","sub":"alice"}'
 TOPIC = "orders.requests"

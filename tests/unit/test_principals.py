@@ -1,4 +1,4 @@
-"""Who may speak for an end user (bus.principals): the edge's assertion, the receiver's
+"""Who may speak for an end user (bus.security.principals): the edge's assertion, the receiver's
 decision, and what a caller's own client lets it send."""
 
 from __future__ import annotations
@@ -7,12 +7,12 @@ import dataclasses
 
 import pytest
 
-from bus.access import AccessPolicy
 from bus.envelope import KIND_EVENT, Envelope, ReplyTo, from_record, new_request, to_headers
 from bus.errors import MeshError
-from bus.identity import Identity
-from bus.keys import KeyRing, encode_b64url, generate_ed25519, hmac_key
-from bus.principals import (
+from bus.security.access import AccessPolicy
+from bus.security.identity import Identity
+from bus.security.keys import KeyRing, encode_b64url, generate_ed25519, hmac_key
+from bus.security.principals import (
     MAX_ASSERTION_TTL_MS,
     BadPrincipalAssertion,
     PrincipalAssertionExpired,
@@ -24,7 +24,7 @@ from bus.principals import (
     parse_assertion,
     principal_for_call,
 )
-from bus.signing import BadSignature, sign, verify
+from bus.security.signing import BadSignature, sign, verify
 
 NOW = 1_700_000_000_000
 ALICE = '{"method":"jwt","sub":"alice"}'

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from bus.errors import MeshError
-from bus.replay import PossibleReplay, ReplayedMessage, ReplayGuard
+from bus.security.replay import PossibleReplay, ReplayedMessage, ReplayGuard
 
 NOW = 1_700_000_000_000
 WINDOW = 60_000

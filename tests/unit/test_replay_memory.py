@@ -19,10 +19,7 @@ from bus.envelope import (
     to_headers,
 )
 from bus.idempotency import MAX_KEY_BYTES, MemoryIdempotencyStore
-from bus.identity import Identity
-from bus.inbound import check_event_time, guard_for
 from bus.memory import MemoryBroker, MemoryTransport
-from bus.replay import PossibleReplay
 from bus.replay_memory import (
     IDEMPOTENCY_TABLE_ENV,
     Settled,
@@ -34,8 +31,11 @@ from bus.replay_memory import (
     stage_of,
 )
 from bus.retry_topics import RetryTopicPolicy
+from bus.security.identity import Identity
+from bus.security.inbound import check_event_time, guard_for
+from bus.security.replay import PossibleReplay
+from bus.security.signing import StaleMessage
 from bus.service import Service
-from bus.signing import StaleMessage
 from bus.subscriber import EventSubscriber
 from bus.transport import Record
 from bus.worker import ServiceWorker

@@ -1,4 +1,4 @@
-"""The one rule for which reply answers a call (``bus.reply_match``), and ``MeshClient``
+"""The one rule for which reply answers a call (``bus.security.reply_match``), and ``MeshClient``
 applying it over the memory transport with real signatures: a validly signed reply from a
 service that does not own the operation (or from the owner as another operation) is
 quarantined with its reason and the call still gets the owner's genuine answer."""
@@ -25,10 +25,10 @@ from bus.envelope import (
     to_headers,
 )
 from bus.errors import RemoteError
-from bus.identity import Identity
 from bus.memory import MemoryBroker, MemoryTransport
-from bus.quarantine import H_REASON, QUARANTINE_TOPIC
-from bus.reply_match import (
+from bus.security.identity import Identity
+from bus.security.quarantine import H_REASON, QUARANTINE_TOPIC
+from bus.security.reply_match import (
     Expected,
     ReplyRefused,
     UnexpectedKind,
@@ -36,7 +36,7 @@ from bus.reply_match import (
     UnexpectedReplyType,
     refusal,
 )
-from bus.signing import sign
+from bus.security.signing import sign
 from bus.topics import BadOperationName
 from tests.support import identities
 

@@ -50,7 +50,7 @@ from bus.retry_topics import (
     retry_topic_name,
     wait_ms,
 )
-from bus.signing import canonical_bytes
+from bus.security.signing import canonical_bytes
 
 MAIN = "orders.requests"
 NOW = 1_700_000_000_000

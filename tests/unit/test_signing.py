@@ -11,7 +11,7 @@ import pytest
 
 from bus.envelope import Envelope, ReplyTo, from_record, new_request, reply_for, to_headers
 from bus.errors import MeshError
-from bus.keys import (
+from bus.security.keys import (
     ED25519,
     HMAC_SHA256,
     Algorithm,
@@ -23,7 +23,7 @@ from bus.keys import (
     generate_ed25519,
     hmac_key,
 )
-from bus.signing import (
+from bus.security.signing import (
     BadSignature,
     MalformedSignature,
     MissingSignature,

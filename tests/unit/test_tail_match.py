@@ -10,8 +10,8 @@ from dataclasses import replace
 import pytest
 
 from bus.envelope import Envelope, ReplyTo, new_request, reply_for, to_headers
-from bus.keys import KeyRing, SigningKey, generate_ed25519
-from bus.signing import sign
+from bus.security.keys import KeyRing, SigningKey, generate_ed25519
+from bus.security.signing import sign
 from infra.tail import render
 from infra.tail.match import (
     FORGED,

@@ -18,7 +18,7 @@ from bus.envelope import (
     to_headers,
 )
 from bus.errors import DeadlineExceeded, RemoteError
-from bus.quarantine import H_REASON, QUARANTINE_TOPIC
+from bus.security.quarantine import H_REASON, QUARANTINE_TOPIC
 from bus.service import Payload, Service
 from bus.testing import MeshTestKit, mesh_test_kit
 from bus.topics import REPLY_TOPIC

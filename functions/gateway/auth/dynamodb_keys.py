@@ -202,8 +202,8 @@ async def authenticator_from_env(
 ) -> ApiKeyAuthenticator | None:
     """The deployed API-key authenticator: the table named by ``$MESH_API_KEYS_TABLE`` and
     the pepper in the secret named by ``$MESH_API_KEY_PEPPER_SECRET`` (read in a thread).
-    ``None`` when the table is not configured; raises ``bus.keys.InvalidKey`` when the pepper
-    cannot be had. Build it once per process (it holds the pepper and the client)."""
+    ``None`` when the table is not configured; raises ``bus.security.keys.InvalidKey`` when the
+    pepper cannot be had. Build it once per process (it holds the pepper and the client)."""
     table = env.get(API_KEYS_TABLE_ENV)
     if not table:
         return None

@@ -24,9 +24,10 @@ class AccessPolicy:
     # None: consumption is not restricted by this map (older access maps had no consume).
     consume: Mapping[str, frozenset[str]] | None = None
     allow_all: bool = False
-    # Edges: the services that may name the end user a call is made for (bus.principals).
+    # Edges: the services that may name the end user a call is made for (bus.security.principals).
     edges: frozenset[str] = frozenset()
-    # Operator -> the base topics whose dead letters it may replay (bus.replay_countersign).
+    # Operator -> the base topics whose dead letters it may replay
+    # (bus.security.replay_countersign).
     replay: Mapping[str, frozenset[str]] = field(default_factory=dict)
 
     @classmethod

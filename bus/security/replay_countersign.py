@@ -31,8 +31,8 @@ from cryptography.exceptions import InvalidSignature
 
 from bus.envelope import H_REPLAY_ID, H_REPLAY_SIG, H_REPLAY_TIME, KIND_EVENT, Envelope
 from bus.errors import MeshError
-from bus.keys import KeyRing, SigningKey, UnknownKeyId, VerifyKey
-from bus.signing import SignatureError, SignatureHeader, canonical_bytes, parse_signature
+from bus.security.keys import KeyRing, SigningKey, UnknownKeyId, VerifyKey
+from bus.security.signing import SignatureError, SignatureHeader, canonical_bytes, parse_signature
 
 # Versions the encoding: a future change of fields cannot verify as this one, and no mesh_sig
 # (domain meshgate-sig-v2) can be taken for a countersignature or the other way round.
@@ -136,7 +136,7 @@ def check_replay(envelope: Envelope, topic: str, keyring: KeyRing | None,
                  may_replay: MayReplay) -> ReplayStamp | None:
     """None for a record that is not a replay; the verified stamp of one that is.
 
-    Run after the original's own ``bus.signing.verify`` against ``topic`` (the base topic).
+    Run after the original's own ``bus.security.signing.verify`` against ``topic`` (the base topic).
     ``keyring`` None (explicitly insecure) skips the cryptography, as for ``mesh_sig``.
     """
     stamp = parse_stamp(envelope.extra)

@@ -1,7 +1,7 @@
 """Admission of received records: every check a message passes before a handler sees it.
 
 Order: size, envelope, signature (bound to the topic), sender's right to produce to the
-topic, its right to the principal it carries (``bus.principals``), freshness, replay. The
+topic, its right to the principal it carries (``bus.security.principals``), freshness, replay. The
 first failure decides the quarantine reason (its ``code``). Events skip the age half of
 freshness and the in-memory replay guard: their replay memory is durable (``check_event_time``).
 Records on a retry or dead-letter topic are checked against their base topic, derived from
@@ -13,16 +13,16 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 
-from bus.access import AccessPolicy
 from bus.config import BusSettings
 from bus.envelope import KIND_EVENT, Envelope, from_record
 from bus.errors import MeshError
-from bus.identity import Identity
-from bus.keys import KeyRing
-from bus.principals import check_principal
-from bus.replay import PossibleReplay, ReplayGuard
-from bus.replay_countersign import check_replay
-from bus.signing import StaleMessage, check_fresh, verify
+from bus.security.access import AccessPolicy
+from bus.security.identity import Identity
+from bus.security.keys import KeyRing
+from bus.security.principals import check_principal
+from bus.security.replay import PossibleReplay, ReplayGuard
+from bus.security.replay_countersign import check_replay
+from bus.security.signing import StaleMessage, check_fresh, verify
 from bus.transport import Record
 
 _DERIVED = re.compile(r"^(?P<base>.+?)(?:\.retry\.\d+|\.dlt)$")
@@ -60,7 +60,7 @@ class InboundGuard:
         if self.keyring is not None:
             verify(envelope, topic, self.keyring)
         self.access.check_produce(envelope.source, topic)
-        if self.keyring is not None:  # who may speak for an end user (bus.principals)
+        if self.keyring is not None:  # who may speak for an end user (bus.security.principals)
             check_principal(envelope, self.keyring, self.access.is_edge, now_ms)
         # An operator's replay of a dead letter: the original, verified above, plus a
         # countersignature; judged on its own time and deduplicated on its own id.

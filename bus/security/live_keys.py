@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from bus.errors import MeshError
-from bus.keys import (
+from bus.security.keys import (
     InvalidKey,
     KeyRing,
     SigningKey,

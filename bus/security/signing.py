@@ -2,7 +2,7 @@
 
 The ``mesh_sig`` header reads ``<algorithm>:<key_id>:<base64url signature>``; the signature
 covers ``canonical_bytes(envelope, topic)``. A receiver runs ``verify`` (authentic, and sent
-by the service it claims), then ``check_fresh``, then a ``bus.replay.ReplayGuard``. Every
+by the service it claims), then ``check_fresh``, then a ``bus.security.replay.ReplayGuard``. Every
 failure is a non-retriable ``MeshError`` with its own ``code``, meant as the quarantine reason.
 """
 
@@ -30,7 +30,7 @@ from bus.envelope import (
     Envelope,
 )
 from bus.errors import MeshError
-from bus.keys import (
+from bus.security.keys import (
     ED25519,
     HMAC_SHA256,
     KEY_ID_PATTERN,

@@ -13,11 +13,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from bus.access import AccessPolicy
 from bus.config import BusSettings
 from bus.envelope import Envelope
 from bus.errors import MeshError
-from bus.keys import (
+from bus.security.access import AccessPolicy
+from bus.security.keys import (
     HMAC_SHA256,
     KeyRing,
     SecretSource,
@@ -28,9 +28,9 @@ from bus.keys import (
     signing_key_from_env,
     signing_key_from_source,
 )
-from bus.live_keys import LiveKeys
-from bus.principals import principal_for_call
-from bus.signing import sign
+from bus.security.live_keys import LiveKeys
+from bus.security.principals import principal_for_call
+from bus.security.signing import sign
 
 SIGNING_KEY_ENV = "MESH_SIGNING_KEY"
 
@@ -45,7 +45,7 @@ class Identity:
     signing_key: SigningKey | None
     keyring: KeyRing | None
     access: AccessPolicy
-    # Set when the keys are reloaded while the process runs (bus.live_keys): it holds the
+    # Set when the keys are reloaded while the process runs (bus.security.live_keys): it holds the
     # signing key in force; ``signing_key`` is then the one the process started with.
     live: LiveKeys | None = None
 
@@ -69,7 +69,7 @@ class Identity:
     def on_behalf_of(self, own: str | None, inherited: tuple[str | None, str | None], *,
                      expires_ms: int, now_ms: int) -> tuple[str | None, str | None]:
         """The principal and assertion of a call made now, which ends at ``expires_ms``
-        (``bus.principals.principal_for_call``): an edge asserts it, any other service
+        (``bus.security.principals.principal_for_call``): an edge asserts it, any other service
         forwards the handled message's unchanged or is refused (``PrincipalNotAllowed``)."""
         return principal_for_call(
             own, inherited, service=self.service, edge=self.access.is_edge(self.service),

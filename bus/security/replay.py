@@ -1,6 +1,6 @@
 """Refusing replays: a bounded memory of the message ids seen inside the freshness window.
 
-Pure: the caller passes the current time. Run it after ``bus.signing.verify`` and
+Pure: the caller passes the current time. Run it after ``bus.security.signing.verify`` and
 ``check_fresh``, so ids and times are ones an authentic sender chose.
 """
 

@@ -30,7 +30,7 @@ from typing import Final
 
 from bus.envelope import KIND_REQUEST, Envelope
 from bus.errors import MeshError
-from bus.keys import (
+from bus.security.keys import (
     ED25519,
     HMAC_SHA256,
     KEY_ID_PATTERN,
@@ -41,7 +41,7 @@ from bus.keys import (
     decode_b64url,
     encode_b64url,
 )
-from bus.signing import SIGNATURE_BYTES, sign_bytes, signature_valid
+from bus.security.signing import SIGNATURE_BYTES, sign_bytes, signature_valid
 
 __all__ = [
     "ASSERTION_DOMAIN",
