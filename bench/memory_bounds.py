@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from bench import rss
-from bus.idempotency import MemoryIdempotencyStore
+from bus.delivery.idempotency import MemoryIdempotencyStore
 from bus.security.replay import ReplayGuard
 
 LEASE_MS = 5_000  # bus.worker.DEFAULT_LEASE_MS

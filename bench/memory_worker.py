@@ -25,8 +25,8 @@ from bench import rss
 from bench.mesh_echo import echo_operation, identity_settings
 from bench.procs import announce_ready, report, stop_event
 from bus.config import BusSettings
+from bus.delivery.idempotency import MemoryIdempotencyStore
 from bus.envelope import Envelope
-from bus.idempotency import MemoryIdempotencyStore
 from bus.kafka import KafkaTransport
 from bus.security.identity import load_identity
 from bus.security.replay import ReplayGuard

@@ -22,8 +22,8 @@ from typing import Any
 from bench.procs import announce_ready, report, stop_event
 from bus.client import MeshClient
 from bus.config import BusSettings
+from bus.delivery.idempotency import MemoryIdempotencyStore
 from bus.envelope import Envelope
-from bus.idempotency import MemoryIdempotencyStore
 from bus.kafka import KafkaTransport
 from bus.security.identity import load_identity
 from bus.security.keys import KeyRing, encode_b64url, generate_ed25519

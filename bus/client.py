@@ -16,6 +16,7 @@ from pydantic import BaseModel
 from bus import codec
 from bus.config import BusSettings
 from bus.context import current_message, inherited_deadline_ms, inherited_principal
+from bus.delivery.retry import Backoff, RetryBudget, call_with_retries
 from bus.envelope import (
     KIND_ERROR,
     KIND_EVENT,
@@ -28,7 +29,6 @@ from bus.envelope import (
 )
 from bus.errors import DeadlineExceeded, EnvelopeError, MeshError, RemoteError
 from bus.replies import ReplyListener
-from bus.retry import Backoff, RetryBudget, call_with_retries
 from bus.security.identity import Identity
 from bus.security.inbound import guard_for
 from bus.security.quarantine import park

@@ -7,7 +7,7 @@ its records to be due, so a poison message never stalls the main partition. Offs
 committed after each record's outcome (handled, republished, parked).
 
 Replays: events are admitted at any age (a backlog is genuine), so the durable idempotency
-record is their replay memory (``bus.replay_memory``; required outside insecure mode). Each
+record is their replay memory (``bus.delivery.replay_memory``; required outside insecure mode). Each
 event runs under its claim (key: base topic, sender, event id); once handled or dead-lettered
 the record says where, and any later delivery is never run: a redelivery of that record (or
 of an earlier stage forwarded from) is counted as a duplicate, a copy elsewhere is
@@ -21,18 +21,16 @@ import logging
 from dataclasses import dataclass
 
 from bus.config import BusSettings
-from bus.envelope import KIND_EVENT, Envelope, now_ms
-from bus.errors import HandlerError, MeshError
-from bus.idempotency import Claim, IdempotencyError, IdempotencyStore
-from bus.intake import Intake
-from bus.replay_memory import (
+from bus.delivery.idempotency import Claim, IdempotencyError, IdempotencyStore
+from bus.delivery.intake import Intake
+from bus.delivery.replay_memory import (
     Settled,
     event_idempotency_key,
     event_keep_ms,
     is_redelivery,
     require_store,
 )
-from bus.retry_topics import (
+from bus.delivery.retry_topics import (
     DeadLetterHop,
     Failure,
     RetryTopicPolicy,
@@ -40,6 +38,8 @@ from bus.retry_topics import (
     hop_headers,
     wait_ms,
 )
+from bus.envelope import KIND_EVENT, Envelope, now_ms
+from bus.errors import HandlerError, MeshError
 from bus.security.identity import Identity
 from bus.security.inbound import guard_for
 from bus.security.replay import ReplayedMessage

@@ -33,8 +33,8 @@ from types import TracebackType
 
 from bus.client import MeshClient
 from bus.config import BusSettings
+from bus.delivery.idempotency import MemoryIdempotencyStore
 from bus.envelope import Envelope, from_record
-from bus.idempotency import MemoryIdempotencyStore
 from bus.memory import MemoryBroker, MemoryTransport
 from bus.security.access import AccessPolicy
 from bus.security.identity import Identity

@@ -4,7 +4,7 @@ Each record is admitted (size, envelope, signature, sender, freshness, replay) o
 the quarantine topic; admitted requests run under the idempotency store's claim, so a
 redelivered message gets the stored reply instead of a second application. The store is the
 durable replay memory (the in-memory guard forgets on restart): outside insecure mode a
-worker refuses to be built without one (``bus.replay_memory.require_store``). Records are
+worker refuses to be built without one (``bus.delivery.replay_memory.require_store``). Records are
 handled concurrently (``concurrency`` at most, so order within a partition is not kept for
 requests) and an offset is committed only once every record before it has been answered, so
 a worker that dies mid-batch leaves its unanswered records to the next group member.
@@ -19,13 +19,13 @@ from collections.abc import Awaitable
 from bus.client import MeshClient
 from bus.config import BusSettings
 from bus.context import current_client
+from bus.delivery.idempotency import Claim, IdempotencyStore
+from bus.delivery.intake import Intake
+from bus.delivery.pipeline import Pipeline
+from bus.delivery.replay_memory import require_store
 from bus.envelope import KIND_ERROR, KIND_REQUEST, Envelope, now_ms, reply_for, to_headers
 from bus.errors import MeshError
-from bus.idempotency import Claim, IdempotencyStore
-from bus.intake import Intake
 from bus.lag import EndOffsets, LagReport
-from bus.pipeline import Pipeline
-from bus.replay_memory import require_store
 from bus.security.identity import Identity
 from bus.security.inbound import guard_for
 from bus.service import Outcome, Service

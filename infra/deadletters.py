@@ -4,7 +4,8 @@ A replay republishes the dead letter's original record, still signed by its send
 base topic of the dead-letter topic, countersigned by the operator ``meshgate-operator``
 (its key ``<stack>/meshgate-operator/signing-key`` is created by deploy and published in the
 keyring). The tool never loads a service's key: it cannot make a service say anything. It
-checks what receivers check (``bus.dlq.Replayer``) and publishes nothing when a check fails.
+checks what receivers check (``bus.delivery.dlq.Replayer``) and publishes nothing when a check
+fails.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from bus.config import BusSettings
-from bus.dlq import DeadLetter, NotReplayable, Replayer, list_dead_letters, send_replay
+from bus.delivery.dlq import DeadLetter, NotReplayable, Replayer, list_dead_letters, send_replay
 from bus.envelope import now_ms
 from bus.kafka import KafkaTransport
 from bus.security.access import AccessPolicy

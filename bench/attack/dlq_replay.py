@@ -2,7 +2,7 @@
 
 A victim ``EventSubscriber`` (no retry stages) dead-letters a genuine event whose handler
 fails. Then: forged, tampered, untrusted-key and misdirected dead letters are written to the
-dead-letter topic and handed to the replay tool (``bus.dlq.Replayer``, what ``meshgate dlq
+dead-letter topic and handed to the replay tool (``bus.delivery.dlq.Replayer``, what ``meshgate dlq
 replay`` runs): each must be refused with a reason and nothing may reach the event topic
 (its end offsets are compared). Raw copies of the genuine dead letter, and replays
 countersigned by real service keys or by a key nobody trusts, are written straight to the
@@ -27,12 +27,9 @@ from bench.attack.mesh_attack import MeshPlan, parked, until
 from bench.chaos.stack import topics
 from bus import codec
 from bus.config import BusSettings
-from bus.dlq import DeadLetter, NotReplayable, Replayer, list_dead_letters, send_replay
-from bus.envelope import KIND_EVENT, Envelope, new_id, now_ms, to_headers
-from bus.errors import HandlerError
-from bus.idempotency import MemoryIdempotencyStore
-from bus.kafka import KafkaTransport
-from bus.retry_topics import (
+from bus.delivery.dlq import DeadLetter, NotReplayable, Replayer, list_dead_letters, send_replay
+from bus.delivery.idempotency import MemoryIdempotencyStore
+from bus.delivery.retry_topics import (
     FAILURE_HEADERS,
     REASON_NOT_RETRIABLE,
     DeadLetterHop,
@@ -40,6 +37,9 @@ from bus.retry_topics import (
     RetryTopicPolicy,
     hop_headers,
 )
+from bus.envelope import KIND_EVENT, Envelope, new_id, now_ms, to_headers
+from bus.errors import HandlerError
+from bus.kafka import KafkaTransport
 from bus.security.access import AccessPolicy
 from bus.security.identity import Identity
 from bus.security.keys import KeyRing, SigningKey, generate_ed25519

@@ -27,9 +27,9 @@ from bench.attack.mesh_attack import MeshPlan, parked, until
 from bench.chaos.stack import idempotency_table_on, topics
 from bus import codec
 from bus.config import BusSettings
+from bus.delivery.retry_topics import RetryTopicPolicy, RetryTopics
 from bus.envelope import H_ATTEMPT, H_TRACEPARENT, KIND_EVENT, Envelope, new_id, now_ms, to_headers
 from bus.kafka import KafkaTransport
-from bus.retry_topics import RetryTopicPolicy, RetryTopics
 from bus.security.access import AccessPolicy
 from bus.security.identity import Identity
 from bus.security.keys import KeyRing, generate_ed25519

@@ -33,8 +33,8 @@ from bench.attack.mesh_cases import (
     random_records,
 )
 from bus.config import BusSettings
+from bus.delivery.idempotency import MemoryIdempotencyStore
 from bus.envelope import Envelope, now_ms
-from bus.idempotency import MemoryIdempotencyStore
 from bus.kafka import KafkaTransport
 from bus.security.quarantine import (
     H_ORIGINAL_OFFSET,

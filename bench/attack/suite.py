@@ -78,7 +78,7 @@ def run(plan: Plan, say: Callable[[str], None] = lambda _: None,
     more += notes_events
     mesh += run_retired_key()  # a key retired by a rotation, in a process that kept running
     dead_letters, notes_dlq = asyncio.run(run_dlq_replays(bootstrap, plan.mesh))
-    mesh += dead_letters  # forged, tampered and copied dead letters (bus.dlq)
+    mesh += dead_letters  # forged, tampered and copied dead letters (bus.delivery.dlq)
     more += notes_dlq
     report.add(_in_suite("mesh", mesh))
     report.notes += notes + more

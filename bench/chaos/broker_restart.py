@@ -20,7 +20,7 @@ from bench.chaos.service import EffectLogs, operation_of
 from bench.chaos.stack import CALLER, Private, identities, mesh_topics, private, topics
 from bench.chaos.workers import InProcess, running
 from bus.config import BusSettings
-from bus.idempotency import MemoryIdempotencyStore
+from bus.delivery.idempotency import MemoryIdempotencyStore
 from bus.kafka import KafkaTransport
 
 NAME = "broker-restart"

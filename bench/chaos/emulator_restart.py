@@ -30,7 +30,7 @@ from bench.chaos.stack import (
 )
 from bench.chaos.workers import InProcess, running
 from bus.config import BusSettings
-from bus.idempotency import Claim, IdempotencyError, IdempotencyStore
+from bus.delivery.idempotency import Claim, IdempotencyError, IdempotencyStore
 from functions.shared.dynamodb_idempotency import DynamoDBIdempotencyStore
 
 NAME = "emulator-restart"

@@ -28,11 +28,11 @@ from bench.chaos.runner import Context, ScenarioResult
 from bench.chaos.stack import CALLER, idempotency_table_on, topics
 from bus.client import MeshClient
 from bus.config import BusSettings
+from bus.delivery.idempotency import IdempotencyStore
+from bus.delivery.retry_topics import RetryTopicPolicy, RetryTopics
 from bus.envelope import Envelope, now_ms
 from bus.errors import MeshError
-from bus.idempotency import IdempotencyStore
 from bus.kafka import KafkaTransport
-from bus.retry_topics import RetryTopicPolicy, RetryTopics
 from bus.security.access import AccessPolicy
 from bus.security.identity import Identity
 from bus.security.keys import KeyRing, generate_ed25519

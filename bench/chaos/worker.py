@@ -23,7 +23,7 @@ from bench.chaos.service import EffectLogs, chaos_service
 from bench.chaos.stack import aws_settings
 from bench.procs import announce_ready, report, stop_event
 from bus.config import BusSettings
-from bus.idempotency import IdempotencyStore
+from bus.delivery.idempotency import IdempotencyStore
 from bus.kafka import KafkaTransport
 from bus.security.identity import load_identity
 from bus.worker import DEFAULT_LEASE_MS, ServiceWorker

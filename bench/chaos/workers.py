@@ -16,7 +16,7 @@ from bench.chaos.service import EffectLogs, chaos_service
 from bench.chaos.worker import worker_config
 from bench.procs import Responder, spawn
 from bus.config import BusSettings
-from bus.idempotency import IdempotencyStore
+from bus.delivery.idempotency import IdempotencyStore
 from bus.kafka import KafkaTransport
 from bus.security.identity import Identity
 from bus.worker import DEFAULT_LEASE_MS, ServiceWorker

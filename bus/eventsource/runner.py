@@ -20,7 +20,7 @@ What the batch adds:
   (the mapping retries after a failure) must reach the idempotency store, not be refused as a
   replay. Across batches (and across Lambda instances, which share no memory) the store is
   what keeps a replayed request from being applied twice, so it is required: the worker
-  refuses to be built without one outside insecure mode (``bus.replay_memory``).
+  refuses to be built without one outside insecure mode (``bus.delivery.replay_memory``).
 """
 
 from __future__ import annotations

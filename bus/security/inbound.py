@@ -47,7 +47,7 @@ class InboundGuard:
     max_value_bytes: int
     retry_allowance_ms: int = 0  # retried records keep ce_time: widen their window
     # Events: no age limit up to this (None: none at all); their replay memory is the
-    # durable idempotency record (bus.replay_memory), kept at least this long.
+    # durable idempotency record (bus.delivery.replay_memory), kept at least this long.
     event_max_age_ms: int | None = None
 
     def admit(self, record: Record, now_ms: int) -> Envelope:

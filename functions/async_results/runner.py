@@ -1,6 +1,6 @@
 """The recorder as a long-lived consumer-group member of ``mesh.async.replies``.
 
-Records are recorded concurrently (``bus.pipeline``) and an offset is committed only once
+Records are recorded concurrently (``bus.delivery.pipeline``) and an offset is committed only once
 every record before it is in the store (or parked), so a recorder killed mid-stream leaves
 the rest to the next one; the conditional completion makes the redelivered ones harmless.
 A retriable failure (store or broker away) is retried with backoff, never skipped (until the
@@ -15,9 +15,9 @@ import logging
 import random
 
 from bus.client import ASYNC_REPLY_TOPIC
+from bus.delivery.pipeline import Pipeline
+from bus.delivery.retry import Backoff
 from bus.errors import MeshError
-from bus.pipeline import Pipeline
-from bus.retry import Backoff
 from bus.transport import Record, Transport
 from functions.async_results.recorder import ReplyRecorder
 

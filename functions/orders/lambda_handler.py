@@ -17,10 +17,10 @@ from typing import Any
 
 from bus.client import MeshClient
 from bus.config import BusSettings
+from bus.delivery.idempotency import IdempotencyStore
 from bus.envelope import now_ms
 from bus.eventsource.records import MalformedKafkaEvent, parse_event
 from bus.eventsource.runner import KafkaEventRunner
-from bus.idempotency import IdempotencyStore
 from bus.kafka import KafkaTransport
 from bus.security.identity import Identity
 from bus.telemetry import MeshTelemetry

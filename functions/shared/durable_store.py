@@ -11,8 +11,8 @@ stays what it is for: tests and the test kit, passed explicitly to the library.
 from __future__ import annotations
 
 from bus.config import BusSettings
-from bus.idempotency import IdempotencyStore, MemoryIdempotencyStore
-from bus.replay_memory import IDEMPOTENCY_TABLE_ENV, StoreRequired
+from bus.delivery.idempotency import IdempotencyStore, MemoryIdempotencyStore
+from bus.delivery.replay_memory import IDEMPOTENCY_TABLE_ENV, StoreRequired
 from functions.shared.dynamodb_idempotency import DynamoDBIdempotencyStore
 
 

@@ -1,4 +1,5 @@
-"""The idempotency store on DynamoDB (boto3 adapter of ``bus.idempotency.IdempotencyStore``).
+"""The idempotency store on DynamoDB (boto3 adapter of
+``bus.delivery.idempotency.IdempotencyStore``).
 
 Item schema (table with hash key ``id`` S, TTL on ``expires_at``; see ``infra.tables``):
 
@@ -21,7 +22,7 @@ from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from typing import Any
 
-from bus.idempotency import (
+from bus.delivery.idempotency import (
     COMPLETED,
     IN_PROGRESS,
     Claim,
@@ -48,15 +49,15 @@ NAMES = {
     "#token": "token",
 }
 # Free to claim: no item, the item expired (TTL has not deleted it yet), or an in-progress
-# lease ran out. Exactly ``bus.idempotency.decide`` returning None, with now_s = now_ms // 1000
-# (now_ms >= expires_at * 1000 <=> now_ms // 1000 >= expires_at).
+# lease ran out. Exactly ``bus.delivery.idempotency.decide`` returning None, with
+# now_s = now_ms // 1000 (now_ms >= expires_at * 1000 <=> now_ms // 1000 >= expires_at).
 CLAIM_CONDITION = (
     "attribute_not_exists(#id) OR #expires_at <= :now_s"
     " OR (#status = :in_progress AND #lease_until_ms <= :now_ms)"
 )
-# The caller's claim is still the current one (``bus.idempotency.holds``).
+# The caller's claim is still the current one (``bus.delivery.idempotency.holds``).
 HOLDS_CONDITION = "#status = :in_progress AND #token = :token"
-# ``bus.idempotency.may_complete``: the claim is current, or the item is gone.
+# ``bus.delivery.idempotency.may_complete``: the claim is current, or the item is gone.
 COMPLETE_CONDITION = f"attribute_not_exists(#id) OR ({HOLDS_CONDITION})"
 
 

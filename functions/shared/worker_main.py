@@ -17,9 +17,9 @@ from typing import Any
 
 from bus.client import MeshClient
 from bus.config import BusSettings
-from bus.idempotency import IdempotencyStore
+from bus.delivery.idempotency import IdempotencyStore
+from bus.delivery.replay_memory import StoreRequired
 from bus.kafka import KafkaTransport
-from bus.replay_memory import StoreRequired
 from bus.security.identity import Identity
 from bus.service import Service
 from bus.telemetry import MeshTelemetry

@@ -13,9 +13,9 @@ from contextlib import asynccontextmanager
 import pytest
 
 from bus.client import MeshClient
+from bus.delivery.idempotency import MemoryIdempotencyStore
 from bus.envelope import Envelope
 from bus.errors import DeadlineExceeded, HandlerError, RemoteError, is_retriable
-from bus.idempotency import MemoryIdempotencyStore
 from bus.security.access import AccessPolicy
 from bus.security.identity import Identity
 from bus.security.keys import KeyRing, generate_ed25519

@@ -21,10 +21,10 @@ from aiokafka.errors import TopicAlreadyExistsError
 
 from bench.attack.bus_probe import end_offsets
 from bus.config import BusSettings
+from bus.delivery.idempotency import MemoryIdempotencyStore
+from bus.delivery.retry_topics import DeadLetterHop, Failure, RetryTopicPolicy, hop_headers
 from bus.envelope import KIND_EVENT, Envelope, ReplyTo, new_id, new_request, now_ms
-from bus.idempotency import MemoryIdempotencyStore
 from bus.kafka import KafkaTransport
-from bus.retry_topics import DeadLetterHop, Failure, RetryTopicPolicy, hop_headers
 from bus.security.access import AccessPolicy
 from bus.security.identity import Identity
 from bus.security.keys import KeyRing

@@ -29,8 +29,8 @@ import os
 
 from bench.procs import stop_event
 from bus.config import BusSettings
+from bus.delivery.idempotency import MemoryIdempotencyStore
 from bus.envelope import Envelope
-from bus.idempotency import MemoryIdempotencyStore
 from bus.kafka import KafkaTransport
 from bus.security.identity import load_identity
 from bus.service import Payload, Service

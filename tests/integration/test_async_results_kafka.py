@@ -18,9 +18,9 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from bus.client import MeshClient
 from bus.config import BusSettings
+from bus.delivery.idempotency import MemoryIdempotencyStore
 from bus.envelope import KIND_REQUEST, Envelope, ReplyTo, new_id, now_ms, reply_for, to_headers
 from bus.errors import HandlerError
-from bus.idempotency import MemoryIdempotencyStore
 from bus.kafka import KafkaTransport
 from bus.security.identity import Identity
 from bus.security.keys import generate_ed25519

@@ -13,6 +13,7 @@ import pytest
 
 from bus.client import MeshClient
 from bus.config import BusSettings
+from bus.delivery.idempotency import MemoryIdempotencyStore
 from bus.envelope import (
     Envelope,
     ReplyTo,
@@ -23,7 +24,6 @@ from bus.envelope import (
     to_headers,
 )
 from bus.errors import DeadlineExceeded, EnvelopeError, HandlerError, RemoteError
-from bus.idempotency import MemoryIdempotencyStore
 from bus.kafka import KafkaTransport
 from bus.security.access import AccessPolicy, NotAllowed
 from bus.security.identity import Identity

@@ -1,4 +1,4 @@
-"""bus.dlq on the real broker: dead letters listed, refused replays publish nothing, and an
+"""bus.delivery.dlq on the real broker: dead letters listed, refused replays publish nothing, and an
 operator's replay (the original record plus a countersignature) runs in a real subscriber
 exactly once, while raw copies of the dead letter and of the replay never run."""
 
@@ -16,12 +16,9 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from bench.attack.bus_probe import end_offsets
 from bus.config import BusSettings
-from bus.dlq import NotReplayable, Replayer, list_dead_letters, send_replay
-from bus.envelope import KIND_EVENT, Envelope, from_record, new_id, now_ms, to_headers
-from bus.errors import HandlerError
-from bus.idempotency import MemoryIdempotencyStore
-from bus.kafka import KafkaTransport
-from bus.retry_topics import (
+from bus.delivery.dlq import NotReplayable, Replayer, list_dead_letters, send_replay
+from bus.delivery.idempotency import MemoryIdempotencyStore
+from bus.delivery.retry_topics import (
     FAILURE_HEADERS,
     REASON_NOT_RETRIABLE,
     DeadLetterHop,
@@ -30,6 +27,9 @@ from bus.retry_topics import (
     RetryTopics,
     hop_headers,
 )
+from bus.envelope import KIND_EVENT, Envelope, from_record, new_id, now_ms, to_headers
+from bus.errors import HandlerError
+from bus.kafka import KafkaTransport
 from bus.security.identity import Identity
 from bus.security.quarantine import H_ORIGINAL_TOPIC, H_REASON, QUARANTINE_TOPIC
 from bus.security.replay_countersign import parse_stamp

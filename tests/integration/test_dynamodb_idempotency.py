@@ -19,7 +19,7 @@ import pytest
 from botocore.config import Config
 
 from bench.procs import free_port
-from bus.idempotency import (
+from bus.delivery.idempotency import (
     Claim,
     IdempotencyError,
     IdempotencyRefused,

@@ -13,12 +13,12 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from bus.client import MeshClient
 from bus.config import BusSettings
-from bus.dlq import Replayer, list_dead_letters, send_replay
+from bus.delivery.dlq import Replayer, list_dead_letters, send_replay
+from bus.delivery.idempotency import MemoryIdempotencyStore
+from bus.delivery.retry_topics import RetryTopicPolicy, RetryTopics
 from bus.envelope import Envelope, now_ms
 from bus.errors import HandlerError
-from bus.idempotency import MemoryIdempotencyStore
 from bus.kafka import KafkaTransport
-from bus.retry_topics import RetryTopicPolicy, RetryTopics
 from bus.security.identity import Identity
 from bus.service import Payload, Service
 from bus.subscriber import EventSubscriber

@@ -31,9 +31,9 @@ from bench.procs import free_port
 from bus import codec
 from bus.client import MeshClient
 from bus.config import BusSettings
+from bus.delivery.idempotency import MemoryIdempotencyStore
 from bus.envelope import Envelope, ReplyTo, new_request, now_ms, to_headers
 from bus.errors import DeadlineExceeded, TransportError
-from bus.idempotency import MemoryIdempotencyStore
 from bus.kafka import KafkaTransport
 from bus.security.identity import Identity
 from bus.security.quarantine import QUARANTINE_TOPIC

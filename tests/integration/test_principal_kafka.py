@@ -19,8 +19,8 @@ from bench.attack.bus_probe import end_offsets
 from bus.client import MeshClient
 from bus.config import BusSettings
 from bus.context import caller_principal, current_message, mesh_client
+from bus.delivery.idempotency import MemoryIdempotencyStore
 from bus.envelope import Envelope, ReplyTo, new_request, now_ms, to_headers
-from bus.idempotency import MemoryIdempotencyStore
 from bus.kafka import KafkaTransport
 from bus.security.identity import Identity
 from bus.security.principals import PrincipalNotAllowed

@@ -21,6 +21,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from bus import codec
 from bus.config import BusSettings
+from bus.delivery.retry_topics import RetryTopicPolicy, RetryTopics
 from bus.envelope import (
     H_CORRELATION,
     KIND_EVENT,
@@ -32,7 +33,6 @@ from bus.envelope import (
     to_headers,
 )
 from bus.kafka import KafkaTransport
-from bus.retry_topics import RetryTopicPolicy, RetryTopics
 from bus.security.identity import Identity
 from bus.security.quarantine import QUARANTINE_TOPIC
 from bus.service import Payload, Service

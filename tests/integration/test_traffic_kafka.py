@@ -14,11 +14,11 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from bus.client import MeshClient
 from bus.config import BusSettings
+from bus.delivery.idempotency import MemoryIdempotencyStore
+from bus.delivery.retry import RetryBudget
 from bus.envelope import Envelope
 from bus.errors import DeadlineExceeded, HandlerError, RemoteError
-from bus.idempotency import MemoryIdempotencyStore
 from bus.kafka import KafkaTransport
-from bus.retry import RetryBudget
 from bus.security.identity import Identity
 from bus.service import Payload, Service
 from bus.traffic.breaker import CircuitOpen

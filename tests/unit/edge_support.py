@@ -34,8 +34,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from bus.client import MeshClient
 from bus.config import BusSettings
 from bus.context import caller_principal
+from bus.delivery.idempotency import MemoryIdempotencyStore
 from bus.envelope import Envelope, from_record
-from bus.idempotency import MemoryIdempotencyStore
 from bus.memory import MemoryBroker, MemoryTransport
 from bus.policy.model import Policy, Route
 from bus.security.access import AccessPolicy

@@ -17,6 +17,7 @@ import pytest
 
 from bus.client import ASYNC_REPLY_TOPIC, MeshClient, reply_partition_for
 from bus.config import BusSettings
+from bus.delivery.idempotency import MemoryIdempotencyStore
 from bus.envelope import (
     KIND_REQUEST,
     Envelope,
@@ -28,7 +29,6 @@ from bus.envelope import (
     to_headers,
 )
 from bus.errors import DeadlineExceeded, HandlerError, TransportError
-from bus.idempotency import MemoryIdempotencyStore
 from bus.memory import MemoryBroker, MemoryTransport
 from bus.security.identity import Identity
 from bus.security.keys import generate_ed25519

@@ -1,4 +1,5 @@
-"""bus.dlq over the memory transport: listing dead letters (replays: test_dlq_replay.py)."""
+"""bus.delivery.dlq over the memory transport: listing dead letters (replays:
+test_dlq_replay.py)."""
 
 from __future__ import annotations
 
@@ -7,10 +8,18 @@ from dataclasses import replace
 
 import pytest
 
-from bus.dlq import (
+from bus.delivery.dlq import (
     DeadLetter,
     dead_letter_from_record,
     list_dead_letters,
+)
+from bus.delivery.retry_topics import (
+    REASON_EXHAUSTED,
+    REASON_NOT_RETRIABLE,
+    Failure,
+    RetryTopicPolicy,
+    RetryTopics,
+    hop_headers,
 )
 from bus.envelope import (
     Envelope,
@@ -20,14 +29,6 @@ from bus.envelope import (
 )
 from bus.errors import BrokerRefused, TransportError
 from bus.memory import MemoryBroker, MemoryTransport
-from bus.retry_topics import (
-    REASON_EXHAUSTED,
-    REASON_NOT_RETRIABLE,
-    Failure,
-    RetryTopicPolicy,
-    RetryTopics,
-    hop_headers,
-)
 from bus.transport import Record
 
 MAIN = "orders.requests"

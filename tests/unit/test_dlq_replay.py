@@ -1,5 +1,5 @@
-"""Replaying a dead letter (pure): ``bus.dlq.Replayer`` refuses what receivers would refuse,
-and sends the original record plus an operator countersignature that admission
+"""Replaying a dead letter (pure): ``bus.delivery.dlq.Replayer`` refuses what receivers would
+refuse, and sends the original record plus an operator countersignature that admission
 (``bus.security.inbound`` with ``bus.security.replay_countersign``) accepts exactly once."""
 
 from __future__ import annotations
@@ -8,7 +8,19 @@ from dataclasses import replace
 
 import pytest
 
-from bus.dlq import DeadLetter, NotReplayable, Replayer, ReplayPlan, dead_letter_from_record
+from bus.delivery.dlq import (
+    DeadLetter,
+    NotReplayable,
+    Replayer,
+    ReplayPlan,
+    dead_letter_from_record,
+)
+from bus.delivery.retry_topics import (
+    FAILURE_HEADERS,
+    DeadLetterHop,
+    Failure,
+    hop_headers,
+)
 from bus.envelope import (
     H_REPLAY_ID,
     H_REPLAY_SIG,
@@ -22,12 +34,6 @@ from bus.envelope import (
     to_headers,
 )
 from bus.errors import MeshError
-from bus.retry_topics import (
-    FAILURE_HEADERS,
-    DeadLetterHop,
-    Failure,
-    hop_headers,
-)
 from bus.security.access import AccessPolicy
 from bus.security.inbound import InboundGuard
 from bus.security.keys import KeyRing, SigningKey, generate_ed25519
@@ -105,7 +111,7 @@ def test_receivers_admit_a_replay_on_its_own_time_under_its_own_key() -> None:
     first = REPLAYER.plan(dead(original), now_ms=now)
     admitted = guard().admit(record(first, 10), now)
     assert admitted.id == original.id
-    # What the consumer's durable record deduplicates it on (bus.replay_memory): its own
+    # What the consumer's durable record deduplicates it on (bus.delivery.replay_memory): its own
     # replay id, distinct from the original's and from any later replay of it.
     stamp = parse_stamp(admitted.extra)
     assert stamp is not None

@@ -10,11 +10,11 @@ from dataclasses import replace
 import pytest
 
 from bus.config import BusSettings
+from bus.delivery.idempotency import MemoryIdempotencyStore
 from bus.envelope import Envelope, ReplyTo, from_record, new_request, now_ms, to_headers
 from bus.errors import TransportError
 from bus.eventsource.records import KafkaEvent, kafka_event, parse_event
 from bus.eventsource.runner import KafkaEventRunner
-from bus.idempotency import MemoryIdempotencyStore
 from bus.memory import MemoryBroker, MemoryTransport
 from bus.security.access import AccessPolicy
 from bus.security.identity import Identity
@@ -158,7 +158,7 @@ async def test_undone_work_is_a_batch_item_failure_and_expired_work_is_not() -> 
     mesh = Mesh(FailingReplies)
     # Their replies cannot be sent before their deadlines (records run one after another).
     await mesh.request(1, 0, deadline_ms=later(0.2))
-    await mesh.request(2, 2, deadline_ms=later(2.5))  # each retries >= 1 s (bus.intake)
+    await mesh.request(2, 2, deadline_ms=later(2.5))  # each retries >= 1 s (bus.delivery.intake)
     await mesh.request(3, 1, deadline_ms=now_ms() - 1)  # nobody waits for it any more
     result = await mesh.runner.run(mesh.event(mesh.records()), deadline_ms=later(10))
     assert result.dispositions == {"failed": 2, "expired": 1}

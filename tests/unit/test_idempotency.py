@@ -14,8 +14,7 @@ from typing import ClassVar
 
 import pytest
 
-from bus.errors import MeshError, is_retriable
-from bus.idempotency import (
+from bus.delivery.idempotency import (
     COMPLETED,
     IN_PROGRESS,
     Claim,
@@ -30,6 +29,7 @@ from bus.idempotency import (
     holds,
     may_complete,
 )
+from bus.errors import MeshError, is_retriable
 
 T0 = 1_700_000_000_123  # deliberately not a whole second
 LEASE_MS = 30_000

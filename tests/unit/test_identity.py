@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from bus.config import BusSettings
+from bus.delivery.idempotency import MemoryIdempotencyStore
 from bus.envelope import ReplyTo, new_request, now_ms, to_headers
-from bus.idempotency import MemoryIdempotencyStore
 from bus.security.access import AccessPolicy, NotAllowed
 from bus.security.identity import Identity, IdentityError, load_identity
 from bus.security.inbound import InboundGuard, Oversized, base_topic, guard_for

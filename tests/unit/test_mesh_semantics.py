@@ -13,9 +13,9 @@ import pytest
 
 from bus.client import MeshClient
 from bus.config import BusSettings
+from bus.delivery.idempotency import MemoryIdempotencyStore
 from bus.envelope import Envelope, ReplyTo, from_record, new_id, new_request, now_ms, to_headers
 from bus.errors import HandlerError, RemoteError
-from bus.idempotency import MemoryIdempotencyStore
 from bus.memory import MemoryBroker, MemoryTransport
 from bus.security.identity import Identity
 from bus.security.quarantine import QUARANTINE_TOPIC

@@ -10,9 +10,9 @@ import pytest
 from bus.client import MeshClient
 from bus.config import BusSettings
 from bus.context import current_client, mesh_client
+from bus.delivery.idempotency import MemoryIdempotencyStore
 from bus.envelope import Envelope, ReplyTo, new_request, now_ms
 from bus.errors import NoMeshClient
-from bus.idempotency import MemoryIdempotencyStore
 from bus.memory import MemoryBroker, MemoryTransport
 from bus.service import Payload, Service
 from bus.testing import MeshTestKit

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from bus.offsets import OffsetTracker
+from bus.delivery.offsets import OffsetTracker
 
 TP = ("t", 0)
 

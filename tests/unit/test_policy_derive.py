@@ -36,7 +36,7 @@ def test_access_map_of_the_project() -> None:
         "consume": {"gateway": ["mesh.replies", "mesh.async.replies"],
                     "orders": ["mesh.replies", "orders.requests"],
                     "inventory": ["inventory.requests"]},
-        "replay": {"meshgate-operator": ["orders.events"]},  # dead letters (bus.dlq)
+        "replay": {"meshgate-operator": ["orders.events"]},  # dead letters (bus.delivery.dlq)
         "edges": ["gateway"],  # only the gateway may name a principal (bus.security.principals)
     }
     assert access_map(POLICIES) == expected

@@ -8,6 +8,18 @@ from dataclasses import replace
 import pytest
 
 from bus.config import BusSettings
+from bus.delivery.idempotency import MAX_KEY_BYTES, MemoryIdempotencyStore
+from bus.delivery.replay_memory import (
+    IDEMPOTENCY_TABLE_ENV,
+    Settled,
+    StoreRequired,
+    event_idempotency_key,
+    event_keep_ms,
+    is_redelivery,
+    require_store,
+    stage_of,
+)
+from bus.delivery.retry_topics import RetryTopicPolicy
 from bus.envelope import (
     H_REPLAY_ID,
     H_REPLAY_SIG,
@@ -18,19 +30,7 @@ from bus.envelope import (
     new_id,
     to_headers,
 )
-from bus.idempotency import MAX_KEY_BYTES, MemoryIdempotencyStore
 from bus.memory import MemoryBroker, MemoryTransport
-from bus.replay_memory import (
-    IDEMPOTENCY_TABLE_ENV,
-    Settled,
-    StoreRequired,
-    event_idempotency_key,
-    event_keep_ms,
-    is_redelivery,
-    require_store,
-    stage_of,
-)
-from bus.retry_topics import RetryTopicPolicy
 from bus.security.identity import Identity
 from bus.security.inbound import check_event_time, guard_for
 from bus.security.replay import PossibleReplay

@@ -1,4 +1,5 @@
-"""bus.retry: full-jitter backoff, the retry budget, and call_with_retries on a fake clock."""
+"""bus.delivery.retry: full-jitter backoff, the retry budget, and call_with_retries on a fake
+clock."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from bus.delivery.retry import Backoff, RetryBudget, call_with_retries
 from bus.errors import (
     BrokerRefused,
     DeadlineExceeded,
@@ -17,7 +19,6 @@ from bus.errors import (
     TransportError,
     is_retriable,
 )
-from bus.retry import Backoff, RetryBudget, call_with_retries
 
 DRAWS = 20_000
 

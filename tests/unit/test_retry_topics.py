@@ -1,4 +1,5 @@
-"""bus.retry_topics: retry/DLT topic names, routing of failures, and the failure headers."""
+"""bus.delivery.retry_topics: retry/DLT topic names, routing of failures, and the failure
+headers."""
 
 from __future__ import annotations
 
@@ -6,24 +7,7 @@ from dataclasses import replace
 
 import pytest
 
-from bus.envelope import (
-    H_ATTEMPT,
-    KIND_EVENT,
-    Envelope,
-    ReplyTo,
-    from_record,
-    new_request,
-    to_headers,
-)
-from bus.errors import (
-    EnvelopeError,
-    HandlerError,
-    MeshError,
-    RemoteError,
-    TransportError,
-    UnknownOperation,
-)
-from bus.retry_topics import (
+from bus.delivery.retry_topics import (
     FAILURE_HEADERS,
     H_DLT_REASON,
     H_ERROR_CODE,
@@ -49,6 +33,23 @@ from bus.retry_topics import (
     parse_failure_headers,
     retry_topic_name,
     wait_ms,
+)
+from bus.envelope import (
+    H_ATTEMPT,
+    KIND_EVENT,
+    Envelope,
+    ReplyTo,
+    from_record,
+    new_request,
+    to_headers,
+)
+from bus.errors import (
+    EnvelopeError,
+    HandlerError,
+    MeshError,
+    RemoteError,
+    TransportError,
+    UnknownOperation,
 )
 from bus.security.signing import canonical_bytes
 

@@ -8,11 +8,11 @@ from __future__ import annotations
 from dataclasses import replace
 
 from bus.config import BusSettings
+from bus.delivery.idempotency import MemoryIdempotencyStore
+from bus.delivery.retry_topics import RetryTopicPolicy, RetryTopics
 from bus.envelope import KIND_EVENT, Envelope, new_id, now_ms, to_headers
 from bus.errors import HandlerError
-from bus.idempotency import MemoryIdempotencyStore
 from bus.memory import MemoryBroker, MemoryTransport
-from bus.retry_topics import RetryTopicPolicy, RetryTopics
 from bus.security.identity import Identity
 from bus.security.quarantine import H_ORIGINAL_OFFSET, H_ORIGINAL_TOPIC, H_REASON, QUARANTINE_TOPIC
 from bus.service import Payload, Service

@@ -11,11 +11,11 @@ import pytest
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader, Metric
 
+from bus.delivery.offsets import OffsetTracker
 from bus.envelope import ReplyTo, new_request, now_ms
 from bus.errors import TransportError
 from bus.lag import EndOffsets, LagReport, PartitionLag, consumer_lag
 from bus.memory import MemoryBroker, MemoryTransport
-from bus.offsets import OffsetTracker
 from bus.telemetry import MeshTelemetry
 from bus.traffic.breaker import Breakers
 from bus.traffic.model import CircuitBreaker

@@ -7,8 +7,8 @@ from collections import Counter
 
 import pytest
 
+from bus.delivery.retry import Backoff, RetryBudget, call_with_retries
 from bus.errors import MeshError, is_retriable
-from bus.retry import Backoff, RetryBudget, call_with_retries
 from bus.traffic.faults import NO_FAULT, FaultDecision, InjectedFault, decide_fault
 from bus.traffic.model import FaultInjection
 

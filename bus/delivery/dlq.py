@@ -16,14 +16,14 @@ import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from bus.envelope import KIND_EVENT, Envelope, Headers, from_record, new_id, to_headers
-from bus.errors import EnvelopeError, MeshError
-from bus.retry_topics import (
+from bus.delivery.retry_topics import (
     DLT_SUFFIX,
     FailureHeaders,
     parse_failure_headers,
     without_failure_headers,
 )
+from bus.envelope import KIND_EVENT, Envelope, Headers, from_record, new_id, to_headers
+from bus.errors import EnvelopeError, MeshError
 from bus.security.access import AccessPolicy, NotAllowed
 from bus.security.inbound import base_topic
 from bus.security.keys import KeyRing, SigningKey, UnknownKeyId

@@ -11,9 +11,9 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from bus.config import BusSettings
+from bus.delivery.retry import Backoff, RetryBudget, call_with_retries
 from bus.envelope import Envelope, now_ms
 from bus.errors import MeshError
-from bus.retry import Backoff, RetryBudget, call_with_retries
 from bus.security.inbound import InboundGuard
 from bus.security.quarantine import park
 from bus.telemetry import MeshTelemetry

@@ -26,9 +26,9 @@ from dataclasses import dataclass
 from typing import Literal
 
 from bus.config import BusSettings
+from bus.delivery.idempotency import MAX_KEY_BYTES, IdempotencyStore
 from bus.envelope import Envelope
 from bus.errors import MeshError
-from bus.idempotency import MAX_KEY_BYTES, IdempotencyStore
 from bus.security.identity import Identity
 from bus.security.replay_countersign import parse_stamp
 from bus.transport import Record

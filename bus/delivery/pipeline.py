@@ -12,8 +12,8 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 
+from bus.delivery.offsets import OffsetTracker
 from bus.errors import MeshError
-from bus.offsets import OffsetTracker
 from bus.transport import Reader, Record
 
 log = logging.getLogger(__name__)

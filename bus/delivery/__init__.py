@@ -1,0 +1,2 @@
+"""Delivery: retries, retry topics, dead letters, applying each message once, and safe offset
+commits."""
