@@ -1,6 +1,6 @@
 """The raw-aiokafka side of the mesh-vs-raw bench: client options, the caller, the responder.
 
-The client options mirror what ``bus.kafka.KafkaTransport`` sets (acks=all, idempotent
+The client options mirror what ``bus.transport.kafka.KafkaTransport`` sets (acks=all, idempotent
 producer, read_committed consumers without auto-commit), with linger_ms and fetch_max_wait_ms
 taken from the very ``BusSettings`` the mesh side gets, so both sides run the same clients.
 

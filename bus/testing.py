@@ -35,7 +35,6 @@ from bus.client import MeshClient
 from bus.config import BusSettings
 from bus.delivery.idempotency import MemoryIdempotencyStore
 from bus.envelope import Envelope, from_record
-from bus.memory import MemoryBroker, MemoryTransport
 from bus.security.access import AccessPolicy
 from bus.security.identity import Identity
 from bus.security.keys import KeyRing, generate_ed25519
@@ -43,6 +42,7 @@ from bus.security.quarantine import QUARANTINE_TOPIC
 from bus.service import Service
 from bus.topics import REPLY_TOPIC
 from bus.transport import Record
+from bus.transport.memory import MemoryBroker, MemoryTransport
 from bus.worker import ServiceWorker
 
 __all__ = ["MeshTestKit", "mesh_test_kit"]

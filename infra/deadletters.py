@@ -18,9 +18,9 @@ from datetime import UTC, datetime
 from bus.config import BusSettings
 from bus.delivery.dlq import DeadLetter, NotReplayable, Replayer, list_dead_letters, send_replay
 from bus.envelope import now_ms
-from bus.kafka import KafkaTransport
 from bus.security.access import AccessPolicy
 from bus.security.keys import InvalidKey, KeyRing, SigningKey, signing_key_from_bytes
+from bus.transport.kafka import KafkaTransport
 from infra import deploy, identity, tui
 from infra.errors import InfraError
 from infra.policy import access_map

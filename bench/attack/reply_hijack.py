@@ -27,8 +27,8 @@ from bus.client import MeshClient
 from bus.config import BusSettings
 from bus.envelope import KIND_REQUEST, Envelope, from_record
 from bus.errors import EnvelopeError
-from bus.kafka import KafkaTransport
 from bus.security.quarantine import QUARANTINE_TOPIC
+from bus.transport.kafka import KafkaTransport
 
 CALL_TIMEOUT_S = 30.0
 PARK_WAIT_S = 10.0  # how long a hostile reply may take to be parked

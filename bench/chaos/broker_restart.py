@@ -21,7 +21,7 @@ from bench.chaos.stack import CALLER, Private, identities, mesh_topics, private,
 from bench.chaos.workers import InProcess, running
 from bus.config import BusSettings
 from bus.delivery.idempotency import MemoryIdempotencyStore
-from bus.kafka import KafkaTransport
+from bus.transport.kafka import KafkaTransport
 
 NAME = "broker-restart"
 

@@ -20,9 +20,9 @@ from bus import codec
 from bus.client import MeshClient
 from bus.config import BusSettings
 from bus.errors import MeshError
-from bus.kafka import KafkaTransport
 from bus.security.identity import Identity
 from bus.transport import Reader
+from bus.transport.kafka import KafkaTransport
 
 log = logging.getLogger(__name__)
 GRACE_S = 10.0  # past its own timeout, a call that has not ended counts as hung

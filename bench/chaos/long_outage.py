@@ -32,13 +32,13 @@ from bus.delivery.idempotency import IdempotencyStore
 from bus.delivery.retry_topics import RetryTopicPolicy, RetryTopics
 from bus.envelope import Envelope, now_ms
 from bus.errors import MeshError
-from bus.kafka import KafkaTransport
 from bus.security.access import AccessPolicy
 from bus.security.identity import Identity
 from bus.security.keys import KeyRing, generate_ed25519
 from bus.security.quarantine import QUARANTINE_TOPIC
 from bus.service import Payload, Service
 from bus.subscriber import EventSubscriber
+from bus.transport.kafka import KafkaTransport
 from functions.shared.dynamodb_idempotency import DynamoDBIdempotencyStore
 
 NAME = "long-outage"

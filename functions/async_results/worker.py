@@ -11,11 +11,11 @@ from __future__ import annotations
 from bus.client import ASYNC_REPLY_TOPIC
 from bus.config import BusSettings
 from bus.errors import MeshError
-from bus.kafka import KafkaTransport
 from bus.security.identity import Identity
 from bus.security.quarantine import park
 from bus.telemetry import MeshTelemetry
 from bus.transport import Record, Transport
+from bus.transport.kafka import KafkaTransport
 from functions.async_results.recorder import Quarantine, ReplyRecorder, recorder_guard
 from functions.async_results.runner import CONCURRENCY, GROUP_ID, RecorderRunner
 from functions.shared.operations_store import ENV_TABLE, OperationsStore, operations_store_from_env

@@ -15,10 +15,10 @@ from fastapi import FastAPI
 
 from bus.client import MeshClient
 from bus.config import BusSettings
-from bus.kafka import KafkaTransport
 from bus.policy.edge import JwtSettings
 from bus.policy.model import Policy
 from bus.traffic.table import TrafficReloader, TrafficTable
+from bus.transport.kafka import KafkaTransport
 from functions.gateway.app import ClientFactory, EdgeDeps, LazyMeshClient, create_app
 from functions.gateway.guard import EdgeGuard
 from functions.shared.key_reload import load_live_identity

@@ -21,9 +21,9 @@ from bus.delivery.idempotency import IdempotencyStore
 from bus.envelope import now_ms
 from bus.eventsource.records import MalformedKafkaEvent, parse_event
 from bus.eventsource.runner import KafkaEventRunner
-from bus.kafka import KafkaTransport
 from bus.security.identity import Identity
 from bus.telemetry import MeshTelemetry
+from bus.transport.kafka import KafkaTransport
 from bus.worker import ServiceWorker
 from functions.orders.service import orders
 from functions.shared.durable_store import durable_store

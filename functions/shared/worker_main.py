@@ -19,10 +19,10 @@ from bus.client import MeshClient
 from bus.config import BusSettings
 from bus.delivery.idempotency import IdempotencyStore
 from bus.delivery.replay_memory import StoreRequired
-from bus.kafka import KafkaTransport
 from bus.security.identity import Identity
 from bus.service import Service
 from bus.telemetry import MeshTelemetry
+from bus.transport.kafka import KafkaTransport
 from bus.worker import ServiceWorker
 from functions.shared import key_reload
 from functions.shared.durable_store import durable_store

@@ -14,7 +14,7 @@ from aiokafka.errors import KafkaError
 
 from bus.config import BusSettings
 from bus.errors import BrokerRefused, TransportError
-from bus.kafka import KafkaTransport
+from bus.transport.kafka import KafkaTransport
 from infra.errors import InfraError, NotReachable
 
 T = TypeVar("T")

@@ -1,6 +1,6 @@
 """The transport contract: every test here runs on the in-memory broker AND on real Kafka.
 
-``bus.memory`` claims the broker semantics the mesh relies on; these tests hold both
+``bus.transport.memory`` claims the broker semantics the mesh relies on; these tests hold both
 transports to the same expectations (faststream's model: one suite, two brokers). The
 ``kafka`` param talks to the broker at ``MESH_BOOTSTRAP_SERVERS`` (default 127.0.0.1:9092) and
 fails, never skips, when it is not there.
@@ -22,9 +22,9 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from bus.config import BusSettings
-from bus.kafka import KafkaTransport
-from bus.memory import MemoryBroker, MemoryTransport
 from bus.transport import Reader, Record, Transport
+from bus.transport.kafka import KafkaTransport
+from bus.transport.memory import MemoryBroker, MemoryTransport
 from localstack.kafka.probe import broker_ready
 
 KAFKA_BOOTSTRAP = os.environ.get("MESH_BOOTSTRAP_SERVERS") or "127.0.0.1:9092"

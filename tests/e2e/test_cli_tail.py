@@ -22,9 +22,9 @@ import pytest
 
 from bus.config import BusSettings
 from bus.envelope import ReplyTo, new_request, now_ms, to_headers
-from bus.kafka import KafkaTransport
 from bus.security.keys import KeyRing, SigningKey, generate_ed25519
 from bus.security.signing import sign
+from bus.transport.kafka import KafkaTransport
 from infra.settings import Settings
 from tests.support import MESHGATE, run
 

@@ -24,7 +24,6 @@ from bus.envelope import (
     to_headers,
 )
 from bus.errors import DeadlineExceeded, EnvelopeError, HandlerError, RemoteError
-from bus.kafka import KafkaTransport
 from bus.security.access import AccessPolicy, NotAllowed
 from bus.security.identity import Identity
 from bus.security.keys import generate_ed25519
@@ -32,6 +31,7 @@ from bus.security.quarantine import H_ORIGINAL_TOPIC, H_REASON, QUARANTINE_TOPIC
 from bus.security.signing import sign
 from bus.service import Payload, Service
 from bus.transport import Record
+from bus.transport.kafka import KafkaTransport
 from bus.worker import ServiceWorker
 from tests.support import identities
 

@@ -12,9 +12,9 @@ from bus.client import MeshClient
 from bus.config import BusSettings
 from bus.delivery.idempotency import MemoryIdempotencyStore
 from bus.envelope import Envelope
-from bus.kafka import KafkaTransport
 from bus.security.identity import Identity
 from bus.service import Payload, Service
+from bus.transport.kafka import KafkaTransport
 from bus.worker import ServiceWorker
 from tests.support import Telemetry, identities
 

@@ -18,10 +18,10 @@ from bus.delivery.idempotency import MemoryIdempotencyStore
 from bus.delivery.retry_topics import RetryTopicPolicy, RetryTopics
 from bus.envelope import Envelope, now_ms
 from bus.errors import HandlerError
-from bus.kafka import KafkaTransport
 from bus.security.identity import Identity
 from bus.service import Payload, Service
 from bus.subscriber import EventSubscriber
+from bus.transport.kafka import KafkaTransport
 from tests.support import identities
 
 pytestmark = pytest.mark.integration

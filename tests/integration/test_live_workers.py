@@ -13,9 +13,9 @@ import pytest
 from bus.client import MeshClient
 from bus.config import BusSettings
 from bus.errors import RemoteError
-from bus.kafka import KafkaTransport
 from bus.security.identity import Identity
 from bus.security.keys import KeyRing
+from bus.transport.kafka import KafkaTransport
 from functions.inventory.service import stock_of
 from functions.orders.service import list_price
 from infra import local

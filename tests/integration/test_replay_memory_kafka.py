@@ -32,11 +32,11 @@ from bus.envelope import (
     now_ms,
     to_headers,
 )
-from bus.kafka import KafkaTransport
 from bus.security.identity import Identity
 from bus.security.quarantine import QUARANTINE_TOPIC
 from bus.service import Payload, Service
 from bus.subscriber import EventSubscriber
+from bus.transport.kafka import KafkaTransport
 from bus.worker import ServiceWorker
 from functions.shared.dynamodb_idempotency import DynamoDBIdempotencyStore
 from infra.settings import Settings

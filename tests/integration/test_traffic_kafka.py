@@ -18,13 +18,13 @@ from bus.delivery.idempotency import MemoryIdempotencyStore
 from bus.delivery.retry import RetryBudget
 from bus.envelope import Envelope
 from bus.errors import DeadlineExceeded, HandlerError, RemoteError
-from bus.kafka import KafkaTransport
 from bus.security.identity import Identity
 from bus.service import Payload, Service
 from bus.traffic.breaker import CircuitOpen
 from bus.traffic.faults import InjectedFault
 from bus.traffic.model import TrafficRules
 from bus.traffic.table import TrafficTable
+from bus.transport.kafka import KafkaTransport
 from bus.worker import ServiceWorker
 from tests.support import CountingBudget, identities
 

@@ -36,7 +36,6 @@ from bus.config import BusSettings
 from bus.context import caller_principal
 from bus.delivery.idempotency import MemoryIdempotencyStore
 from bus.envelope import Envelope, from_record
-from bus.memory import MemoryBroker, MemoryTransport
 from bus.policy.model import Policy, Route
 from bus.security.access import AccessPolicy
 from bus.security.identity import Identity
@@ -44,6 +43,7 @@ from bus.security.keys import KeyRing, SigningKey, VerifyKey, generate_ed25519
 from bus.security.quarantine import QUARANTINE_TOPIC
 from bus.service import Payload, Service
 from bus.transport import Record
+from bus.transport.memory import MemoryBroker, MemoryTransport
 from bus.worker import ServiceWorker
 from functions.gateway.app import EdgeDeps, LazyMeshClient, create_app
 from functions.gateway.auth.api_keys import (

@@ -27,12 +27,12 @@ from bus.envelope import (
     to_headers,
 )
 from bus.errors import DeadlineExceeded, RemoteError
-from bus.memory import MemoryBroker, MemoryTransport
 from bus.security.identity import Identity
 from bus.security.quarantine import QUARANTINE_TOPIC
 from bus.service import Payload, Service
 from bus.tracing import trace_id
 from bus.transport import Record
+from bus.transport.memory import MemoryBroker, MemoryTransport
 from bus.worker import ServiceWorker
 from functions.orders.service import orders
 from functions.shared.orders_contract import CreateOrder

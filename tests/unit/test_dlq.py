@@ -28,8 +28,8 @@ from bus.envelope import (
     to_headers,
 )
 from bus.errors import BrokerRefused, TransportError
-from bus.memory import MemoryBroker, MemoryTransport
 from bus.transport import Record
+from bus.transport.memory import MemoryBroker, MemoryTransport
 
 MAIN = "orders.requests"
 T0 = 1_700_000_000_000

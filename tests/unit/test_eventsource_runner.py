@@ -15,13 +15,13 @@ from bus.envelope import Envelope, ReplyTo, from_record, new_request, now_ms, to
 from bus.errors import TransportError
 from bus.eventsource.records import KafkaEvent, kafka_event, parse_event
 from bus.eventsource.runner import KafkaEventRunner
-from bus.memory import MemoryBroker, MemoryTransport
 from bus.security.access import AccessPolicy
 from bus.security.identity import Identity
 from bus.security.keys import KeyRing, generate_ed25519
 from bus.security.quarantine import H_REASON, QUARANTINE_TOPIC
 from bus.service import Payload, Service
 from bus.transport import Record
+from bus.transport.memory import MemoryBroker, MemoryTransport
 from bus.worker import ServiceWorker
 
 TOPIC = "orders.requests"

@@ -30,13 +30,13 @@ from bus.errors import (
     RemoteError,
     TransportError,
 )
-from bus.memory import MemoryBroker, MemoryTransport
 from bus.security.access import NotAllowed
 from bus.security.identity import Identity
 from bus.security.quarantine import QUARANTINE_TOPIC
 from bus.service import Payload, Service
 from bus.traffic.breaker import CircuitOpen
 from bus.transport import Record
+from bus.transport.memory import MemoryBroker, MemoryTransport
 from bus.worker import ServiceWorker
 from functions.gateway.app import EdgeDeps, LazyMeshClient, create_app, mesh_error_response
 from functions.gateway.guard import EdgeGuard

@@ -16,9 +16,9 @@ from opentelemetry.trace import SpanKind, StatusCode
 from bus.client import MeshClient
 from bus.config import BusSettings
 from bus.envelope import Envelope, from_record
-from bus.memory import MemoryBroker, MemoryTransport
 from bus.security.identity import Identity
 from bus.service import Payload, Service
+from bus.transport.memory import MemoryBroker, MemoryTransport
 from bus.worker import ServiceWorker
 from functions.gateway.middleware import install_middleware
 from functions.gateway.trace_context import incoming_trace, xray_traceparent

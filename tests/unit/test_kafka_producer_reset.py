@@ -11,7 +11,7 @@ from aiokafka.errors import OutOfOrderSequenceNumber, UnknownTopicOrPartitionErr
 
 from bus.config import BusSettings
 from bus.errors import BrokerRefused, TransportError, is_retriable
-from bus.kafka import KafkaTransport
+from bus.transport.kafka import KafkaTransport
 
 
 class FakeProducer:

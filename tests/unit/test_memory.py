@@ -1,4 +1,4 @@
-"""bus.memory: the in-process broker the unit tests (and users' tests) run on."""
+"""bus.transport.memory: the in-process broker the unit tests (and users' tests) run on."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import asyncio
 import pytest
 
 from bus.errors import BrokerRefused
-from bus.memory import MemoryBroker, MemoryTransport
 from bus.transport import Record
+from bus.transport.memory import MemoryBroker, MemoryTransport
 
 
 @pytest.fixture

@@ -13,10 +13,10 @@ from bus.context import current_client, mesh_client
 from bus.delivery.idempotency import MemoryIdempotencyStore
 from bus.envelope import Envelope, ReplyTo, new_request, now_ms
 from bus.errors import NoMeshClient
-from bus.memory import MemoryBroker, MemoryTransport
 from bus.service import Payload, Service
 from bus.testing import MeshTestKit
 from bus.tracing import new_traceparent
+from bus.transport.memory import MemoryBroker, MemoryTransport
 from bus.worker import ServiceWorker
 
 ALICE = '{"method":"jwt","sub":"alice"}'

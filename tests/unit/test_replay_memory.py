@@ -30,7 +30,6 @@ from bus.envelope import (
     new_id,
     to_headers,
 )
-from bus.memory import MemoryBroker, MemoryTransport
 from bus.security.identity import Identity
 from bus.security.inbound import check_event_time, guard_for
 from bus.security.replay import PossibleReplay
@@ -38,6 +37,7 @@ from bus.security.signing import StaleMessage
 from bus.service import Service
 from bus.subscriber import EventSubscriber
 from bus.transport import Record
+from bus.transport.memory import MemoryBroker, MemoryTransport
 from bus.worker import ServiceWorker
 from functions.shared.durable_store import durable_store
 from functions.shared.dynamodb_idempotency import DynamoDBIdempotencyStore

@@ -25,7 +25,6 @@ from bus.envelope import (
     to_headers,
 )
 from bus.errors import RemoteError
-from bus.memory import MemoryBroker, MemoryTransport
 from bus.security.identity import Identity
 from bus.security.quarantine import H_REASON, QUARANTINE_TOPIC
 from bus.security.reply_match import (
@@ -38,6 +37,7 @@ from bus.security.reply_match import (
 )
 from bus.security.signing import sign
 from bus.topics import BadOperationName
+from bus.transport.memory import MemoryBroker, MemoryTransport
 from tests.support import identities
 
 REPLIES = "mesh.replies"

@@ -15,11 +15,11 @@ from bus.delivery.offsets import OffsetTracker
 from bus.envelope import ReplyTo, new_request, now_ms
 from bus.errors import TransportError
 from bus.lag import EndOffsets, LagReport, PartitionLag, consumer_lag
-from bus.memory import MemoryBroker, MemoryTransport
 from bus.telemetry import MeshTelemetry
 from bus.traffic.breaker import Breakers
 from bus.traffic.model import CircuitBreaker
 from bus.transport import Record
+from bus.transport.memory import MemoryBroker, MemoryTransport
 
 TOPIC = "orders.requests"
 

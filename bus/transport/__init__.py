@@ -1,7 +1,7 @@
 """The transport seam: what the mesh client needs from a message broker.
 
-Two implementations sit behind these protocols: ``bus.kafka`` (aiokafka, the real broker)
-and ``bus.memory`` (in-process, for unit tests and users' own tests).
+Two implementations sit behind these protocols: ``bus.transport.kafka`` (aiokafka, the real broker)
+and ``bus.transport.memory`` (in-process, for unit tests and users' own tests).
 """
 
 from __future__ import annotations
