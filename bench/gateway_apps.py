@@ -26,13 +26,13 @@ from fastapi import FastAPI
 from mangum import Mangum
 
 from bench.gateway_bare import NO_CONTEXT
-from bus.client import MeshClient
 from bus.config import BusSettings
 from bus.policy.model import Policy, RateLimit
+from bus.runtime.client import MeshClient
+from bus.runtime.worker import ServiceWorker
 from bus.security.identity import Identity
 from bus.security.quarantine import QUARANTINE_TOPIC
 from bus.transport.memory import MemoryBroker, MemoryTransport
-from bus.worker import ServiceWorker
 from functions.gateway.auth.api_keys import (
     ApiKeyAuthenticator,
     ApiKeyHasher,

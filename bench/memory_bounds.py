@@ -30,8 +30,8 @@ from bench import rss
 from bus.delivery.idempotency import MemoryIdempotencyStore
 from bus.security.replay import ReplayGuard
 
-LEASE_MS = 5_000  # bus.worker.DEFAULT_LEASE_MS
-KEEP_RESULTS_MS = 24 * 3600 * 1000  # bus.worker.KEEP_RESULTS_MS
+LEASE_MS = 5_000  # bus.runtime.worker.DEFAULT_LEASE_MS
+KEEP_RESULTS_MS = 24 * 3600 * 1000  # bus.runtime.worker.KEEP_RESULTS_MS
 
 
 @dataclass(frozen=True)

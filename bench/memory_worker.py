@@ -27,11 +27,11 @@ from bench.procs import announce_ready, report, stop_event
 from bus.config import BusSettings
 from bus.delivery.idempotency import MemoryIdempotencyStore
 from bus.envelope import Envelope
+from bus.runtime.worker import ServiceWorker
 from bus.security.identity import load_identity
 from bus.security.replay import ReplayGuard
 from bus.service import Payload, Service
 from bus.transport.kafka import KafkaTransport
-from bus.worker import ServiceWorker
 
 SAMPLE_S = 0.01
 

@@ -20,16 +20,16 @@ from pathlib import Path
 from typing import Any
 
 from bench.procs import announce_ready, report, stop_event
-from bus.client import MeshClient
 from bus.config import BusSettings
 from bus.delivery.idempotency import MemoryIdempotencyStore
 from bus.envelope import Envelope
+from bus.runtime.client import MeshClient
+from bus.runtime.worker import ServiceWorker
 from bus.security.identity import load_identity
 from bus.security.keys import KeyRing, encode_b64url, generate_ed25519
 from bus.service import Payload, Service
 from bus.transport import Transport
 from bus.transport.kafka import KafkaTransport
-from bus.worker import ServiceWorker
 
 ECHO = "echo"
 KEYRING_FILE = "keyring.json"

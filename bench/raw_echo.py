@@ -5,7 +5,7 @@ producer, read_committed consumers without auto-commit), with linger_ms and fetc
 taken from the very ``BusSettings`` the mesh side gets, so both sides run the same clients.
 
 The responder (``python -m bench.raw_echo --topic T --group G ...``) gives the delivery
-guarantee of ``bus.worker.ServiceWorker``: it replies to the topic and partition named in
+guarantee of ``bus.runtime.worker.ServiceWorker``: it replies to the topic and partition named in
 the ``reply_to`` header, waits for the broker's acks, and only then lets the batch's offsets
 be committed. As one would write it with aiokafka directly, it sends the replies of a
 fetched batch concurrently and commits from a background task (``--commit background``);
@@ -211,7 +211,7 @@ async def serve(args: argparse.Namespace) -> dict[str, Any]:
                 handled += len(acks)
             if offsets:
                 batches += 1
-                if args.commit == "sync":  # what bus.worker.ServiceWorker does
+                if args.commit == "sync":  # what bus.runtime.worker.ServiceWorker does
                     await consumer.commit(offsets)
                 else:
                     committer.add(offsets)

@@ -1,6 +1,5 @@
 """meshgate mesh client: service-to-service calls over Kafka topics."""
 
-from bus.client import MeshClient
 from bus.envelope import Envelope
 from bus.errors import (
     DeadlineExceeded,
@@ -9,6 +8,7 @@ from bus.errors import (
     RemoteError,
     TransportError,
 )
+from bus.runtime.client import MeshClient
 from bus.service import Service
 
 __all__ = [

@@ -11,7 +11,7 @@ from bus.envelope import Envelope
 from bus.errors import NoMeshClient
 
 if TYPE_CHECKING:
-    from bus.client import MeshClient
+    from bus.runtime.client import MeshClient
 
 current_message: ContextVar[Envelope | None] = ContextVar("mesh_current_message", default=None)
 current_client: ContextVar[MeshClient | None] = ContextVar("mesh_current_client", default=None)

@@ -31,10 +31,11 @@ from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from types import TracebackType
 
-from bus.client import MeshClient
 from bus.config import BusSettings
 from bus.delivery.idempotency import MemoryIdempotencyStore
 from bus.envelope import Envelope, from_record
+from bus.runtime.client import MeshClient
+from bus.runtime.worker import ServiceWorker
 from bus.security.access import AccessPolicy
 from bus.security.identity import Identity
 from bus.security.keys import KeyRing, generate_ed25519
@@ -43,7 +44,6 @@ from bus.service import Service
 from bus.topics import REPLY_TOPIC
 from bus.transport import Record
 from bus.transport.memory import MemoryBroker, MemoryTransport
-from bus.worker import ServiceWorker
 
 __all__ = ["MeshTestKit", "mesh_test_kit"]
 

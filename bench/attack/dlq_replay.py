@@ -39,6 +39,7 @@ from bus.delivery.retry_topics import (
 )
 from bus.envelope import KIND_EVENT, Envelope, new_id, now_ms, to_headers
 from bus.errors import HandlerError
+from bus.runtime.subscriber import EventSubscriber
 from bus.security.access import AccessPolicy
 from bus.security.identity import Identity
 from bus.security.keys import KeyRing, SigningKey, generate_ed25519
@@ -46,7 +47,6 @@ from bus.security.quarantine import QUARANTINE_TOPIC
 from bus.security.replay_countersign import countersign
 from bus.security.signing import sign
 from bus.service import Payload, Service
-from bus.subscriber import EventSubscriber
 from bus.transport.kafka import KafkaTransport
 
 CATEGORY = "dlq_replay"

@@ -29,12 +29,12 @@ from bus import codec
 from bus.config import BusSettings
 from bus.delivery.retry_topics import RetryTopicPolicy, RetryTopics
 from bus.envelope import H_ATTEMPT, H_TRACEPARENT, KIND_EVENT, Envelope, new_id, now_ms, to_headers
+from bus.runtime.subscriber import EventSubscriber
 from bus.security.access import AccessPolicy
 from bus.security.identity import Identity
 from bus.security.keys import KeyRing, generate_ed25519
 from bus.security.quarantine import QUARANTINE_TOPIC
 from bus.service import Payload, Service
-from bus.subscriber import EventSubscriber
 from bus.transport.kafka import KafkaTransport
 from functions.shared.dynamodb_idempotency import DynamoDBIdempotencyStore
 from infra.settings import Settings

@@ -35,6 +35,7 @@ from bench.attack.mesh_cases import (
 from bus.config import BusSettings
 from bus.delivery.idempotency import MemoryIdempotencyStore
 from bus.envelope import Envelope, now_ms
+from bus.runtime.worker import ServiceWorker
 from bus.security.quarantine import (
     H_ORIGINAL_OFFSET,
     H_ORIGINAL_PARTITION,
@@ -44,7 +45,6 @@ from bus.security.quarantine import (
 from bus.security.quarantine import QUARANTINE_TOPIC as QUARANTINE
 from bus.service import Payload, Service
 from bus.transport.kafka import KafkaTransport
-from bus.worker import ServiceWorker
 
 VALUE_LIMIT = 64 * 1024  # the victim's max_message_bytes: oversized values stay cheap
 BROKER_LIMIT = 1_048_588  # Kafka's default message.max.bytes

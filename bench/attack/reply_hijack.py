@@ -23,10 +23,10 @@ from bench.attack.bus_probe import end_offsets
 from bench.attack.cast import Cast, cast
 from bench.attack.mesh_attack import MeshPlan, parked, private_topic
 from bench.attack.reply_cases import HIJACK, Reply, answer, mesh_hijacks, taken
-from bus.client import MeshClient
 from bus.config import BusSettings
 from bus.envelope import KIND_REQUEST, Envelope, from_record
 from bus.errors import EnvelopeError
+from bus.runtime.client import MeshClient
 from bus.security.quarantine import QUARANTINE_TOPIC
 from bus.transport.kafka import KafkaTransport
 

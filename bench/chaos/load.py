@@ -17,9 +17,9 @@ from typing import Any
 from bench.chaos import ledger
 from bench.chaos.accounting import CallResult, Outcome
 from bus import codec
-from bus.client import MeshClient
 from bus.config import BusSettings
 from bus.errors import MeshError
+from bus.runtime.client import MeshClient
 from bus.security.identity import Identity
 from bus.transport import Reader
 from bus.transport.kafka import KafkaTransport

@@ -26,18 +26,18 @@ from bench.chaos.accounting import CallResult, account
 from bench.chaos.load import effect_numbers, settle
 from bench.chaos.runner import Context, ScenarioResult
 from bench.chaos.stack import CALLER, idempotency_table_on, topics
-from bus.client import MeshClient
 from bus.config import BusSettings
 from bus.delivery.idempotency import IdempotencyStore
 from bus.delivery.retry_topics import RetryTopicPolicy, RetryTopics
 from bus.envelope import Envelope, now_ms
 from bus.errors import MeshError
+from bus.runtime.client import MeshClient
+from bus.runtime.subscriber import EventSubscriber
 from bus.security.access import AccessPolicy
 from bus.security.identity import Identity
 from bus.security.keys import KeyRing, generate_ed25519
 from bus.security.quarantine import QUARANTINE_TOPIC
 from bus.service import Payload, Service
-from bus.subscriber import EventSubscriber
 from bus.transport.kafka import KafkaTransport
 from functions.shared.dynamodb_idempotency import DynamoDBIdempotencyStore
 

@@ -29,7 +29,7 @@ from bench.chaos.stack import (
 )
 from bench.chaos.workers import InProcess, running
 from bus.config import BusSettings
-from bus.worker import POLL_S
+from bus.runtime.worker import POLL_S
 from functions.shared.dynamodb_idempotency import DynamoDBIdempotencyStore
 
 NAME = "slow-consumer"

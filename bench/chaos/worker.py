@@ -24,9 +24,9 @@ from bench.chaos.stack import aws_settings
 from bench.procs import announce_ready, report, stop_event
 from bus.config import BusSettings
 from bus.delivery.idempotency import IdempotencyStore
+from bus.runtime.worker import DEFAULT_LEASE_MS, ServiceWorker
 from bus.security.identity import load_identity
 from bus.transport.kafka import KafkaTransport
-from bus.worker import DEFAULT_LEASE_MS, ServiceWorker
 from functions.shared.dynamodb_idempotency import DynamoDBIdempotencyStore
 
 

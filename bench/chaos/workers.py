@@ -17,9 +17,9 @@ from bench.chaos.worker import worker_config
 from bench.procs import Responder, spawn
 from bus.config import BusSettings
 from bus.delivery.idempotency import IdempotencyStore
+from bus.runtime.worker import DEFAULT_LEASE_MS, ServiceWorker
 from bus.security.identity import Identity
 from bus.transport.kafka import KafkaTransport
-from bus.worker import DEFAULT_LEASE_MS, ServiceWorker
 
 STOP_TIMEOUT_S = 20.0
 _numbers = itertools.count()

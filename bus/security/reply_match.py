@@ -12,7 +12,7 @@ identity and key, so "the owner" covers every subset it runs: a reply carries no
 that could tell the canary from the primary. A mirrored copy of a request carries a fresh
 correlation id, so its reply resolves no caller.
 
-Used by ``bus.replies.ReplyListener`` (``MeshClient``: gateway, workers' nested calls, the
+Used by ``bus.runtime.replies.ReplyListener`` (``MeshClient``: gateway, workers' nested calls, the
 Lambda request/reply path), ``functions.async_results`` and ``meshgate tail``.
 """
 

@@ -24,10 +24,10 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
 from bus import codec
-from bus.client import remote_error
 from bus.config import BusSettings
 from bus.envelope import KIND_ERROR, Envelope, now_ms
 from bus.errors import EnvelopeError, MeshError
+from bus.runtime.client import remote_error
 from bus.security.identity import Identity
 from bus.security.inbound import InboundGuard
 from bus.security.replay import ReplayGuard

@@ -14,10 +14,10 @@ import asyncio
 import logging
 import random
 
-from bus.client import ASYNC_REPLY_TOPIC
 from bus.delivery.pipeline import Pipeline
 from bus.delivery.retry import Backoff
 from bus.errors import MeshError
+from bus.runtime.client import ASYNC_REPLY_TOPIC
 from bus.transport import Record, Transport
 from functions.async_results.recorder import ReplyRecorder
 

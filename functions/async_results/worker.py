@@ -8,9 +8,9 @@ sign what it parks on the quarantine topic), and it writes to the table named by
 
 from __future__ import annotations
 
-from bus.client import ASYNC_REPLY_TOPIC
 from bus.config import BusSettings
 from bus.errors import MeshError
+from bus.runtime.client import ASYNC_REPLY_TOPIC
 from bus.security.identity import Identity
 from bus.security.quarantine import park
 from bus.telemetry import MeshTelemetry

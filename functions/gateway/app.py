@@ -19,9 +19,9 @@ from fastapi import FastAPI, Request, Response
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 
-from bus.client import MeshClient
 from bus.errors import MeshError
 from bus.policy.model import Policy, Route
+from bus.runtime.client import MeshClient
 from functions.gateway.aggregate import fan_out, merged
 from functions.gateway.async_routes import AsyncRoutes, OperationsStore
 from functions.gateway.auth.errors import AuthError

@@ -18,9 +18,9 @@ from typing import Any, Protocol
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from bus.client import MeshClient
 from bus.policy.edge import StatusRateLimit
 from bus.policy.model import RateLimit, Route
+from bus.runtime.client import MeshClient
 from functions.gateway.guard import Caller, EdgeGuard
 from functions.gateway.openapi import OPERATION_STATUS_SCHEMA, problem_responses
 from functions.gateway.problems import EdgeRefusal

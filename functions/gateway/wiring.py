@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 
-from bus.client import MeshClient
 from bus.config import BusSettings
 from bus.policy.edge import JwtSettings
 from bus.policy.model import Policy
+from bus.runtime.client import MeshClient
 from bus.traffic.table import TrafficReloader, TrafficTable
 from bus.transport.kafka import KafkaTransport
 from functions.gateway.app import ClientFactory, EdgeDeps, LazyMeshClient, create_app

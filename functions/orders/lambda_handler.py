@@ -2,7 +2,7 @@
 ``functions.orders.lambda_handler.handler``.
 
 The same handlers as the worker (``functions.orders.service.orders``), run by
-``bus.eventsource.runner`` over the MSK or self-managed Kafka event. Per process, created on
+``bus.runtime.eventsource.runner`` over the MSK or self-managed Kafka event. Per process, created on
 the first invocation and kept while the instance is warm: one event loop, the Kafka transport
 (replies and quarantine), the identity (signing key from Secrets Manager, read in a thread)
 and the DynamoDB idempotency store. Returns the partial batch response.
@@ -15,16 +15,16 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from bus.client import MeshClient
 from bus.config import BusSettings
 from bus.delivery.idempotency import IdempotencyStore
 from bus.envelope import now_ms
-from bus.eventsource.records import MalformedKafkaEvent, parse_event
-from bus.eventsource.runner import KafkaEventRunner
+from bus.runtime.client import MeshClient
+from bus.runtime.eventsource.records import MalformedKafkaEvent, parse_event
+from bus.runtime.eventsource.runner import KafkaEventRunner
+from bus.runtime.worker import ServiceWorker
 from bus.security.identity import Identity
 from bus.telemetry import MeshTelemetry
 from bus.transport.kafka import KafkaTransport
-from bus.worker import ServiceWorker
 from functions.orders.service import orders
 from functions.shared.durable_store import durable_store
 from functions.shared.key_reload import load_live_identity, refresh_before_invocation

@@ -15,15 +15,15 @@ import signal
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from bus.client import MeshClient
 from bus.config import BusSettings
 from bus.delivery.idempotency import IdempotencyStore
 from bus.delivery.replay_memory import StoreRequired
+from bus.runtime.client import MeshClient
+from bus.runtime.worker import ServiceWorker
 from bus.security.identity import Identity
 from bus.service import Service
 from bus.telemetry import MeshTelemetry
 from bus.transport.kafka import KafkaTransport
-from bus.worker import ServiceWorker
 from functions.shared import key_reload
 from functions.shared.durable_store import durable_store
 from functions.shared.json_logs import setup_logging

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from bus.client import MeshClient
 from bus.policy.model import Policy
+from bus.runtime.client import MeshClient
 from functions.gateway.app import EdgeDeps, LazyMeshClient, create_app
 from functions.gateway.auth.api_keys import ApiKeyMatch
 from functions.gateway.auth.jwks import JwksCache, StaticJwks

@@ -12,15 +12,15 @@ from contextlib import asynccontextmanager
 
 import pytest
 
-from bus.client import MeshClient
 from bus.delivery.idempotency import MemoryIdempotencyStore
 from bus.envelope import Envelope
 from bus.errors import DeadlineExceeded, HandlerError, RemoteError, is_retriable
+from bus.runtime.client import MeshClient
+from bus.runtime.worker import ServiceWorker
 from bus.security.access import AccessPolicy
 from bus.security.identity import Identity
 from bus.security.keys import KeyRing, generate_ed25519
 from bus.service import Payload, Service
-from bus.worker import ServiceWorker
 from tests.contract.conftest import CLOSE_TIMEOUT_S, Topics, TransportFactory, unique
 
 CALLER = "contract-caller"

@@ -24,12 +24,12 @@ from bus.config import BusSettings
 from bus.delivery.idempotency import MemoryIdempotencyStore
 from bus.delivery.retry_topics import DeadLetterHop, Failure, RetryTopicPolicy, hop_headers
 from bus.envelope import KIND_EVENT, Envelope, ReplyTo, new_id, new_request, now_ms
+from bus.runtime.subscriber import EventSubscriber
 from bus.security.access import AccessPolicy
 from bus.security.identity import Identity
 from bus.security.keys import KeyRing
 from bus.security.signing import sign
 from bus.service import Payload, Service
-from bus.subscriber import EventSubscriber
 from bus.transport.kafka import KafkaTransport
 from infra.settings import Settings
 from tests.support import MESHGATE, run, sender_identity

@@ -31,10 +31,10 @@ from bench.procs import stop_event
 from bus.config import BusSettings
 from bus.delivery.idempotency import MemoryIdempotencyStore
 from bus.envelope import Envelope
+from bus.runtime.worker import ServiceWorker
 from bus.security.identity import load_identity
 from bus.service import Payload, Service
 from bus.transport.kafka import KafkaTransport
-from bus.worker import ServiceWorker
 from functions.shared.dynamodb_idempotency import DynamoDBIdempotencyStore
 from infra.settings import Settings
 

@@ -16,18 +16,18 @@ from typing import Any
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from bus.client import MeshClient
 from bus.config import BusSettings
 from bus.delivery.idempotency import MemoryIdempotencyStore
 from bus.envelope import KIND_REQUEST, Envelope, ReplyTo, new_id, now_ms, reply_for, to_headers
 from bus.errors import HandlerError
+from bus.runtime.client import MeshClient
+from bus.runtime.worker import ServiceWorker
 from bus.security.identity import Identity
 from bus.security.keys import generate_ed25519
 from bus.security.quarantine import H_REASON
 from bus.security.signing import sign
 from bus.service import Payload, Service
 from bus.transport.kafka import KafkaTransport
-from bus.worker import ServiceWorker
 from functions.async_results.runner import RecorderRunner
 from functions.async_results.worker import build
 from functions.shared.dynamodb_operations import DynamoDBOperationsStore

@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 
-from bus.client import MeshClient
 from bus.config import BusSettings
 from bus.delivery.idempotency import MemoryIdempotencyStore
 from bus.envelope import (
@@ -24,6 +23,8 @@ from bus.envelope import (
     to_headers,
 )
 from bus.errors import DeadlineExceeded, EnvelopeError, HandlerError, RemoteError
+from bus.runtime.client import MeshClient
+from bus.runtime.worker import ServiceWorker
 from bus.security.access import AccessPolicy, NotAllowed
 from bus.security.identity import Identity
 from bus.security.keys import generate_ed25519
@@ -32,7 +33,6 @@ from bus.security.signing import sign
 from bus.service import Payload, Service
 from bus.transport import Record
 from bus.transport.kafka import KafkaTransport
-from bus.worker import ServiceWorker
 from tests.support import identities
 
 pytestmark = pytest.mark.integration

@@ -29,12 +29,12 @@ from bus.delivery.retry_topics import (
 )
 from bus.envelope import KIND_EVENT, Envelope, from_record, new_id, now_ms, to_headers
 from bus.errors import HandlerError
+from bus.runtime.subscriber import EventSubscriber
 from bus.security.identity import Identity
 from bus.security.quarantine import H_ORIGINAL_TOPIC, H_REASON, QUARANTINE_TOPIC
 from bus.security.replay_countersign import parse_stamp
 from bus.security.signing import sign
 from bus.service import Payload, Service
-from bus.subscriber import EventSubscriber
 from bus.transport.kafka import KafkaTransport
 from tests.support import identities
 

@@ -11,16 +11,16 @@ from typing import Any
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from bus.client import MeshClient
 from bus.config import BusSettings
 from bus.delivery.dlq import Replayer, list_dead_letters, send_replay
 from bus.delivery.idempotency import MemoryIdempotencyStore
 from bus.delivery.retry_topics import RetryTopicPolicy, RetryTopics
 from bus.envelope import Envelope, now_ms
 from bus.errors import HandlerError
+from bus.runtime.client import MeshClient
+from bus.runtime.subscriber import EventSubscriber
 from bus.security.identity import Identity
 from bus.service import Payload, Service
-from bus.subscriber import EventSubscriber
 from bus.transport.kafka import KafkaTransport
 from tests.support import identities
 

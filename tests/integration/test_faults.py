@@ -29,18 +29,18 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from bench.procs import free_port
 from bus import codec
-from bus.client import MeshClient
 from bus.config import BusSettings
 from bus.delivery.idempotency import MemoryIdempotencyStore
 from bus.envelope import Envelope, ReplyTo, new_request, now_ms, to_headers
 from bus.errors import DeadlineExceeded, TransportError
+from bus.runtime.client import MeshClient
+from bus.runtime.worker import ServiceWorker
 from bus.security.identity import Identity
 from bus.security.quarantine import QUARANTINE_TOPIC
 from bus.security.signing import sign
 from bus.service import Payload, Service
 from bus.transport import Reader, Record, Transport, positions_after
 from bus.transport.kafka import KafkaTransport
-from bus.worker import ServiceWorker
 from infra.tables import idempotency_table
 from tests.integration.fault_worker import (
     APPLIED_FILE_ENV,

@@ -25,13 +25,13 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from bus.config import BusSettings
 from bus.envelope import Envelope, ReplyTo, from_record, new_request, now_ms, to_headers
-from bus.eventsource.records import kafka_event
+from bus.runtime.eventsource.records import kafka_event
+from bus.runtime.worker import idempotency_key
 from bus.security.identity import Identity
 from bus.security.quarantine import H_ORIGINAL_OFFSET, H_REASON, QUARANTINE_TOPIC
 from bus.topics import REPLY_TOPIC
 from bus.transport import Reader, Record
 from bus.transport.kafka import KafkaTransport
-from bus.worker import idempotency_key
 from infra import deploy
 from infra.otel_env import SPANS_FILE, telemetry_dir
 from infra.settings import Settings

@@ -10,9 +10,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from bus.client import MeshClient
 from bus.config import BusSettings
 from bus.errors import RemoteError
+from bus.runtime.client import MeshClient
 from bus.security.identity import Identity
 from bus.security.keys import KeyRing
 from bus.transport.kafka import KafkaTransport

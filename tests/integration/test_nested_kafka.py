@@ -16,17 +16,17 @@ from contextlib import AsyncExitStack
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from bus.client import MeshClient
 from bus.config import BusSettings
 from bus.delivery.idempotency import MemoryIdempotencyStore
 from bus.errors import RemoteError
+from bus.runtime.client import MeshClient
+from bus.runtime.worker import ServiceWorker
 from bus.security.identity import Identity
 from bus.service import Service
 from bus.tracing import new_traceparent
 from bus.traffic.model import TrafficRules
 from bus.traffic.table import TrafficTable
 from bus.transport.kafka import KafkaTransport
-from bus.worker import ServiceWorker
 from functions.inventory.service import inventory, stock_of
 from functions.orders.service import list_price, orders
 from tests.support import Telemetry, identities

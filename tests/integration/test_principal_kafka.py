@@ -16,18 +16,18 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from bench.attack.bus_probe import end_offsets
-from bus.client import MeshClient
 from bus.config import BusSettings
 from bus.context import caller_principal, current_message, mesh_client
 from bus.delivery.idempotency import MemoryIdempotencyStore
 from bus.envelope import Envelope, ReplyTo, new_request, now_ms, to_headers
+from bus.runtime.client import MeshClient
+from bus.runtime.worker import ServiceWorker
 from bus.security.identity import Identity
 from bus.security.principals import PrincipalNotAllowed
 from bus.security.quarantine import H_ORIGINAL_TOPIC, H_REASON, QUARANTINE_TOPIC
 from bus.security.signing import sign
 from bus.service import Payload, Service
 from bus.transport.kafka import KafkaTransport
-from bus.worker import ServiceWorker
 from tests.support import identities
 
 pytestmark = pytest.mark.integration

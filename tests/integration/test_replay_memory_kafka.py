@@ -32,12 +32,12 @@ from bus.envelope import (
     now_ms,
     to_headers,
 )
+from bus.runtime.subscriber import EventSubscriber
+from bus.runtime.worker import ServiceWorker
 from bus.security.identity import Identity
 from bus.security.quarantine import QUARANTINE_TOPIC
 from bus.service import Payload, Service
-from bus.subscriber import EventSubscriber
 from bus.transport.kafka import KafkaTransport
-from bus.worker import ServiceWorker
 from functions.shared.dynamodb_idempotency import DynamoDBIdempotencyStore
 from infra.settings import Settings
 from infra.tables import idempotency_table

@@ -13,17 +13,17 @@ from dataclasses import replace
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from bus.client import MeshClient
 from bus.config import BusSettings
 from bus.delivery.idempotency import MemoryIdempotencyStore
 from bus.envelope import Envelope, reply_for, to_headers
+from bus.runtime.client import MeshClient
+from bus.runtime.worker import ServiceWorker
 from bus.security.identity import Identity
 from bus.security.quarantine import H_ORIGINAL_OFFSET, H_ORIGINAL_TOPIC, H_REASON, QUARANTINE_TOPIC
 from bus.security.signing import sign
 from bus.service import Payload, Service
 from bus.transport import Reader
 from bus.transport.kafka import KafkaTransport
-from bus.worker import ServiceWorker
 from tests.integration.test_bus_kafka import wait_until
 from tests.support import identities
 

@@ -6,13 +6,13 @@ import asyncio
 
 import pytest
 
-from bus.client import MeshClient
 from bus.config import BusSettings
 from bus.delivery.idempotency import MemoryIdempotencyStore
 from bus.envelope import Envelope
+from bus.runtime.client import MeshClient
+from bus.runtime.worker import ServiceWorker
 from bus.service import Payload, Service
 from bus.transport.kafka import KafkaTransport
-from bus.worker import ServiceWorker
 from tests.support import Telemetry, identities
 
 pytestmark = pytest.mark.integration

@@ -12,12 +12,13 @@ from typing import Any
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from bus.client import MeshClient
 from bus.config import BusSettings
 from bus.delivery.idempotency import MemoryIdempotencyStore
 from bus.delivery.retry import RetryBudget
 from bus.envelope import Envelope
 from bus.errors import DeadlineExceeded, HandlerError, RemoteError
+from bus.runtime.client import MeshClient
+from bus.runtime.worker import ServiceWorker
 from bus.security.identity import Identity
 from bus.service import Payload, Service
 from bus.traffic.breaker import CircuitOpen
@@ -25,7 +26,6 @@ from bus.traffic.faults import InjectedFault
 from bus.traffic.model import TrafficRules
 from bus.traffic.table import TrafficTable
 from bus.transport.kafka import KafkaTransport
-from bus.worker import ServiceWorker
 from tests.support import CountingBudget, identities
 
 pytestmark = pytest.mark.integration

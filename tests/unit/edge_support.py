@@ -31,12 +31,13 @@ from fastapi.testclient import TestClient
 from jwt.algorithms import ECAlgorithm
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from bus.client import MeshClient
 from bus.config import BusSettings
 from bus.context import caller_principal
 from bus.delivery.idempotency import MemoryIdempotencyStore
 from bus.envelope import Envelope, from_record
 from bus.policy.model import Policy, Route
+from bus.runtime.client import MeshClient
+from bus.runtime.worker import ServiceWorker
 from bus.security.access import AccessPolicy
 from bus.security.identity import Identity
 from bus.security.keys import KeyRing, SigningKey, VerifyKey, generate_ed25519
@@ -44,7 +45,6 @@ from bus.security.quarantine import QUARANTINE_TOPIC
 from bus.service import Payload, Service
 from bus.transport import Record
 from bus.transport.memory import MemoryBroker, MemoryTransport
-from bus.worker import ServiceWorker
 from functions.gateway.app import EdgeDeps, LazyMeshClient, create_app
 from functions.gateway.auth.api_keys import (
     ApiKeyAuthenticator,

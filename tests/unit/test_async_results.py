@@ -15,7 +15,6 @@ from typing import Any
 
 import pytest
 
-from bus.client import ASYNC_REPLY_TOPIC, MeshClient, reply_partition_for
 from bus.config import BusSettings
 from bus.delivery.idempotency import MemoryIdempotencyStore
 from bus.envelope import (
@@ -29,6 +28,8 @@ from bus.envelope import (
     to_headers,
 )
 from bus.errors import DeadlineExceeded, HandlerError, TransportError
+from bus.runtime.client import ASYNC_REPLY_TOPIC, MeshClient, reply_partition_for
+from bus.runtime.worker import ServiceWorker
 from bus.security.identity import Identity
 from bus.security.keys import generate_ed25519
 from bus.security.quarantine import H_REASON, QUARANTINE_TOPIC
@@ -36,7 +37,6 @@ from bus.security.signing import sign
 from bus.service import Payload, Service
 from bus.tracing import trace_id
 from bus.transport.memory import MemoryBroker, MemoryTransport
-from bus.worker import ServiceWorker
 from functions.async_results.recorder import MAX_RESULT_BYTES, completion_of
 from functions.async_results.runner import RecorderRunner
 from functions.async_results.worker import build

@@ -1,4 +1,5 @@
-"""bus.client + bus.worker + bus.replies over the memory transport, with the orders service."""
+"""bus.runtime.client + bus.runtime.worker + bus.runtime.replies over the memory transport, with the
+orders service."""
 
 from __future__ import annotations
 
@@ -12,7 +13,6 @@ from typing import Any
 import pytest
 
 from bus import codec
-from bus.client import MeshClient, remote_error
 from bus.config import BusSettings
 from bus.envelope import (
     KIND_ERROR,
@@ -27,13 +27,14 @@ from bus.envelope import (
     to_headers,
 )
 from bus.errors import DeadlineExceeded, RemoteError
+from bus.runtime.client import MeshClient, remote_error
+from bus.runtime.worker import ServiceWorker
 from bus.security.identity import Identity
 from bus.security.quarantine import QUARANTINE_TOPIC
 from bus.service import Payload, Service
 from bus.tracing import trace_id
 from bus.transport import Record
 from bus.transport.memory import MemoryBroker, MemoryTransport
-from bus.worker import ServiceWorker
 from functions.orders.service import orders
 from functions.shared.orders_contract import CreateOrder
 

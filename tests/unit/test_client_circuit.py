@@ -12,10 +12,11 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from bus.client import MeshClient
 from bus.config import BusSettings
 from bus.envelope import Envelope
 from bus.errors import HandlerError, RemoteError
+from bus.runtime.client import MeshClient
+from bus.runtime.worker import ServiceWorker
 from bus.security.identity import Identity
 from bus.security.quarantine import QUARANTINE_TOPIC
 from bus.service import Payload, Service
@@ -23,7 +24,6 @@ from bus.traffic.breaker import CircuitOpen
 from bus.traffic.model import TrafficRules
 from bus.traffic.table import TrafficTable
 from bus.transport.memory import MemoryBroker, MemoryTransport
-from bus.worker import ServiceWorker
 from tests.support import CountingBudget
 
 OPERATION = "flaky.get"

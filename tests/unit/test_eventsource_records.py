@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from bus.envelope import KIND_REQUEST, from_record
-from bus.eventsource.records import MalformedKafkaEvent, kafka_event, parse_event
+from bus.runtime.eventsource.records import MalformedKafkaEvent, kafka_event, parse_event
 from bus.transport import Record
 
 EVENTS = Path(__file__).resolve().parent.parent / "events"

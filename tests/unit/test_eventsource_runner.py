@@ -13,8 +13,9 @@ from bus.config import BusSettings
 from bus.delivery.idempotency import MemoryIdempotencyStore
 from bus.envelope import Envelope, ReplyTo, from_record, new_request, now_ms, to_headers
 from bus.errors import TransportError
-from bus.eventsource.records import KafkaEvent, kafka_event, parse_event
-from bus.eventsource.runner import KafkaEventRunner
+from bus.runtime.eventsource.records import KafkaEvent, kafka_event, parse_event
+from bus.runtime.eventsource.runner import KafkaEventRunner
+from bus.runtime.worker import ServiceWorker
 from bus.security.access import AccessPolicy
 from bus.security.identity import Identity
 from bus.security.keys import KeyRing, generate_ed25519
@@ -22,7 +23,6 @@ from bus.security.quarantine import H_REASON, QUARANTINE_TOPIC
 from bus.service import Payload, Service
 from bus.transport import Record
 from bus.transport.memory import MemoryBroker, MemoryTransport
-from bus.worker import ServiceWorker
 
 TOPIC = "orders.requests"
 REPLIES = "mesh.replies"

@@ -18,7 +18,6 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from bus.client import MeshClient
 from bus.config import BusSettings
 from bus.envelope import Envelope, from_record
 from bus.errors import (
@@ -30,6 +29,8 @@ from bus.errors import (
     RemoteError,
     TransportError,
 )
+from bus.runtime.client import MeshClient
+from bus.runtime.worker import ServiceWorker
 from bus.security.access import NotAllowed
 from bus.security.identity import Identity
 from bus.security.quarantine import QUARANTINE_TOPIC
@@ -37,7 +38,6 @@ from bus.service import Payload, Service
 from bus.traffic.breaker import CircuitOpen
 from bus.transport import Record
 from bus.transport.memory import MemoryBroker, MemoryTransport
-from bus.worker import ServiceWorker
 from functions.gateway.app import EdgeDeps, LazyMeshClient, create_app, mesh_error_response
 from functions.gateway.guard import EdgeGuard
 from functions.gateway.ratelimit.memory import InMemoryRateLimitStore

@@ -13,13 +13,13 @@ from fastapi import FastAPI, Request
 from fastapi.testclient import TestClient
 from opentelemetry.trace import SpanKind, StatusCode
 
-from bus.client import MeshClient
 from bus.config import BusSettings
 from bus.envelope import Envelope, from_record
+from bus.runtime.client import MeshClient
+from bus.runtime.worker import ServiceWorker
 from bus.security.identity import Identity
 from bus.service import Payload, Service
 from bus.transport.memory import MemoryBroker, MemoryTransport
-from bus.worker import ServiceWorker
 from functions.gateway.middleware import install_middleware
 from functions.gateway.trace_context import incoming_trace, xray_traceparent
 from functions.gateway.tracing import TracingMiddleware

@@ -190,9 +190,9 @@ def test_consumption_is_enforced_when_the_map_declares_it() -> None:
 
 
 async def test_a_worker_refuses_to_consume_a_topic_it_may_not() -> None:
+    from bus.runtime.worker import ServiceWorker
     from bus.service import Service
     from bus.transport.memory import MemoryBroker, MemoryTransport
-    from bus.worker import ServiceWorker
 
     broker = MemoryBroker()
     broker.create_topic("orders.requests")

@@ -11,17 +11,17 @@ from typing import Any
 
 import pytest
 
-from bus.client import MeshClient
 from bus.config import BusSettings
 from bus.delivery.idempotency import MemoryIdempotencyStore
 from bus.envelope import Envelope, ReplyTo, from_record, new_id, new_request, now_ms, to_headers
 from bus.errors import HandlerError, RemoteError
+from bus.runtime.client import MeshClient
+from bus.runtime.worker import ServiceWorker
 from bus.security.identity import Identity
 from bus.security.quarantine import QUARANTINE_TOPIC
 from bus.service import Payload, Service
 from bus.tracing import trace_id
 from bus.transport.memory import MemoryBroker, MemoryTransport
-from bus.worker import ServiceWorker
 from tests.support import Telemetry, identities
 
 

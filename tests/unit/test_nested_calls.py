@@ -7,17 +7,17 @@ import json
 
 import pytest
 
-from bus.client import MeshClient
 from bus.config import BusSettings
 from bus.context import current_client, mesh_client
 from bus.delivery.idempotency import MemoryIdempotencyStore
 from bus.envelope import Envelope, ReplyTo, new_request, now_ms
 from bus.errors import NoMeshClient
+from bus.runtime.client import MeshClient
+from bus.runtime.worker import ServiceWorker
 from bus.service import Payload, Service
 from bus.testing import MeshTestKit
 from bus.tracing import new_traceparent
 from bus.transport.memory import MemoryBroker, MemoryTransport
-from bus.worker import ServiceWorker
 
 ALICE = '{"method":"jwt","sub":"alice"}'
 

@@ -30,15 +30,15 @@ from bus.envelope import (
     new_id,
     to_headers,
 )
+from bus.runtime.subscriber import EventSubscriber
+from bus.runtime.worker import ServiceWorker
 from bus.security.identity import Identity
 from bus.security.inbound import check_event_time, guard_for
 from bus.security.replay import PossibleReplay
 from bus.security.signing import StaleMessage
 from bus.service import Service
-from bus.subscriber import EventSubscriber
 from bus.transport import Record
 from bus.transport.memory import MemoryBroker, MemoryTransport
-from bus.worker import ServiceWorker
 from functions.shared.durable_store import durable_store
 from functions.shared.dynamodb_idempotency import DynamoDBIdempotencyStore
 from tests.support import identities

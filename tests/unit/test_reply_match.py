@@ -11,7 +11,6 @@ from dataclasses import replace
 
 import pytest
 
-from bus.client import MeshClient
 from bus.config import BusSettings
 from bus.envelope import (
     KIND_EVENT,
@@ -25,6 +24,7 @@ from bus.envelope import (
     to_headers,
 )
 from bus.errors import RemoteError
+from bus.runtime.client import MeshClient
 from bus.security.identity import Identity
 from bus.security.quarantine import H_REASON, QUARANTINE_TOPIC
 from bus.security.reply_match import (

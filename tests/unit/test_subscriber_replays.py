@@ -12,10 +12,10 @@ from bus.delivery.idempotency import MemoryIdempotencyStore
 from bus.delivery.retry_topics import RetryTopicPolicy, RetryTopics
 from bus.envelope import KIND_EVENT, Envelope, new_id, now_ms, to_headers
 from bus.errors import HandlerError
+from bus.runtime.subscriber import EventSubscriber
 from bus.security.identity import Identity
 from bus.security.quarantine import H_ORIGINAL_OFFSET, H_ORIGINAL_TOPIC, H_REASON, QUARANTINE_TOPIC
 from bus.service import Payload, Service
-from bus.subscriber import EventSubscriber
 from bus.transport import Record
 from bus.transport.memory import MemoryBroker, MemoryTransport
 from tests.support import identities

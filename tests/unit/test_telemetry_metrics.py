@@ -128,8 +128,8 @@ def test_a_collected_source_is_no_longer_reported(meters: Meters) -> None:
 
 
 def test_mesh_client_watches_its_breakers(meters: Meters) -> None:
-    from bus.client import MeshClient
     from bus.config import BusSettings
+    from bus.runtime.client import MeshClient
     from tests.support import identities
 
     identity = identities({"caller": ["orders.requests"]})["caller"]

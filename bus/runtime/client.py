@@ -28,7 +28,7 @@ from bus.envelope import (
     to_headers,
 )
 from bus.errors import DeadlineExceeded, EnvelopeError, MeshError, RemoteError
-from bus.replies import ReplyListener
+from bus.runtime.replies import ReplyListener
 from bus.security.identity import Identity
 from bus.security.inbound import guard_for
 from bus.security.quarantine import park

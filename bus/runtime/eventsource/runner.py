@@ -35,11 +35,11 @@ from typing import Any, Literal
 from bus.config import BusSettings
 from bus.envelope import now_ms
 from bus.errors import MeshError
-from bus.eventsource.records import KafkaEvent
-from bus.eventsource.response import batch_response
+from bus.runtime.eventsource.records import KafkaEvent
+from bus.runtime.eventsource.response import batch_response
+from bus.runtime.worker import ServiceWorker
 from bus.security.quarantine import park
 from bus.transport import Record, Transport
-from bus.worker import ServiceWorker
 
 log = logging.getLogger(__name__)
 Disposition = Literal["handled", "duplicate", "quarantined", "expired", "failed"]

@@ -16,7 +16,6 @@ import asyncio
 import logging
 from collections.abc import Awaitable
 
-from bus.client import MeshClient
 from bus.config import BusSettings
 from bus.context import current_client
 from bus.delivery.idempotency import Claim, IdempotencyStore
@@ -26,6 +25,7 @@ from bus.delivery.replay_memory import require_store
 from bus.envelope import KIND_ERROR, KIND_REQUEST, Envelope, now_ms, reply_for, to_headers
 from bus.errors import MeshError
 from bus.lag import EndOffsets, LagReport
+from bus.runtime.client import MeshClient
 from bus.security.identity import Identity
 from bus.security.inbound import guard_for
 from bus.service import Outcome, Service
