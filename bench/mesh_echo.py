@@ -4,8 +4,8 @@ the responder process (``python -m bench.mesh_echo --service NAME --group G ...`
 ``mesh_client`` and ``mesh_service`` are the ONLY places where mesh objects are constructed
 for the bench, each as a production service would build them (identity loaded from
 settings by ``bus.security.identity.load_identity``: Ed25519 key, key ring, access map). Wiring
-tracing (``bus.telemetry.MeshTelemetry``) or anything else later touches only these two
-functions. ``provision_identities`` writes this run's keys, key ring and access map.
+tracing (``bus.telemetry.mesh_telemetry.MeshTelemetry``) or anything else later touches only these
+two functions. ``provision_identities`` writes this run's keys, key ring and access map.
 """
 
 from __future__ import annotations

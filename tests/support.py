@@ -21,7 +21,7 @@ from bus.delivery.retry import RetryBudget
 from bus.security.access import AccessPolicy
 from bus.security.identity import Identity
 from bus.security.keys import KeyRing, generate_ed25519, signing_key_from_bytes
-from bus.telemetry import MeshTelemetry
+from bus.telemetry.mesh_telemetry import MeshTelemetry
 from infra.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -16,7 +16,7 @@ from bus.envelope import Envelope, now_ms
 from bus.errors import MeshError
 from bus.security.inbound import InboundGuard
 from bus.security.quarantine import park
-from bus.telemetry import MeshTelemetry
+from bus.telemetry.mesh_telemetry import MeshTelemetry
 from bus.transport import Record, Transport
 
 log = logging.getLogger(__name__)

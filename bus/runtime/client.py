@@ -32,9 +32,9 @@ from bus.runtime.replies import ReplyListener
 from bus.security.identity import Identity
 from bus.security.inbound import guard_for
 from bus.security.quarantine import park
-from bus.telemetry import MeshTelemetry, error_type_of
+from bus.telemetry.mesh_telemetry import MeshTelemetry, error_type_of
+from bus.telemetry.tracing import child_of, new_traceparent, valid_traceparent
 from bus.topics import service_of
-from bus.tracing import child_of, new_traceparent, valid_traceparent
 from bus.traffic.breaker import Breakers, CircuitBreakerState, CircuitOpen
 from bus.traffic.faults import decide_fault
 from bus.traffic.model import CircuitBreaker, TrafficRules

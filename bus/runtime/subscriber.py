@@ -44,7 +44,7 @@ from bus.security.identity import Identity
 from bus.security.inbound import guard_for
 from bus.security.replay import ReplayedMessage
 from bus.service import Service
-from bus.telemetry import MeshTelemetry, error_type_of
+from bus.telemetry.mesh_telemetry import MeshTelemetry, error_type_of
 from bus.transport import Record, Transport
 
 log = logging.getLogger(__name__)

@@ -24,12 +24,12 @@ from bus.delivery.pipeline import Pipeline
 from bus.delivery.replay_memory import require_store
 from bus.envelope import KIND_ERROR, KIND_REQUEST, Envelope, now_ms, reply_for, to_headers
 from bus.errors import MeshError
-from bus.lag import EndOffsets, LagReport
 from bus.runtime.client import MeshClient
 from bus.security.identity import Identity
 from bus.security.inbound import guard_for
 from bus.service import Outcome, Service
-from bus.telemetry import MeshTelemetry
+from bus.telemetry.lag import EndOffsets, LagReport
+from bus.telemetry.mesh_telemetry import MeshTelemetry
 from bus.transport import Record, Transport
 
 log = logging.getLogger(__name__)

@@ -13,7 +13,7 @@ from bus.errors import MeshError
 from bus.runtime.client import ASYNC_REPLY_TOPIC
 from bus.security.identity import Identity
 from bus.security.quarantine import park
-from bus.telemetry import MeshTelemetry
+from bus.telemetry.mesh_telemetry import MeshTelemetry
 from bus.transport import Record, Transport
 from bus.transport.kafka import KafkaTransport
 from functions.async_results.recorder import Quarantine, ReplyRecorder, recorder_guard

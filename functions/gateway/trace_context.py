@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final
 
-from bus.tracing import valid_traceparent
+from bus.telemetry.tracing import valid_traceparent
 
 XRAY_HEADER: Final = "x-amzn-trace-id"
 _ROOT = re.compile(r"1-([0-9a-fA-F]{8})-([0-9a-fA-F]{24})")

@@ -23,7 +23,7 @@ from bus.runtime.eventsource.records import MalformedKafkaEvent, parse_event
 from bus.runtime.eventsource.runner import KafkaEventRunner
 from bus.runtime.worker import ServiceWorker
 from bus.security.identity import Identity
-from bus.telemetry import MeshTelemetry
+from bus.telemetry.mesh_telemetry import MeshTelemetry
 from bus.transport.kafka import KafkaTransport
 from functions.orders.service import orders
 from functions.shared.durable_store import durable_store

@@ -22,7 +22,7 @@ from bus.runtime.client import MeshClient
 from bus.runtime.worker import ServiceWorker
 from bus.security.identity import Identity
 from bus.service import Service
-from bus.telemetry import MeshTelemetry
+from bus.telemetry.mesh_telemetry import MeshTelemetry
 from bus.transport.kafka import KafkaTransport
 from functions.shared import key_reload
 from functions.shared.durable_store import durable_store

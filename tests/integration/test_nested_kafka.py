@@ -23,7 +23,7 @@ from bus.runtime.client import MeshClient
 from bus.runtime.worker import ServiceWorker
 from bus.security.identity import Identity
 from bus.service import Service
-from bus.tracing import new_traceparent
+from bus.telemetry.tracing import new_traceparent
 from bus.traffic.model import TrafficRules
 from bus.traffic.table import TrafficTable
 from bus.transport.kafka import KafkaTransport

@@ -35,7 +35,7 @@ from bus.security.keys import generate_ed25519
 from bus.security.quarantine import H_REASON, QUARANTINE_TOPIC
 from bus.security.signing import sign
 from bus.service import Payload, Service
-from bus.tracing import trace_id
+from bus.telemetry.tracing import trace_id
 from bus.transport.memory import MemoryBroker, MemoryTransport
 from functions.async_results.recorder import MAX_RESULT_BYTES, completion_of
 from functions.async_results.runner import RecorderRunner

@@ -32,7 +32,7 @@ from bus.runtime.worker import ServiceWorker
 from bus.security.identity import Identity
 from bus.security.quarantine import QUARANTINE_TOPIC
 from bus.service import Payload, Service
-from bus.tracing import trace_id
+from bus.telemetry.tracing import trace_id
 from bus.transport import Record
 from bus.transport.memory import MemoryBroker, MemoryTransport
 from functions.orders.service import orders

@@ -15,8 +15,8 @@ from bus.errors import NoMeshClient
 from bus.runtime.client import MeshClient
 from bus.runtime.worker import ServiceWorker
 from bus.service import Payload, Service
+from bus.telemetry.tracing import new_traceparent
 from bus.testing import MeshTestKit
-from bus.tracing import new_traceparent
 from bus.transport.memory import MemoryBroker, MemoryTransport
 
 ALICE = '{"method":"jwt","sub":"alice"}'

@@ -11,8 +11,8 @@ from decimal import Decimal
 import pytest
 
 from bus.errors import RemoteError
+from bus.telemetry.tracing import new_traceparent
 from bus.testing import MeshTestKit, mesh_test_kit
-from bus.tracing import new_traceparent
 from functions.inventory.service import inventory, stock_of
 from functions.orders.service import list_price, order_count, orders
 

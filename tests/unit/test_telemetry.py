@@ -1,4 +1,5 @@
-"""bus.telemetry: one trace across a simulated Kafka hop, conventions, errors, metrics."""
+"""bus.telemetry.mesh_telemetry: one trace across a simulated Kafka hop, conventions, errors,
+metrics."""
 
 from __future__ import annotations
 
@@ -25,10 +26,10 @@ from opentelemetry.semconv.attributes import error_attributes as semconv_error
 from opentelemetry.trace import SpanContext, SpanKind, StatusCode
 from opentelemetry.util.types import AttributeValue
 
-from bus import telemetry as tm
 from bus.envelope import Envelope, ReplyTo, from_record, new_request, now_ms, to_headers
 from bus.errors import DeadlineExceeded, HandlerError, RemoteError
-from bus.telemetry import MeshTelemetry, error_type_of, outcome_of
+from bus.telemetry import mesh_telemetry as tm
+from bus.telemetry.mesh_telemetry import MeshTelemetry, error_type_of, outcome_of
 
 REQUESTS = "orders.requests"
 UPSTREAM = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"

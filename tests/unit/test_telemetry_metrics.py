@@ -1,5 +1,5 @@
-"""Metrics of bus.telemetry beyond the spans: send and consume counts, the circuit and
-consumer lag gauges, and the pure lag computation."""
+"""Metrics of bus.telemetry.mesh_telemetry beyond the spans: send and consume counts, the circuit
+and consumer lag gauges, and the pure lag computation."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader, Metric
 from bus.delivery.offsets import OffsetTracker
 from bus.envelope import ReplyTo, new_request, now_ms
 from bus.errors import TransportError
-from bus.lag import EndOffsets, LagReport, PartitionLag, consumer_lag
-from bus.telemetry import MeshTelemetry
+from bus.telemetry.lag import EndOffsets, LagReport, PartitionLag, consumer_lag
+from bus.telemetry.mesh_telemetry import MeshTelemetry
 from bus.traffic.breaker import Breakers
 from bus.traffic.model import CircuitBreaker
 from bus.transport import Record

@@ -1,4 +1,4 @@
-"""bus.tracing: W3C traceparent helpers."""
+"""bus.telemetry.tracing: W3C traceparent helpers."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from bus.tracing import child_of, new_traceparent, trace_id
+from bus.telemetry.tracing import child_of, new_traceparent, trace_id
 
 PATTERN = re.compile(r"00-[0-9a-f]{32}-[0-9a-f]{16}-01")
 PARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"

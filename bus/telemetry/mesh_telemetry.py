@@ -56,7 +56,7 @@ Metrics (instruments are created once per ``MeshTelemetry``)
     ``publish_span`` records messaging.client.sent.messages and
         messaging.client.operation.duration (``messaging.operation.name`` ``send``).
     ``watch_circuits(breakers)`` / ``watch_lag(report)``: the observable gauges
-        mesh.circuit.state and mesh.consumer.lag (``bus.gauges``).
+        mesh.circuit.state and mesh.consumer.lag (``bus.telemetry.gauges``).
     Outcomes are ``"ok"`` or an error type (``outcome_of(exc)``). Attributes follow the
     conventions: a failure is ``error.type`` (absent on success; a retry's, dead letter's or
     refusal's reason is one too), the operation is ``mesh.operation``, never a bare key.
@@ -78,7 +78,7 @@ Caller (``MeshClient.request``)::
 
 A caller-supplied ``traceparent`` (e.g. from the edge) becomes the parent with
 ``request_span(operation, topic, parent=tel.extract_headers(traceparent))``. The client's
-own fallback (``bus.tracing.child_of`` / ``new_traceparent``) can stay on the envelope:
+own fallback (``bus.telemetry.tracing.child_of`` / ``new_traceparent``) can stay on the envelope:
 ``stamp`` only replaces it when a span (recording or an extracted remote one) is current.
 ``MeshClient.publish`` (events): only ``publish_span`` + ``stamp`` around the send.
 
@@ -136,8 +136,8 @@ from opentelemetry.util.types import AttributeValue
 
 from bus.envelope import H_TRACEPARENT, H_TRACESTATE, Envelope
 from bus.errors import HandlerError, MeshError, RemoteError
-from bus.gauges import CircuitGauge, ConsumerLagGauge
-from bus.lag import LagReport
+from bus.telemetry.gauges import CircuitGauge, ConsumerLagGauge
+from bus.telemetry.lag import LagReport
 from bus.traffic.breaker import Breakers
 from bus.transport import Record
 

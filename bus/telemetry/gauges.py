@@ -28,7 +28,7 @@ from typing import Final, TypeVar
 
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
-from bus.lag import LagReport
+from bus.telemetry.lag import LagReport
 from bus.traffic.breaker import Breakers, BreakerState
 
 T = TypeVar("T")
@@ -41,8 +41,8 @@ STATE_VALUES: Final = {
     BreakerState.HALF_OPEN: 1,
     BreakerState.OPEN: 2,
 }
-# Convention attribute keys (the same constants as bus.telemetry; not imported from there,
-# which imports this module).
+# Convention attribute keys (the same constants as bus.telemetry.mesh_telemetry; not imported from
+# there, which imports this module).
 _SYSTEM: Final = "messaging.system"
 _GROUP: Final = "messaging.consumer.group.name"
 _TOPIC: Final = "messaging.destination.name"
