@@ -12,18 +12,8 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from infra import (
-    deploy,
-    dev_issuer,
-    identity,
-    local,
-    package,
-    pepper,
-    smoke,
-    template,
-    topics,
-    tui,
-)
+from infra import deploy, dev_issuer, identity, local, package, pepper, smoke, template, topics
+from infra.cli import tui
 from infra.errors import InfraError
 from infra.functions import FUNCTIONS, GATEWAY, POLICY_BUNDLE
 from infra.policy import (

@@ -20,7 +20,8 @@ import pytest
 from functions.gateway.auth import InvalidToken, UnknownKey
 from functions.gateway.auth.jwks import JwksCache, StaticJwks, parse_jwks
 from functions.gateway.auth.jwt_bearer import JwtVerifier
-from infra import cli, dev_issuer
+from infra import dev_issuer
+from infra.cli import main as cli
 from infra.dev_issuer import DevIssuerError, IssuerConfig, IssuerKey, NoLocalIssuer
 from infra.settings import Settings
 

@@ -16,8 +16,8 @@ from schemathesis.specs.openapi.definitions import OPENAPI_31_VALIDATOR
 
 from bus.envelope import H_CORRELATION, H_REPLY_TO, H_SIGNATURE
 from bus.policy.model import Policy
-from infra.docs.asyncapi import ENVELOPE_HEADERS, asyncapi_document
-from infra.docs.openapi import openapi_document
+from infra.cli.docs.asyncapi import ENVELOPE_HEADERS, asyncapi_document
+from infra.cli.docs.openapi import openapi_document
 from infra.policy import load_policy
 from tests.unit.edge_support import PROJECT
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from infra.cli import run
+from infra.cli.main import run
 from infra.policy.editor_schema import policy_schema
 from infra.settings import ROOT
 

@@ -12,8 +12,8 @@ import pytest
 from bus.envelope import Envelope, ReplyTo, new_request, reply_for, to_headers
 from bus.security.keys import KeyRing, SigningKey, generate_ed25519
 from bus.security.signing import sign
-from infra.tail import render
-from infra.tail.match import (
+from infra.cli.tail import render
+from infra.cli.tail.match import (
     FORGED,
     HIJACK,
     MALFORMED,

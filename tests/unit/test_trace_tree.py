@@ -1,4 +1,4 @@
-"""infra.trace_tree and infra.trace_cli: a trace from span rows as a tree; the CLI's
+"""infra.cli.trace_tree and infra.cli.trace: a trace from span rows as a tree; the CLI's
 one-line failures."""
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
+from infra.cli.trace import TraceNotFound, trace_lines
+from infra.cli.trace_tree import build_tree, last_trace_id, normalize_trace_id, render
 from infra.errors import InfraError
-from infra.trace_cli import TraceNotFound, trace_lines
-from infra.trace_tree import build_tree, last_trace_id, normalize_trace_id, render
 
 T = "0af7651916cd43dd8448eb211c80319c"
 OTHER = "1" * 32

@@ -8,8 +8,9 @@ import io
 import pytest
 from rich.console import Console
 
-from infra import stack, tui
-from infra.cli import _status_rows
+from infra import stack
+from infra.cli import tui
+from infra.cli.main import _status_rows
 
 
 def terminal() -> tuple[tui.RichSay, io.StringIO]:

@@ -9,12 +9,17 @@ from collections.abc import Sequence
 from typing import Any
 
 from bus.errors import MeshError
-from infra import deadletters, keys_cli, stack, token_cli, trace_cli, tui
-from infra.docs import cli as docs_cli
+from infra import stack
+from infra.cli import dlq as deadletters
+from infra.cli import keys as keys_cli
+from infra.cli import token as token_cli
+from infra.cli import trace as trace_cli
+from infra.cli import tui
+from infra.cli.docs import cli as docs_cli
+from infra.cli.tail import cli as tail_cli
 from infra.errors import InfraError
 from infra.policy import commands as policy_commands
 from infra.settings import Settings
-from infra.tail import cli as tail_cli
 
 
 def _status_rows(state: dict[str, Any]) -> list[tuple[str, str, str]]:

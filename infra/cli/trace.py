@@ -7,11 +7,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from infra.errors import InfraError
-from infra.otel_env import SPANS_FILE, telemetry_dir
-from infra.settings import Settings
-from infra.span_log import read_rows, rotated
-from infra.trace_tree import (
+from infra.cli.trace_tree import (
     Node,
     build_tree,
     count,
@@ -19,6 +15,10 @@ from infra.trace_tree import (
     normalize_trace_id,
     render,
 )
+from infra.errors import InfraError
+from infra.otel_env import SPANS_FILE, telemetry_dir
+from infra.settings import Settings
+from infra.span_log import read_rows, rotated
 
 
 class TraceNotFound(InfraError):

@@ -8,12 +8,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-from infra.docs.asyncapi import asyncapi_document
-from infra.docs.openapi import openapi_document
+from infra.cli.docs.asyncapi import asyncapi_document
+from infra.cli.docs.openapi import openapi_document
+from infra.cli.tui import Say, plain_say
 from infra.errors import InfraError
 from infra.policy import load_policy
 from infra.settings import Settings
-from infra.tui import Say, plain_say
 
 OPENAPI_FILE = "openapi.json"
 ASYNCAPI_FILE = "asyncapi.json"

@@ -1,5 +1,6 @@
 """``meshgate keys``: issue, list and revoke the edge's API keys in the deployed stack;
-``keys rotate`` and ``keys mesh`` rotate and list the mesh's signing keys (``infra.keys_rotate``).
+``keys rotate`` and ``keys mesh`` rotate and list the mesh's signing keys
+(``infra.cli.keys_rotate``).
 
 The table is the stack's ``ApiKeysTableName`` output; issuing digests the new key with the
 pepper from Secrets Manager (``infra.pepper``) and prints the plaintext key once: it is
@@ -16,7 +17,8 @@ from typing import Any
 
 from functions.gateway.auth.api_keys import ApiKeyHasher, ApiKeyRecord, UsagePlan, issue_api_key
 from functions.gateway.auth.dynamodb_keys import ApiKeyStoreUnavailable, DynamoDBApiKeyStore
-from infra import deploy, keys_rotate, pepper, tui
+from infra import deploy, pepper
+from infra.cli import keys_rotate, tui
 from infra.errors import DeployFailed, InfraError
 from infra.settings import Settings
 

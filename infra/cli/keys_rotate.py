@@ -17,7 +17,8 @@ from datetime import UTC, datetime
 
 from bus.envelope import now_ms
 from bus.security.keys import KeyRing, SecretKeys, generate_ed25519
-from infra import key_rotation, mesh_keys, template, tui
+from infra import key_rotation, mesh_keys, template
+from infra.cli import tui
 from infra.errors import InfraError
 from infra.settings import Settings
 

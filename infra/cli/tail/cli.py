@@ -20,12 +20,12 @@ from typing import Any
 
 from bus.policy.model import Policy
 from bus.security.keys import InvalidKey, KeyRing
+from infra.cli.tail import render
+from infra.cli.tail.match import Call, CallFilter, Matcher, decode
+from infra.cli.tail.reader import TailReader
 from infra.errors import InfraError
 from infra.policy import load_policy
 from infra.settings import Settings
-from infra.tail import render
-from infra.tail.match import Call, CallFilter, Matcher, decode
-from infra.tail.reader import TailReader
 
 READ_S = 0.5
 REPLY_TOPICS = ("mesh.replies", "mesh.async.replies")

@@ -5,7 +5,7 @@ accepted by ``bus.security.reply_match`` (from the operation's owner, as that op
 reply to a pending call is shown at once as ``HIJACK`` (or ``rejected`` for a bad signature),
 with the reason, and the call keeps waiting for its genuine answer.
 
-No I/O here: the Kafka side is ``infra.tail.reader``, the printing ``infra.tail.render``.
+No I/O here: the Kafka side is ``infra.cli.tail.reader``, the printing ``infra.cli.tail.render``.
 Memory is bounded: at most ``max_pending`` unanswered requests are kept (the oldest are
 dropped and counted), and at most ``max_done`` answered correlation ids are remembered to
 recognise duplicate replies (an idempotent service answers a retry with the stored reply).

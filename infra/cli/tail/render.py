@@ -7,7 +7,7 @@ import json
 from datetime import UTC, datetime
 from typing import Final
 
-from infra.tail.match import FORGED, HIJACK, OK, UNSIGNED, Call
+from infra.cli.tail.match import FORGED, HIJACK, OK, UNSIGNED, Call
 
 COLUMNS: Final = (("TIME (UTC)", 12), ("OPERATION", 22), ("CALLER -> CALLEE", 26),
                   ("LATENCY", 9), ("RESULT", 18), ("SIGNATURE", 9), ("PRINCIPAL", 0))
