@@ -2,7 +2,7 @@
 
 - ``ApiKeysTable``: API-key records (digests only; ``functions.gateway.auth.keys_table``);
   the functions' role may read it (GetItem) and read the pepper secret
-  ``<stack>/gateway/api-key-pepper`` (created by ``infra.pepper`` during the deploy).
+  ``<stack>/gateway/api-key-pepper`` (created by ``infra.keys.pepper`` during the deploy).
 - The gateway's environment names both: ``MESH_API_KEYS_TABLE``,
   ``MESH_API_KEY_PEPPER_SECRET``.
 - ``AuthorizerFunction`` (``functions/authorizer``) with a permission for API Gateway to
@@ -22,8 +22,8 @@ from functions.gateway.auth.authorizer_context import TRUST_AUTHORIZER_ENV
 from functions.gateway.auth.dynamodb_keys import API_KEYS_TABLE_ENV
 from functions.gateway.auth.keys_table import api_keys_read_access, api_keys_table
 from functions.shared.secrets import API_KEY_PEPPER_ENV
+from infra.keys.pepper import pepper_secret_name
 from infra.package import Artifact
-from infra.pepper import pepper_secret_name
 from infra.settings import Settings
 from infra.stack_parts import StackPart
 

@@ -27,8 +27,9 @@ from bench.attack.edge_cases import Cases, Credentials, EdgeCase, build
 from bench.attack.edge_lambda_events import run_lambda_events
 from bench.attack.edge_status_flood import status_flood
 from bus.policy.edge import StatusRateLimit
-from infra import dev_issuer, stack
+from infra import stack
 from infra.cli import keys as keys_cli
+from infra.keys import dev_issuer
 from infra.policy.load import load_policy
 from infra.settings import Settings
 

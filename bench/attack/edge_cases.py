@@ -20,8 +20,8 @@ from urllib.parse import quote
 
 import jwt
 
-from infra import dev_issuer
-from infra.dev_issuer import IssuerConfig, IssuerKey
+from infra.keys import dev_issuer
+from infra.keys.dev_issuer import IssuerConfig, IssuerKey
 
 JWT = "jwt"
 API_KEY = "api_key"

@@ -2,7 +2,7 @@
 
 A victim starts trusting the sender's old key, with its keys reloaded from a store
 (``bus.security.live_keys``). The sender's key is rotated through the real steps
-(``infra.key_rotation``: publish, switch, retire), the victim reloading after each. Then a
+(``infra.keys.key_rotation``: publish, switch, retire), the victim reloading after each. Then a
 record signed with the retired key is offered to the victim's guard (the checks a record
 passes before any handler): it must be refused as ``unknown_key_id``. The control, the same
 message signed with the new key, must be admitted. Without reloading (the keyring frozen at
@@ -32,7 +32,7 @@ from bus.security.keys import (
 from bus.security.live_keys import KeyMaterial, KeyReloader, LiveKeys
 from bus.security.signing import sign
 from bus.transport import Record
-from infra import key_rotation
+from infra.keys import key_rotation
 
 CATEGORY = "retired_key"
 SENDER, VICTIM = "rot-sender", "rot-victim"

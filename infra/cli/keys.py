@@ -3,7 +3,7 @@
 (``infra.cli.keys_rotate``).
 
 The table is the stack's ``ApiKeysTableName`` output; issuing digests the new key with the
-pepper from Secrets Manager (``infra.pepper``) and prints the plaintext key once: it is
+pepper from Secrets Manager (``infra.keys.pepper``) and prints the plaintext key once: it is
 stored nowhere, and cannot be shown again.
 """
 
@@ -17,9 +17,10 @@ from typing import Any
 
 from functions.gateway.auth.api_keys import ApiKeyHasher, ApiKeyRecord, UsagePlan, issue_api_key
 from functions.gateway.auth.dynamodb_keys import ApiKeyStoreUnavailable, DynamoDBApiKeyStore
-from infra import deploy, pepper
+from infra import deploy
 from infra.cli import keys_rotate, tui
 from infra.errors import DeployFailed, InfraError
+from infra.keys import pepper
 from infra.settings import Settings
 
 Say = Callable[[str], None]

@@ -1,8 +1,8 @@
 """``meshgate keys rotate SERVICE...`` and ``meshgate keys mesh``: rotate services' mesh
 signing keys on the running stack, and list the live keyring.
 
-The steps are ``infra.key_rotation``'s; this module runs them against the stores
-(``infra.mesh_keys``), waits the grace period between them and prints each one. Several
+The steps are ``infra.keys.key_rotation``'s; this module runs them against the stores
+(``infra.keys.mesh_keys``), waits the grace period between them and prints each one. Several
 services rotate in lockstep (one writer of the keyring, so no update is lost). Interrupted,
 the same command resumes the rotation under way instead of starting another.
 """
@@ -17,9 +17,10 @@ from datetime import UTC, datetime
 
 from bus.envelope import now_ms
 from bus.security.keys import KeyRing, SecretKeys, generate_ed25519
-from infra import key_rotation, mesh_keys, template
+from infra import template
 from infra.cli import tui
 from infra.errors import InfraError
+from infra.keys import key_rotation, mesh_keys
 from infra.settings import Settings
 
 Say = Callable[[str], None]

@@ -1,4 +1,4 @@
-"""``meshgate token``: a bearer token from the local stack's dev issuer (infra.dev_issuer).
+"""``meshgate token``: a bearer token from the local stack's dev issuer (infra.keys.dev_issuer).
 
 The token alone goes to stdout, so ``TOKEN=$(meshgate token --sub alice)`` works; notes
 (a rotation) go to stderr.
@@ -10,7 +10,7 @@ import argparse
 import sys
 from typing import Any
 
-from infra import dev_issuer
+from infra.keys import dev_issuer
 from infra.settings import Settings
 
 

@@ -11,8 +11,8 @@ from contextlib import contextmanager
 from typing import Any
 
 from bench.attack.bus_probe import end_offsets, values_since
-from infra import dev_issuer
 from infra.cli import keys as keys_cli
+from infra.keys import dev_issuer
 from infra.settings import Settings
 
 _end_offsets = end_offsets  # the older private name, still imported by e2e tests

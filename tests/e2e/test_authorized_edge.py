@@ -26,7 +26,8 @@ import jwt
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from infra import deploy, dev_issuer, stack
+from infra import deploy, stack
+from infra.keys import dev_issuer
 from infra.settings import Settings
 from tests.e2e.edge_support import _end_offsets, issue_key, nothing_reaches_the_bus, token
 

@@ -15,8 +15,8 @@ import httpx
 import jwt
 import pytest
 
-from infra import dev_issuer
 from infra.cli import keys as keys_cli
+from infra.keys import dev_issuer
 from infra.settings import Settings
 from tests.e2e.edge_support import issue_key, nothing_reaches_the_bus, token
 

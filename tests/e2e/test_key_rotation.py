@@ -30,7 +30,7 @@ from bus.security.keys import SigningKey
 from bus.security.quarantine import H_REASON, QUARANTINE_TOPIC
 from bus.security.signing import sign
 from bus.topics import REPLY_TOPIC
-from infra import mesh_keys
+from infra.keys import mesh_keys
 from infra.settings import Settings
 from infra.smoke import DEMO_ORDER
 from tests.e2e.edge_support import token

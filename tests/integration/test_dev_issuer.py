@@ -1,4 +1,4 @@
-"""infra.dev_issuer on the real emulator: the JWKS is served to anonymous HTTP clients at the
+"""infra.keys.dev_issuer on the real emulator: the JWKS is served to anonymous HTTP clients at the
 policy's URL, minted tokens verify through UrlJwks, and a rotation is picked up by the
 gateway's JwksCache (one refresh on the unknown key id) while older tokens keep verifying.
 
@@ -19,8 +19,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from functions.gateway.auth.jwks import JwksCache, UrlJwks, parse_jwks
 from functions.gateway.auth.jwt_bearer import JwtVerifier
-from infra import dev_issuer
 from infra.deploy import client
+from infra.keys import dev_issuer
 from infra.settings import Settings
 
 pytestmark = pytest.mark.integration

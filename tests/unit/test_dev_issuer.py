@@ -1,4 +1,4 @@
-"""infra.dev_issuer: key ids, the key file, the JWKS document and the tokens it mints, checked
+"""infra.keys.dev_issuer: key ids, the key file, the JWKS document and the tokens it mints, checked
 with the gateway's own verifier (functions.gateway.auth) over a static key set. No I/O but
 temporary files."""
 
@@ -20,9 +20,9 @@ import pytest
 from functions.gateway.auth import InvalidToken, UnknownKey
 from functions.gateway.auth.jwks import JwksCache, StaticJwks, parse_jwks
 from functions.gateway.auth.jwt_bearer import JwtVerifier
-from infra import dev_issuer
 from infra.cli import main as cli
-from infra.dev_issuer import DevIssuerError, IssuerConfig, IssuerKey, NoLocalIssuer
+from infra.keys import dev_issuer
+from infra.keys.dev_issuer import DevIssuerError, IssuerConfig, IssuerKey, NoLocalIssuer
 from infra.settings import Settings
 
 EMULATOR = "http://127.0.0.1:4566"

@@ -1,4 +1,4 @@
-"""The rotation's decisions (``infra.key_rotation``): every state of the two stores leads to
+"""The rotation's decisions (``infra.keys.key_rotation``): every state of the two stores leads to
 one next step, a whole rotation walks through them, and an interrupted one resumes."""
 
 from __future__ import annotations
@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from bus.security.keys import KeyRing, KeyStatus, SecretKeys, generate_ed25519
-from infra import key_rotation
-from infra.key_rotation import RotationConflict, next_step
+from infra.keys import key_rotation
+from infra.keys.key_rotation import RotationConflict, next_step
 
 OLD, OLD_V = generate_ed25519("orders")
 NEW, NEW_V = generate_ed25519("orders")

@@ -16,8 +16,9 @@ from botocore.exceptions import ClientError
 
 from bus.envelope import now_ms
 from bus.security.keys import InvalidKey, KeyRing, generate_ed25519, signing_keys_from_bytes
-from infra import deploy, key_rotation, mesh_keys
+from infra import deploy
 from infra.errors import DeployFailed
+from infra.keys import key_rotation, mesh_keys
 from infra.settings import Settings
 
 Say = Callable[[str], None]
@@ -29,7 +30,7 @@ def secret_name(settings: Settings, service: str) -> str:
 
 def ensure_keys(settings: Settings, services: list[str], say: Say) -> KeyRing:
     """Create missing signing keys in Secrets Manager; return the keyring of all of them,
-    with a rotation under way kept as the live keyring has it (``infra.key_rotation``)."""
+    with a rotation under way kept as the live keyring has it (``infra.keys.key_rotation``)."""
     secrets = deploy.client(settings, "secretsmanager")
     live = mesh_keys.read_published(settings)
     keyring = KeyRing()

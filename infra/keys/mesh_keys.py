@@ -1,4 +1,4 @@
-"""The stores of the mesh keys (the adapter of ``infra.key_rotation``): each service's
+"""The stores of the mesh keys (the adapter of ``infra.keys.key_rotation``): each service's
 signing secret in Secrets Manager and the live keyring, an SSM parameter that running
 functions reload (``infra.template.keyring_parameter``) mirrored into the local workers'
 ``.local/identity/keyring.json``.
