@@ -12,10 +12,11 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from infra import deploy, local, package, smoke, template, topics
+from infra import deploy, local, package, smoke, template
 from infra.cli import tui
 from infra.errors import InfraError
 from infra.functions import FUNCTIONS, GATEWAY, POLICY_BUNDLE
+from infra.kafka import topics
 from infra.keys import dev_issuer, identity, pepper
 from infra.policy import (
     access_map,

@@ -44,7 +44,7 @@ def schema_command(root: Path, say: Say) -> int:
 def plan_command(settings: Settings, say: Say, *, allow_delete: bool, apply: bool) -> int:
     """``meshgate policy plan`` (and ``apply``): the topic changes the policies ask for.
     Exit 1 when a declared change is impossible (shrinking, replication)."""
-    from infra import topics
+    from infra.kafka import topics
 
     wanted = topic_specs(settings.root / "policies")
     plan = topics.plan(settings, wanted, allow_delete=allow_delete)

@@ -12,7 +12,7 @@ from bus.policy.model import Policy
 from infra.policy.load import load_policy
 
 if TYPE_CHECKING:
-    from infra.topics import TopicSpec
+    from infra.kafka.topics import TopicSpec
 
 PolicySource = Policy | Path | Iterable[Path]
 
@@ -47,8 +47,8 @@ def operators_of(source: PolicySource) -> list[str]:
 
 
 def topic_specs(source: PolicySource) -> list[TopicSpec]:
-    """The declared topics, in declaration order, as ``infra.topics`` provisions them."""
-    from infra.topics import TopicSpec  # here: infra.topics may import this module
+    """The declared topics, in declaration order, as ``infra.kafka.topics`` provisions them."""
+    from infra.kafka.topics import TopicSpec  # here: infra.kafka.topics may import this module
 
     return [
         TopicSpec(name=name, partitions=topic.partitions, replication=topic.replication,

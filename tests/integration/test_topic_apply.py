@@ -12,8 +12,8 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from infra.errors import InfraError
+from infra.kafka.topics import TopicPlan, TopicSpec, apply, plan
 from infra.settings import Settings
-from infra.topics import TopicPlan, TopicSpec, apply, plan
 
 pytestmark = pytest.mark.integration
 

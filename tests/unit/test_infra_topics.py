@@ -1,13 +1,14 @@
-"""infra.topics: the topic plan (create missing, grow, never shrink or delete) and its file."""
+"""infra.kafka.topics: the topic plan (create missing, grow, never shrink or delete) and its
+file."""
 
 from __future__ import annotations
 
 import pytest
 from pydantic import ValidationError
 
+from infra.kafka.topics import TopicSpec, plan_topics
 from infra.policy import topic_specs
 from infra.settings import ROOT
-from infra.topics import TopicSpec, plan_topics
 
 
 def _spec(name: str, partitions: int) -> TopicSpec:

@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 from bus.traffic.table import parse_rules
+from infra.kafka.topics import TopicSpec
 from infra.policy import (
     access_map,
     check_files,
@@ -16,7 +17,6 @@ from infra.policy import (
     traffic_document,
 )
 from infra.settings import ROOT
-from infra.topics import TopicSpec
 
 POLICIES = ROOT / "policies"
 

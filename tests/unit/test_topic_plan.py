@@ -1,4 +1,4 @@
-"""infra.topics plan/apply: the pure plan, its text, and apply over an in-memory broker that
+"""infra.kafka.topics plan/apply: the pure plan, its text, and apply over an in-memory broker that
 answers like aiokafka's admin client (AlterConfigs replaces every override of a topic)."""
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from aiokafka.admin import NewPartitions, NewTopic
 from aiokafka.admin.config_resource import ConfigResource
 from aiokafka.errors import InvalidPartitionsError
 
-from infra import topic_admin
 from infra.errors import InfraError, NotReachable
-from infra.topics import (
+from infra.kafka import topic_admin
+from infra.kafka.topics import (
     ConfigChange,
     LiveTopic,
     TopicPlan,
@@ -272,7 +272,7 @@ class Broker:
 
 
 class FakeAdminClient:
-    """The subset of AIOKafkaAdminClient that infra.topic_admin uses, answering like a
+    """The subset of AIOKafkaAdminClient that infra.kafka.topic_admin uses, answering like a
     KRaft broker (per-topic error codes in the responses, DescribeConfigs v2)."""
 
     broker = Broker()

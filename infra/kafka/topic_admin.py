@@ -1,4 +1,4 @@
-"""The Kafka admin adapter of ``infra.topics``: live topics in, changes out, over aiokafka's
+"""The Kafka admin adapter of ``infra.kafka.topics``: live topics in, changes out, over aiokafka's
 ``AIOKafkaAdminClient``.
 
 Every call is bounded (``timeout_s``) and every failure leaves as one ``InfraError`` line
@@ -43,7 +43,7 @@ T = TypeVar("T")
 
 
 class TopicShape(Protocol):
-    """What creating a topic needs (``infra.topics.TopicSpec`` is one)."""
+    """What creating a topic needs (``infra.kafka.topics.TopicSpec`` is one)."""
 
     @property
     def name(self) -> str: ...

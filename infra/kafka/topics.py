@@ -1,5 +1,5 @@
 """Kafka topics from the policies: the plan is pure, the admin calls are a thin adapter
-(``infra.topic_admin``).
+(``infra.kafka.topic_admin``).
 
 ``plan_topics`` compares the declared topics with the broker's: topics to create,
 partitions to add, declared configs that differ from the topic's own overrides, and the
@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from infra.errors import InfraError
+from infra.kafka.topic_admin import ADMIN_TIMEOUT_S, LiveTopic, TopicAdmin
 from infra.settings import Settings
-from infra.topic_admin import ADMIN_TIMEOUT_S, LiveTopic, TopicAdmin
 
 __all__ = [
     "ADMIN_TIMEOUT_S",
