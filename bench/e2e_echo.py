@@ -20,9 +20,9 @@ import httpx
 
 from bench import stats
 from bench.machine import describe
-from infra import stack
+from infra.local import lifecycle
+from infra.local.smoke import DEMO_ORDER
 from infra.settings import Settings
-from infra.smoke import DEMO_ORDER
 
 HTTP_TIMEOUT_S = 30.0
 
@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.count < args.rounds or args.rounds < 1 or args.warmup < 0:
         parser.error("--count must be at least --rounds >= 1, --warmup >= 0")
-    endpoint = stack.status(Settings.resolve())["endpoint"]
+    endpoint = lifecycle.status(Settings.resolve())["endpoint"]
     if endpoint is None:
         raise SystemExit("bench: error: the stack is not deployed; run 'make up' first")
     result = run(endpoint, args.count, args.warmup, args.rounds)

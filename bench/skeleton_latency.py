@@ -16,9 +16,9 @@ from collections.abc import Callable
 import httpx
 
 from bench.machine import describe, percentile
-from infra import stack
+from infra.local import lifecycle
+from infra.local.smoke import DEMO_ORDER
 from infra.settings import Settings
-from infra.smoke import DEMO_ORDER
 
 
 def measure(call: Callable[[], httpx.Response], count: int, warmup: int) -> list[float]:
@@ -38,7 +38,7 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=100)
     parser.add_argument("--warmup", type=int, default=10)
     args = parser.parse_args()
-    endpoint = stack.status(Settings.resolve())["endpoint"]
+    endpoint = lifecycle.status(Settings.resolve())["endpoint"]
     if endpoint is None:
         raise SystemExit("bench: error: the stack is not deployed; run 'make up' first")
     print(f"machine: {describe()}")

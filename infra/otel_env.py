@@ -1,7 +1,7 @@
 """The OpenTelemetry variables given to the deployed gateway and the local workers (pure).
 
 Locally (the emulator) every process exports traces over OTLP/HTTP to the local collector
-(``infra.collector``, started by ``meshgate up``); the long-lived workers also export their
+(``infra.local.collector``, started by ``meshgate up``); the long-lived workers also export their
 metrics every few seconds (``metrics=True``). The gateway Lambda does not: it flushes at the
 end of every invocation, and a metrics export there would cost one more POST per request.
 On AWS nothing is set unless the operator deploys with ``MESHGATE_OTEL_*`` variables, which

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from functions.shared.operations_store import ENV_TABLE
 from functions.shared.operations_table import operations_access, operations_table
-from infra.package import Artifact
+from infra.deploy.package import Artifact
 from infra.settings import Settings
 from infra.stack_parts import StackPart
 

@@ -22,8 +22,8 @@ from functions.gateway.auth.authorizer_context import TRUST_AUTHORIZER_ENV
 from functions.gateway.auth.dynamodb_keys import API_KEYS_TABLE_ENV
 from functions.gateway.auth.keys_table import api_keys_read_access, api_keys_table
 from functions.shared.secrets import API_KEY_PEPPER_ENV
+from infra.deploy.package import Artifact
 from infra.keys.pepper import pepper_secret_name
-from infra.package import Artifact
 from infra.settings import Settings
 from infra.stack_parts import StackPart
 

@@ -20,9 +20,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from infra.deploy.package import Artifact
 from infra.functions import AUTHORIZER as AUTHORIZER_SPEC
 from infra.functions import GATEWAY
-from infra.package import Artifact
 from infra.part_auth import attach_authorizer, authorizer_resources, trusting_authorizer
 from infra.settings import Settings
 from infra.stack_parts import StackPart, merge, part_builders

@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from infra.deploy.package import Artifact
 from infra.functions import BENCH_ECHO
-from infra.package import Artifact
 from infra.settings import Settings
 from infra.stack_parts import StackPart
 

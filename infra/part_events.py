@@ -15,9 +15,9 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from bus.topics import request_topic
+from infra.deploy.package import Artifact
 from infra.functions import ORDERS_EVENTS
 from infra.otel_env import otel_environment
-from infra.package import Artifact
 from infra.settings import Settings
 from infra.stack_parts import StackPart
 from infra.tables import idempotency_access

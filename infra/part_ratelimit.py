@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from functions.gateway.ratelimit.quota import quota_access
 from functions.gateway.ratelimit.table import rate_limit_access, rate_limit_table
-from infra.package import Artifact
+from infra.deploy.package import Artifact
 from infra.settings import Settings
 from infra.stack_parts import StackPart
 

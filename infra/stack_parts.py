@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from infra.package import Artifact
+from infra.deploy.package import Artifact
 from infra.settings import Settings
 
 if TYPE_CHECKING:

@@ -8,8 +8,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from infra.deploy.package import Artifact
 from infra.otel_env import otel_environment
-from infra.package import Artifact
 from infra.settings import Settings
 from infra.stack_parts import merge, part_builders
 from infra.tables import idempotency_table

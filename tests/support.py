@@ -132,7 +132,7 @@ def sender_identity(settings: Settings, service: str) -> Identity:
     """A deployed service's signing identity (its key from Secrets Manager): tests use it to
     send genuine messages as that service. The tools never do (``meshgate dlq replay``
     countersigns as an operator instead)."""
-    from infra import deploy
+    from infra.deploy import aws as deploy
     from infra.keys import identity
     from infra.policy import access_map
 

@@ -27,9 +27,9 @@ from bench.attack.edge_cases import Cases, Credentials, EdgeCase, build
 from bench.attack.edge_lambda_events import run_lambda_events
 from bench.attack.edge_status_flood import status_flood
 from bus.policy.edge import StatusRateLimit
-from infra import stack
 from infra.cli import keys as keys_cli
 from infra.keys import dev_issuer
+from infra.local import lifecycle
 from infra.policy.load import load_policy
 from infra.settings import Settings
 
@@ -55,7 +55,7 @@ def loopback(url: str) -> str:
 
 
 def endpoint_of(settings: Settings) -> str:
-    endpoint = stack.status(settings)["endpoint"]
+    endpoint = lifecycle.status(settings)["endpoint"]
     if not isinstance(endpoint, str):
         raise SystemExit("attack: no deployed edge; run 'make up' (or meshgate up) first")
     return loopback(endpoint)

@@ -19,7 +19,7 @@ from typing import Any
 
 from bench.attack.accounting import CONTROL, Outcome
 from bench.attack.edge_cases import LAMBDA_EVENTS
-from infra import deploy
+from infra.deploy import aws as deploy
 from infra.settings import Settings
 
 EVENTS = Path(__file__).resolve().parents[2] / "tests" / "events"

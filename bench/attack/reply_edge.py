@@ -26,7 +26,7 @@ from bench.attack.reply_cases import HIJACK, Reply, answer, error_body, order_cr
 from bench.attack.reply_hijack import PARK_WAIT_S, next_request, watch_requests, write
 from bus.security.keys import SigningKey, signing_key_from_bytes
 from bus.security.quarantine import QUARANTINE_TOPIC
-from infra import deploy
+from infra.deploy import aws as deploy
 from infra.keys import identity
 from infra.settings import Settings
 

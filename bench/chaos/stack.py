@@ -24,7 +24,7 @@ from bus.security.access import AccessPolicy
 from bus.security.identity import Identity
 from bus.security.keys import KeyRing, generate_ed25519
 from bus.security.quarantine import QUARANTINE_TOPIC
-from infra.deploy import client
+from infra.deploy.aws import client
 from infra.settings import Settings
 from infra.tables import idempotency_table
 

@@ -9,7 +9,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from bus.errors import MeshError
-from infra import stack
 from infra.cli import dlq as deadletters
 from infra.cli import keys as keys_cli
 from infra.cli import token as token_cli
@@ -17,7 +16,9 @@ from infra.cli import trace as trace_cli
 from infra.cli import tui
 from infra.cli.docs import cli as docs_cli
 from infra.cli.tail import cli as tail_cli
+from infra.deploy import pipeline
 from infra.errors import InfraError
+from infra.local import lifecycle
 from infra.policy import commands as policy_commands
 from infra.settings import Settings
 
@@ -84,11 +85,11 @@ def run(argv: Sequence[str] | None = None) -> int:
     settings = Settings.resolve()
     _say = tui.sayer()  # plain lines unless stdout is a terminal
     if args.command == "up":
-        stack.up(settings, _say, smoke_call=not args.no_demo)
+        lifecycle.up(settings, _say, smoke_call=not args.no_demo)
     elif args.command == "down":
-        stack.down(settings, _say, workers_only=args.workers_only)
+        lifecycle.down(settings, _say, workers_only=args.workers_only)
     elif args.command == "status":
-        state = stack.status(settings)
+        state = lifecycle.status(settings)
         if args.json:
             print(json.dumps(state))
         else:
@@ -96,7 +97,7 @@ def run(argv: Sequence[str] | None = None) -> int:
                            title="meshgate status")
     elif args.command == "deploy":
         with tui.activity(_say, "package and deploy"):
-            endpoint = stack.deploy_stack(settings, _say)
+            endpoint = pipeline.deploy_stack(settings, _say)
         _say(f"endpoint: {endpoint}")
     elif args.command == "dlq":
         if args.dlq_command == "list":
@@ -126,7 +127,7 @@ def run(argv: Sequence[str] | None = None) -> int:
     elif args.command == "trace":
         return trace_cli.run(args, settings)
     elif args.command == "topics":
-        plan = stack.provision_topics(settings)
+        plan = lifecycle.provision_topics(settings)
         _say("no changes" if plan.empty else f"created {[s.name for s in plan.create]}, "
              f"grew {[g[0] for g in plan.grow]}")
     return 0

@@ -1,5 +1,5 @@
 """``meshgate trace TRACE_ID | --last [--file PATH]``: one trace from the local collector's
-span file (``.local/telemetry/spans.jsonl``, ``infra.collector``) printed as a tree."""
+span file (``.local/telemetry/spans.jsonl``, ``infra.local.collector``) printed as a tree."""
 
 from __future__ import annotations
 
@@ -16,9 +16,9 @@ from infra.cli.trace_tree import (
     render,
 )
 from infra.errors import InfraError
+from infra.local.span_log import read_rows, rotated
 from infra.otel_env import SPANS_FILE, telemetry_dir
 from infra.settings import Settings
-from infra.span_log import read_rows, rotated
 
 
 class TraceNotFound(InfraError):

@@ -1,4 +1,4 @@
-"""One trace's spans as a tree (pure: rows of ``infra.otlp_decode.span_rows`` in, text out).
+"""One trace's spans as a tree (pure: rows of ``infra.local.otlp_decode.span_rows`` in, text out).
 
 ``normalize_trace_id(text)``: a trace id from 32 hex, a W3C traceparent, or an X-Ray
 ``Root=1-<8>-<24>`` / ``1-<8>-<24>``; None when it is none of these.

@@ -33,7 +33,7 @@ from botocore.exceptions import ClientError
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from infra import deploy
+from infra.deploy import aws as deploy
 from infra.errors import InfraError
 from infra.policy import PolicyError, load_policy
 from infra.settings import Settings

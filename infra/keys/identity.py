@@ -16,7 +16,7 @@ from botocore.exceptions import ClientError
 
 from bus.envelope import now_ms
 from bus.security.keys import InvalidKey, KeyRing, generate_ed25519, signing_keys_from_bytes
-from infra import deploy
+from infra.deploy import aws as deploy
 from infra.errors import DeployFailed
 from infra.keys import key_rotation, mesh_keys
 from infra.settings import Settings

@@ -20,7 +20,8 @@ from bus.security.keys import (
     secret_document,
     signing_keys_from_bytes,
 )
-from infra import deploy, template
+from infra import template
+from infra.deploy import aws as deploy
 from infra.errors import DeployFailed, InfraError
 from infra.settings import Settings
 

@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 from botocore.exceptions import ClientError
 
-from infra import deploy
+from infra.deploy import aws as deploy
 from infra.errors import DeployFailed
 from infra.settings import Settings
 

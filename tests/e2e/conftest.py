@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from infra import stack
+from infra.local import lifecycle
 from infra.settings import Settings
 from tests.support import MESHGATE, run
 
@@ -18,7 +18,7 @@ def settings() -> Settings:
 
 @pytest.fixture(scope="session")
 def endpoint(settings: Settings) -> str:
-    state = stack.status(settings)
+    state = lifecycle.status(settings)
     if state["endpoint"] is None or None in state["workers"].values():
         result = run([str(MESHGATE), "up", "--no-demo"], timeout_s=900)
         assert result.returncode == 0, result.stdout + result.stderr

@@ -26,8 +26,9 @@ import jwt
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from infra import deploy, stack
+from infra.deploy import aws as deploy
 from infra.keys import dev_issuer
+from infra.local import lifecycle
 from infra.settings import Settings
 from tests.e2e.edge_support import _end_offsets, issue_key, nothing_reaches_the_bus, token
 
@@ -42,7 +43,7 @@ ORDER: dict[str, Any] = {"customer": "e2e-authorized-edge",
 @pytest.fixture(scope="module")
 def authorized(endpoint: str, settings: Settings) -> str:
     """The authorized edge's base URL, as ``meshgate status --json`` reports it."""
-    url = stack.status(settings)["authorized_endpoint"]
+    url = lifecycle.status(settings)["authorized_endpoint"]
     assert isinstance(url, str), "deploy the stack with the authorizer (meshgate deploy)"
     assert url != endpoint
     return url

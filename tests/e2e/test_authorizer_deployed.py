@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from functions.gateway.auth import Principal
-from infra import deploy
+from infra.deploy import aws as deploy
 from infra.settings import Settings
 from tests.support import MESHGATE, run
 

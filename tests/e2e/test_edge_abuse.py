@@ -14,7 +14,7 @@ from bench.attack.accounting import CONTROL
 from bench.attack.edge_attack import credentials, status_limit
 from bench.attack.edge_lambda_events import gateway_refusal, healthz_event, run_lambda_events
 from bench.attack.edge_status_flood import status_flood
-from infra import deploy
+from infra.deploy import aws as deploy
 from infra.settings import Settings
 
 

@@ -31,8 +31,8 @@ from bus.security.quarantine import H_REASON, QUARANTINE_TOPIC
 from bus.security.signing import sign
 from bus.topics import REPLY_TOPIC
 from infra.keys import mesh_keys
+from infra.local.smoke import DEMO_ORDER
 from infra.settings import Settings
-from infra.smoke import DEMO_ORDER
 from tests.e2e.edge_support import token
 from tests.support import MESHGATE, run
 

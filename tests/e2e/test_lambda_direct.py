@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from infra import deploy
-from infra.gateway_env import resolved_gateway_environment
+from infra.deploy import aws as deploy
+from infra.deploy.gateway_env import resolved_gateway_environment
 from infra.settings import Settings
 
 pytestmark = pytest.mark.e2e

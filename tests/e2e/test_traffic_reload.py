@@ -11,9 +11,10 @@ from typing import Any
 import httpx
 import pytest
 
-from infra import deploy, template
+from infra import template
+from infra.deploy import aws as deploy
+from infra.local.smoke import DEMO_ORDER
 from infra.settings import Settings
-from infra.smoke import DEMO_ORDER
 
 pytestmark = pytest.mark.e2e
 WITHIN_S = 30.0

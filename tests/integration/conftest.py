@@ -11,7 +11,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from botocore.exceptions import BotoCoreError, ClientError
 
 from bus.config import BusSettings
-from infra.deploy import client
+from infra.deploy.aws import client
 from infra.settings import Settings
 from localstack.kafka.probe import broker_ready
 

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from infra import deploy
+from infra.deploy import aws as deploy
 from infra.errors import DeployFailed
 from infra.settings import Settings
 

@@ -19,7 +19,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from functions.gateway.auth.jwks import JwksCache, UrlJwks, parse_jwks
 from functions.gateway.auth.jwt_bearer import JwtVerifier
-from infra.deploy import client
+from infra.deploy.aws import client
 from infra.keys import dev_issuer
 from infra.settings import Settings
 

@@ -32,7 +32,7 @@ from bus.security.quarantine import H_ORIGINAL_OFFSET, H_REASON, QUARANTINE_TOPI
 from bus.topics import REPLY_TOPIC
 from bus.transport import Reader, Record
 from bus.transport.kafka import KafkaTransport
-from infra import deploy
+from infra.deploy import aws as deploy
 from infra.otel_env import SPANS_FILE, telemetry_dir
 from infra.settings import Settings
 from tests.support import sender_identity

@@ -18,7 +18,7 @@ from bus.security.keys import KeyRing
 from bus.transport.kafka import KafkaTransport
 from functions.inventory.service import stock_of
 from functions.orders.service import list_price
-from infra import local
+from infra.local import workers as local
 from infra.settings import Settings
 from tests.support import sender_identity
 

@@ -11,7 +11,7 @@ import pytest
 
 from bus.traffic.table import TrafficReloader, TrafficTable
 from functions.shared.ssm_traffic import SsmTrafficSource
-from infra import deploy
+from infra.deploy import aws as deploy
 from infra.settings import Settings
 
 pytestmark = pytest.mark.integration

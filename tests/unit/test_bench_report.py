@@ -17,8 +17,8 @@ from bench.report.suites import NAMES, SUITES
 from bench.report.targets import targets
 from bench.sweep_plan import FAST, FULL, point, side_summary
 from functions.bench_echo.handler import handler
+from infra.deploy.package import Artifact
 from infra.functions import BENCH_ECHO, FUNCTIONS, GATEWAY
-from infra.package import Artifact
 from infra.part_bench_echo import FUNCTION, ROUTE, ROUTE_PATH, part
 from infra.settings import Settings
 from infra.template import MeshConfig, stack_template

@@ -1,4 +1,4 @@
-"""infra.deploy: the pure parts (change descriptions, results, error translation)."""
+"""infra.deploy.aws: the pure parts (change descriptions, results, error translation)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
 
-from infra.deploy import DeployResult, aws_errors, describe_change
+from infra.deploy.aws import DeployResult, aws_errors, describe_change
 from infra.errors import DeployFailed, InfraError, NotReachable
 from infra.settings import Settings
 

@@ -1,4 +1,4 @@
-"""infra.package: reproducible zips and the pip command that vendors Lambda dependencies."""
+"""infra.deploy.package: reproducible zips and the pip command that vendors Lambda dependencies."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import os
 import zipfile
 from pathlib import Path
 
+from infra.deploy.package import FIXED_TIME, pip_command, write_zip
 from infra.functions import GATEWAY, FunctionSpec
-from infra.package import FIXED_TIME, pip_command, write_zip
 from infra.settings import Settings
 
 FILES = {

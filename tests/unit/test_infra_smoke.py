@@ -1,4 +1,4 @@
-"""infra.smoke: the printed curl line and the demo order."""
+"""infra.local.smoke: the printed curl line and the demo order."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 
 from functions.orders.service import price
 from functions.shared.orders_contract import CreateOrder
-from infra.smoke import DEMO_ORDER, curl_line
+from infra.local.smoke import DEMO_ORDER, curl_line
 
 
 @pytest.mark.parametrize(

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from bus.config import BusSettings
+from infra.deploy.package import Artifact
 from infra.functions import GATEWAY
-from infra.package import Artifact
 from infra.settings import Settings
 from infra.template import (
     MeshConfig,

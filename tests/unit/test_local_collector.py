@@ -1,6 +1,6 @@
-"""infra.otlp_decode, infra.span_log and infra.collector: real OTLP requests (built by the
-SDK's own encoder and sent by its own OTLP/HTTP exporters over a loopback socket) become one
-JSON line per span; the files rotate at their bound."""
+"""infra.local.otlp_decode, infra.local.span_log and infra.local.collector: real OTLP requests
+(built by the SDK's own encoder and sent by its own OTLP/HTTP exporters over a loopback socket)
+become one JSON line per span; the files rotate at their bound."""
 
 from __future__ import annotations
 
@@ -26,12 +26,12 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
 from functions.shared.otel_setup import TelemetryConfig, telemetry_config
-from infra import local
-from infra.collector import CollectorConfig, CollectorServer
+from infra.local import workers as local
+from infra.local.collector import CollectorConfig, CollectorServer
+from infra.local.otlp_decode import OtlpDecodeError, decompress, span_rows
+from infra.local.span_log import JsonLines, read_rows, rotated
 from infra.otel_env import otel_environment
-from infra.otlp_decode import OtlpDecodeError, decompress, span_rows
 from infra.settings import Settings
-from infra.span_log import JsonLines, read_rows, rotated
 
 
 def _spans() -> list[ReadableSpan]:

@@ -1,11 +1,11 @@
-"""infra.local: ``meshgate up`` runs the inventory worker too, and gives every worker what a
+"""infra.local.workers: ``meshgate up`` runs the inventory worker too, and gives every worker what a
 handler's nested calls need (a reply topic the policies let it consume)."""
 
 from __future__ import annotations
 
 from bus.config import BusSettings
 from bus.security.access import AccessPolicy
-from infra import local
+from infra.local import workers as local
 from infra.policy import access_map
 from infra.settings import ROOT, Settings
 

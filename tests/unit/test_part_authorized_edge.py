@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from infra import part_authorized_edge as edge
+from infra.deploy.package import Artifact
 from infra.functions import AUTHORIZER, GATEWAY
-from infra.package import Artifact
 from infra.part_auth import authorizer_resources, with_authorizer
 from infra.settings import Settings
 from infra.template import MeshConfig, render, stack_template

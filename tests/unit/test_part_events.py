@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 
 from bus.config import BusSettings
+from infra.deploy.package import Artifact
 from infra.functions import FUNCTIONS, GATEWAY, ORDERS_EVENTS
-from infra.package import Artifact
 from infra.part_events import FUNCTION_ID, MAPPING_ID, ROLE_ID, part
 from infra.settings import Settings
 from infra.template import MeshConfig, stack_template

@@ -1,5 +1,5 @@
 """The CLI's output modes: plain aligned lines for pipes (what tests and scripts parse),
-rich tables and step spinners on a terminal; ``stack.step`` keeps its plain lines."""
+rich tables and step spinners on a terminal; ``lifecycle.step`` keeps its plain lines."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import io
 import pytest
 from rich.console import Console
 
-from infra import stack
 from infra.cli import tui
 from infra.cli.main import _status_rows
+from infra.local import lifecycle
 
 
 def terminal() -> tuple[tui.RichSay, io.StringIO]:
@@ -52,7 +52,7 @@ def test_sayer_is_plain_when_stdout_is_not_a_terminal(capsys: pytest.CaptureFixt
 
 def test_step_keeps_its_plain_lines() -> None:
     lines: list[str] = []
-    with stack.step(lines.append, "topics"):
+    with lifecycle.step(lines.append, "topics"):
         lines.append("created x")
     assert lines[0] == "==> topics"
     assert lines[1] == "created x"
@@ -64,9 +64,9 @@ def test_step_keeps_its_plain_lines() -> None:
 
 def test_step_on_a_terminal_ticks_or_crosses() -> None:
     say, out = terminal()
-    with stack.step(say, "Kafka broker"):
+    with lifecycle.step(say, "Kafka broker"):
         say("kafka: already running")
-        with stack.step(say, "nested"):  # the outer spinner goes on
+        with lifecycle.step(say, "nested"):  # the outer spinner goes on
             pass
     assert "kafka: already running" in out.getvalue()
     assert "✓ Kafka broker" in out.getvalue()

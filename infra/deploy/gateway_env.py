@@ -6,7 +6,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from infra import deploy, stack, template
+from infra import template
+from infra.deploy import aws as deploy
+from infra.deploy import pipeline
 from infra.errors import InfraError
 from infra.functions import POLICY_BUNDLE
 from infra.settings import Settings
@@ -31,12 +33,12 @@ def _resolved(value: Any, ids: dict[str, str]) -> str:
 
 
 def resolved_gateway_environment(settings: Settings) -> dict[str, str]:
-    mesh = stack.mesh_config(settings, lambda _: None)
+    mesh = pipeline.mesh_config(settings, lambda _: None)
     env: dict[str, Any] = dict(template.gateway_environment(settings, mesh))
     extra = merge([builder({}, settings, mesh) for builder in part_builders()])
     ids = physical_ids(settings)
     env.update({name: _resolved(value, ids) for name, value in extra.gateway_env.items()})
-    env["MESH_POLICY_FILE"] = str(stack.bundle_policy(settings))
+    env["MESH_POLICY_FILE"] = str(pipeline.bundle_policy(settings))
     env.update(AWS_ENDPOINT_URL=str(settings.endpoint_url), AWS_ACCESS_KEY_ID="test",
                AWS_SECRET_ACCESS_KEY="test", AWS_DEFAULT_REGION=settings.region)
     assert POLICY_BUNDLE in env["MESH_POLICY_FILE"]

@@ -15,8 +15,8 @@ from typing import Any
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
 
+from infra.deploy.package import Artifact
 from infra.errors import DeployFailed, NotReachable
-from infra.package import Artifact
 from infra.settings import Settings
 
 Say = Callable[[str], None]

@@ -1,9 +1,9 @@
-"""The local OTLP/HTTP collector: ``python -m infra.collector`` (started by ``meshgate up``).
+"""The local OTLP/HTTP collector: ``python -m infra.local.collector`` (started by ``meshgate up``).
 
 Receives ``POST /v1/traces`` and ``POST /v1/metrics`` (protobuf, optionally gzip or deflate,
 as the SDK's OTLP/HTTP exporters send them) on 127.0.0.1:4318 and appends one JSON line per
 span to ``.local/telemetry/spans.jsonl`` and per metric to ``metrics.jsonl`` (rotated at
-50 MB; ``infra.span_log``), which ``meshgate trace`` reads. Answers as the OTLP/HTTP spec
+50 MB; ``infra.local.span_log``), which ``meshgate trace`` reads. Answers as the OTLP/HTTP spec
 says: 200 with an empty protobuf response, 400 for a body that does not decode (the sender
 must not retry it), 415 for JSON (not supported here), 413 over 32 MB, 404 elsewhere.
 
@@ -23,6 +23,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, Final
 
+from infra.local.otlp_decode import OtlpDecodeError, decompress, metric_rows, span_rows
+from infra.local.span_log import MAX_BYTES, JsonLines
 from infra.otel_env import (
     COLLECTOR_HOST,
     COLLECTOR_PORT,
@@ -30,9 +32,7 @@ from infra.otel_env import (
     SPANS_FILE,
     telemetry_dir,
 )
-from infra.otlp_decode import OtlpDecodeError, decompress, metric_rows, span_rows
 from infra.settings import Settings
-from infra.span_log import MAX_BYTES, JsonLines
 
 MAX_BODY_BYTES: Final = 32 * 1024 * 1024
 PROTOBUF: Final = "application/x-protobuf"

@@ -59,7 +59,7 @@ WORKERS = (
     WorkerSpec("gateway", "functions.async_results.worker"),
     # The local OTLP/HTTP collector (traces to .local/telemetry/spans.jsonl); last, so it
     # is stopped after the workers' final export.
-    WorkerSpec("collector", "infra.collector"),
+    WorkerSpec("collector", "infra.local.collector"),
 )
 
 

@@ -1,0 +1,86 @@
+"""The deploy pipeline: keys, traffic rules, the policy bundle, packaging, upload and the
+change-set deploy of the stack (``meshgate deploy``, and the deploy step of ``meshgate up``)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+from botocore.exceptions import ClientError
+
+from infra import template
+from infra.deploy import aws as deploy
+from infra.deploy import package
+from infra.functions import FUNCTIONS, GATEWAY, POLICY_BUNDLE
+from infra.keys import dev_issuer, identity, pepper
+from infra.policy import access_map, load_policy, operators_of, services_of, traffic_document
+from infra.settings import Settings
+
+Say = Callable[[str], None]
+
+
+def policy_file(settings: Settings) -> Path:
+    """The policies: every ``policies/*.yaml``, merged."""
+    return settings.root / "policies"
+
+
+def mesh_config(settings: Settings, say: Say) -> template.MeshConfig:
+    """Ensure every service and operator has a signing key; the public keyring and access
+    map. An operator's key is in the keyring as its own (never a service's): receivers admit
+    its countersignatures only where the access map's ``replay`` says."""
+    services = services_of(policy_file(settings)) + operators_of(policy_file(settings))
+    keyring = identity.ensure_keys(settings, services, say)
+    access = access_map(policy_file(settings))
+    identity.write_local_identity(settings, keyring, access)
+    identity.publish_keyring(settings, keyring, say)  # what running processes reload
+    return template.MeshConfig(keyring=keyring.to_dict(), access=access)
+
+
+def publish_traffic(settings: Settings, say: Say) -> None:
+    """Write the policies' traffic rules where the functions reload them from (SSM)."""
+    name = template.traffic_parameter(settings)
+    document = json.dumps(traffic_document(policy_file(settings)), sort_keys=True,
+                          separators=(",", ":"))
+    ssm = deploy.client(settings, "ssm")
+    with deploy.aws_errors(settings, "traffic rules"):
+        try:
+            current = ssm.get_parameter(Name=name)["Parameter"]["Value"]
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "ParameterNotFound":
+                raise
+            current = None
+        if current == document:
+            say(f"traffic rules {name}: no changes")
+            return
+        ssm.put_parameter(Name=name, Value=document, Type="String", Overwrite=True)
+        say(f"traffic rules {name}: {len(json.loads(document))} operation(s) published")
+
+
+def deploy_stack(settings: Settings, say: Say) -> str:
+    """Keys, traffic rules, package, upload and deploy; returns the HTTP endpoint."""
+    mesh = mesh_config(settings, say)
+    pepper.ensure_pepper(settings, say)  # the API-key pepper the gateway and authorizer read
+    publish_traffic(settings, say)
+    dev_issuer.ensure(settings, say)  # local JWT issuer's JWKS on the emulator's S3
+    bundled = bundle_policy(settings)
+    artifacts: dict[str, package.Artifact] = {}
+    for spec in FUNCTIONS:
+        extra = [(POLICY_BUNDLE, bundled)] if spec.bundles_policy else []
+        artifact = artifacts[spec.name] = package.build(spec, settings, extra)
+        say(f"built {artifact.path.name} ({artifact.path.stat().st_size / 1e6:.1f} MB, "
+            f"sha256 {artifact.sha256[:12]})")
+    deploy.upload(settings, list(artifacts.values()), say)
+    gateway = artifacts.pop(GATEWAY.name)
+    body = template.render(template.stack_template(gateway, settings, mesh, artifacts))
+    result = deploy.deploy_template(settings, body, say)
+    return template.endpoint_url(settings, result.outputs["ApiId"])
+
+
+def bundle_policy(settings: Settings) -> Path:
+    """The merged policy as JSON (schema references inlined), bundled into the functions
+    that serve routes: they read JSON at cold start, never YAML."""
+    target = settings.build_dir / POLICY_BUNDLE
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(load_policy(policy_file(settings)).model_dump_json(exclude_defaults=True))
+    return target

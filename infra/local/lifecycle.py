@@ -1,0 +1,102 @@
+"""The whole local system, step by step: what ``meshgate up``, ``down`` and ``status`` do
+(the deploy step is ``infra.deploy.pipeline``)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from infra import template
+from infra.cli import tui
+from infra.deploy import aws as deploy
+from infra.deploy.pipeline import deploy_stack, policy_file
+from infra.errors import InfraError
+from infra.kafka import topics
+from infra.local import smoke
+from infra.local import workers as local
+from infra.policy import topic_specs
+from infra.settings import Settings
+
+Say = Callable[[str], None]
+
+
+@contextmanager
+def step(say: Say, title: str) -> Iterator[None]:
+    if isinstance(say, tui.RichSay):  # a terminal: a spinner, then a tick and the time
+        with say.step(title):
+            yield
+        return
+    say(f"==> {title}")
+    started = time.monotonic()
+    yield
+    say(f"    done in {time.monotonic() - started:.1f}s")
+
+
+def provision_topics(settings: Settings) -> topics.TopicPlan:
+    wanted = topic_specs(policy_file(settings))
+    return asyncio.run(topics.apply_topics(settings.kafka_bootstrap, wanted))
+
+
+def up(settings: Settings, say: Say, *, smoke_call: bool = True) -> dict[str, Any]:
+    total = time.monotonic()
+    with step(say, "Kafka broker"):
+        local.run_script(settings, local.KAFKA_SCRIPT, "start", say)
+    with step(say, "AWS emulator"):
+        local.run_script(settings, local.EMULATOR_SCRIPT, "start", say)
+    with step(say, "topics"):
+        plan = provision_topics(settings)
+        created = [s.name for s in plan.create]
+        say(f"created {', '.join(created)}" if created else "topics: no changes")
+        for name, have, want in plan.grow:
+            say(f"{name}: partitions {have} -> {want}")
+    with step(say, "package and deploy"):
+        endpoint = deploy_stack(settings, say)
+    with step(say, "service workers"):
+        for worker in local.WORKERS:
+            local.start_worker(settings, worker, say)
+    result: dict[str, Any] = {"endpoint": endpoint}
+    if smoke_call:
+        with step(say, "demo call through the HTTP endpoint"):
+            result["demo"] = smoke.demo_call(endpoint)
+            say(f"answer: {result['demo']}")
+    say(f"meshgate is up in {time.monotonic() - total:.1f}s")
+    say(f"endpoint: {endpoint}")
+    say(smoke.curl_line(endpoint))
+    for line in smoke.more_lines(endpoint):
+        say(line)
+    return result
+
+
+def down(settings: Settings, say: Say, *, workers_only: bool = False) -> None:
+    for worker in local.WORKERS:
+        local.stop_worker(settings, worker, say)
+    if workers_only:
+        return
+    local.run_script(settings, local.EMULATOR_SCRIPT, "stop", say)
+    local.run_script(settings, local.KAFKA_SCRIPT, "stop", say)
+
+
+def status(settings: Settings) -> dict[str, Any]:
+    quiet: Say = lambda _line: None  # noqa: E731
+    kafka_up = local.run_script(settings, local.KAFKA_SCRIPT, "status", quiet)
+    emulator_up = local.run_script(settings, local.EMULATOR_SCRIPT, "status", quiet)
+    endpoint = authorized_endpoint = None
+    if emulator_up or not settings.is_local:
+        try:
+            outputs = deploy.stack_outputs(settings)
+        except InfraError:
+            outputs = None
+        if outputs and "ApiId" in outputs:
+            endpoint = template.endpoint_url(settings, outputs["ApiId"])
+        if outputs and "AuthorizedApiId" in outputs:  # infra.part_authorized_edge
+            authorized_endpoint = template.endpoint_url(settings, outputs["AuthorizedApiId"])
+    return {
+        "endpoint": endpoint,
+        "authorized_endpoint": authorized_endpoint,
+        "kafka": {"bootstrap": settings.kafka_bootstrap, "running": kafka_up},
+        "emulator": {"url": settings.endpoint_url, "running": emulator_up},
+        "workers": {w.name: local.worker_pid(settings, w) for w in local.WORKERS},
+    }
