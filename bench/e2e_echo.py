@@ -1,6 +1,6 @@
 """End to end through the emulator: the gateway's ``POST /v1/orders`` (API Gateway, gateway
 Lambda, Kafka, orders worker and back) vs ``POST /bench/echo``, an echo Lambda with no
-dependencies routed in the same HTTP API (``infra/part_bench_echo.py``). Both cross the
+dependencies routed in the same HTTP API (``infra/stack/parts/bench_echo.py``). Both cross the
 same emulated API Gateway and Lambda runtime, so the difference is the gateway and the mesh.
 
 ``python -m bench.e2e_echo [--count 200 --warmup 20 --rounds 4]``: sequential requests on

@@ -26,7 +26,7 @@ from bus.security.keys import KeyRing, generate_ed25519
 from bus.security.quarantine import QUARANTINE_TOPIC
 from infra.deploy.aws import client
 from infra.settings import Settings
-from infra.tables import idempotency_table
+from infra.stack.tables import idempotency_table
 
 KAFKA_SCRIPT = ROOT / "localstack" / "kafka" / "kafka.sh"
 EMULATOR_SCRIPT = ROOT / "localstack" / "ministack" / "ministack.sh"
@@ -174,7 +174,7 @@ def aws_settings(endpoint_url: str | None = None) -> Settings:
 
 @asynccontextmanager
 async def idempotency_table_on(settings: Settings) -> AsyncIterator[str]:
-    """A fresh idempotency table as ``infra.tables`` defines it (no TTL, so nothing the run
+    """A fresh idempotency table as ``infra.stack.tables`` defines it (no TTL, so nothing the run
     counts disappears), deleted afterwards."""
     name = f"chaos-{uuid.uuid4().hex[:10]}"
     props = idempotency_table()["Properties"]

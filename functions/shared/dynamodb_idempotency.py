@@ -1,7 +1,7 @@
 """The idempotency store on DynamoDB (boto3 adapter of
 ``bus.delivery.idempotency.IdempotencyStore``).
 
-Item schema (table with hash key ``id`` S, TTL on ``expires_at``; see ``infra.tables``):
+Item schema (table with hash key ``id`` S, TTL on ``expires_at``; see ``infra.stack.tables``):
 
 - ``id`` (S): the idempotency key (the message id)
 - ``status`` (S): ``IN_PROGRESS`` or ``COMPLETED``

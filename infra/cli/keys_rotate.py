@@ -17,11 +17,11 @@ from datetime import UTC, datetime
 
 from bus.envelope import now_ms
 from bus.security.keys import KeyRing, SecretKeys, generate_ed25519
-from infra import template
 from infra.cli import tui
 from infra.errors import InfraError
 from infra.keys import key_rotation, mesh_keys
 from infra.settings import Settings
+from infra.stack import function_env
 
 Say = Callable[[str], None]
 # The longest a message signed before a step may wait to be checked: the mesh's default
@@ -34,7 +34,7 @@ def default_grace_s(settings: Settings) -> float:
     """Every process reloads within one interval; a Lambda refreshes before each
     invocation, so add the longest one (API Gateway's 29 s, within the in-flight bound);
     a message signed just before a step is checked within the freshness window."""
-    return template.keyring_reload_s(settings) + IN_FLIGHT_S
+    return function_env.keyring_reload_s(settings) + IN_FLIGHT_S
 
 
 @dataclass
@@ -54,9 +54,9 @@ class Rotation:
 def rotate_command(settings: Settings, say: Say, services: list[str], *, grace_s: float,
                    sleep: Callable[[float], None] = time.sleep,
                    clock: Callable[[], int] = now_ms) -> list[Rotation]:
-    if grace_s < template.keyring_reload_s(settings):
+    if grace_s < function_env.keyring_reload_s(settings):
         raise InfraError(f"keys rotate: a grace of {grace_s:g}s is shorter than the reload "
-                         f"interval ({template.keyring_reload_s(settings):g}s)",
+                         f"interval ({function_env.keyring_reload_s(settings):g}s)",
                          "pass a longer --grace")
     if len(set(services)) != len(services) or not services:
         raise InfraError("keys rotate: name each service once", "e.g. 'keys rotate orders'")
@@ -149,5 +149,5 @@ def mesh_command(settings: Settings, say: Say, *, as_json: bool = False) -> KeyR
         say(json.dumps(ring.to_dict()))
     else:
         tui.show_table(say, HEADERS, mesh_rows(ring), title="mesh keyring")
-        say(f"{len(ring)} key(s) in {template.keyring_parameter(settings)}")
+        say(f"{len(ring)} key(s) in {function_env.keyring_parameter(settings)}")
     return ring

@@ -17,8 +17,8 @@ from infra.cli.trace_tree import (
 )
 from infra.errors import InfraError
 from infra.local.span_log import read_rows, rotated
-from infra.otel_env import SPANS_FILE, telemetry_dir
 from infra.settings import Settings
+from infra.stack.otel_env import SPANS_FILE, telemetry_dir
 
 
 class TraceNotFound(InfraError):

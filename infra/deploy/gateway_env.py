@@ -6,13 +6,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from infra import template
 from infra.deploy import aws as deploy
 from infra.deploy import pipeline
 from infra.errors import InfraError
-from infra.functions import POLICY_BUNDLE
 from infra.settings import Settings
-from infra.stack_parts import merge, part_builders
+from infra.stack import function_env
+from infra.stack.functions import POLICY_BUNDLE
+from infra.stack.model import merge
+from infra.stack.registry import part_builders
 
 
 def physical_ids(settings: Settings) -> dict[str, str]:
@@ -34,7 +35,7 @@ def _resolved(value: Any, ids: dict[str, str]) -> str:
 
 def resolved_gateway_environment(settings: Settings) -> dict[str, str]:
     mesh = pipeline.mesh_config(settings, lambda _: None)
-    env: dict[str, Any] = dict(template.gateway_environment(settings, mesh))
+    env: dict[str, Any] = dict(function_env.gateway_environment(settings, mesh))
     extra = merge([builder({}, settings, mesh) for builder in part_builders()])
     ids = physical_ids(settings)
     env.update({name: _resolved(value, ids) for name, value in extra.gateway_env.items()})

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from infra.errors import PackagingFailed
-from infra.functions import FunctionSpec
 from infra.settings import Settings
+from infra.stack.functions import FunctionSpec
 
 FIXED_TIME = (1980, 1, 1, 0, 0, 0)
 SKIP_PARTS = frozenset({"__pycache__", ".mypy_cache", ".pytest_cache"})

@@ -9,13 +9,14 @@ from pathlib import Path
 
 from botocore.exceptions import ClientError
 
-from infra import template
 from infra.deploy import aws as deploy
 from infra.deploy import package
-from infra.functions import FUNCTIONS, GATEWAY, POLICY_BUNDLE
 from infra.keys import dev_issuer, identity, pepper
 from infra.policy import access_map, load_policy, operators_of, services_of, traffic_document
 from infra.settings import Settings
+from infra.stack import function_env, template
+from infra.stack.functions import FUNCTIONS, GATEWAY, POLICY_BUNDLE
+from infra.stack.model import MeshConfig
 
 Say = Callable[[str], None]
 
@@ -25,7 +26,7 @@ def policy_file(settings: Settings) -> Path:
     return settings.root / "policies"
 
 
-def mesh_config(settings: Settings, say: Say) -> template.MeshConfig:
+def mesh_config(settings: Settings, say: Say) -> MeshConfig:
     """Ensure every service and operator has a signing key; the public keyring and access
     map. An operator's key is in the keyring as its own (never a service's): receivers admit
     its countersignatures only where the access map's ``replay`` says."""
@@ -34,12 +35,12 @@ def mesh_config(settings: Settings, say: Say) -> template.MeshConfig:
     access = access_map(policy_file(settings))
     identity.write_local_identity(settings, keyring, access)
     identity.publish_keyring(settings, keyring, say)  # what running processes reload
-    return template.MeshConfig(keyring=keyring.to_dict(), access=access)
+    return MeshConfig(keyring=keyring.to_dict(), access=access)
 
 
 def publish_traffic(settings: Settings, say: Say) -> None:
     """Write the policies' traffic rules where the functions reload them from (SSM)."""
-    name = template.traffic_parameter(settings)
+    name = function_env.traffic_parameter(settings)
     document = json.dumps(traffic_document(policy_file(settings)), sort_keys=True,
                           separators=(",", ":"))
     ssm = deploy.client(settings, "ssm")

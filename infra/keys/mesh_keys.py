@@ -1,6 +1,6 @@
 """The stores of the mesh keys (the adapter of ``infra.keys.key_rotation``): each service's
 signing secret in Secrets Manager and the live keyring, an SSM parameter that running
-functions reload (``infra.template.keyring_parameter``) mirrored into the local workers'
+functions reload (``infra.stack.function_env.keyring_parameter``) mirrored into the local workers'
 ``.local/identity/keyring.json``.
 """
 
@@ -20,10 +20,10 @@ from bus.security.keys import (
     secret_document,
     signing_keys_from_bytes,
 )
-from infra import template
 from infra.deploy import aws as deploy
 from infra.errors import DeployFailed, InfraError
 from infra.settings import Settings
+from infra.stack import function_env
 
 Say = Callable[[str], None]
 
@@ -60,7 +60,7 @@ def read_published(settings: Settings) -> KeyRing | None:
     ssm = deploy.client(settings, "ssm")
     with deploy.aws_errors(settings, "keyring"):
         try:
-            value = ssm.get_parameter(Name=template.keyring_parameter(settings))
+            value = ssm.get_parameter(Name=function_env.keyring_parameter(settings))
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") == "ParameterNotFound":
                 return None
@@ -68,7 +68,7 @@ def read_published(settings: Settings) -> KeyRing | None:
     try:
         return KeyRing.from_dict(json.loads(value["Parameter"]["Value"]))
     except (InvalidKey, json.JSONDecodeError, AttributeError) as exc:
-        raise InfraError(f"the keyring {template.keyring_parameter(settings)} is unreadable "
+        raise InfraError(f"the keyring {function_env.keyring_parameter(settings)} is unreadable "
                          f"({exc})", "run 'meshgate deploy' to publish it again") from exc
 
 
@@ -76,7 +76,7 @@ def require_published(settings: Settings) -> KeyRing:
     ring = read_published(settings)
     if ring is None:
         raise InfraError(f"stack {settings.stack_name} has no live keyring "
-                         f"({template.keyring_parameter(settings)})",
+                         f"({function_env.keyring_parameter(settings)})",
                          "deploy it first with 'meshgate deploy'")
     return ring
 
@@ -96,7 +96,7 @@ def write_keyring_file(path: Path, keyring: KeyRing) -> None:
 
 def publish_keyring(settings: Settings, keyring: KeyRing, say: Say) -> bool:
     """Write the live keyring (SSM, and the local workers' file); True when it changed."""
-    name = template.keyring_parameter(settings)
+    name = function_env.keyring_parameter(settings)
     text = document(keyring)
     ssm = deploy.client(settings, "ssm")
     with deploy.aws_errors(settings, "keyring"):

@@ -25,14 +25,14 @@ from typing import Any, Final
 
 from infra.local.otlp_decode import OtlpDecodeError, decompress, metric_rows, span_rows
 from infra.local.span_log import MAX_BYTES, JsonLines
-from infra.otel_env import (
+from infra.settings import Settings
+from infra.stack.otel_env import (
     COLLECTOR_HOST,
     COLLECTOR_PORT,
     METRICS_FILE,
     SPANS_FILE,
     telemetry_dir,
 )
-from infra.settings import Settings
 
 MAX_BODY_BYTES: Final = 32 * 1024 * 1024
 PROTOBUF: Final = "application/x-protobuf"

@@ -9,7 +9,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from infra import template
 from infra.cli import tui
 from infra.deploy import aws as deploy
 from infra.deploy.pipeline import deploy_stack, policy_file
@@ -19,6 +18,7 @@ from infra.local import smoke
 from infra.local import workers as local
 from infra.policy import topic_specs
 from infra.settings import Settings
+from infra.stack import template
 
 Say = Callable[[str], None]
 
@@ -91,7 +91,7 @@ def status(settings: Settings) -> dict[str, Any]:
             outputs = None
         if outputs and "ApiId" in outputs:
             endpoint = template.endpoint_url(settings, outputs["ApiId"])
-        if outputs and "AuthorizedApiId" in outputs:  # infra.part_authorized_edge
+        if outputs and "AuthorizedApiId" in outputs:  # infra.stack.parts.authorized_edge
             authorized_endpoint = template.endpoint_url(settings, outputs["AuthorizedApiId"])
     return {
         "endpoint": endpoint,

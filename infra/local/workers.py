@@ -13,9 +13,9 @@ from pathlib import Path
 
 from bus.topics import REPLY_TOPIC
 from infra.errors import ProcessFailed
-from infra.otel_env import otel_environment
 from infra.settings import Settings
-from infra.template import keyring_reload_s
+from infra.stack.function_env import keyring_reload_s
+from infra.stack.otel_env import otel_environment
 
 Say = Callable[[str], None]
 KAFKA_SCRIPT = "kafka/kafka.sh"
@@ -92,7 +92,7 @@ def worker_environment(settings: Settings, spec: WorkerSpec) -> dict[str, str]:
         "MESH_KEYRING_RELOAD_S": f"{keyring_reload_s(settings):g}",
         "MESH_ACCESS_FILE": str(identity_dir / "access.json"),
         "MESH_IDEMPOTENCY_TABLE": f"{settings.stack_name}-idempotency",
-        "MESH_OPERATIONS_TABLE": f"{settings.stack_name}-operations",  # infra.part_async
+        "MESH_OPERATIONS_TABLE": f"{settings.stack_name}-operations",  # stack.parts.async_routes
         "AWS_REGION": settings.region,
         "AWS_DEFAULT_REGION": settings.region,
         **otel_environment(settings, spec.name, metrics=True),

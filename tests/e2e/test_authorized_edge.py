@@ -1,4 +1,4 @@
-"""The authorized edge (``infra.part_authorized_edge``) through real HTTP: the emulated HTTP
+"""The authorized edge (``infra.stack.parts.authorized_edge``) through real HTTP: the emulated HTTP
 API calls the Lambda authorizer first (REQUEST, payload 2.0, simple responses) and passes
 its context to a gateway that trusts it (``MESH_TRUST_AUTHORIZER=1``).
 

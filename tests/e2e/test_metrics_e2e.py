@@ -11,8 +11,8 @@ from typing import Any
 import httpx
 import pytest
 
-from infra.otel_env import METRICS_FILE, telemetry_dir
 from infra.settings import Settings
+from infra.stack.otel_env import METRICS_FILE, telemetry_dir
 
 pytestmark = pytest.mark.e2e
 WAIT_S = 30.0

@@ -15,8 +15,8 @@ from typing import Any
 import httpx
 import pytest
 
-from infra.otel_env import SPANS_FILE, telemetry_dir
 from infra.settings import Settings
+from infra.stack.otel_env import SPANS_FILE, telemetry_dir
 from tests.e2e.edge_support import token
 from tests.support import MESHGATE, run
 

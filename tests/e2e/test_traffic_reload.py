@@ -11,10 +11,10 @@ from typing import Any
 import httpx
 import pytest
 
-from infra import template
 from infra.deploy import aws as deploy
 from infra.local.smoke import DEMO_ORDER
 from infra.settings import Settings
+from infra.stack import function_env
 
 pytestmark = pytest.mark.e2e
 WITHIN_S = 30.0
@@ -23,7 +23,7 @@ WITHIN_S = 30.0
 @pytest.fixture
 def traffic(settings: Settings, endpoint: str) -> Iterator[tuple[Any, str, str]]:
     ssm = deploy.client(settings, "ssm")
-    name = template.traffic_parameter(settings)
+    name = function_env.traffic_parameter(settings)
     published = ssm.get_parameter(Name=name)["Parameter"]["Value"]
     try:
         yield ssm, name, published

@@ -27,7 +27,7 @@ from bus.delivery.idempotency import (
 )
 from functions.shared.dynamodb_idempotency import DynamoDBIdempotencyStore
 from infra.settings import Settings
-from infra.tables import idempotency_table
+from infra.stack.tables import idempotency_table
 from tests.support import scratch_table
 from tests.unit.test_idempotency import KEEP_MS, LEASE_MS, RESULT, StoreContract
 
@@ -42,7 +42,7 @@ def wall_clock_ms() -> int:
 
 @pytest.fixture(scope="module")
 def table(dynamodb: Any) -> Iterator[str]:
-    """A fresh table defined by ``infra.tables`` (the API takes the same property names as
+    """A fresh table defined by ``infra.stack.tables`` (the API takes the same property names as
     CloudFormation), deleted afterwards."""
     with scratch_table(dynamodb, "idempotency", idempotency_table(), wait_s=int(WAIT_S)) as name:
         yield name

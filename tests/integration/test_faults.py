@@ -41,7 +41,7 @@ from bus.security.signing import sign
 from bus.service import Payload, Service
 from bus.transport import Reader, Record, Transport, positions_after
 from bus.transport.kafka import KafkaTransport
-from infra.tables import idempotency_table
+from infra.stack.tables import idempotency_table
 from tests.integration.fault_worker import (
     APPLIED_FILE_ENV,
     HANDLER_MS_ENV,
@@ -197,7 +197,7 @@ class KillRun:
 
 @pytest.fixture(scope="module")
 def shared_table(dynamodb: Any) -> Iterator[str]:
-    """The idempotency table both workers share, as ``infra.tables`` defines it (without
+    """The idempotency table both workers share, as ``infra.stack.tables`` defines it (without
     TTL, so the records the test counts at the end are still there)."""
     with scratch_table(dynamodb, "faults", idempotency_table(), ttl=False) as name:
         yield name

@@ -33,8 +33,8 @@ from bus.topics import REPLY_TOPIC
 from bus.transport import Reader, Record
 from bus.transport.kafka import KafkaTransport
 from infra.deploy import aws as deploy
-from infra.otel_env import SPANS_FILE, telemetry_dir
 from infra.settings import Settings
+from infra.stack.otel_env import SPANS_FILE, telemetry_dir
 from tests.support import sender_identity
 
 pytestmark = pytest.mark.integration

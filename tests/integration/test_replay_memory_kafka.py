@@ -40,7 +40,7 @@ from bus.service import Payload, Service
 from bus.transport.kafka import KafkaTransport
 from functions.shared.dynamodb_idempotency import DynamoDBIdempotencyStore
 from infra.settings import Settings
-from infra.tables import idempotency_table
+from infra.stack.tables import idempotency_table
 from tests.support import identities, scratch_table
 
 pytestmark = pytest.mark.integration

@@ -18,10 +18,11 @@ from bench.report.targets import targets
 from bench.sweep_plan import FAST, FULL, point, side_summary
 from functions.bench_echo.handler import handler
 from infra.deploy.package import Artifact
-from infra.functions import BENCH_ECHO, FUNCTIONS, GATEWAY
-from infra.part_bench_echo import FUNCTION, ROUTE, ROUTE_PATH, part
 from infra.settings import Settings
-from infra.template import MeshConfig, stack_template
+from infra.stack.functions import BENCH_ECHO, FUNCTIONS, GATEWAY
+from infra.stack.model import MeshConfig
+from infra.stack.parts.bench_echo import FUNCTION, ROUTE, ROUTE_PATH, part
+from infra.stack.template import stack_template
 
 STATUS = "Name:\tpython\nVmPeak:\t  300 kB\nVmHWM:\t   2048 kB\nVmRSS:\t   1024 kB\nThreads: 3\n"
 

@@ -8,8 +8,8 @@ import zipfile
 from pathlib import Path
 
 from infra.deploy.package import FIXED_TIME, pip_command, write_zip
-from infra.functions import GATEWAY, FunctionSpec
 from infra.settings import Settings
+from infra.stack.functions import GATEWAY, FunctionSpec
 
 FILES = {
     "pkg/__init__.py": b"",

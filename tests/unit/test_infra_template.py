@@ -1,4 +1,4 @@
-"""infra.template: the CloudFormation stack generated from Python."""
+"""infra.stack.template: the CloudFormation stack generated from Python."""
 
 from __future__ import annotations
 
@@ -10,15 +10,11 @@ import pytest
 
 from bus.config import BusSettings
 from infra.deploy.package import Artifact
-from infra.functions import GATEWAY
 from infra.settings import Settings
-from infra.template import (
-    MeshConfig,
-    endpoint_url,
-    gateway_environment,
-    render,
-    stack_template,
-)
+from infra.stack.function_env import gateway_environment
+from infra.stack.functions import GATEWAY
+from infra.stack.model import MeshConfig
+from infra.stack.template import endpoint_url, render, stack_template
 
 SHA = "0123456789abcdef" * 4
 MESH = MeshConfig(

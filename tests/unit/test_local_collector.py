@@ -30,8 +30,8 @@ from infra.local import workers as local
 from infra.local.collector import CollectorConfig, CollectorServer
 from infra.local.otlp_decode import OtlpDecodeError, decompress, span_rows
 from infra.local.span_log import JsonLines, read_rows, rotated
-from infra.otel_env import otel_environment
 from infra.settings import Settings
+from infra.stack.otel_env import otel_environment
 
 
 def _spans() -> list[ReadableSpan]:

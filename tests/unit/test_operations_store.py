@@ -25,8 +25,8 @@ from functions.shared.operations_store import (
     view,
 )
 from functions.shared.operations_table import operations_access, operations_table
-from infra.part_async import part
 from infra.settings import Settings
+from infra.stack.parts.async_routes import part
 
 RESULT: dict[str, Any] = {"report": "r-1", "rows": [1, 2, 3], "ok": True, "ratio": 0.5}
 

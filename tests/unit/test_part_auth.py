@@ -1,4 +1,4 @@
-"""infra.part_auth: the API-keys table, the pepper, the authorizer function, and the
+"""infra.stack.parts.auth: the API-keys table, the pepper, the authorizer function, and the
 alternative deployment that puts the authorizer in front of the routes."""
 
 from __future__ import annotations
@@ -10,10 +10,11 @@ from typing import Any
 import pytest
 
 from infra.deploy.package import Artifact
-from infra.functions import AUTHORIZER, GATEWAY
-from infra.part_auth import authorizer_resources, with_authorizer
 from infra.settings import Settings
-from infra.template import MeshConfig, stack_template
+from infra.stack.functions import AUTHORIZER, GATEWAY
+from infra.stack.model import MeshConfig
+from infra.stack.parts.auth import authorizer_resources, with_authorizer
+from infra.stack.template import stack_template
 
 SHA = "ab" * 32
 MESH = MeshConfig(keyring={}, access={})

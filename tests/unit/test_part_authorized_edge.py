@@ -1,4 +1,4 @@
-"""infra.part_authorized_edge: the second HTTP API, with the Lambda authorizer in front of
+"""infra.stack.parts.authorized_edge: the second HTTP API, with the Lambda authorizer in front of
 its default route, integrated with a trusting copy of the gateway."""
 
 from __future__ import annotations
@@ -9,12 +9,13 @@ from typing import Any
 
 import pytest
 
-from infra import part_authorized_edge as edge
 from infra.deploy.package import Artifact
-from infra.functions import AUTHORIZER, GATEWAY
-from infra.part_auth import authorizer_resources, with_authorizer
 from infra.settings import Settings
-from infra.template import MeshConfig, render, stack_template
+from infra.stack.functions import AUTHORIZER, GATEWAY
+from infra.stack.model import MeshConfig
+from infra.stack.parts import authorized_edge as edge
+from infra.stack.parts.auth import authorizer_resources, with_authorizer
+from infra.stack.template import render, stack_template
 
 SHA = "cd" * 32
 MESH = MeshConfig(keyring={"gateway": {"alg": "Ed25519", "key": "x"}}, access={})

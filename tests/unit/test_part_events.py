@@ -8,10 +8,11 @@ from pathlib import Path
 
 from bus.config import BusSettings
 from infra.deploy.package import Artifact
-from infra.functions import FUNCTIONS, GATEWAY, ORDERS_EVENTS
-from infra.part_events import FUNCTION_ID, MAPPING_ID, ROLE_ID, part
 from infra.settings import Settings
-from infra.template import MeshConfig, stack_template
+from infra.stack.functions import FUNCTIONS, GATEWAY, ORDERS_EVENTS
+from infra.stack.model import MeshConfig
+from infra.stack.parts.events import FUNCTION_ID, MAPPING_ID, ROLE_ID, part
+from infra.stack.template import stack_template
 
 MESH = MeshConfig(keyring={"keys": []}, access={"produce": {"orders": ["mesh.replies"]}})
 ARTIFACTS = {spec.name: Artifact(spec, Path(f"/tmp/{spec.name}.zip"), "ab" * 32)

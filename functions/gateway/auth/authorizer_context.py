@@ -4,7 +4,7 @@ the API Gateway v2 event the gateway receives behind it.
 With a simple-response Lambda authorizer, API Gateway copies the authorizer's ``context``
 into ``requestContext.authorizer.lambda`` of the integration's event; the authorizer puts the
 principal there as JSON under :data:`PRINCIPAL_CONTEXT_KEY`. Only a gateway deployed behind
-the authorizer may trust it (``MESH_TRUST_AUTHORIZER=1``, set by ``infra.part_auth
+the authorizer may trust it (``MESH_TRUST_AUTHORIZER=1``, set by ``infra.stack.parts.auth
 .with_authorizer``): anyone who can invoke the function directly can write that field.
 """
 

@@ -1,4 +1,4 @@
-"""The stack part of the end-to-end benchmark (see ``infra.stack_parts``): an echo Lambda
+"""The stack part of the end-to-end benchmark (see ``infra.stack.registry``): an echo Lambda
 (``functions.bench_echo``, no dependencies) routed in the *same* HTTP API as the gateway,
 ``ANY /bench/echo``, so ``bench.e2e_echo`` compares ``POST /v1/orders`` (gateway, Kafka,
 orders worker) with a call that crosses the same API Gateway and Lambda runtime and does
@@ -11,15 +11,13 @@ The function gets its own role with logs only: it reads no secret and no table.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from infra.deploy.package import Artifact
-from infra.functions import BENCH_ECHO
 from infra.settings import Settings
-from infra.stack_parts import StackPart
-
-if TYPE_CHECKING:
-    from infra.template import MeshConfig
+from infra.stack.functions import BENCH_ECHO
+from infra.stack.model import MeshConfig, StackPart
+from infra.stack.resources import function_resource, lambda_role, proxy_integration
 
 ROUTE_PATH = "/bench/echo"
 FUNCTION = "BenchEchoFunction"
@@ -28,7 +26,7 @@ INTEGRATION = "BenchEchoIntegration"
 ROUTE = "BenchEchoRoute"
 PERMISSION = "BenchEchoInvokePermission"
 OUTPUT = "BenchEchoFunctionName"
-API = "HttpApi"  # the gateway's API (infra.template.stack_template)
+API = "HttpApi"  # the gateway's API (infra.stack.template.stack_template)
 LOGS_ONLY = {
     "Effect": "Allow",
     "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
@@ -39,8 +37,6 @@ LOGS_ONLY = {
 
 def api_resources() -> dict[str, Any]:
     """Integration, route and invoke permission of the echo function in the gateway's API."""
-    from infra.template import proxy_integration  # infra.template imports the parts
-
     return {
         INTEGRATION: proxy_integration(API, FUNCTION),
         ROUTE: {
@@ -66,7 +62,6 @@ def part(artifacts: Mapping[str, Artifact], settings: Settings, mesh: MeshConfig
     artifact = artifacts.get(BENCH_ECHO.name)
     if artifact is None:  # a template rendered without this function's zip
         return StackPart()
-    from infra.template import function_resource, lambda_role
 
     resources: dict[str, Any] = {
         ROLE: lambda_role("bench-echo", [LOGS_ONLY]),

@@ -4,16 +4,12 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
 
 from functions.gateway.ratelimit.quota import quota_access
 from functions.gateway.ratelimit.table import rate_limit_access, rate_limit_table
 from infra.deploy.package import Artifact
 from infra.settings import Settings
-from infra.stack_parts import StackPart
-
-if TYPE_CHECKING:
-    from infra.template import MeshConfig
+from infra.stack.model import MeshConfig, StackPart
 
 TABLE = "RateLimitTable"
 ENV_TABLE = "MESH_RATE_LIMIT_TABLE"

@@ -1,4 +1,4 @@
-"""The stack part of the events feature (see ``infra.stack_parts``): the ``orders`` service as
+"""The stack part of the events feature (see ``infra.stack.registry``): the ``orders`` service as
 a Lambda fed by a Kafka event source mapping.
 
 The function gets the environment a local ``orders`` worker gets (broker, identity, the
@@ -12,18 +12,17 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from bus.topics import request_topic
 from infra.deploy.package import Artifact
-from infra.functions import ORDERS_EVENTS
-from infra.otel_env import otel_environment
 from infra.settings import Settings
-from infra.stack_parts import StackPart
-from infra.tables import idempotency_access
-
-if TYPE_CHECKING:
-    from infra.template import MeshConfig
+from infra.stack.function_env import keyring_environment, read_keyring_statement
+from infra.stack.functions import ORDERS_EVENTS
+from infra.stack.model import MeshConfig, StackPart
+from infra.stack.otel_env import otel_environment
+from infra.stack.resources import function_resource, lambda_role
+from infra.stack.tables import idempotency_access
 
 SERVICE = "orders"
 FUNCTION_ID = "OrdersEventsFunction"
@@ -34,8 +33,6 @@ BATCHING_WINDOW_S = 0  # requests wait on the answer: never hold a batch back
 
 
 def events_environment(settings: Settings, mesh: MeshConfig) -> dict[str, Any]:
-    from infra.template import keyring_environment
-
     return {
         "MESH_BOOTSTRAP_SERVERS": settings.kafka_bootstrap,
         "MESH_SERVICE_NAME": SERVICE,
@@ -74,7 +71,6 @@ def part(artifacts: Mapping[str, Artifact], settings: Settings, mesh: MeshConfig
     artifact = artifacts.get(ORDERS_EVENTS.name)
     if artifact is None:  # a template rendered without this function's zip
         return StackPart()
-    from infra.template import function_resource, lambda_role, read_keyring_statement
 
     # Its own role: it holds the orders service's key, which the edge must never read.
     role = lambda_role("orders-events", [

@@ -47,7 +47,7 @@ AUTHORIZER = FunctionSpec(
 
 FUNCTIONS: tuple[FunctionSpec, ...] = (GATEWAY, AUTHORIZER)
 
-# The orders service as a Lambda fed by a Kafka event source mapping (infra/part_events.py).
+# The orders service as a Lambda fed by a Kafka event source mapping (infra/stack/parts/events.py).
 ORDERS_EVENTS = FunctionSpec(
     name="orders-events",
     handler="functions.orders.lambda_handler.handler",
@@ -59,7 +59,7 @@ ORDERS_EVENTS = FunctionSpec(
 
 FUNCTIONS = (*FUNCTIONS, ORDERS_EVENTS)
 
-# The bench's echo Lambda (infra/part_bench_echo.py): the request body back, no dependencies.
+# The bench's echo Lambda (infra/stack/parts/bench_echo.py): the request body back, no dependencies.
 BENCH_ECHO = FunctionSpec(
     name="bench-echo",
     handler="functions.bench_echo.handler.handler",

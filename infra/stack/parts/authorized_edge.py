@@ -1,5 +1,5 @@
-"""The stack part of the authorized edge (see ``infra.stack_parts``): the alternative
-deployment of ``infra.part_auth.with_authorizer``, deployed *beside* the default edge so
+"""The stack part of the authorized edge (see ``infra.stack.registry``): the alternative
+deployment of ``infra.stack.parts.auth.with_authorizer``, deployed *beside* the default edge so
 both are always there to call.
 
 - ``AuthorizedHttpApi``: a second HTTP API whose ``$default`` route has the Lambda
@@ -18,17 +18,16 @@ only API Gateway is given the right to (its permission names this API).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from infra.deploy.package import Artifact
-from infra.functions import AUTHORIZER as AUTHORIZER_SPEC
-from infra.functions import GATEWAY
-from infra.part_auth import attach_authorizer, authorizer_resources, trusting_authorizer
 from infra.settings import Settings
-from infra.stack_parts import StackPart, merge, part_builders
-
-if TYPE_CHECKING:
-    from infra.template import MeshConfig
+from infra.stack.function_env import gateway_environment
+from infra.stack.functions import AUTHORIZER as AUTHORIZER_SPEC
+from infra.stack.functions import GATEWAY
+from infra.stack.model import MeshConfig, StackPart
+from infra.stack.parts.auth import attach_authorizer, authorizer_resources, trusting_authorizer
+from infra.stack.resources import function_resource, proxy_integration
 
 API = "AuthorizedHttpApi"
 FUNCTION = "AuthorizedGatewayFunction"
@@ -41,18 +40,9 @@ API_OUTPUT = "AuthorizedApiId"
 FUNCTION_OUTPUT = "AuthorizedGatewayFunctionName"
 
 
-def other_parts_gateway_env(settings: Settings, mesh: MeshConfig) -> dict[str, Any]:
-    """The gateway environment every other part adds (what ``GatewayFunction`` gets on top of
-    ``infra.template.gateway_environment``)."""
-    return dict(merge([builder({}, settings, mesh) for builder in part_builders()
-                       if builder is not part]).gateway_env)
-
-
 def http_api(settings: Settings) -> dict[str, Any]:
     """The second HTTP API, its ``$default`` route (behind the authorizer), stage,
     integration with ``AuthorizedGatewayFunction`` and the permission to invoke it."""
-    from infra.template import proxy_integration  # infra.template imports the parts
-
     route: dict[str, Any] = {
         "Type": "AWS::ApiGatewayV2::Route",
         "Properties": {
@@ -88,14 +78,16 @@ def http_api(settings: Settings) -> dict[str, Any]:
     }
 
 
-def part(artifacts: Mapping[str, Artifact], settings: Settings, mesh: MeshConfig) -> StackPart:
+def part(artifacts: Mapping[str, Artifact], settings: Settings, mesh: MeshConfig, *,
+         other_parts_env: Mapping[str, Any]) -> StackPart:
+    """``other_parts_env``: the gateway environment every other part adds (the registry's
+    ``other_parts_gateway_env``), so this gateway is configured like ``GatewayFunction``."""
     gateway = artifacts.get(GATEWAY.name)
     if gateway is None or AUTHORIZER_SPEC.name not in artifacts:
         return StackPart()  # a template rendered without the gateway's or authorizer's zip
-    from infra.template import function_resource, gateway_environment  # imports the parts
 
     env = trusting_authorizer({**gateway_environment(settings, mesh),
-                               **other_parts_gateway_env(settings, mesh)})
+                               **other_parts_env})
     return StackPart(
         resources={FUNCTION: function_resource(gateway, settings, env), **http_api(settings)},
         outputs={API_OUTPUT: {"Value": {"Ref": API}},

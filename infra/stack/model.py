@@ -1,22 +1,28 @@
-"""Features that add to the stack: each feature module (``infra/part_*.py``) returns a
-``StackPart`` with its resources, outputs, role statements and gateway environment, and
-``infra.template`` merges them. Adding a feature never edits the core template.
+"""What the template and its parts share: the mesh configuration handed to functions, and
+a part (``StackPart``: resources, outputs, role statements and gateway environment), how parts
+are built (``PartBuilder``) and merged.
 
 Logical ids must be unique across parts; ``merge`` refuses a clash instead of letting one
-part silently replace another's resource.
+part silently replace another's resource. This module imports no part and no template: the
+parts import it, so the import graph stays a DAG (parts -> model; template -> registry -> parts).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from infra.deploy.package import Artifact
 from infra.settings import Settings
 
-if TYPE_CHECKING:
-    from infra.template import MeshConfig
+
+@dataclass(frozen=True)
+class MeshConfig:
+    """Public mesh configuration handed to functions: trusted keys and the access map."""
+
+    keyring: dict[str, Any]
+    access: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -27,22 +33,7 @@ class StackPart:
     gateway_env: Mapping[str, Any] = field(default_factory=dict)  # may hold {"Ref": ...}
 
 
-PartBuilder = Callable[[Mapping[str, Artifact], Settings, "MeshConfig"], StackPart]
-
-
-def part_builders() -> tuple[PartBuilder, ...]:
-    """Every feature's part, in a fixed order (so the rendered template is stable)."""
-    from infra import (
-        part_async,
-        part_auth,
-        part_authorized_edge,
-        part_bench_echo,
-        part_events,
-        part_ratelimit,
-    )
-
-    return (part_auth.part, part_ratelimit.part, part_async.part, part_events.part,
-            part_authorized_edge.part, part_bench_echo.part)
+PartBuilder = Callable[[Mapping[str, Artifact], Settings, MeshConfig], StackPart]
 
 
 def merge(parts: Sequence[StackPart]) -> StackPart:

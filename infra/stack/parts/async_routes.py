@@ -5,16 +5,12 @@ it, and its name for the gateway (``MESH_OPERATIONS_TABLE``) and for local worke
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
 
 from functions.shared.operations_store import ENV_TABLE
 from functions.shared.operations_table import operations_access, operations_table
 from infra.deploy.package import Artifact
 from infra.settings import Settings
-from infra.stack_parts import StackPart
-
-if TYPE_CHECKING:
-    from infra.template import MeshConfig
+from infra.stack.model import MeshConfig, StackPart
 
 TABLE = "OperationsTable"
 OUTPUT = "OperationsTableName"

@@ -1,4 +1,4 @@
-"""The stack part of edge authentication (see ``infra.stack_parts``).
+"""The stack part of edge authentication (see ``infra.stack.registry``).
 
 - ``ApiKeysTable``: API-key records (digests only; ``functions.gateway.auth.keys_table``);
   the functions' role may read it (GetItem) and read the pepper secret
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from functions.gateway.auth.authorizer_context import TRUST_AUTHORIZER_ENV
 from functions.gateway.auth.dynamodb_keys import API_KEYS_TABLE_ENV
@@ -25,16 +25,14 @@ from functions.shared.secrets import API_KEY_PEPPER_ENV
 from infra.deploy.package import Artifact
 from infra.keys.pepper import pepper_secret_name
 from infra.settings import Settings
-from infra.stack_parts import StackPart
-
-if TYPE_CHECKING:
-    from infra.template import MeshConfig
+from infra.stack.model import MeshConfig, StackPart
+from infra.stack.resources import function_resource
 
 TABLE = "ApiKeysTable"
 FUNCTION = "AuthorizerFunction"
 PERMISSION = "AuthorizerInvokePermission"
 AUTHORIZER = "EdgeAuthorizer"
-AUTHORIZER_FUNCTION_NAME = "authorizer"  # the FunctionSpec's name (infra.functions)
+AUTHORIZER_FUNCTION_NAME = "authorizer"  # the FunctionSpec's name (infra.stack.functions)
 
 
 def auth_environment(settings: Settings) -> dict[str, Any]:
@@ -53,8 +51,6 @@ def pepper_access(settings: Settings) -> dict[str, Any]:
 
 
 def authorizer_function(artifact: Artifact, settings: Settings) -> dict[str, Any]:
-    from infra.template import function_resource  # infra.template imports the parts
-
     return function_resource(artifact, settings, auth_environment(settings))
 
 

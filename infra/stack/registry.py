@@ -1,0 +1,36 @@
+"""Every feature part of the stack, in a fixed order: the registry ``infra.stack.template``
+merges. Each part (``infra/stack/parts/*.py``) returns a ``StackPart`` (``infra.stack.model``)
+with its resources, outputs, role statements and gateway environment; adding a feature adds a
+part here and never edits the core template.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from infra.deploy.package import Artifact
+from infra.settings import Settings
+from infra.stack.model import MeshConfig, PartBuilder, StackPart, merge
+from infra.stack.parts import async_routes, auth, authorized_edge, bench_echo, events, ratelimit
+
+
+def part_builders() -> tuple[PartBuilder, ...]:
+    """Every feature's part, in a fixed order (so the rendered template is stable)."""
+    return (auth.part, ratelimit.part, async_routes.part, events.part, authorized_edge_part,
+            bench_echo.part)
+
+
+def other_parts_gateway_env(settings: Settings, mesh: MeshConfig) -> dict[str, Any]:
+    """The gateway environment every other part adds (what ``GatewayFunction`` gets on top of
+    ``infra.stack.function_env.gateway_environment``)."""
+    return dict(merge([builder({}, settings, mesh) for builder in part_builders()
+                       if builder is not authorized_edge_part]).gateway_env)
+
+
+def authorized_edge_part(artifacts: Mapping[str, Artifact], settings: Settings,
+                         mesh: MeshConfig) -> StackPart:
+    """The authorized edge runs the same gateway, so it gets every other part's environment
+    (passed in here: a part never imports the registry)."""
+    return authorized_edge.part(artifacts, settings, mesh,
+                                other_parts_env=other_parts_gateway_env(settings, mesh))
