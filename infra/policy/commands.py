@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import TextIO
 
 from infra.cli import tui
-from infra.graph import graph_from_files, render
 from infra.policy.derive import topic_specs
 from infra.policy.editor_schema import write_schema
+from infra.policy.graph import graph_from_files, render
 from infra.policy.load import check_files, display_name
 from infra.settings import Settings
 

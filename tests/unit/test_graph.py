@@ -1,4 +1,4 @@
-"""infra.graph: the service and topic graph from the policies, as Mermaid text and SVG."""
+"""infra.policy.graph: the service and topic graph from the policies, as Mermaid text and SVG."""
 
 from __future__ import annotations
 
@@ -8,7 +8,15 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from bus.policy.model import Policy
-from infra.graph import Edge, Graph, graph_from_files, graph_from_policy, render, to_mermaid, to_svg
+from infra.policy.graph import (
+    Edge,
+    Graph,
+    graph_from_files,
+    graph_from_policy,
+    render,
+    to_mermaid,
+    to_svg,
+)
 from infra.settings import ROOT
 
 SVG = "{http://www.w3.org/2000/svg}"
