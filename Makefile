@@ -59,14 +59,14 @@ bench-gateway: install
 # `attack: tried=N refused=N reached_handler=N`; fails unless all refused and none reached.
 attack: install
 	$(BIN)/meshgate up --no-demo
-	$(BIN)/python -m bench.attack
+	$(BIN)/python -m proof.attack
 
 # Chaos: scripted faults under a bounded load on the local broker and emulator (private
 # instances for the broker and emulator restarts); ends with `chaos: scenarios=N offered=N
 # lost=N duplicated=N`, non-zero if anything was lost or applied twice.
 chaos: install
 	$(BIN)/meshgate up --no-demo
-	$(BIN)/python -m bench.chaos
+	$(BIN)/python -m proof.chaos
 
 # Every benchmark, one report: bench/report.md, bench/report.json, bench/report_plots/*.png
 # (git-ignored; ~7 min on 2 cores). BENCH_FLAGS=--fast for the seconds-long version.

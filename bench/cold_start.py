@@ -21,8 +21,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench.procs import ROOT
 from bench.stats import round_order
+from proof.procs import ROOT
 
 TARGET = "bench.cold_start_target"
 SIDES = ("bare", "gateway")

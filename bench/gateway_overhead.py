@@ -69,9 +69,9 @@ from bench.gateway_apps import (
 from bench.gateway_bare import HELLO, NO_CONTEXT, bare_handler
 from bench.gateway_tokens import BenchIssuer
 from bench.machine import describe
-from bench.procs import ROOT
 from functions.gateway.auth.api_keys import API_KEY_HEADER
 from infra.policy import load_policy
+from proof.procs import ROOT
 
 RESULTS = ROOT / "bench" / "results" / "gateway_overhead.json"
 TARGET_REQUEST_RATIO = 1.5

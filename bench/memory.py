@@ -32,9 +32,9 @@ from typing import Any
 from bench.machine import describe
 from bench.mesh_echo import echo_operation, identity_settings, mesh_client, provision_identities
 from bench.mesh_vs_raw import Names, create_topics, delete_topics, ensure_broker
-from bench.procs import ROOT, spawn
 from bus.config import BusSettings
 from bus.errors import MeshError
+from proof.procs import ROOT, spawn
 
 TARGET_WORKER_GROWTH = 0.10
 REQUEST_TIMEOUT_S = 30.0

@@ -8,7 +8,7 @@ count of handler runs), and a sampler every second; the sampler also tracks the 
 of the worker's replay guard and of its idempotency store. Checkpoints taken in the handler
 cannot be missed however fast the worker is stopped after its last message (a
 sampler polling every 10 ms missed the last one when the caller finished in between). It
-prints the figures as one JSON line when it stops (``bench.procs``).
+prints the figures as one JSON line when it stops (``proof.procs``).
 
 The caller side is ``bench.memory.worker_memory``.
 """
@@ -23,7 +23,6 @@ from typing import Any
 
 from bench import rss
 from bench.mesh_echo import echo_operation, identity_settings
-from bench.procs import announce_ready, report, stop_event
 from bus.config import BusSettings
 from bus.delivery.idempotency import MemoryIdempotencyStore
 from bus.envelope import Envelope
@@ -32,6 +31,7 @@ from bus.security.identity import load_identity
 from bus.security.replay import ReplayGuard
 from bus.service import Payload, Service
 from bus.transport.kafka import KafkaTransport
+from proof.procs import announce_ready, report, stop_event
 
 SAMPLE_S = 0.01
 

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.procs import announce_ready, report, stop_event
 from bus.config import BusSettings
 from bus.delivery.idempotency import MemoryIdempotencyStore
 from bus.envelope import Envelope
@@ -30,6 +29,7 @@ from bus.security.keys import KeyRing, encode_b64url, generate_ed25519
 from bus.service import Payload, Service
 from bus.transport import Transport
 from bus.transport.kafka import KafkaTransport
+from proof.procs import announce_ready, report, stop_event
 
 ECHO = "echo"
 KEYRING_FILE = "keyring.json"

@@ -91,11 +91,11 @@ from bench.mesh_echo import (
     mesh_client,
     provision_identities,
 )
-from bench.procs import ROOT, spawn
 from bench.raw_echo import FETCH_MIN_BYTES, RawCaller
 from bus.config import BusSettings
 from bus.errors import DeadlineExceeded
 from bus.topics import request_topic
+from proof.procs import ROOT, spawn
 
 RESULTS = ROOT / "bench" / "results" / "mesh_vs_raw.json"
 BROKER_START_TIMEOUT_S = 300.0

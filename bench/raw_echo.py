@@ -22,8 +22,8 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from bench.procs import announce_ready, report, stop_event
 from bus.config import BusSettings
+from proof.procs import announce_ready, report, stop_event
 
 # KafkaTransport leaves fetch_min_bytes at aiokafka's default (BusSettings has no field for
 # it), so the raw side must too: the broker answers a fetch as soon as one byte is there.

@@ -50,10 +50,10 @@ from bench.mesh_vs_raw import (
     ensure_broker,
     open_loop,
 )
-from bench.procs import Responder, spawn
 from bench.raw_echo import RawCaller
 from bench.sweep_plan import FAST, FULL, MAX_MESSAGE_BYTES, Plan, point, side_summary
 from bus.config import BusSettings
+from proof.procs import Responder, spawn
 
 Call = Callable[[bytes | None], Awaitable[object]]
 PROBE_TIMEOUT_S = 20.0

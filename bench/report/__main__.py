@@ -11,12 +11,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.procs import ROOT
 from bench.report import plots, runner
 from bench.report.render import render
 from bench.report.stamp import stamp
 from bench.report.suites import NAMES, SUITES
 from bench.report.targets import as_json, targets
+from proof.procs import ROOT
 
 DEFAULT_OUT = ROOT / "bench"
 

@@ -10,8 +10,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.procs import ROOT
 from bench.report.suites import Suite
+from proof.procs import ROOT
 
 
 def last_json(output: str) -> dict[str, Any] | None:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.machine import describe
-from bench.procs import ROOT
+from proof.procs import ROOT
 
 PACKAGES = ("aiokafka", "fastapi", "starlette", "mangum", "pydantic", "cryptography",
             "PyJWT", "fastjsonschema", "httpx", "matplotlib", "numpy")

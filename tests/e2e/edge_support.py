@@ -1,5 +1,5 @@
 """Helpers of the edge's e2e tests: credentials from the local stack's dev issuer and key
-table, and how many requests reached the bus (``bench.attack.bus_probe``: end offsets of the
+table, and how many requests reached the bus (``proof.attack.bus_probe``: end offsets of the
 request topics)."""
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from bench.attack.bus_probe import end_offsets, values_since
 from infra.cli import keys as keys_cli
 from infra.keys import dev_issuer
 from infra.settings import Settings
+from proof.attack.bus_probe import end_offsets, values_since
 
 _end_offsets = end_offsets  # the older private name, still imported by e2e tests
 

@@ -19,7 +19,6 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
-from bench.attack.bus_probe import end_offsets
 from bus.config import BusSettings
 from bus.delivery.idempotency import MemoryIdempotencyStore
 from bus.delivery.retry_topics import DeadLetterHop, Failure, RetryTopicPolicy, hop_headers
@@ -32,6 +31,7 @@ from bus.security.signing import sign
 from bus.service import Payload, Service
 from bus.transport.kafka import KafkaTransport
 from infra.settings import Settings
+from proof.attack.bus_probe import end_offsets
 from tests.support import MESHGATE, run, sender_identity
 
 pytestmark = pytest.mark.e2e

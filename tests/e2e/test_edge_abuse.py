@@ -1,7 +1,7 @@
 """Issue 11, defects 7 and 8, on the deployed stack: the async status route is rate limited
 through the real HTTP endpoint (429 with Retry-After beyond ``edge.status_rate_limit``), and
 unreadable events invoked directly on the deployed functions get clean refusals from a
-process that lives on. The same cases run in ``make attack`` (bench/attack/edge_*.py)."""
+process that lives on. The same cases run in ``make attack`` (proof/attack/edge_*.py)."""
 
 from __future__ import annotations
 
@@ -10,12 +10,12 @@ import json
 import time
 import uuid
 
-from bench.attack.accounting import CONTROL
-from bench.attack.edge_attack import credentials, status_limit
-from bench.attack.edge_lambda_events import gateway_refusal, healthz_event, run_lambda_events
-from bench.attack.edge_status_flood import status_flood
 from infra.deploy import aws as deploy
 from infra.settings import Settings
+from proof.attack.accounting import CONTROL
+from proof.attack.edge_attack import credentials, status_limit
+from proof.attack.edge_lambda_events import gateway_refusal, healthz_event, run_lambda_events
+from proof.attack.edge_status_flood import status_flood
 
 
 def test_polling_the_status_route_beyond_its_limit_gets_429(endpoint: str,

@@ -24,7 +24,6 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from bench.attack.bus_probe import end_offsets
 from bus.envelope import H_CORRELATION, H_ID, ReplyTo, new_request, now_ms, to_headers
 from bus.security.keys import SigningKey
 from bus.security.quarantine import H_REASON, QUARANTINE_TOPIC
@@ -33,6 +32,7 @@ from bus.topics import REPLY_TOPIC
 from infra.keys import mesh_keys
 from infra.local.smoke import DEMO_ORDER
 from infra.settings import Settings
+from proof.attack.bus_probe import end_offsets
 from tests.e2e.edge_support import token
 from tests.support import MESHGATE, run
 

@@ -27,7 +27,6 @@ import asyncio
 import logging
 import os
 
-from bench.procs import stop_event
 from bus.config import BusSettings
 from bus.delivery.idempotency import MemoryIdempotencyStore
 from bus.envelope import Envelope
@@ -37,6 +36,7 @@ from bus.service import Payload, Service
 from bus.transport.kafka import KafkaTransport
 from functions.shared.dynamodb_idempotency import DynamoDBIdempotencyStore
 from infra.settings import Settings
+from proof.procs import stop_event
 
 APPLIED_FILE_ENV = "FAULT_APPLIED_FILE"
 TABLE_ENV = "FAULT_IDEMPOTENCY_TABLE"

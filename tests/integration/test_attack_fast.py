@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import pytest
 
-from bench.attack.accounting import lines
-from bench.attack.suite import CATEGORIES, FAST, run
 from infra.settings import Settings
+from proof.attack.accounting import lines
+from proof.attack.suite import CATEGORIES, FAST, run
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
@@ -22,10 +22,10 @@ def test_the_fast_attack_suite_is_refused_everywhere(infra_settings: Settings,
     # both must be seen by the same probes that find nothing for the attacks. And the genuine
     # answer to each hijacked call (one on the mesh, two through HTTP) must reach its caller;
     # and a status read within the limit and a genuine /healthz Lambda event
-    # (bench.attack.edge_status_flood, edge_lambda_events); and a message signed with a
-    # rotated-in key (bench.attack.rotation_case); and a genuine dead letter replayed by the
-    # operator, run once more (bench.attack.dlq_replay).
-    # And a genuine event after the copies of a handled one (bench.attack.event_replay).
+    # (proof.attack.edge_status_flood, edge_lambda_events); and a message signed with a
+    # rotated-in key (proof.attack.rotation_case); and a genuine dead letter replayed by the
+    # operator, run once more (proof.attack.dlq_replay).
+    # And a genuine event after the copies of a handled one (proof.attack.event_replay).
     assert report.control.tried == 10, summary
     assert report.control.reached_handler == 10, summary
     for name in CATEGORIES:

@@ -1,4 +1,4 @@
-"""The chaos suite's fast mode (``python -m bench.chaos --fast``): every scenario on the real
+"""The chaos suite's fast mode (``python -m proof.chaos --fast``): every scenario on the real
 broker and emulator with a small load. Asserts what must hold, not how fast: nothing lost,
 nothing applied twice, every call ended with a reply or a clear error, and each scenario
 really injected its fault (the broker and the emulator went down and came back, a worker
@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from bench.chaos.__main__ import SCENARIOS
+from proof.chaos.__main__ import SCENARIOS
 from tests.support import ROOT, run
 
 pytestmark = pytest.mark.integration
@@ -29,7 +29,7 @@ LAST_LINE = re.compile(r"chaos: scenarios=(\d+) offered=(\d+) lost=(\d+) duplica
 def fast_run(tmp_path_factory: pytest.TempPathFactory,
              bootstrap: str, dynamodb: Any) -> tuple[str, list[dict[str, Any]]]:
     report = tmp_path_factory.mktemp("chaos") / "report.json"
-    done = run([sys.executable, "-m", "bench.chaos", "--fast", "--report", str(report)],
+    done = run([sys.executable, "-m", "proof.chaos", "--fast", "--report", str(report)],
                {"PYTHONPATH": str(ROOT)}, timeout_s=400)
     print(done.stdout)
     assert report.exists(), done.stdout + done.stderr

@@ -14,7 +14,6 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from bench.attack.bus_probe import end_offsets
 from bus.config import BusSettings
 from bus.delivery.dlq import NotReplayable, Replayer, list_dead_letters, send_replay
 from bus.delivery.idempotency import MemoryIdempotencyStore
@@ -36,6 +35,7 @@ from bus.security.replay_countersign import parse_stamp
 from bus.security.signing import sign
 from bus.service import Payload, Service
 from bus.transport.kafka import KafkaTransport
+from proof.attack.bus_probe import end_offsets
 from tests.support import identities
 
 pytestmark = pytest.mark.integration

@@ -18,7 +18,6 @@ from typing import Any, ClassVar
 import pytest
 from botocore.config import Config
 
-from bench.procs import free_port
 from bus.delivery.idempotency import (
     Claim,
     IdempotencyError,
@@ -28,6 +27,7 @@ from bus.delivery.idempotency import (
 from functions.shared.dynamodb_idempotency import DynamoDBIdempotencyStore
 from infra.settings import Settings
 from infra.stack.tables import idempotency_table
+from proof.procs import free_port
 from tests.support import scratch_table
 from tests.unit.test_idempotency import KEEP_MS, LEASE_MS, RESULT, StoreContract
 

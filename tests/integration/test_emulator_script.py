@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.procs import free_port
+from proof.procs import free_port
 from tests.support import EMULATOR_SCRIPT, MESHGATE, pid_alive, port_open, run
 
 pytestmark = pytest.mark.integration

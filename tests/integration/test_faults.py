@@ -27,7 +27,6 @@ from typing import Any
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from bench.procs import free_port
 from bus import codec
 from bus.config import BusSettings
 from bus.delivery.idempotency import MemoryIdempotencyStore
@@ -42,6 +41,7 @@ from bus.service import Payload, Service
 from bus.transport import Reader, Record, Transport, positions_after
 from bus.transport.kafka import KafkaTransport
 from infra.stack.tables import idempotency_table
+from proof.procs import free_port
 from tests.integration.fault_worker import (
     APPLIED_FILE_ENV,
     HANDLER_MS_ENV,

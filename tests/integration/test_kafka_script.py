@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.procs import free_port
+from proof.procs import free_port
 from tests.support import KAFKA_SCRIPT, pid_alive, port_open, run
 
 pytestmark = pytest.mark.integration

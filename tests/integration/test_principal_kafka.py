@@ -15,7 +15,6 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from bench.attack.bus_probe import end_offsets
 from bus.config import BusSettings
 from bus.context import caller_principal, current_message, mesh_client
 from bus.delivery.idempotency import MemoryIdempotencyStore
@@ -28,6 +27,7 @@ from bus.security.quarantine import H_ORIGINAL_TOPIC, H_REASON, QUARANTINE_TOPIC
 from bus.security.signing import sign
 from bus.service import Payload, Service
 from bus.transport.kafka import KafkaTransport
+from proof.attack.bus_probe import end_offsets
 from tests.support import identities
 
 pytestmark = pytest.mark.integration

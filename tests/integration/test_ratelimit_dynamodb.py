@@ -20,7 +20,6 @@ import boto3
 import pytest
 from botocore.config import Config
 
-from bench.procs import free_port
 from functions.gateway.ratelimit import BucketState, Limit, bucket_key
 from functions.gateway.ratelimit.dynamodb import (
     DynamoDBRateLimitStore,
@@ -31,6 +30,7 @@ from functions.gateway.ratelimit.dynamodb import (
 )
 from functions.gateway.ratelimit.table import rate_limit_table
 from infra.settings import Settings
+from proof.procs import free_port
 from tests.support import scratch_table
 
 pytestmark = pytest.mark.integration

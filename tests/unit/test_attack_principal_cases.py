@@ -7,13 +7,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import cast as typing_cast
 
-from bench.attack.cast import cast
-from bench.attack.mesh_cases import PRINCIPAL_SPOOF, Builder
 from bus.config import BusSettings
 from bus.envelope import now_ms
 from bus.errors import MeshError
 from bus.security.inbound import guard_for
 from bus.transport import Record
+from proof.attack.cast import cast
+from proof.attack.mesh_cases import PRINCIPAL_SPOOF, Builder
 
 
 def test_every_principal_spoof_is_refused_with_its_reason_and_the_forward_is_admitted() -> None:

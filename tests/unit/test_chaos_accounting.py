@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench.chaos.accounting import CallResult, account, summary_line
+from proof.chaos.accounting import CallResult, account, summary_line
 
 
 def test_a_success_without_effect_is_lost_and_a_clear_timeout_without_effect_is_not() -> None:

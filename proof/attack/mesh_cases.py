@@ -1,0 +1,272 @@
+"""The hostile records sent to the victim's request topic (pure: no I/O; ``now`` is passed).
+
+Each case is one raw Kafka record (headers and value, as an attacker's own producer would
+write them) and the category it counts in. ``genuine`` records are not attacks: the control
+and the originals that replays copy; they must reach the handler exactly once.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+
+from bus.envelope import (
+    H_ATTEMPT,
+    H_DEADLINE,
+    H_ID,
+    H_KIND,
+    H_REPLY_TO,
+    H_SIGNATURE,
+    H_SOURCE,
+    H_TIME,
+    H_TRACEPARENT,
+    H_TYPE,
+    MAX_HEADER_VALUE,
+    Envelope,
+    ReplyTo,
+    new_request,
+    to_headers,
+)
+from bus.security.keys import generate_ed25519
+from bus.security.principals import assert_principal
+from bus.security.signing import canonical_bytes, sign
+from proof.attack.cast import REPLIES, Cast
+
+RawHeaders = list[tuple[str, bytes | None]]
+
+FORGED = "forged_signature"
+TAMPERED = "tampered"
+REPLAYED = "replayed"
+STALE = "stale"
+UNSIGNED = "unsigned"
+NOT_ALLOWED = "topic_not_allowed"
+IMPERSONATION = "impersonation"
+MALFORMED = "malformed_envelope"
+RANDOM = "random_bytes"
+OVERSIZED = "oversized_value"
+PRINCIPAL_SPOOF = "principal_spoof"
+CATEGORIES = (FORGED, TAMPERED, REPLAYED, STALE, UNSIGNED, NOT_ALLOWED, IMPERSONATION,
+              MALFORMED, RANDOM, OVERSIZED, PRINCIPAL_SPOOF)
+GENUINE = "genuine"
+HOUR_MS = 3_600_000
+ALICE = '{"method":"jwt","sub":"alice"}'
+ADMIN = '{"method":"jwt","scopes":["admin"],"sub":"admin"}'
+
+
+@dataclass(frozen=True)
+class MeshCase:
+    category: str  # one of CATEGORIES, or GENUINE / "control" for records that must reach
+    label: str
+    headers: RawHeaders
+    value: bytes | None
+    message_id: str | None = None  # the ce_id a handler would see, for attribution
+
+    @property
+    def genuine(self) -> bool:
+        return self.category in (GENUINE, "control")
+
+
+def _case(category: str, label: str, envelope: Envelope) -> MeshCase:
+    headers: RawHeaders = list(to_headers(envelope))
+    return MeshCase(category, label, headers, envelope.value, envelope.id)
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+class Builder:
+    """Builds requests to ``cast.topic`` as its caller would send them, and the attacks."""
+
+    def __init__(self, cast: Cast, now_ms: int, value_bytes: int = 64) -> None:
+        self.cast = cast
+        self.topic = cast.topic
+        self.now = now_ms
+        self.value = b'{"attack":"' + b"a" * max(0, value_bytes - 13) + b'"}'
+
+    def request(self, source: str | None = None, value: bytes | None = None,
+                **fields: object) -> Envelope:
+        envelope = new_request(
+            source=source or self.cast.caller.service, operation=f"{self.cast.victim.service}.op",
+            value=self.value if value is None else value, reply_to=ReplyTo(REPLIES, 0),
+            deadline_ms=self.now + 60_000, at_ms=self.now)
+        return replace(envelope, **fields)  # type: ignore[arg-type]
+
+    def signed(self, envelope: Envelope | None = None, topic: str | None = None) -> Envelope:
+        return sign(envelope or self.request(), topic or self.topic,
+                    self.cast.key_of(self.cast.caller))
+
+    # --- genuine -----------------------------------------------------------------------
+
+    def control(self) -> MeshCase:
+        return _case("control", "genuine signed request", self.signed())
+
+    # --- attacks -----------------------------------------------------------------------
+
+    def forged(self) -> Iterator[MeshCase]:
+        stranger, _ = generate_ed25519(self.cast.caller.service)  # a key nobody trusts
+        yield _case(FORGED, "signed by an untrusted key",
+                    sign(self.request(), self.topic, stranger))
+        caller_key = self.cast.key_of(self.cast.caller)
+        genuine = self.signed()
+        algorithm, key_id, signature = (genuine.signature or "::").split(":")
+        yield _case(FORGED, "random signature bytes, real key id",
+                    genuine.with_signature(f"{algorithm}:{key_id}:{_b64(secrets.token_bytes(64))}"))
+        # HMAC keyed with the caller's public key under its key id: algorithm confusion.
+        public = caller_key.verify_key(self.cast.caller.service).material
+        body = self.request()
+        confused = hmac.new(public, canonical_bytes(body, self.topic), hashlib.sha256).digest()
+        yield _case(FORGED, "hmac with the public key (alg confusion)",
+                    body.with_signature(f"hmac-sha256:{key_id}:{_b64(confused)}"))
+        yield _case(FORGED, "signature header garbage", body.with_signature("not a signature"))
+        yield _case(FORGED, "truncated signature",
+                    body.with_signature(f"{algorithm}:{key_id}:{signature[:20]}"))
+        yield _case(FORGED, "unknown algorithm",
+                    body.with_signature(f"rsa:{key_id}:{signature}"))
+
+    def tampered(self) -> Iterator[MeshCase]:
+        good = self.signed()
+        yield _case(TAMPERED, "value changed after signing", replace(good, value=b'{"a":1}'))
+        yield _case(TAMPERED, "operation changed", replace(good, type=good.type + "x"))
+        yield _case(TAMPERED, "deadline extended", replace(good, deadline_ms=self.now + HOUR_MS))
+        yield _case(TAMPERED, "reply redirected",
+                    replace(good, reply_to=ReplyTo(REPLIES, 1)))
+        yield _case(TAMPERED, "principal injected", replace(good, principal='{"sub":"admin"}'))
+        yield _case(TAMPERED, "signed for another topic",
+                    self.signed(topic="somewhere.else.requests"))
+        yield _case(TAMPERED, "time moved (fresh again)", replace(good, time_ms=self.now + 1))
+
+    def replayed(self) -> Iterator[MeshCase]:
+        original = self.signed()
+        yield _case(GENUINE, "original of the replays", original)
+        yield _case(REPLAYED, "exact copy", original)
+        again = _case(REPLAYED, "copy with a new attempt and trace", original)
+        yield replace(again, headers=[*(h for h in again.headers if h[0] != H_ATTEMPT),
+                                      (H_ATTEMPT, b"2"),
+                                      (H_TRACEPARENT, b"00-" + b"1" * 32 + b"-" + b"2" * 16
+                                       + b"-01")])
+        yield _case(REPLAYED, "same id re-signed with another value",
+                    self.signed(replace(original, value=b'{"b":2}', signature=None)))
+
+    def stale(self) -> Iterator[MeshCase]:
+        yield _case(STALE, "an hour old", self.signed(self.request(time_ms=self.now - HOUR_MS)))
+        yield _case(STALE, "a day old", self.signed(self.request(time_ms=self.now - 24 * HOUR_MS)))
+        yield _case(STALE, "an hour in the future",
+                    self.signed(self.request(time_ms=self.now + HOUR_MS)))
+        yield _case(STALE, "epoch zero", self.signed(self.request(time_ms=0)))
+
+    def unsigned(self) -> Iterator[MeshCase]:
+        yield _case(UNSIGNED, "no mesh_sig", self.request())
+        yield _case(UNSIGNED, "empty mesh_sig", self.request().with_signature(""))
+
+    def not_allowed(self) -> Iterator[MeshCase]:
+        other = self.cast.other
+        yield _case(NOT_ALLOWED, "trusted service without the right to produce here",
+                    sign(self.request(source=other.service), self.topic, self.cast.key_of(other)))
+        victim = self.cast.victim
+        yield _case(NOT_ALLOWED, "the victim writing to its own request topic",
+                    sign(self.request(source=victim.service), self.topic,
+                         self.cast.key_of(victim)))
+
+    def impersonation(self) -> Iterator[MeshCase]:
+        other = self.cast.other
+        yield _case(IMPERSONATION, "own key, claims to be the caller",
+                    sign(self.request(), self.topic, self.cast.key_of(other)))
+        victim = self.cast.victim
+        yield _case(IMPERSONATION, "victim's key, claims to be the caller",
+                    sign(self.request(), self.topic, self.cast.key_of(victim)))
+
+    def principal_spoof(self) -> Iterator[MeshCase]:
+        """The trusted, allowed caller is not an edge: it may only forward a principal the
+        edge asserted, unchanged. Every request below is validly signed by it."""
+        edge_key = self.cast.key_of(self.cast.edge)
+        expires = self.now + 60_000  # the edge's deadline: the requests' own
+        genuine = assert_principal(ALICE, expires, edge_key)
+
+        def speaking_for(label: str, principal: str, assertion: str | None,
+                         category: str = PRINCIPAL_SPOOF) -> MeshCase:
+            return _case(category, label, self.signed(self.request(
+                principal=principal, principal_assertion=assertion)))
+
+        yield speaking_for("nested call forwarding the edge's assertion", ALICE, genuine,
+                           GENUINE)
+        yield speaking_for("admin principal, no assertion", ADMIN, None)
+        yield speaking_for("assertion by the caller's own key (not an edge)", ADMIN,
+                           assert_principal(ADMIN, expires, self.cast.key_of(self.cast.caller)))
+        yield speaking_for("assertion by another trusted service (not an edge)", ADMIN,
+                           assert_principal(ADMIN, expires, self.cast.key_of(self.cast.other)))
+        yield speaking_for("expired edge assertion", ADMIN,
+                           assert_principal(ADMIN, self.now - 1_000, edge_key))
+        yield speaking_for("edge assertion of other principal bytes (same JSON, reordered)",
+                           '{"sub":"alice","method":"jwt"}', genuine)
+        yield speaking_for("genuine edge assertion moved onto another principal", ADMIN, genuine)
+        algorithm, key_id, _, signature = genuine.split(":")
+        yield speaking_for("genuine edge assertion with its expiry pushed back", ALICE,
+                           f"{algorithm}:{key_id}:{self.now + HOUR_MS}:{signature}")
+
+    def malformed(self) -> Iterator[MeshCase]:
+        good = self.signed()
+        base: RawHeaders = list(to_headers(good))
+
+        def variant(label: str, headers: RawHeaders) -> MeshCase:
+            return MeshCase(MALFORMED, label, headers, good.value, good.id)
+
+        for name in (H_ID, H_SOURCE, H_TYPE, H_TIME, H_KIND, H_REPLY_TO):
+            yield variant(f"missing {name}", [h for h in base if h[0] != name])
+        for name in (H_ID, H_SOURCE, H_SIGNATURE, H_TIME):
+            first = next(h for h in base if h[0] == name)
+            yield variant(f"duplicate {name}", [*base, (name, (first[1] or b"") + b"x")])
+        yield variant("oversized ce_type", _set(base, H_TYPE, b"t" * (MAX_HEADER_VALUE + 1)))
+        yield variant("non-UTF-8 ce_source", _set(base, H_SOURCE, b"\xff\xfeatk"))
+        yield variant("unknown kind", _set(base, H_KIND, b"command"))
+        yield variant("non-numeric ce_time", _set(base, H_TIME, b"yesterday"))
+        yield variant("non-ASCII digits in deadline", _set(base, H_DEADLINE, "١٢٣".encode()))
+        yield variant("reply_to without partition", _set(base, H_REPLY_TO, b"mesh.replies"))
+        yield variant("attempt zero", _set(base, H_ATTEMPT, b"0"))
+        yield variant("null header value", _set(base, H_ID, None))
+        yield variant("no headers at all", [])
+
+
+def _set(headers: RawHeaders, name: str, value: bytes | None) -> RawHeaders:
+    return [(n, value if n == name else v) for n, v in headers]
+
+
+Family = Callable[[Builder], Iterator[MeshCase]]
+FAMILIES: tuple[Family, ...] = (Builder.forged, Builder.tampered, Builder.replayed, Builder.stale,
+                                Builder.unsigned, Builder.not_allowed, Builder.impersonation,
+                                Builder.malformed, Builder.principal_spoof)
+
+
+def handcrafted(builder: Builder, rounds: int) -> list[MeshCase]:
+    """Every hand-written attack ``rounds`` times over (fresh ids and signatures each round)."""
+    return [case for _ in range(rounds) for family in FAMILIES for case in family(builder)]
+
+
+def oversized(builder: Builder, limit: int, count: int, broker_limit: int) -> list[MeshCase]:
+    """Genuinely signed requests over the victim's size limit (and one over the broker's)."""
+    cases = []
+    for n in range(count):
+        value = b'{"pad":"' + b"x" * (limit + 1 + n * 997) + b'"}'
+        cases.append(_case(OVERSIZED, f"{len(value)} bytes, signed",
+                           builder.signed(builder.request(value=value))))
+    big = b"y" * (broker_limit + 1)
+    cases.append(_case(OVERSIZED, f"{len(big)} bytes (over the broker's limit)",
+                       builder.signed(builder.request(value=big))))
+    return cases
+
+
+def random_records(records: list[tuple[RawHeaders, bytes | None]]) -> list[MeshCase]:
+    return [MeshCase(RANDOM, f"random #{n}", headers, value)
+            for n, (headers, value) in enumerate(records)]
+
+
+def message_id_of(headers: RawHeaders) -> str | None:
+    for name, value in headers:
+        if name == H_ID and value is not None:
+            return value.decode("utf-8", "replace")
+    return None
+
