@@ -21,7 +21,7 @@ from bus.envelope import now_ms
 from bus.security.access import AccessPolicy
 from bus.security.keys import InvalidKey, KeyRing, SigningKey, signing_key_from_bytes
 from bus.transport.kafka import KafkaTransport
-from infra.cli import tui
+from infra import tui
 from infra.deploy import aws as deploy
 from infra.errors import InfraError
 from infra.keys import identity

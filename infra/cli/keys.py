@@ -17,7 +17,8 @@ from typing import Any
 
 from functions.gateway.auth.api_keys import ApiKeyHasher, ApiKeyRecord, UsagePlan, issue_api_key
 from functions.gateway.auth.dynamodb_keys import ApiKeyStoreUnavailable, DynamoDBApiKeyStore
-from infra.cli import keys_rotate, tui
+from infra import tui
+from infra.cli import keys_rotate
 from infra.deploy import aws as deploy
 from infra.errors import DeployFailed, InfraError
 from infra.keys import pepper

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 
 from bus.envelope import now_ms
 from bus.security.keys import KeyRing, SecretKeys, generate_ed25519
-from infra.cli import tui
+from infra import tui
 from infra.errors import InfraError
 from infra.keys import key_rotation, mesh_keys
 from infra.settings import Settings

@@ -9,11 +9,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from bus.errors import MeshError
+from infra import tui
 from infra.cli import dlq as deadletters
 from infra.cli import keys as keys_cli
 from infra.cli import token as token_cli
 from infra.cli import trace as trace_cli
-from infra.cli import tui
 from infra.cli.docs import cli as docs_cli
 from infra.cli.tail import cli as tail_cli
 from infra.deploy import pipeline

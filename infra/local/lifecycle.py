@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from infra.cli import tui
+from infra import tui
 from infra.deploy import aws as deploy
 from infra.deploy.pipeline import deploy_stack, policy_file
 from infra.errors import InfraError

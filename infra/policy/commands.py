@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TextIO
 
-from infra.cli import tui
+from infra import tui
 from infra.policy.derive import topic_specs
 from infra.policy.editor_schema import write_schema
 from infra.policy.graph import graph_from_files, render

@@ -8,7 +8,7 @@ import io
 import pytest
 from rich.console import Console
 
-from infra.cli import tui
+from infra import tui
 from infra.cli.main import _status_rows
 from infra.local import lifecycle
 

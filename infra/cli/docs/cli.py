@@ -10,10 +10,10 @@ from typing import Any
 
 from infra.cli.docs.asyncapi import asyncapi_document
 from infra.cli.docs.openapi import openapi_document
-from infra.cli.tui import Say, plain_say
 from infra.errors import InfraError
 from infra.policy import load_policy
 from infra.settings import Settings
+from infra.tui import Say, plain_say
 
 OPENAPI_FILE = "openapi.json"
 ASYNCAPI_FILE = "asyncapi.json"
