@@ -10,7 +10,7 @@ from typing import Any
 
 from bus.errors import MeshError
 from infra import tui
-from infra.cli import dlq as deadletters
+from infra.cli import dlq as dlq_cli
 from infra.cli import keys as keys_cli
 from infra.cli import token as token_cli
 from infra.cli import trace as trace_cli
@@ -101,11 +101,11 @@ def run(argv: Sequence[str] | None = None) -> int:
         _say(f"endpoint: {endpoint}")
     elif args.command == "dlq":
         if args.dlq_command == "list":
-            deadletters.list_command(settings, args.topic, args.limit, _say)
+            dlq_cli.list_command(settings, args.topic, args.limit, _say)
         elif args.dlq_command == "show":
-            deadletters.show_command(settings, args.topic, args.id, _say)
+            dlq_cli.show_command(settings, args.topic, args.id, _say)
         else:
-            deadletters.replay_command(settings, args.topic, args.id, _say)
+            dlq_cli.replay_command(settings, args.topic, args.id, _say)
     elif args.command == "policy":
         if args.policy_command == "check":
             return policy_commands.check_command(args.files, settings.root, _say)
