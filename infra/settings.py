@@ -4,37 +4,95 @@
 from __future__ import annotations
 
 import os
+import urllib.parse
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 ENV_PREFIX = "MESHGATE_"
 ROOT = Path(__file__).resolve().parent.parent
+LOOPBACK = "127.0.0.1"
+DEFAULT_STACK = "meshgate"
 
 
 class Settings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     root: Path = ROOT
-    stack_name: str = "meshgate"
+    stack_name: str = DEFAULT_STACK
     region: str = "us-east-1"
     # None means real AWS with the default credential chain.
     endpoint_url: str | None = "http://127.0.0.1:4566"
+    # True: the emulator at endpoint_url is someone else's (e.g. LocalStack): never started
+    # or stopped by ``meshgate up/down``.
+    emulator_external: bool = False
     kafka_bootstrap: str = "127.0.0.1:9092"
+    # The local broker's KRaft controller listener; default: the bootstrap port + 1.
+    kafka_controller_port: int | None = Field(default=None, ge=1, le=65_535)
+    # The local OTLP/HTTP collector every local process (and the emulated gateway) sends to.
+    collector_port: int = Field(default=4318, ge=1, le=65_535)
+    # Pids, logs, keys, broker and emulator state; default: <root>/.local.
+    local_dir: Path = ROOT / ".local"
     artifact_bucket: str = "meshgate-artifacts"
     lambda_python: str = "3.11"
     lambda_platform: str = "manylinux2014_x86_64"
     request_timeout_s: float = Field(default=10.0, gt=0, le=28)
 
-    @property
-    def local_dir(self) -> Path:
-        return Path(os.environ.get("MESHGATE_LOCAL_DIR", str(self.root / ".local")))
+    @model_validator(mode="before")
+    @classmethod
+    def _local_dir_under_root(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("local_dir") is None:
+            # MESHGATE_LOCAL_DIR counts even for Settings(...) built directly, as it always did
+            default = Path(data.get("root") or ROOT) / ".local"
+            data = {**data, "local_dir": os.environ.get("MESHGATE_LOCAL_DIR") or default}
+        return data
 
     @property
     def build_dir(self) -> Path:
-        return self.root / "build"
+        """Zips and the policy bundle; a second stack (another name) gets its own folder."""
+        base = self.root / "build"
+        return base if self.stack_name == DEFAULT_STACK else base / "stacks" / self.stack_name
+
+    @property
+    def deps_dir(self) -> Path:
+        """Installed Lambda dependencies, keyed by their content: shared by every stack."""
+        return self.root / "build" / "deps"
+
+    @property
+    def kafka_port(self) -> int:
+        """The port of the first bootstrap address (the local broker's listener)."""
+        return int(self.kafka_bootstrap.split(",")[0].rsplit(":", 1)[1])
+
+    @property
+    def emulator_port(self) -> int | None:
+        if self.endpoint_url is None:
+            return None
+        parts = urllib.parse.urlsplit(self.endpoint_url)
+        return parts.port or {"http": 80, "https": 443}.get(parts.scheme)
+
+    @property
+    def otlp_endpoint(self) -> str:
+        return f"http://{LOOPBACK}:{self.collector_port}"
+
+    def script_environment(self) -> dict[str, str]:
+        """What the localstack/ scripts read: ports and state folders of this stack."""
+        env = {"MESHGATE_LOCAL_DIR": str(self.local_dir), "KAFKA_PORT": str(self.kafka_port),
+               "KAFKA_CONTROLLER_PORT": str(self.kafka_controller_port or self.kafka_port + 1)}
+        if self.emulator_port is not None:
+            env["MINISTACK_PORT"] = str(self.emulator_port)
+        return env
+
+    def environment(self) -> dict[str, str]:
+        """These settings as ``MESHGATE_*`` variables, for the processes ``meshgate up``
+        starts (the collector resolves its port and folder from them)."""
+        values = self.model_dump(exclude={"root"}, exclude_none=True)
+        env = {ENV_PREFIX + name.upper(): str(value).lower() if isinstance(value, bool)
+               else str(value) for name, value in values.items()}
+        if self.endpoint_url is None:
+            env[ENV_PREFIX + "ENDPOINT_URL"] = "aws"
+        return env
 
     @property
     def is_local(self) -> bool:

@@ -77,7 +77,7 @@ def vendor(spec: FunctionSpec, settings: Settings) -> Path:
     command = pip_command(spec, settings, Path("TARGET"))
     constraints = (settings.root / "constraints.txt").read_bytes()
     digest = hashlib.sha256(" ".join(command[1:]).encode() + constraints).hexdigest()[:16]
-    target = settings.build_dir / "deps" / f"{spec.name}-{digest}"
+    target = settings.deps_dir / f"{spec.name}-{digest}"
     if (target / ".complete").exists():
         return target
     if not spec.requirements:  # pip refuses to install nothing

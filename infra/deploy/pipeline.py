@@ -12,6 +12,7 @@ from botocore.exceptions import ClientError
 from infra.deploy import aws as deploy
 from infra.deploy import package
 from infra.keys import dev_issuer, identity, pepper
+from infra.keys.issuer_url import with_jwks_resolved
 from infra.policy import access_map, load_policy, operators_of, services_of, traffic_document
 from infra.settings import Settings
 from infra.stack import function_env, template
@@ -83,5 +84,7 @@ def bundle_policy(settings: Settings) -> Path:
     that serve routes: they read JSON at cold start, never YAML."""
     target = settings.build_dir / POLICY_BUNDLE
     target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(load_policy(policy_file(settings)).model_dump_json(exclude_defaults=True))
+    # the dev issuer's JWKS URL points at the emulator in force (infra.keys.issuer_url)
+    policy = with_jwks_resolved(load_policy(policy_file(settings)), settings.endpoint_url)
+    target.write_text(policy.model_dump_json(exclude_defaults=True))
     return target

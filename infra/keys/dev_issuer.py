@@ -1,5 +1,6 @@
 """The local stack's development identity provider: an ES256 key pair, a JWKS on the
-emulator's S3 at the policy's ``edge.jwt.jwks_url``, and tokens signed with it.
+emulator's S3 at the policy's ``edge.jwt.jwks_url`` (on the placeholder origin of
+``infra.keys.issuer_url``: the emulator in force), and tokens signed with it.
 
 Private keys stay on this machine, in ``<local_dir>/dev-issuer/keys.json`` (mode 0600),
 oldest first; the newest signs. ``rotate`` adds a key and keeps the previous one published,
@@ -35,6 +36,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from infra.deploy import aws as deploy
 from infra.errors import InfraError
+from infra.keys.issuer_url import resolve_jwks_url
 from infra.policy import PolicyError, load_policy
 from infra.settings import Settings
 
@@ -243,9 +245,9 @@ def issuer_config(settings: Settings) -> IssuerConfig:
     if ALGORITHM not in jwt_settings.algorithms:
         raise NoLocalIssuer(f"edge.jwt.algorithms does not allow {ALGORITHM}, which the dev "
                             "issuer signs with", f"add {ALGORITHM} to edge.jwt.algorithms")
-    bucket, key = emulator_location(settings.endpoint_url, jwt_settings.jwks_url)
-    return IssuerConfig(jwt_settings.issuer, jwt_settings.audience, jwt_settings.jwks_url,
-                        bucket, key)
+    jwks_url = resolve_jwks_url(jwt_settings.jwks_url, settings.endpoint_url)
+    bucket, key = emulator_location(settings.endpoint_url, jwks_url)
+    return IssuerConfig(jwt_settings.issuer, jwt_settings.audience, jwks_url, bucket, key)
 
 
 def fetch_anonymously(url: str, timeout_s: float = FETCH_TIMEOUT_S) -> bytes:

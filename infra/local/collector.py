@@ -1,11 +1,12 @@
 """The local OTLP/HTTP collector: ``python -m infra.local.collector`` (started by ``meshgate up``).
 
 Receives ``POST /v1/traces`` and ``POST /v1/metrics`` (protobuf, optionally gzip or deflate,
-as the SDK's OTLP/HTTP exporters send them) on 127.0.0.1:4318 and appends one JSON line per
-span to ``.local/telemetry/spans.jsonl`` and per metric to ``metrics.jsonl`` (rotated at
-50 MB; ``infra.local.span_log``), which ``meshgate trace`` reads. Answers as the OTLP/HTTP spec
-says: 200 with an empty protobuf response, 400 for a body that does not decode (the sender
-must not retry it), 415 for JSON (not supported here), 413 over 32 MB, 404 elsewhere.
+as the SDK's OTLP/HTTP exporters send them) on 127.0.0.1:<collector_port> (setting
+``MESHGATE_COLLECTOR_PORT``, default 4318) and appends one JSON line per span to
+``.local/telemetry/spans.jsonl`` and per metric to ``metrics.jsonl`` (rotated at 50 MB;
+``infra.local.span_log``), which ``meshgate trace`` reads. Answers as the OTLP/HTTP spec says:
+200 with an empty protobuf response, 400 for a body that does not decode (the sender must not
+retry it), 415 for JSON (not supported here), 413 over 32 MB, 404 elsewhere.
 
 A ``ThreadingHTTPServer`` (stdlib) in a thread; the main thread waits for SIGTERM/SIGINT and
 then shuts the server down.
@@ -28,7 +29,6 @@ from infra.local.span_log import MAX_BYTES, JsonLines
 from infra.settings import Settings
 from infra.stack.otel_env import (
     COLLECTOR_HOST,
-    COLLECTOR_PORT,
     METRICS_FILE,
     SPANS_FILE,
     telemetry_dir,
@@ -43,7 +43,7 @@ log = logging.getLogger("meshgate.collector")
 class CollectorConfig:
     folder: Path
     host: str = COLLECTOR_HOST
-    port: int = COLLECTOR_PORT
+    port: int = 4318  # the default of Settings.collector_port
     max_file_bytes: int = MAX_BYTES
 
 
@@ -129,7 +129,8 @@ def serve(config: CollectorConfig, stop: threading.Event) -> None:
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    config = CollectorConfig(folder=telemetry_dir(Settings.resolve()))
+    settings = Settings.resolve()  # MESHGATE_* from ``meshgate up`` (its port, its folder)
+    config = CollectorConfig(folder=telemetry_dir(settings), port=settings.collector_port)
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:

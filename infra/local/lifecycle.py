@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -35,6 +37,19 @@ def step(say: Say, title: str) -> Iterator[None]:
     say(f"    done in {time.monotonic() - started:.1f}s")
 
 
+def emulator_reachable(settings: Settings, timeout_s: float = 2.0) -> bool:
+    """An external emulator (not started here) answers on its endpoint."""
+    if settings.endpoint_url is None:
+        return False
+    try:
+        with urllib.request.urlopen(settings.endpoint_url, timeout=timeout_s):
+            return True
+    except urllib.error.HTTPError:
+        return True  # it answered, with an error status: it is there
+    except (OSError, urllib.error.URLError):
+        return False
+
+
 def provision_topics(settings: Settings) -> topics.TopicPlan:
     wanted = topic_specs(policy_file(settings))
     return asyncio.run(topics.apply_topics(settings.kafka_bootstrap, wanted))
@@ -45,7 +60,10 @@ def up(settings: Settings, say: Say, *, smoke_call: bool = True) -> dict[str, An
     with step(say, "Kafka broker"):
         local.run_script(settings, local.KAFKA_SCRIPT, "start", say)
     with step(say, "AWS emulator"):
-        local.run_script(settings, local.EMULATOR_SCRIPT, "start", say)
+        if settings.emulator_external:
+            say(f"external emulator at {settings.endpoint_url}: not started here")
+        else:
+            local.run_script(settings, local.EMULATOR_SCRIPT, "start", say)
     with step(say, "topics"):
         plan = provision_topics(settings)
         created = [s.name for s in plan.create]
@@ -75,14 +93,16 @@ def down(settings: Settings, say: Say, *, workers_only: bool = False) -> None:
         local.stop_worker(settings, worker, say)
     if workers_only:
         return
-    local.run_script(settings, local.EMULATOR_SCRIPT, "stop", say)
+    if not settings.emulator_external:  # someone else's emulator: theirs to stop
+        local.run_script(settings, local.EMULATOR_SCRIPT, "stop", say)
     local.run_script(settings, local.KAFKA_SCRIPT, "stop", say)
 
 
 def status(settings: Settings) -> dict[str, Any]:
     quiet: Say = lambda _line: None  # noqa: E731
     kafka_up = local.run_script(settings, local.KAFKA_SCRIPT, "status", quiet)
-    emulator_up = local.run_script(settings, local.EMULATOR_SCRIPT, "status", quiet)
+    emulator_up = (emulator_reachable(settings) if settings.emulator_external
+                   else local.run_script(settings, local.EMULATOR_SCRIPT, "status", quiet))
     endpoint = authorized_endpoint = None
     if emulator_up or not settings.is_local:
         try:

@@ -30,6 +30,7 @@ def run_script(settings: Settings, script: str, action: str, say: Say) -> bool:
     try:
         result = subprocess.run(
             ["bash", str(path), action], capture_output=True, text=True,
+            env={**os.environ, **settings.script_environment()},
             timeout=SCRIPT_TIMEOUT_S, check=False,
         )
     except subprocess.TimeoutExpired as exc:
@@ -109,7 +110,8 @@ def start_worker(settings: Settings, spec: WorkerSpec, say: Say) -> int:
         say(f"worker {spec.name}: already running (pid {pid})")
         return pid
     pidfile, logfile = _worker_paths(settings, spec)
-    env = {**os.environ, **worker_environment(settings, spec), "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, **settings.environment(), **worker_environment(settings, spec),
+           "PYTHONUNBUFFERED": "1"}
     with logfile.open("ab") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", spec.module],

@@ -19,14 +19,14 @@ from typing import Final
 from infra.settings import Settings
 
 COLLECTOR_HOST: Final = "127.0.0.1"
-COLLECTOR_PORT: Final = 4318
 FORWARDED_PREFIX: Final = "MESHGATE_OTEL_"
 SPANS_FILE: Final = "spans.jsonl"
 METRICS_FILE: Final = "metrics.jsonl"
 
 
-def collector_endpoint() -> str:
-    return f"http://{COLLECTOR_HOST}:{COLLECTOR_PORT}"
+def collector_endpoint(settings: Settings) -> str:
+    """The local collector of this stack (``MESHGATE_COLLECTOR_PORT``, default 4318)."""
+    return f"http://{COLLECTOR_HOST}:{settings.collector_port}"
 
 
 def telemetry_dir(settings: Settings) -> Path:
@@ -54,7 +54,7 @@ def otel_environment(settings: Settings, service: str,
                                     f"meshgate.stack={settings.stack_name}",
         "OTEL_TRACES_EXPORTER": "otlp",
         "OTEL_METRICS_EXPORTER": "otlp" if metrics else "none",
-        "OTEL_EXPORTER_OTLP_ENDPOINT": collector_endpoint(),
+        "OTEL_EXPORTER_OTLP_ENDPOINT": collector_endpoint(settings),
         "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
         "OTEL_EXPORTER_OTLP_TIMEOUT": "2",  # seconds; a missing collector costs little
         "OTEL_BSP_SCHEDULE_DELAY": "500",  # ms; workers' spans arrive within a second
