@@ -40,8 +40,7 @@ def test_a_second_stack_gets_its_own_ports_folders_and_collector() -> None:
         "KAFKA_CONTROLLER_PORT": "19500", "MINISTACK_PORT": "14566"}
     assert second.build_dir == ROOT / "build" / "stacks" / "second"
     assert second.deps_dir == Settings().deps_dir  # content-keyed, shared
-    [orders] = [spec for spec in local.workers(second) if spec.name == "orders"]
-    env = local.worker_environment(second, orders)
+    env = local.worker_environment(second, local.WorkerSpec("orders", "functions.orders.worker"))
     assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://127.0.0.1:14318"
     assert env["MESH_BOOTSTRAP_SERVERS"] == "127.0.0.1:19092"
     assert env["AWS_ENDPOINT_URL"] == "http://127.0.0.1:14566"
