@@ -12,6 +12,7 @@ from bus.errors import MeshError
 from infra import tui
 from infra.cli import dlq as dlq_cli
 from infra.cli import keys as keys_cli
+from infra.cli import new as new_cli
 from infra.cli import token as token_cli
 from infra.cli import trace as trace_cli
 from infra.cli.docs import cli as docs_cli
@@ -77,6 +78,7 @@ def _parser() -> argparse.ArgumentParser:
     tail_cli.register(commands)
     docs_cli.register(commands)
     trace_cli.register(commands)
+    new_cli.register(commands)
     return parser
 
 
@@ -126,6 +128,8 @@ def run(argv: Sequence[str] | None = None) -> int:
         return docs_cli.run(args, settings)
     elif args.command == "trace":
         return trace_cli.run(args, settings)
+    elif args.command == "new":
+        return new_cli.run(args, settings, _say)
     elif args.command == "topics":
         plan = lifecycle.provision_topics(settings)
         _say("no changes" if plan.empty else f"created {[s.name for s in plan.create]}, "

@@ -73,7 +73,7 @@ def up(settings: Settings, say: Say, *, smoke_call: bool = True) -> dict[str, An
     with step(say, "package and deploy"):
         endpoint = deploy_stack(settings, say)
     with step(say, "service workers"):
-        for worker in local.WORKERS:
+        for worker in local.workers(settings):
             local.start_worker(settings, worker, say)
     result: dict[str, Any] = {"endpoint": endpoint}
     if smoke_call:
@@ -89,7 +89,7 @@ def up(settings: Settings, say: Say, *, smoke_call: bool = True) -> dict[str, An
 
 
 def down(settings: Settings, say: Say, *, workers_only: bool = False) -> None:
-    for worker in local.WORKERS:
+    for worker in local.workers(settings):
         local.stop_worker(settings, worker, say)
     if workers_only:
         return
@@ -118,5 +118,5 @@ def status(settings: Settings) -> dict[str, Any]:
         "authorized_endpoint": authorized_endpoint,
         "kafka": {"bootstrap": settings.kafka_bootstrap, "running": kafka_up},
         "emulator": {"url": settings.endpoint_url, "running": emulator_up},
-        "workers": {w.name: local.worker_pid(settings, w) for w in local.WORKERS},
+        "workers": {w.name: local.worker_pid(settings, w) for w in local.workers(settings)},
     }

@@ -7,12 +7,13 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from bus.topics import REPLY_TOPIC
 from infra.errors import ProcessFailed
+from infra.policy import services_of
 from infra.settings import Settings
 from infra.stack.function_env import keyring_reload_s
 from infra.stack.otel_env import otel_environment
@@ -53,15 +54,25 @@ class WorkerSpec:
     module: str
 
 
-WORKERS = (
-    WorkerSpec("orders", "functions.orders.worker"),
-    WorkerSpec("inventory", "functions.inventory.worker"),
-    # The async results recorder runs as the gateway (its identity, key and access).
-    WorkerSpec("gateway", "functions.async_results.worker"),
-    # The local OTLP/HTTP collector (traces to .local/telemetry/spans.jsonl); last, so it
-    # is stopped after the workers' final export.
-    WorkerSpec("collector", "infra.local.collector"),
-)
+# Always run, besides the services' workers. The async results recorder runs as the
+# gateway (its identity, key and access); the local OTLP/HTTP collector (traces to
+# .local/telemetry/spans.jsonl) is last, so it is stopped after the workers' final export.
+RECORDER = WorkerSpec("gateway", "functions.async_results.worker")
+COLLECTOR = WorkerSpec("collector", "infra.local.collector")
+
+
+def service_workers(root: Path, services: Iterable[str]) -> tuple[WorkerSpec, ...]:
+    """The policy's services that have a ``functions/<name>/worker.py``, sorted: a service
+    gets a local worker by declaring it in the policy and writing that file (what
+    ``meshgate new service`` does); no list in code."""
+    return tuple(WorkerSpec(name, f"functions.{name}.worker") for name in sorted(services)
+                 if (root / "functions" / name / "worker.py").is_file())
+
+
+def workers(settings: Settings) -> tuple[WorkerSpec, ...]:
+    """Every local process ``meshgate up`` starts (and ``down`` stops), in start order."""
+    names = services_of(settings.root / "policies")
+    return (*service_workers(settings.root, names), RECORDER, COLLECTOR)
 
 
 def _worker_paths(settings: Settings, spec: WorkerSpec) -> tuple[Path, Path]:

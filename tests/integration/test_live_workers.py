@@ -35,7 +35,8 @@ def gateway_identity(settings: Settings) -> Identity:
 
 @pytest.fixture
 async def gateway(infra_settings: Settings, bootstrap: str) -> AsyncIterator[MeshClient]:
-    down = [spec.name for spec in local.WORKERS if spec.name in ("orders", "inventory")
+    down = [spec.name for spec in local.workers(infra_settings)
+            if spec.name in ("orders", "inventory")
             and local.worker_pid(infra_settings, spec) is None]
     if down:
         pytest.fail(f"workers not running: {', '.join(down)}; run '.venv/bin/meshgate up'")

@@ -18,7 +18,7 @@ from bus.envelope import H_CORRELATION, H_REPLY_TO, H_SIGNATURE
 from bus.policy.model import Policy
 from infra.cli.docs.asyncapi import ENVELOPE_HEADERS, asyncapi_document
 from infra.cli.docs.openapi import openapi_document
-from infra.policy import load_policy
+from infra.policy import access_map, load_policy
 from tests.unit.edge_support import PROJECT
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -125,9 +125,12 @@ def test_operations_per_service_follow_the_access_map(doc: dict[str, Any],
                 received = ops[f"{service}.receive.{topic}"]
                 assert received["action"] == "receive"
                 assert resolve(doc, received["channel"]["$ref"])["address"] == topic
-    # The gateway calls orders.* and inventory.*, and reads both reply topics.
+    # The gateway sends to the request topics the access map lets it produce to (orders.*,
+    # inventory.*, and any service added to policies/), and reads both reply topics.
+    gateway_topics = access_map(policy)["produce"]["gateway"]
+    assert {"orders.requests", "inventory.requests"} <= set(gateway_topics)
     assert {name for name in ops if name.startswith("gateway.")} == {
-        "gateway.send.orders.requests", "gateway.send.inventory.requests",
+        *(f"gateway.send.{topic}" for topic in gateway_topics),
         "gateway.receive.mesh.replies", "gateway.receive.mesh.async.replies"}
     # orders may call only inventory.stock and inventory.reserve, both on inventory.requests.
     sent = ops["orders.send.inventory.requests"]["messages"]

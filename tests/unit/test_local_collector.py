@@ -152,7 +152,7 @@ def test_refusals_follow_otlp_http(collector: CollectorServer) -> None:
 
 def test_local_processes_export_to_the_collector_and_aws_gets_only_what_is_asked() -> None:
     local_settings = Settings.resolve(env={})
-    [orders] = [spec for spec in local.WORKERS if spec.name == "orders"]
+    [orders] = [spec for spec in local.workers(local_settings) if spec.name == "orders"]
     env = local.worker_environment(local_settings, orders)
     assert env["OTEL_SERVICE_NAME"] == "orders"
     assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://127.0.0.1:4318"
@@ -161,7 +161,7 @@ def test_local_processes_export_to_the_collector_and_aws_gets_only_what_is_asked
     assert telemetry_config(env) == TelemetryConfig(traces=("otlp",), metrics=("otlp",))
     assert env["OTEL_METRIC_EXPORT_INTERVAL"] == "5000"
     assert otel_environment(local_settings, "gateway")["OTEL_METRICS_EXPORTER"] == "none"
-    assert "collector" in {spec.name for spec in local.WORKERS}
+    assert "collector" in {spec.name for spec in local.workers(local_settings)}
     aws = Settings.resolve(env={"MESHGATE_ENDPOINT_URL": "aws"})
     assert otel_environment(aws, "gateway", {}) == {}
     assert otel_environment(aws, "gateway", {

@@ -12,8 +12,8 @@ ROOT = Path(__file__).resolve().parent.parent.parent
 
 
 async def test_editing_the_policy_changes_the_rules_in_force(tmp_path: Path) -> None:
-    shutil.copy(ROOT / "policies" / "mesh.yaml", tmp_path / "mesh.yaml")
-    shutil.copytree(ROOT / "policies" / "schemas", tmp_path / "schemas")
+    # every policy file: mesh.yaml grants the edge the services other files add
+    shutil.copytree(ROOT / "policies", tmp_path, dirs_exist_ok=True)
     table = TrafficTable()
     reloader = TrafficReloader(table, PolicyTrafficSource(tmp_path), interval_s=60)
     assert await reloader.reload_once() is True
