@@ -54,9 +54,48 @@ class Finding:
         return f"{self.what}{other}{detail}; {self.fix}"
 
 
+CUTOFF = 0.6  # difflib's ratio a suggestion needs: a typo or two in a name, not a new name
+GLOB_CHAR = re.compile(r"[*?\[]")
+
+
 def suggest(name: str, candidates: Iterable[str]) -> str:
-    close = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
+    """`` (did you mean X?)`` for the declared name closest to ``name``, or ``""``. When
+    names share ``name``'s prefix (``orders.`` of ``orders.creat``), only the rest is compared
+    among them; a glob ``name`` is mended on its literal prefix (see ``mend_pattern``)."""
+    names = sorted(set(candidates))
+    if GLOB_CHAR.search(name):
+        mended = mend_pattern(name, names)
+        return f" (did you mean {mended}?)" if mended else ""
+    head, dot, tail = name.partition(".")
+    siblings = {n.partition(".")[2]: n for n in names if dot and n.startswith(head + ".")}
+    if siblings:  # orders.creat: compare the part after the known prefix (not orders.get)
+        near = difflib.get_close_matches(tail, list(siblings), n=1, cutoff=CUTOFF)
+        return f" (did you mean {siblings[near[0]]}?)" if near else ""
+    close = difflib.get_close_matches(name, names, n=1, cutoff=CUTOFF)
     return f" (did you mean {close[0]}?)" if close else ""
+
+
+def mend_pattern(pattern: str, names: Iterable[str]) -> str | None:
+    """``order.*`` -> ``orders.*``, ``inventory.stok*`` -> ``inventory.stock*``: the pattern
+    with its literal prefix (the text before the first glob character) replaced by the closest
+    prefix of a declared name, when the mended pattern matches something. Pure."""
+    found = GLOB_CHAR.search(pattern)
+    if found is None:
+        return None
+    literal, rest = pattern[: found.start()], pattern[found.start():]
+    best: tuple[float, str] | None = None
+    for name in sorted(set(names)):
+        for size in range(max(1, len(literal) - 2), min(len(name), len(literal) + 2) + 1):
+            prefix = name[:size]
+            if prefix == literal:
+                continue
+            score = difflib.SequenceMatcher(None, literal, prefix).ratio()
+            if score >= CUTOFF and (best is None or score > best[0]):
+                best = (score, prefix)
+    if best is None:
+        return None
+    mended = best[1] + rest
+    return mended if any(fnmatch.fnmatchcase(name, mended) for name in names) else None
 
 
 def check_policy(policy: Policy) -> list[Finding]:
@@ -186,12 +225,13 @@ def _access(policy: Policy) -> Iterable[Finding]:
             prefix = _prefix(pattern)
             if is_glob(pattern):
                 what = f"pattern {pattern} matches no operation any service owns"
-                fix = "fix the pattern or add the operations to the services that serve them"
+                fix = ("fix the pattern or add the operations to the services that serve them"
+                       + suggest(pattern, owners))
             else:
                 what = f"operation {pattern} is owned by no service"
                 fix = (f"add it to services.{prefix}.operations or fix the name"
                        if prefix in policy.services else "declare the service that serves it "
-                       f"or fix the name{suggest(pattern, owners)}")
+                       "or fix the name") + suggest(pattern, owners)
             yield Finding(("access", service, "call", i), f"access.{service}.call: {what}", fix)
         if policy.callable_operations(service) and not _may(access.consume, REPLY_TOPIC):
             yield Finding(
@@ -246,10 +286,10 @@ def _route_call(policy: Policy, owners: dict[str, str], i: int, route: Route, wh
         yield Finding(
             ("routes", i, *where),
             f"route {route.name} targets operation {operation} that no service owns",
-            f"add it to services.{prefix}.operations or fix the route"
-            if prefix in policy.services
-            else f"declare the service that serves it or fix the route"
-            f"{suggest(operation, owners)}",
+            (f"add it to services.{prefix}.operations or fix the route"
+             if prefix in policy.services
+             else "declare the service that serves it or fix the route")
+            + suggest(operation, owners),
         )
     elif route.caller in policy.services and not policy.may_call(route.caller, operation):
         yield Finding(
@@ -309,8 +349,8 @@ def _traffic(policy: Policy) -> Iterable[Finding]:
             prefix = _prefix(operation)
             yield Finding(
                 where, f"traffic rules for operation {operation}, which no service owns",
-                f"add it to services.{prefix}.operations or fix the name"
-                if prefix in policy.services else
+                (f"add it to services.{prefix}.operations or fix the name"
+                 + suggest(operation, owners)) if prefix in policy.services else
                 f"fix the name{suggest(operation, owners) or ' or declare the service'}",
             )
             continue

@@ -11,7 +11,8 @@ from infra import tui
 from infra.policy.derive import topic_specs
 from infra.policy.editor_schema import write_schema
 from infra.policy.graph import graph_from_files, render
-from infra.policy.load import check_files, display_name
+from infra.policy.load import Report, check_files, display_name
+from infra.policy.plan_text import apply_summary, plan_summary
 from infra.settings import Settings
 
 Say = Callable[[str], None]
@@ -26,14 +27,29 @@ def check_command(files: Sequence[str], root: Path, say: Say,
     for problem in report.problems:
         print(problem, file=out, flush=True)
     if report.problems or report.policy is None:
-        later = ("" if report.checked_references else
-                 " (the cross-reference checks run once every file matches the schema)")
-        print(f"policy check: {len(report.problems)} error(s){later}", file=out, flush=True)
+        print(f"policy check: {check_summary(report)}", file=out, flush=True)
         return 1
     policy = report.policy
-    say(f"policy ok: {len(policy.services)} services, {len(policy.topics)} topics, "
-        f"{len(policy.routes)} routes")
+    say(f"policies are valid: {_count(len(policy.services), 'service')}, "
+        f"{_count(len(policy.topics), 'topic')}, {_count(len(policy.routes), 'route')}")
     return 0
+
+
+def check_summary(report: Report) -> str:
+    """``3 errors in 2 files``, and what was not checked, if anything."""
+    errors = _count(len(report.problems), "error")
+    text = f"{errors} in {_count(report.files_with_problems, 'file')}"
+    if not report.checked_references:
+        text += (" (the cross-reference checks wait for the files that are not readable YAML "
+                 "mappings)")
+    elif report.held_back:
+        text += (f" ({_count(report.held_back, 'cross-reference finding')} about entries "
+                 "with schema errors held back until those are fixed)")
+    return text
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def schema_command(root: Path, say: Say) -> int:
@@ -51,14 +67,17 @@ def plan_command(settings: Settings, say: Say, *, allow_delete: bool, apply: boo
     if isinstance(say, tui.RichSay) and not plan.empty:  # a terminal: the changes as a table
         tui.show_table(say, ("", "CHANGE"), [(line[:1], line[2:]) for line in plan.changes()],
                        title="topic plan")
-        for line in plan.notes(unmanaged=False):
-            say(line)
     else:
-        for line in plan.render(unmanaged=False).splitlines():
+        for line in plan.changes():
             say(line)
+    for line in plan.notes(unmanaged=False):
+        say(line)
+    say(plan_summary(plan, len(wanted)))
     if apply and not plan.empty:
-        for line in topics.apply(settings, plan):
+        done = topics.apply(settings, plan)
+        for line in done:
             say(line)
+        say(apply_summary(plan, len(wanted), done))
     return 1 if plan.impossible else 0
 
 

@@ -1,9 +1,12 @@
 """Loading the policy files: read, validate each file, merge, check the whole.
 
 Every mistake becomes a ``Problem`` naming the file, the line and the fix. Two phases: first
-YAML, schema and duplicates across files, for every file; then, if every file matches the
-schema, the consistency checks of the merged policy (``bus.policy.checks``), whose findings
-are mapped back to the file and line that define the place they are about.
+YAML, schema and duplicates across files, for every file; then the consistency checks of the
+merged policy (``bus.policy.checks``), whose findings are mapped back to the file and line
+that define the place they are about. A file with schema errors takes part in the second
+phase with the entries that did parse (``infra.policy.salvage``); findings that mention an
+entry that did not are held back. Only a file of unknown shape (a YAML syntax error, not a
+mapping) stops the second phase.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from bus.policy.checks import check_policy
 from bus.policy.edge import Edge
 from bus.policy.model import Loc, Policy, Route
 from infra.errors import InfraError
+from infra.policy.salvage import Salvage, held_back, salvage
 from infra.policy.schema_errors import schema_problems
 from infra.policy.source import Problem, Source, read_source
 
@@ -52,10 +56,15 @@ class Report:
     policy: Policy | None = None  # the merged policy, when every file matched the schema
     problems: list[Problem] = field(default_factory=list)
     checked_references: bool = False
+    held_back: int = 0  # cross-reference findings not shown: they name an entry that did not parse
 
     @property
     def ok(self) -> bool:
         return not self.problems and self.policy is not None
+
+    @property
+    def files_with_problems(self) -> int:
+        return len({problem.file for problem in self.problems})
 
 
 def policy_files(paths: Iterable[Path]) -> list[Path]:
@@ -87,26 +96,38 @@ def check_files(paths: Iterable[Path]) -> Report:
         report.problems.append(Problem("policies", 0, "no policy files found; write one, such "
                                                    "as policies/mesh.yaml"))
         return report
-    parts: list[tuple[Source, Policy]] = []
+    parts: list[tuple[Source, Policy, list[int]]] = []
+    held: set[str] = set()
+    whole = True
     for source in sources:
         if source.data is None:
-            continue  # unreadable, or a YAML syntax error: already a problem
+            whole = False  # unreadable, or a YAML syntax error: already a problem
+            continue
         try:
             part = Policy.model_validate_json(json.dumps(source.data), strict=True)
+            routes = list(range(len(part.routes)))
         except ValidationError as exc:
             schema_problems(source, exc)
-            continue
-        parts.append((source, _resolve_schema_refs(source, part)))
+            whole = False
+            found: Salvage = salvage(source.data)
+            if found.policy is None:
+                continue
+            part, routes, held = found.policy, found.route_lines, held | found.held
+        parts.append((source, _resolve_schema_refs(source, part, routes), routes))
     _check_duplicates(sources)
     if len(parts) == len(sources):
-        report.policy, origins = _merge(parts)
+        merged, origins = _merge(parts)
+        report.policy = merged if whole else None
         report.checked_references = True
 
         def where(loc: Loc) -> str:
             source, local = _locate(origins, loc, sources[0])
             return source.where(local)
 
-        for finding in check_policy(report.policy):
+        for finding in check_policy(merged):
+            if held_back(finding, held):
+                report.held_back += 1
+                continue
             source, local = _locate(origins, finding.path, sources[0])
             source.problem(local, finding.render(where))
     for source in sources:
@@ -159,19 +180,21 @@ def _check_duplicates(sources: list[Source]) -> None:
 Origins = dict[Loc, tuple[Source, Loc]]
 
 
-def _merge(parts: list[tuple[Source, Policy]]) -> tuple[Policy, Origins]:
+def _merge(parts: list[tuple[Source, Policy, list[int]]]) -> tuple[Policy, Origins]:
+    """The parts as one policy, and where each entry came from (a part's route ``i`` is route
+    ``indices[i]`` of its file)."""
     merged: dict[str, dict[str, Any]] = {section: {} for section in SECTIONS}
     routes: list[Any] = []
     edge: Edge | None = None
     origins: Origins = {}
-    for source, part in parts:
+    for source, part, indices in parts:
         for section in SECTIONS:
             for key, value in getattr(part, section).items():
                 if key not in merged[section]:  # a duplicate is reported; the first counts
                     merged[section][key] = value
                     origins[(section, key)] = (source, (section, key))
         for i, route in enumerate(part.routes):
-            origins[("routes", len(routes))] = (source, ("routes", i))
+            origins[("routes", len(routes))] = (source, ("routes", indices[i]))
             routes.append(route)
         if part.edge is not None and edge is None:
             edge = part.edge
@@ -193,12 +216,13 @@ def _locate(origins: Origins, loc: Loc, fallback: Source) -> tuple[Source, Loc]:
     return source, (*prefix, *loc[2:])
 
 
-def _resolve_schema_refs(source: Source, part: Policy) -> Policy:
+def _resolve_schema_refs(source: Source, part: Policy, indices: list[int]) -> Policy:
     """``part`` with each route schema that is a ``$ref`` to a file replaced by the file's
-    schema, so the merged policy (and the edge's copy of it) is self-contained."""
+    schema, so the merged policy (and the edge's copy of it) is self-contained. Route ``i`` of
+    ``part`` is route ``indices[i]`` of the file."""
     routes = list(part.routes)
     for i, route in enumerate(routes):
-        resolved = {name: _schema_ref(source, route, i, name)
+        resolved = {name: _schema_ref(source, route, indices[i], name)
                     for name in ("request_schema", "response_schema")}
         changes = {name: schema for name, schema in resolved.items() if schema is not None}
         if changes:

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import uuid
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+from aiokafka.admin import AIOKafkaAdminClient
 
+from infra.policy.derive import topic_specs
+from infra.settings import ROOT, Settings
 from tests.support import MESHGATE, pid_alive, run
 
 pytestmark = pytest.mark.e2e
@@ -51,15 +58,70 @@ def test_printed_curl_line_works(endpoint: str) -> None:
 def test_policy_check_plan_and_graph_against_the_running_stack(endpoint: str) -> None:
     check = run([str(MESHGATE), "policy", "check"])
     assert check.returncode == 0, check.stderr
-    assert check.stdout.startswith("policy ok: ")
+    assert check.stdout.startswith("policies are valid: ")
+    topics = len(topic_specs(ROOT / "policies"))
+    nothing = f"No changes. The broker matches the policy ({topics} topics)."
     plan = run([str(MESHGATE), "policy", "plan"])
     assert plan.returncode == 0, plan.stdout + plan.stderr
-    assert plan.stdout.splitlines()[0] == "empty"  # `meshgate up` applied the policies
+    assert plan.stdout.splitlines() == [nothing]  # `meshgate up` applied the policies
     again = run([str(MESHGATE), "policy", "apply"])
     assert again.returncode == 0
-    assert again.stdout.splitlines()[0] == "empty"
+    assert again.stdout.splitlines() == [nothing]
     graph = run([str(MESHGATE), "policy", "graph", "--format", "svg"])
     assert graph.returncode == 0
     root = ET.fromstring(graph.stdout)
     assert root.tag.endswith("svg")
     assert "orders.requests" in graph.stdout
+
+
+@pytest.fixture
+def own_policy(tmp_path: Path, settings: Settings) -> Iterator[tuple[Path, str]]:
+    """A project root of its own whose policy declares topics under a fresh prefix (every
+    topic under it is deleted afterwards): plan and apply change the live broker, never the
+    stack's own topics."""
+    prefix = f"e2eplan{uuid.uuid4().hex[:10]}"
+    (tmp_path / "policies").mkdir()
+    yield tmp_path, prefix
+
+    async def delete() -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+        await admin.start()
+        try:
+            names = [n for n in await admin.list_topics() if n.startswith(prefix + ".")]
+            if names:
+                await admin.delete_topics(names)
+        finally:
+            await admin.close()
+
+    asyncio.run(delete())
+
+
+def test_plan_and_apply_speak_plainly_on_the_live_broker(own_policy: tuple[Path, str]) -> None:
+    root, prefix = own_policy
+    policy = root / "policies" / "mesh.yaml"
+    env = {"MESHGATE_ROOT": str(root)}
+
+    def meshgate(*args: str) -> list[str]:
+        result = run([str(MESHGATE), "policy", *args], env=env)
+        assert result.returncode == 0, result.stdout + result.stderr
+        return result.stdout.splitlines()
+
+    policy.write_text(f"topics:\n  {prefix}.a: {{partitions: 1}}\n"
+                      f"  {prefix}.b: {{partitions: 2}}\n")
+    assert meshgate("plan") == [f"+ create {prefix}.a (1 partition)",
+                                f"+ create {prefix}.b (2 partitions)",
+                                "Plan: 2 to create, 0 to grow, 0 to delete."]
+    assert meshgate("apply") == [
+        f"+ create {prefix}.a (1 partition)", f"+ create {prefix}.b (2 partitions)",
+        "Plan: 2 to create, 0 to grow, 0 to delete.",
+        f"+ created {prefix}.a (1 partition)", f"+ created {prefix}.b (2 partitions)",
+        "Apply complete: 2 created, 0 grown, 0 deleted. The broker matches the policy "
+        "(2 topics).",
+    ]
+    assert meshgate("plan") == ["No changes. The broker matches the policy (2 topics)."]
+    policy.write_text(policy.read_text().replace("{partitions: 1}", "{partitions: 3}"))
+    assert meshgate("plan") == [f"~ {prefix}.a: partitions 1 -> 3",
+                                "Plan: 0 to create, 1 to grow, 0 to delete."]
+    assert meshgate("apply")[-1] == ("Apply complete: 0 created, 1 grown, 0 deleted. The broker "
+                                     "matches the policy (2 topics).")
+    assert meshgate("apply") == ["No changes. The broker matches the policy (2 topics)."]

@@ -218,13 +218,16 @@ def test_hmac_secrets_never_in_policies(tmp_path: Path) -> None:
     assert "is not a 32-byte Ed25519 key" in one(tmp_path, text)
 
 
-def test_every_schema_error_is_listed_and_the_rest_waits(tmp_path: Path) -> None:
+def test_every_schema_error_is_listed_and_what_names_a_broken_entry_waits(
+        tmp_path: Path) -> None:
     text = edit("auth: none", "auth: basic", edit("{partitions: 6}", "{partitions: 0}"))
     (tmp_path / "mesh.yaml").write_text(text)
     report = check_files([tmp_path])
     assert [p.line for p in report.problems] == [line(text, "partitions: 0"),
                                                  line(text, "auth: basic")]
-    assert not report.checked_references
+    assert report.checked_references  # over the entries that parsed
+    assert report.held_back == 1  # "orders.requests is not declared": its entry is broken
+    assert report.policy is None
 
 
 # --- references ------------------------------------------------------------------------

@@ -40,7 +40,7 @@ def test_check_of_the_project_policies(capsys: pytest.CaptureFixture[str],
     assert run(["policy", "check"]) == 0
     out = capsys.readouterr()
     policy = load_policy(ROOT / "policies")  # the demo's 3, 6 and 4, plus any service added
-    assert out.out == (f"policy ok: {len(policy.services)} services, "
+    assert out.out == (f"policies are valid: {len(policy.services)} services, "
                        f"{len(policy.topics)} topics, {len(policy.routes)} routes\n")
     assert {"gateway", "orders", "inventory"} <= set(policy.services)
     assert out.err == ""
@@ -68,19 +68,18 @@ def test_check_lists_every_error(tmp_path: Path, capsys: pytest.CaptureFixture[s
         "or remove one of the routes",
         "mesh.yaml:18: traffic rules for orders.create send to subset canary, which service "
         "orders does not run; add canary to services.orders.subsets or fix the subset",
-        "policy check: 6 error(s)",
+        "policy check: 6 errors in 1 file",
     ]
 
 
 def test_check_says_when_the_reference_checks_wait(tmp_path: Path,
                                                    capsys: pytest.CaptureFixture[str]) -> None:
-    (tmp_path / "mesh.yaml").write_text("topics:\n  t: {partitions: many}\n")
+    (tmp_path / "mesh.yaml").write_text("topics:\n  t: [partitions\n")  # not YAML
     assert run(["policy", "check", str(tmp_path)]) == 1
     err = capsys.readouterr().err.splitlines()
-    assert err[0].endswith("mesh.yaml:2: topics.t.partitions is the text 'many'; write a whole "
-                           "number, without quotes")
-    assert err[1] == ("policy check: 1 error(s) (the cross-reference checks run once every file "
-                      "matches the schema)")
+    assert len(err) == 2
+    assert err[1] == ("policy check: 1 error in 1 file (the cross-reference checks wait for the "
+                      "files that are not readable YAML mappings)")
 
 
 def test_schema_writes_policies_schema_json(tmp_path: Path, capsys: pytest.CaptureFixture[str],
