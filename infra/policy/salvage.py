@@ -48,6 +48,8 @@ def salvage(data: Any) -> Salvage:
     kept: dict[str, Any] = {}
     held: set[str] = set()
     for section, value in data.items():
+        if value is None:  # an empty section: its schema error says so, nothing to salvage
+            continue
         if section in KEYED:
             if not isinstance(value, dict):
                 return Salvage(None)
@@ -67,7 +69,7 @@ def salvage(data: Any) -> Salvage:
             held.update(str(key) for key in value)
         elif isinstance(value, list):
             return Salvage(None)
-    routes = data.get("routes", [])
+    routes = data.get("routes") or []
     route_lines = [i for i, route in enumerate(routes) if _valid({"routes": [route]})]
     kept["routes"] = [routes[i] for i in route_lines]
     return Salvage(Policy.model_validate_json(json.dumps(kept), strict=True), route_lines, held)
@@ -82,7 +84,9 @@ def _valid(part: dict[str, Any]) -> bool:
 
 
 def held_back(finding: Finding, held: Iterable[str]) -> bool:
-    """Whether ``finding`` mentions a name whose entry did not parse."""
-    text = f"{finding.what} {finding.fix} {finding.detail}"
+    """Whether ``finding`` mentions a name whose entry did not parse. The label a finding may
+    start with (``access.gateway.consume:``) names the entry it is in, which did parse."""
+    what = re.sub(r"^\S+: ", "", finding.what)
+    text = f"{what} {finding.fix} {finding.detail}"
     return any(re.search(rf"(?<![A-Za-z0-9_-]){re.escape(name)}(?![A-Za-z0-9_-])", text)
                for name in held)

@@ -169,3 +169,15 @@ def test_plan_and_apply_summaries() -> None:
     assert plan_summary(shrink, 1) == (
         "No changes to apply. 1 declared change Kafka cannot make (marked !): the broker will "
         "not match the policy until you resolve it.")
+
+
+def test_an_empty_or_misspelt_section_still_lets_the_rest_be_checked(tmp_path: Path) -> None:
+    # "routes:" with nothing under it, and a misspelt "servics" whose entries are unknown:
+    # the gateway's unknown topic is still reported, and nothing calls gateway undeclared.
+    text = SERVICES.replace("services:", "servics:") + "routes:\n"
+    found = problems(tmp_path, a_mesh=text, b_access=ACCESS.replace(
+        "consume: [mesh.replies]", "consume: [mesh.replies, mesh.replys]"))
+    assert any("servics" in p for p in found), found
+    assert any(p.startswith("b_access.yaml:4: access.gateway.consume: topic mesh.replys") for
+               p in found), found
+    assert not any("access names service" in p for p in found), found
