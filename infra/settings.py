@@ -35,6 +35,9 @@ class Settings(BaseModel):
     collector_port: int = Field(default=4318, ge=1, le=65_535)
     # Pids, logs, keys, broker and emulator state; default: <root>/.local.
     local_dir: Path = ROOT / ".local"
+    # The broker's jars and the emulator's venv (content-stamped installs); default: local_dir.
+    # A second stack points it at the first's local dir, so nothing is fetched again.
+    tools_dir: Path | None = None
     artifact_bucket: str = "meshgate-artifacts"
     lambda_python: str = "3.11"
     lambda_platform: str = "manylinux2014_x86_64"
@@ -80,6 +83,9 @@ class Settings(BaseModel):
         """What the localstack/ scripts read: ports and state folders of this stack."""
         env = {"MESHGATE_LOCAL_DIR": str(self.local_dir), "KAFKA_PORT": str(self.kafka_port),
                "KAFKA_CONTROLLER_PORT": str(self.kafka_controller_port or self.kafka_port + 1)}
+        if self.tools_dir is not None:
+            env.update(KAFKA_LIBS=str(self.tools_dir / "kafka-libs"),
+                       MINISTACK_VENV=str(self.tools_dir / "ministack-venv"))
         if self.emulator_port is not None:
             env["MINISTACK_PORT"] = str(self.emulator_port)
         return env

@@ -2,7 +2,8 @@
 # Apache Kafka (KRaft, single node) for local runs: fetched from Maven Central, no Docker.
 # Usage: localstack/kafka/kafka.sh start|stop|status|fetch
 # Env: KAFKA_PORT (9092), KAFKA_CONTROLLER_PORT (port+1), KAFKA_STATE_DIR (.local/kafka),
-#      KAFKA_HEAP (1g), KAFKA_START_TIMEOUT (90).
+#      KAFKA_LIBS (.local/kafka-libs, shareable between stacks), KAFKA_HEAP (1g),
+#      KAFKA_START_TIMEOUT (90).
 set -euo pipefail
 NAME=kafka
 source "$(dirname "$0")/../lib.sh"
@@ -11,7 +12,7 @@ HERE="$ROOT/localstack/kafka"
 PORT=${KAFKA_PORT:-9092}
 CONTROLLER_PORT=${KAFKA_CONTROLLER_PORT:-$((PORT + 1))}
 STATE=${KAFKA_STATE_DIR:-$LOCAL_DIR/kafka}
-LIBS=$LOCAL_DIR/kafka-libs
+LIBS=${KAFKA_LIBS:-$LOCAL_DIR/kafka-libs}
 ADDRESS="127.0.0.1:$PORT"
 PIDFILE=$STATE/kafka.pid
 LOGFILE=$STATE/kafka.log

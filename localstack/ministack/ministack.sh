@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The AWS emulator (ministack, LocalStack-compatible API on one port), no Docker.
 # Usage: localstack/ministack/ministack.sh start|stop|status|install
-# Env: MINISTACK_PORT (4566), MINISTACK_STATE_DIR (.local/ministack), LAMBDA_PYTHON (python3.11).
+# Env: MINISTACK_PORT (4566), MINISTACK_STATE_DIR (.local/ministack), LAMBDA_PYTHON (python3.11),
+#      MINISTACK_VENV (.local/ministack-venv, shareable between stacks).
 set -euo pipefail
 NAME=emulator
 source "$(dirname "$0")/../lib.sh"
@@ -9,7 +10,7 @@ HERE="$ROOT/localstack/ministack"
 
 PORT=${MINISTACK_PORT:-4566}
 STATE=${MINISTACK_STATE_DIR:-$LOCAL_DIR/ministack}
-VENV=$LOCAL_DIR/ministack-venv
+VENV=${MINISTACK_VENV:-$LOCAL_DIR/ministack-venv}
 ADDRESS="http://127.0.0.1:$PORT"
 PIDFILE=$STATE/ministack.pid
 LOGFILE=$STATE/ministack.log
