@@ -367,7 +367,8 @@ def _traffic(policy: Policy) -> Iterable[Finding]:
                     path,
                     f"traffic rules for {operation} send to subset {_subset(subset)}, "
                     f"which service {owner} does not run",
-                    f"add {_subset(subset)} to services.{owner}.subsets or fix the subset",
+                    f"add {_subset(subset)} to services.{owner}.subsets or fix the subset"
+                    + suggest(subset, [run for run in runs if run]),
                 )
         if rules.sticky_header is not None and not rules.split:
             yield Finding((*where, "sticky_header"),

@@ -465,7 +465,8 @@ def test_traffic_rules_name_subsets_the_service_runs(tmp_path: Path) -> None:
     )
     assert problems(tmp_path, mesh=text) == [
         f"mesh.yaml:{line(text, 'canry')}: traffic rules for orders.create send to subset canry, "
-        "which service orders does not run; add canry to services.orders.subsets or fix the subset",
+        "which service orders does not run; add canry to services.orders.subsets or fix the subset"
+        " (did you mean canary?)",
         f"mesh.yaml:{line(text, 'x-tenant')}: traffic rules for orders.get send to subset beta, "
         "which service orders does not run; add beta to services.orders.subsets or fix the subset",
         f"mesh.yaml:{line(text, 'shadow')}: traffic rules for orders.get send to subset shadow, "

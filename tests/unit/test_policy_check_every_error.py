@@ -181,3 +181,14 @@ def test_an_empty_or_misspelt_section_still_lets_the_rest_be_checked(tmp_path: P
     assert any(p.startswith("b_access.yaml:4: access.gateway.consume: topic mesh.replys") for
                p in found), found
     assert not any("access names service" in p for p in found), found
+
+
+def test_did_you_mean_for_a_subset(tmp_path: Path) -> None:
+    text = SERVICES.replace("operations: [orders.create, orders.quote]",
+                            "operations: [orders.create, orders.quote]\n    subsets: ['', canary]")
+    text += "  orders.canary.requests: {partitions: 1}\n"
+    traffic = "traffic:\n  orders.create:\n    split: [{subset: canry, weight: 100}]\n"
+    assert problems(tmp_path, a_mesh=text, b_access=ACCESS, c_traffic=traffic) == [
+        "c_traffic.yaml:3: traffic rules for orders.create send to subset canry, which service "
+        "orders does not run; add canry to services.orders.subsets or fix the subset (did you "
+        "mean canary?)"]
