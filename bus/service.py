@@ -99,7 +99,8 @@ class Service:
             body = await self._call(request)
         except MeshError as exc:
             return Outcome(self._error_reply(request, exc), _code(exc), _retriable(exc))
-        except Exception as exc:
+        except Exception as exc:  # catch-all on purpose: a handler's bug becomes an error
+            # reply (logged with its traceback, counted as "internal"), never a silent caller
             log.exception("handler for %s failed on message %s", request.type, request.id)
             wrapped = HandlerError("internal", f"{type(exc).__name__} in handler", retriable=True)
             return Outcome(self._error_reply(request, wrapped), "internal", True)

@@ -34,6 +34,7 @@ from types import TracebackType
 from bus.config import BusSettings
 from bus.delivery.idempotency import MemoryIdempotencyStore
 from bus.envelope import Envelope, from_record
+from bus.errors import MeshError
 from bus.runtime.client import MeshClient
 from bus.runtime.worker import ServiceWorker
 from bus.security.access import AccessPolicy
@@ -168,7 +169,7 @@ class MeshTestKit:
         for client in clients:
             try:
                 await asyncio.wait_for(client.close(), self._stop_timeout_s)
-            except Exception as exc:  # TimeoutError included
+            except (MeshError, TimeoutError) as exc:  # a client that will not close cleanly
                 log.warning("closing a kit client failed: %r", exc)
 
     # --- participants --------------------------------------------------------------------

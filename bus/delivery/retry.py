@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from bus.errors import DeadlineExceeded, is_retriable
+from bus.errors import DeadlineExceeded, MeshError, is_retriable
 
 T = TypeVar("T")
 
@@ -154,7 +154,7 @@ async def call_with_retries(
     while True:
         try:
             return await call(attempt)
-        except Exception as error:
+        except MeshError as error:  # only MeshError says retriable; anything else propagates
             if (not is_retriable(error) or isinstance(error, fail_fast)
                     or attempt >= backoff.max_attempts):
                 raise

@@ -210,7 +210,8 @@ class EventSubscriber:
             except MeshError as exc:
                 scope.fail(error_type_of(exc))
                 return Failure.of(exc)
-            except Exception as exc:
+            except Exception as exc:  # catch-all on purpose: a handler's bug is a failure
+                # (logged, counted as "internal", retried then dead-lettered), not a lost event
                 log.exception("event handler failed on %s", event.id)
                 scope.fail("internal")
                 # An unexpected exception may be transient (a dependency): retry it.

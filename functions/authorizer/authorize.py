@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from functions.errors import FunctionError
 from functions.gateway.auth.api_keys import API_KEY_HEADER, ApiKeyAuthenticator
 from functions.gateway.auth.authorizer_context import PLAN_CONTEXT_KEY, PRINCIPAL_CONTEXT_KEY
 from functions.gateway.auth.errors import AuthError, MalformedCredentials
@@ -32,9 +33,10 @@ log = logging.getLogger("meshgate.authorizer")
 AUTHORIZATION_HEADER = "authorization"
 
 
-class AuthorizerUnavailable(Exception):
+class AuthorizerUnavailable(FunctionError):
     """The credentials could not be checked (a dependency is down); retriable."""
 
+    code = "authorizer_unavailable"
     retriable = True
 
     def __init__(self, reason: str) -> None:

@@ -32,6 +32,7 @@ from functions.gateway.problems import (
     EdgeRefusal,
     auth_error_response,
     mesh_error_response,
+    problem,
     refusal_response,
 )
 from functions.gateway.validation import RouteValidator
@@ -183,6 +184,15 @@ def create_app(policy: Policy, deps: EdgeDeps) -> FastAPI:
     async def on_refusal(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, EdgeRefusal)
         return _with_limits(request, refusal_response(exc))
+
+    # Anything no handler above knows (a bug, an unexpected library error) is a 500
+    # problem+json naming nothing internal; the traceback goes to the log only. Starlette
+    # answers with this, then re-raises for the server (Mangum logs it, keeps the answer).
+    @app.exception_handler(Exception)
+    async def on_unknown(request: Request, exc: Exception) -> JSONResponse:
+        log.error("unhandled %s on %s %s", type(exc).__name__, request.method,
+                  request.url.path, exc_info=exc)
+        return problem(500, "the gateway could not complete the request", reason="internal")
 
     # response_model=None: a return annotation would make FastAPI import pydantic.v1 (16 ms).
     @app.get("/healthz", include_in_schema=False, response_model=None)

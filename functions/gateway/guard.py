@@ -11,6 +11,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Protocol
 
 from bus.policy.model import Route
+from functions.errors import FunctionError
 from functions.gateway.auth.api_keys import API_KEY_HEADER, ApiKeyMatch, UsagePlan
 from functions.gateway.auth.errors import Forbidden, MissingCredentials
 from functions.gateway.auth.principal import Principal
@@ -138,7 +139,7 @@ class EdgeGuard:
         for key, limit in buckets:
             try:
                 decision = await self.limiter.take(key, limit)
-            except Exception as exc:  # the store's errors differ; none may let a call past
+            except FunctionError as exc:  # RateLimitError and kin: none may let a call past
                 log.warning("rate limit store failed for %s: %r", route.name, exc)
                 raise EdgeRefusal(503, "ratelimit_unavailable",
                                   "the gateway could not check the rate limit; retry",
@@ -163,7 +164,7 @@ class EdgeGuard:
         except DailyQuotaExceeded as exc:
             raise EdgeRefusal(429, "quota_exceeded", "the API key's daily quota is used up",
                               headers=exc.headers()) from None
-        except Exception as exc:
+        except FunctionError as exc:  # the store's known errors: fail closed, never a pass
             log.warning("quota store failed for key %s: %r", principal.key_id, exc)
             raise EdgeRefusal(503, "ratelimit_unavailable",
                               "the gateway could not check the quota; retry",

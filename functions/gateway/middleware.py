@@ -15,6 +15,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bus.policy.edge import Edge
+from functions.errors import FunctionError
 from functions.gateway.http_metrics import HttpMetricsMiddleware
 from functions.gateway.problems import problem
 from functions.gateway.tracing import TracingMiddleware
@@ -59,8 +60,13 @@ class RequestIdMiddleware:
         await self.app(scope, receive, send_with_id)
 
 
-class BodyTooLarge(Exception):
-    pass
+class BodyTooLarge(FunctionError):
+    """The request body is over the edge's limit (the middleware answers 413)."""
+
+    code = "body_too_large"
+
+    def __init__(self, message: str = "the request body is too large") -> None:
+        super().__init__(message)
 
 
 class BodyLimitMiddleware:
@@ -126,6 +132,12 @@ def install_middleware(app: FastAPI, edge: Edge | None) -> None:
                   405: "the route does not take this method"}.get(exc.status_code,
                                                                   str(exc.detail))
         return problem(exc.status_code, detail, reason=reason, headers=headers)
+
+    # BodyTooLarge is a MeshError (functions.errors): the app's MeshError handler would
+    # answer it 502. Re-raised here, it reaches BodyLimitMiddleware, which answers 413.
+    @app.exception_handler(BodyTooLarge)
+    async def on_too_large(request: Request, exc: Exception) -> JSONResponse:
+        raise exc
 
     # Added last runs first: request id outermost, so even a 413 or CORS answer has one;
     # CORS outside the body limit, so a browser can read a 413 too.

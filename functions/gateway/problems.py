@@ -16,6 +16,7 @@ from bus.errors import DeadlineExceeded, MeshError, RemoteError, TransportError
 from bus.security.access import NotAllowed
 from bus.traffic.breaker import CircuitOpen
 from bus.traffic.faults import InjectedFault
+from functions.errors import FunctionError
 from functions.gateway.auth.errors import AuthError
 
 PROBLEM_JSON = "application/problem+json"
@@ -28,9 +29,12 @@ TITLES = {
 }
 
 
-class EdgeRefusal(Exception):
+class EdgeRefusal(FunctionError):
     """The edge refuses a request itself: ``status``, a machine ``reason``, a ``detail`` for
-    the caller, and for 422 the list of ``errors`` (JSON pointer + message)."""
+    the caller, and for 422 the list of ``errors`` (JSON pointer + message). Retriable when
+    the status says so (429, 503)."""
+
+    code = "edge_refusal"
 
     def __init__(self, status: int, reason: str, detail: str, *,
                  errors: Sequence[Mapping[str, str]] = (),
@@ -41,6 +45,7 @@ class EdgeRefusal(Exception):
         self.detail = detail
         self.errors = list(errors)
         self.headers = dict(headers or {})
+        self.retriable = status in (429, 503)
 
 
 def problem(status: int, detail: str, *, reason: str | None = None,

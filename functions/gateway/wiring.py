@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from fastapi import FastAPI
 
 from bus.config import BusSettings
+from bus.errors import MeshError
 from bus.policy.edge import JwtSettings
 from bus.policy.model import Policy
 from bus.runtime.client import MeshClient
@@ -92,7 +93,7 @@ class LazyApiKeys:
 
         try:
             checker = await authenticator_from_env(self._env)
-        except Exception as exc:  # the pepper: missing secret, no network, too short
+        except MeshError as exc:  # the pepper (InvalidKey): missing, unreachable, too short
             log.error("API keys cannot be checked: %r", exc)
             raise ApiKeyStoreUnavailable("API keys cannot be checked now") from exc
         if checker is None:

@@ -15,6 +15,8 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
+from functions.errors import FunctionError
+
 CONDITION_FAILED = "ConditionalCheckFailedException"
 RETRIABLE_CODES = frozenset({
     "InternalServerError",
@@ -24,14 +26,31 @@ RETRIABLE_CODES = frozenset({
     "ServiceUnavailable",
     "ThrottlingException",
     "TransactionConflictException",
+    "Throttling",  # SSM, Secrets Manager
+    "TooManyUpdates",
+    "InternalServiceError",
+    "InternalServiceErrorException",
 })
+
+
+def transient(exc: BaseException) -> bool:
+    """Whether an AWS SDK error may go away on retry: throttling, a 5xx, a timeout or a
+    connection error; not validation, not found or access denied."""
+    if isinstance(exc, ClientError):
+        code = str(exc.response.get("Error", {}).get("Code", ""))
+        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
+        return code in RETRIABLE_CODES or status >= 500
+    return isinstance(exc, BotoConnectionError | HTTPClientError)
 DEFAULT_CONFIG = Config(
     connect_timeout=2, read_timeout=5, retries={"mode": "standard", "max_attempts": 3}
 )
 
 
-class ConditionFailed(Exception):
-    """A conditional write lost: ``item`` is the item as it was (if DynamoDB returned it)."""
+class ConditionFailed(FunctionError):
+    """A conditional write lost: ``item`` is the item as it was (if DynamoDB returned it).
+    The stores catch it themselves (the write lost a race: they decide what follows)."""
+
+    code = "condition_failed"
 
     def __init__(self, item: Mapping[str, Any] | None) -> None:
         super().__init__("conditional check failed")

@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Final, Literal, Protocol
 
 from bus.envelope import now_ms as wall_now_ms
-from bus.errors import MeshError
+from functions.errors import FunctionError
 
 Status = Literal["pending", "succeeded", "failed"]
 PENDING: Final = "pending"
@@ -35,7 +35,7 @@ MAX_ID_LENGTH = 128
 MAX_ERROR_MESSAGE = 1024
 
 
-class OperationsError(MeshError):
+class OperationsError(FunctionError):
     """The operations store could not be reached or was throttled; retrying may succeed."""
 
     retriable = True

@@ -38,6 +38,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Literal
 
+from functions.errors import FunctionError
+
 if TYPE_CHECKING:  # the SDK loads only when a signal is configured
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.resources import Resource
@@ -49,7 +51,7 @@ FLUSH_TIMEOUT_S: Final = 2.0
 log = logging.getLogger(__name__)
 
 
-class OtelConfigError(ValueError):
+class OtelConfigError(FunctionError, ValueError):
     """An OTEL_* variable names something this setup cannot do (not retriable)."""
 
     retriable = False

@@ -13,6 +13,7 @@ import botocore.session
 from botocore.exceptions import BotoCoreError, ClientError
 
 from bus.security.keys import InvalidKey
+from functions.shared.dynamodb import transient
 
 
 class SecretsManagerSource:
@@ -28,7 +29,9 @@ class SecretsManagerSource:
         try:
             secret = self._client.get_secret_value(SecretId=name)
         except (ClientError, BotoCoreError) as exc:
-            raise InvalidKey(f"cannot read secret {name}: {exc}") from exc
+            error = InvalidKey(f"cannot read secret {name}: {exc}")
+            error.retriable = transient(exc)  # throttled, unreachable: try again later
+            raise error from exc
         if "SecretBinary" in secret:
             return bytes(secret["SecretBinary"])
         return str(secret["SecretString"]).encode()

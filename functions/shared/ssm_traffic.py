@@ -15,6 +15,7 @@ import botocore.session
 from botocore.exceptions import BotoCoreError, ClientError
 
 from bus.traffic.table import TrafficSourceError
+from functions.shared.dynamodb import transient
 
 
 class SsmTrafficSource:
@@ -32,8 +33,10 @@ class SsmTrafficSource:
             value = self._client.get_parameter(Name=self.parameter)["Parameter"]["Value"]
             rules = json.loads(value)
         except (ClientError, BotoCoreError, KeyError, json.JSONDecodeError) as exc:
-            raise TrafficSourceError(f"cannot read traffic rules from {self.parameter}: {exc}"
-                                     ) from exc
+            error = TrafficSourceError(f"cannot read traffic rules from {self.parameter}: "
+                                       f"{exc}")
+            error.retriable = transient(exc)  # throttled, unreachable: the next poll may work
+            raise error from exc
         if not isinstance(rules, dict):
             raise TrafficSourceError(f"{self.parameter} must hold a JSON object")
         return rules

@@ -15,6 +15,7 @@ from typing import Any
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
 
+from functions.shared.dynamodb import transient
 from infra.deploy.package import Artifact
 from infra.errors import DeployFailed, NotReachable
 from infra.settings import Settings
@@ -47,7 +48,9 @@ def aws_errors(settings: Settings, what: str) -> Iterator[None]:
             "start the emulator with 'make up' (or localstack/ministack/ministack.sh start)",
         ) from exc
     except (ClientError, BotoCoreError) as exc:
-        raise DeployFailed(f"{what}: {exc}", "see the message above; nothing was changed") from exc
+        # throttled, a 5xx, a dropped connection: retriable; a refused change: not
+        raise DeployFailed(f"{what}: {exc}", "see the message above; nothing was changed",
+                           retriable=transient(exc)) from exc
 
 
 def client(settings: Settings, service: str) -> Any:

@@ -24,7 +24,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaError, for_code
 
-from infra.errors import InfraError, NotReachable
+from infra.errors import KafkaAdminFailed, NotReachable
 
 ADMIN_TIMEOUT_S = 20.0
 """Upper bound of one admin call, connection included."""
@@ -123,19 +123,22 @@ class TopicAdmin:
         try:
             return await asyncio.wait_for(call, self.timeout_s)
         except TimeoutError as exc:
-            raise InfraError(
+            raise KafkaAdminFailed(
                 f"Kafka at {self.bootstrap} did not answer '{what}' within {self.timeout_s:g}s",
                 "check that the broker is healthy (its log), then run the plan again",
+                retriable=True,
             ) from exc
         except KafkaError as exc:
-            raise InfraError(f"{what} failed: {_describe(exc)}", fix) from exc
+            raise KafkaAdminFailed(f"{what} failed: {_describe(exc)}", fix,
+                                   retriable=bool(exc.retriable)) from exc
 
     @staticmethod
     def _refused(what: str, fix: str, errors: Iterable[tuple[str, int, str | None]]) -> None:
         failed = [(name, code, message) for name, code, message in errors if code]
         if failed:
             reasons = "; ".join(f"{what} {name}: {_reason(code, m)}" for name, code, m in failed)
-            raise InfraError(f"Kafka refused to {reasons}", fix)
+            retriable = all(for_code(code).retriable for _, code, _ in failed)
+            raise KafkaAdminFailed(f"Kafka refused to {reasons}", fix, retriable=retriable)
 
     # -- reading --------------------------------------------------------------------------
 

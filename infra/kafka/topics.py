@@ -339,6 +339,8 @@ async def _settle(admin: TopicAdmin, plan: TopicPlan) -> list[str]:
             waiting = pending(plan, await admin.live(with_configs=names))
         except InfraError as exc:  # e.g. a new topic still electing its leaders
             waiting = [str(exc)]
+            if not exc.retriable:
+                break  # waiting will not fix it: say so now (the changes are made)
         if not waiting:
             return []
         await asyncio.sleep(SETTLE_POLL_S)
@@ -367,7 +369,8 @@ async def apply_plan(bootstrap: str, plan: TopicPlan) -> list[str]:
         except InfraError as exc:
             if not done:
                 raise
-            raise type(exc)(f"{exc.what} (already done: {'; '.join(done)})", exc.fix) from exc
+            raise type(exc)(f"{exc.what} (already done: {'; '.join(done)})", exc.fix,
+                            retriable=exc.retriable) from exc
         done.extend(await _settle(admin, plan))
     return done
 

@@ -29,13 +29,17 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
+from infra.errors import InfraError
+
 KINDS: Final = {0: "UNSPECIFIED", 1: "INTERNAL", 2: "SERVER", 3: "CLIENT", 4: "PRODUCER",
                 5: "CONSUMER"}
 STATUSES: Final = {0: "UNSET", 1: "OK", 2: "ERROR"}
 
 
-class OtlpDecodeError(ValueError):
+class OtlpDecodeError(InfraError, ValueError):
     """The body is not the OTLP message it should be (the sender's fault: not retriable)."""
+
+    code = "otlp_decode"
 
     retriable = False
 

@@ -89,7 +89,8 @@ class KafkaEventRunner:
                 except TimeoutError:
                     log.warning("no time left for %s:%s@%s", record.topic, record.partition,
                                 record.offset)
-                except Exception:  # a bug must not lose the batch: this record is retried
+                except Exception:  # catch-all on purpose: a bug must not lose the batch;
+                    # logged, counted "failed" and reported so that this record is retried
                     log.exception("failed on %s:%s@%s", record.topic, record.partition,
                                   record.offset)
             result.dispositions[disposition] += 1

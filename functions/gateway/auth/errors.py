@@ -12,19 +12,28 @@ Messages are written for the caller and never echo a token, a key or a claim val
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
+
+from functions.errors import FunctionError
 
 
-class AuthError(Exception):
+class AuthError(FunctionError):
     """Base of every error raised by ``functions.gateway.auth``.
 
     ``status`` and ``reason`` are class defaults that an instance may override (an invalid
-    token says which check failed).
+    token says which check failed). A class's ``code`` is the ``reason`` it sets, else its
+    name in snake case; a 503 (the credentials could not be checked) is retriable.
     """
 
     status: int = 401
     reason: str = "unauthenticated"
+    code = "unauthenticated"
     scheme: ClassVar[str | None] = None  # the ``WWW-Authenticate`` scheme of a 401, if any
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        if "code" not in cls.__dict__ and "reason" in cls.__dict__:
+            cls.code = cls.reason
+        super().__init_subclass__(**kwargs)  # else the class name (FunctionError)
 
     def __init__(self, message: str, *, reason: str | None = None) -> None:
         super().__init__(message)
@@ -114,3 +123,4 @@ class KeySetUnavailable(AuthError):
 
     status = 503
     reason = "jwks_unavailable"
+    retriable = True

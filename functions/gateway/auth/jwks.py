@@ -23,11 +23,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePublicKey
 from cryptography.hazmat.primitives.asymmetric.ed448 import Ed448PublicKey
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
+from jwt.exceptions import InvalidKeyError
 
 from functions.gateway.auth.errors import InvalidToken, KeySetUnavailable, UnknownKey
 
@@ -112,7 +114,8 @@ def _public_key(jwk: Mapping[str, Any]) -> PublicKey | None:
             key = ECAlgorithm.from_jwk(data)
         else:
             key = OKPAlgorithm.from_jwk(data)
-    except Exception:  # a JWK that PyJWT cannot load is skipped, as PyJWKSet does
+    except (InvalidKeyError, UnsupportedAlgorithm, ValueError, KeyError, TypeError):
+        # a JWK that PyJWT or cryptography cannot load is skipped, as PyJWKSet does
         return None
     if not isinstance(key, VerifyingKey):
         return None

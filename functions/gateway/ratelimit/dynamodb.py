@@ -40,6 +40,7 @@ from collections.abc import Mapping
 from contextlib import AbstractContextManager
 from typing import Any
 
+from functions.errors import FunctionError
 from functions.gateway.ratelimit.bucket import BucketState, Decision, Limit, refill, take
 from functions.gateway.ratelimit.table import KEY_ATTRIBUTE, TTL_ATTRIBUTE
 from functions.shared.dynamodb import ConditionFailed, LazyDynamoDB, translated
@@ -50,7 +51,7 @@ CREATE_CONDITION = "attribute_not_exists(#bucket)"
 SWAP_CONDITION = "#version = :version"
 
 
-class RateLimitError(Exception):
+class RateLimitError(FunctionError):
     """The bucket store could not answer; retrying may succeed."""
 
     retriable: bool = True

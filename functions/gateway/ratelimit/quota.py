@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from functions.errors import FunctionError
 from functions.gateway.ratelimit.bucket import (
     HEADER_RETRY_AFTER,
 )
@@ -95,7 +96,7 @@ class QuotaDecision:
                 HEADER_QUOTA_RESET: str(self.reset_s)}
 
 
-class DailyQuotaExceeded(Exception):
+class DailyQuotaExceeded(FunctionError):
     """The key's daily quota is used up: answer 429 with ``Retry-After: retry_after_s``.
 
     Retriable, but only after ``retry_after_s`` (the next UTC midnight). Not a
