@@ -17,7 +17,7 @@ def register(commands: Any) -> None:
     new = commands.add_parser("new", help="write a new service from a template")
     kinds = new.add_subparsers(dest="new_command", required=True)
     service = kinds.add_parser("service", help="functions/NAME/, policies/NAME.yaml and a test")
-    service.add_argument("name", help="the service name (a-z, 0-9, _)")
+    service.add_argument("name", help="the service name (a-z, 0-9)")
     service.add_argument("--route", help="an HTTP route to its first operation, e.g. "
                          "'GET /v1/NAME/{id}' (path parameters become payload fields)")
     service.add_argument("--operations", default="get",

@@ -17,7 +17,9 @@ from pathlib import Path
 from infra.errors import InfraError
 from infra.scaffold import templates
 
-NAME = re.compile(r"^[a-z][a-z0-9_]{1,31}$")
+# Both a policy service name (bus.policy.model.SERVICE_PATTERN: no "_") and a Python
+# package name (no "-"): letters and digits.
+NAME = re.compile(r"^[a-z][a-z0-9]{1,31}$")
 OPERATION = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 ROUTE = re.compile(r"^(GET|POST|PUT|PATCH|DELETE) (/[A-Za-z0-9_./{}-]*)$")
 PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -40,8 +42,8 @@ class Plan:
 def validate(name: str, operations: Sequence[str], route: str | None) -> None:
     if not NAME.match(name) or name in RESERVED:
         raise ScaffoldError(f"service name {name!r} is not usable",
-                            "use 2-32 of a-z, 0-9 and _, starting with a letter (it becomes "
-                            "a Python package), and not a reserved name")
+                            "use 2-32 of a-z and 0-9, starting with a letter (it is both "
+                            "a policy service name and a Python package), not a reserved one")
     for op in operations:
         if not OPERATION.match(op):
             raise ScaffoldError(f"operation {op!r} is not usable",

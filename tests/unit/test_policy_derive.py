@@ -46,7 +46,7 @@ def test_access_map_of_the_project() -> None:
     for kind, entries in demo.items():
         for service, topics in entries.items():
             if service == "gateway" and kind == "produce":  # plus the added services' topics
-                assert found[kind][service][:len(topics)] == topics
+                assert set(topics) <= set(found[kind][service])
                 continue
             assert found[kind][service] == topics
     for service in added:

@@ -15,13 +15,16 @@ from infra.scaffold.service import ScaffoldError, grant_edge, plan_service
 from infra.settings import ROOT
 
 
+# The project's policies (with whatever services were added to them) plus one more, named
+# so that no user's service clashes with it.
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
     shutil.copytree(ROOT / "policies", tmp_path / "policies")
     return tmp_path
 
 
-@pytest.mark.parametrize("name", ["", "x", "Catalog", "my-svc", "1abc", "gateway", "a" * 40])
+@pytest.mark.parametrize(
+    "name", ["", "x", "Catalog", "my-svc", "my_svc", "1abc", "gateway", "a" * 40])
 def test_unusable_names_are_refused(name: str) -> None:
     with pytest.raises(ScaffoldError):
         plan_service(name)
@@ -63,27 +66,27 @@ def test_grant_edge_adds_the_service_once() -> None:
 
 
 def test_new_service_passes_policy_check_and_gets_a_worker(project: Path) -> None:
-    assert run(["new", "service", "catalog", "--route", "GET /v1/catalog/{sku}",
+    assert run(["new", "service", "probesvc", "--route", "GET /v1/probesvc/{sku}",
                 "--root", str(project)]) == 0
     report = check_files([project / "policies"])
     assert [str(p) for p in report.problems] == []
     assert report.policy is not None
-    assert report.policy.services["catalog"].operations == ("catalog.get",)
-    [route] = [r for r in report.policy.routes if r.path == "/v1/catalog/{sku}"]
-    assert (route.method, route.operation, route.caller) == ("GET", "catalog.get", "gateway")
+    assert report.policy.services["probesvc"].operations == ("probesvc.get",)
+    [route] = [r for r in report.policy.routes if r.path == "/v1/probesvc/{sku}"]
+    assert (route.method, route.operation, route.caller) == ("GET", "probesvc.get", "gateway")
     access = access_map(report.policy)
-    assert "catalog.requests" in access["produce"]["gateway"]  # the edge may call it
-    assert access["consume"]["catalog"] == ["catalog.requests"]
+    assert "probesvc.requests" in access["produce"]["gateway"]  # the edge may call it
+    assert access["consume"]["probesvc"] == ["probesvc.requests"]
     assert service_workers(project, report.policy.services) == (
-        WorkerSpec("catalog", "functions.catalog.worker"),)
+        WorkerSpec("probesvc", "functions.probesvc.worker"),)
 
 
 def test_new_service_refuses_to_overwrite(project: Path) -> None:
-    (project / "functions" / "catalog").mkdir(parents=True)
+    (project / "functions" / "probesvc").mkdir(parents=True)
     mesh = (project / "policies" / "mesh.yaml").read_text()
     with pytest.raises(ScaffoldError, match="refusing to overwrite"):
-        run(["new", "service", "catalog", "--root", str(project)])
-    assert not (project / "policies" / "catalog.yaml").exists()  # nothing written
+        run(["new", "service", "probesvc", "--root", str(project)])
+    assert not (project / "policies" / "probesvc.yaml").exists()  # nothing written
     assert (project / "policies" / "mesh.yaml").read_text() == mesh
     with pytest.raises(ScaffoldError, match="already in the policies"):
         run(["new", "service", "orders", "--root", str(project)])
