@@ -166,6 +166,9 @@ def test_a_second_stack_runs_beside_the_first_and_touches_nothing_of_it(
             last = str(exc)
         time.sleep(1.0)
     assert status == 200, f"the call through the second stack failed: {last}"
+    # its broker and its emulator's Lambda runtimes name its folder (so the fixture's "nothing
+    # naming it is left after down" check has something to find; pidfiles cover the rest)
+    assert len(_processes_naming(str(second.local_dir))) >= 2
     # answered by the second stack's own workers, over its own broker
     assert json.loads(body)["data"]["stock"]["sku"] == "SKU-1"
 
