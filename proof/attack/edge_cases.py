@@ -32,8 +32,9 @@ CONTENT_TYPE = "content_type"
 INJECTION = "path_injection"
 STATUS_FLOOD = "status_route_flood"  # proof/attack/edge_status_flood.py
 LAMBDA_EVENTS = "unreadable_lambda_events"  # proof/attack/edge_lambda_events.py
+STORE_FAULTS = "rate_limit_store_faults"  # proof/attack/edge_store_faults.py
 CATEGORIES = (JWT, API_KEY, BRUTE_FORCE, OVERSIZED, MALFORMED_JSON, CONTENT_TYPE, INJECTION,
-              STATUS_FLOOD, LAMBDA_EVENTS)
+              STATUS_FLOOD, LAMBDA_EVENTS, STORE_FAULTS)
 CONTROL = "control"
 JSON_TYPE = {"content-type": "application/json"}
 
