@@ -221,18 +221,26 @@ class Seen:
 @dataclass
 class Handlers:
     """In-test handlers of orders.create, orders.quote and inventory.stock: each records what
-    it saw, waits its delay, then answers, raises its fault, or (``"hang"``) never answers."""
+    it saw, waits its delay (and, if it is one of ``together``, until every one of those has
+    been called), then answers, raises its fault, or (``"hang"``) never answers."""
 
     faults: dict[str, Fault] = field(default_factory=dict)
     delays_s: dict[str, float] = field(default_factory=dict)
+    together: set[str] = field(default_factory=set)
     seen: list[Seen] = field(default_factory=list)
+    _all_together: asyncio.Event = field(default_factory=asyncio.Event)
 
     def saw(self, operation: str) -> list[Seen]:
         return [s for s in self.seen if s.operation == operation]
 
     async def _run(self, operation: str, payload: Payload, message: Envelope) -> None:
         self.seen.append(Seen(operation, dict(payload), caller_principal(), message.source))
+        if self.together and all(self.saw(other) for other in self.together):
+            self._all_together.set()
         await asyncio.sleep(self.delays_s.get(operation, 0))
+        if operation in self.together:
+            async with asyncio.timeout(30):  # the caller's deadline cuts it far sooner
+                await self._all_together.wait()
         fault = self.faults.get(operation)
         if fault == "hang":
             await asyncio.sleep(3600)
