@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 ENV_PREFIX = "MESHGATE_"
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,8 +33,6 @@ class Settings(BaseModel):
     kafka_controller_port: int | None = Field(default=None, ge=1, le=65_535)
     # The local OTLP/HTTP collector every local process (and the emulated gateway) sends to.
     collector_port: int = Field(default=4318, ge=1, le=65_535)
-    # Pids, logs, keys, broker and emulator state; default: <root>/.local.
-    local_dir: Path = ROOT / ".local"
     # The broker's jars and the emulator's venv (content-stamped installs); default: local_dir.
     # A second stack points it at the first's local dir, so nothing is fetched again.
     tools_dir: Path | None = None
@@ -43,14 +41,11 @@ class Settings(BaseModel):
     lambda_platform: str = "manylinux2014_x86_64"
     request_timeout_s: float = Field(default=10.0, gt=0, le=28)
 
-    @model_validator(mode="before")
-    @classmethod
-    def _local_dir_under_root(cls, data: Any) -> Any:
-        if isinstance(data, dict) and data.get("local_dir") is None:
-            # MESHGATE_LOCAL_DIR counts even for Settings(...) built directly, as it always did
-            default = Path(data.get("root") or ROOT) / ".local"
-            data = {**data, "local_dir": os.environ.get("MESHGATE_LOCAL_DIR") or default}
-        return data
+    @property
+    def local_dir(self) -> Path:
+        """Pids, logs, keys, broker and emulator state: ``MESHGATE_LOCAL_DIR`` (read when
+        asked, so a copy of these settings follows the variable), else ``<root>/.local``."""
+        return Path(os.environ.get("MESHGATE_LOCAL_DIR", str(self.root / ".local")))
 
     @property
     def build_dir(self) -> Path:
@@ -96,6 +91,7 @@ class Settings(BaseModel):
         values = self.model_dump(exclude={"root"}, exclude_none=True)
         env = {ENV_PREFIX + name.upper(): str(value).lower() if isinstance(value, bool)
                else str(value) for name, value in values.items()}
+        env[ENV_PREFIX + "LOCAL_DIR"] = str(self.local_dir)
         if self.endpoint_url is None:
             env[ENV_PREFIX + "ENDPOINT_URL"] = "aws"
         return env

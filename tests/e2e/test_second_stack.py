@@ -40,6 +40,7 @@ TRACE_WITHIN_S = 60.0
 class SecondStack:
     env: dict[str, str]
     settings: Settings
+    local_dir: Path  # MESHGATE_LOCAL_DIR of its processes (not of this one)
     endpoint: str
 
 
@@ -50,9 +51,8 @@ def _meshgate(env: dict[str, str], *args: str) -> str:
     return result.stdout
 
 
-def _pids(settings: Settings) -> dict[str, int]:
+def _pids(local: Path) -> dict[str, int]:
     """Every pid the second stack's pidfiles name (workers, broker, emulator)."""
-    local = settings.local_dir
     files = [*local.glob("workers/*.pid"), local / "kafka" / "kafka.pid",
              local / "ministack" / "ministack.pid"]
     return {path.stem: int(path.read_text().strip()) for path in files if path.is_file()}
@@ -118,9 +118,9 @@ def second_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecondSta
         _meshgate(env, "up", "--no-demo")
         print(f"second stack up in {time.monotonic() - started:.1f}s")
         state = json.loads(_meshgate(env, "status", "--json"))
-        yield SecondStack(env, settings, str(state["endpoint"]))
+        yield SecondStack(env, settings, local_dir, str(state["endpoint"]))
     finally:
-        pids = _pids(settings)
+        pids = _pids(local_dir)
         stopping = time.monotonic()
         subprocess.run([*CLI, "down"], cwd=ROOT, env=env, timeout=STEP_TIMEOUT_S, check=False)
         print(f"second stack down in {time.monotonic() - stopping:.1f}s; "
@@ -137,6 +137,7 @@ def test_a_second_stack_runs_beside_the_first_and_touches_nothing_of_it(
     assert second.kafka_bootstrap != first.kafka_bootstrap
     first_names, first_jwks = _first_stack_view(first)
     first_spans = first.local_dir / "telemetry" / "spans.jsonl"
+    assert first_spans.parent != second_stack.local_dir / "telemetry"
 
     # a marker topic on the second broker only
     marker = f"second-stack-marker-{secrets.token_hex(4)}"
@@ -168,12 +169,12 @@ def test_a_second_stack_runs_beside_the_first_and_touches_nothing_of_it(
     assert status == 200, f"the call through the second stack failed: {last}"
     # its broker and its emulator's Lambda runtimes name its folder (so the fixture's "nothing
     # naming it is left after down" check has something to find; pidfiles cover the rest)
-    assert len(_processes_naming(str(second.local_dir))) >= 2
+    assert len(_processes_naming(str(second_stack.local_dir))) >= 2
     # answered by the second stack's own workers, over its own broker
     assert json.loads(body)["data"]["stock"]["sku"] == "SKU-1"
 
     # its trace lands in ITS collector's file, not the first's
-    second_spans = second.local_dir / "telemetry" / "spans.jsonl"
+    second_spans = second_stack.local_dir / "telemetry" / "spans.jsonl"
     deadline = time.monotonic() + TRACE_WITHIN_S
     while time.monotonic() < deadline and not (
             second_spans.is_file() and trace_id in second_spans.read_text()):

@@ -3,8 +3,6 @@ workers, the collector and the deployed gateway get this stack's, never a fixed 
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from bus.policy.model import Policy
@@ -24,8 +22,9 @@ SECOND = {"MESHGATE_KAFKA_BOOTSTRAP": "127.0.0.1:19092", "MESHGATE_KAFKA_CONTROL
           "MESHGATE_LOCAL_DIR": "/tmp/second", "MESHGATE_STACK_NAME": "second"}
 
 
-def test_defaults_are_the_usual_ports() -> None:
-    settings = Settings(local_dir=Path("/tmp/x"))
+def test_defaults_are_the_usual_ports(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MESHGATE_LOCAL_DIR", "/tmp/x")
+    settings = Settings()
     assert settings.script_environment() == {
         "MESHGATE_LOCAL_DIR": "/tmp/x", "KAFKA_PORT": "9092", "KAFKA_CONTROLLER_PORT": "9093",
         "MINISTACK_PORT": "4566"}
@@ -33,7 +32,9 @@ def test_defaults_are_the_usual_ports() -> None:
     assert settings.build_dir == ROOT / "build"
 
 
-def test_a_second_stack_gets_its_own_ports_folders_and_collector() -> None:
+def test_a_second_stack_gets_its_own_ports_folders_and_collector(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MESHGATE_LOCAL_DIR", SECOND["MESHGATE_LOCAL_DIR"])
     second = Settings.resolve(env=SECOND)
     assert second.script_environment() == {
         "MESHGATE_LOCAL_DIR": "/tmp/second", "KAFKA_PORT": "19092",
@@ -50,8 +51,9 @@ def test_a_second_stack_gets_its_own_ports_folders_and_collector() -> None:
 
 def test_the_started_processes_resolve_the_same_settings() -> None:
     second = Settings.resolve(env=SECOND, emulator_external=True)
-    again = Settings.resolve(env=second.environment())
-    assert again == second
+    env = second.environment()
+    assert Settings.resolve(env=env) == second
+    assert env["MESHGATE_LOCAL_DIR"] == str(second.local_dir)  # the collector's folder
     aws = Settings.resolve(env={"MESHGATE_ENDPOINT_URL": "aws"})
     assert Settings.resolve(env=aws.environment()).endpoint_url is None
 
