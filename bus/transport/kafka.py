@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -26,6 +27,8 @@ T = TypeVar("T")
 _BROKEN_PRODUCER = (OutOfOrderSequenceNumber, UnknownProducerId, InvalidProducerEpoch,
                     InvalidProducerIdMapping)
 START_TIMEOUT_S = 15.0
+METADATA_WAIT_S = 3.0
+METADATA_RETRY_S = 0.1
 
 
 async def _guard(what: str, awaitable: Awaitable[T], timeout_s: float = START_TIMEOUT_S) -> T:
@@ -163,13 +166,22 @@ class KafkaTransport:
             return self._producer
 
     async def _fetch_partitions(self, topic: str) -> frozenset[int]:
+        """The topic's partitions from fresh metadata. A topic created a moment ago may be
+        missing from the broker's metadata for a while (the controller answered CreateTopics
+        before the broker's cache caught up, longer on a busy machine), so a missing topic is
+        looked up again for up to ``METADATA_WAIT_S`` before it is refused, as Kafka's own
+        producer waits for an unknown topic's metadata."""
         producer = await self._ready_producer()
-        metadata = await _guard("metadata", producer.client.fetch_all_metadata())
-        partitions = frozenset(metadata.partitions_for_topic(topic) or ())
-        if not partitions:
-            raise BrokerRefused(f"topic {topic} does not exist")
-        self._partitions[topic] = partitions
-        return partitions
+        give_up = time.monotonic() + METADATA_WAIT_S
+        while True:
+            metadata = await _guard("metadata", producer.client.fetch_all_metadata())
+            partitions = frozenset(metadata.partitions_for_topic(topic) or ())
+            if partitions:
+                self._partitions[topic] = partitions
+                return partitions
+            if time.monotonic() >= give_up:
+                raise BrokerRefused(f"topic {topic} does not exist")
+            await asyncio.sleep(METADATA_RETRY_S)
 
     async def _require(self, topic: str) -> frozenset[int]:
         """The topic's partitions (cached after the first look); BrokerRefused if missing."""
