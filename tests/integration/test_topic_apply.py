@@ -18,6 +18,9 @@ from infra.settings import Settings
 pytestmark = pytest.mark.integration
 
 
+CREATED_VISIBLE_S = 10.0
+
+
 class Broker:
     """Out-of-band access to the broker, to set the scene and to check what apply did."""
 
@@ -37,6 +40,11 @@ class Broker:
                     [NewTopic(name, partitions, 1, topic_configs=configs)]
                 )
                 assert [e[1] for e in response.topic_errors] == [0]
+                # The controller answers before the broker's metadata lists the topic (longer
+                # on a busy machine): the scene is set once the topic can be seen.
+                async with asyncio.timeout(CREATED_VISIBLE_S):
+                    while name not in await admin.list_topics():  # noqa: ASYNC110 - polls the broker
+                        await asyncio.sleep(0.05)
             finally:
                 await admin.close()
 
