@@ -157,6 +157,17 @@ def test_the_scaffold_wrote_a_service_the_policy_starts(scratch: Scratch) -> Non
          "tests/unit/test_catalog_service.py"], cwd=scratch.root, env=scratch.env,
         capture_output=True, text=True, timeout=STEP_TIMEOUT_S, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
+    # what it wrote passes the project's own rules: ruff and mypy --strict
+    generated = ["functions/catalog", "tests/unit/test_catalog_service.py"]
+    for tool in (["ruff", "check"], ["mypy"]):
+        result = subprocess.run([sys.executable, "-m", *tool, *generated], cwd=scratch.root,
+                                env=scratch.env, capture_output=True, text=True,
+                                timeout=STEP_TIMEOUT_S, check=False)
+        assert result.returncode == 0, result.stdout + result.stderr
+    # its Kafka-event Lambda entry imports, and refuses an event no mapping sends
+    refused = _python(scratch.root, scratch.env, "import json; from functions.catalog."
+                      "lambda_handler import handler; print(json.dumps(handler({}, None)))")
+    assert json.loads(refused.splitlines()[-1])["statusCode"] == 400
     # the local workers come from the policy: catalog is one of them
     listed = _python(scratch.root, scratch.env, "from infra.local import workers as w; "
                      "from infra.settings import Settings; "
