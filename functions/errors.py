@@ -43,3 +43,11 @@ class FunctionError(MeshError):
         super().__init_subclass__(**kwargs)
         if "code" not in cls.__dict__:
             cls.code = _CAMEL.sub("_", cls.__name__).lower()
+
+
+class ConfigError(FunctionError, RuntimeError):
+    """A function cannot start: its deployed configuration (the policy file, a required
+    setting) is missing or unreadable. A loud cold start, not retriable. Still a
+    ``RuntimeError`` for callers that knew it as one."""
+
+    code = "config_error"

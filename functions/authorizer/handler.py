@@ -20,6 +20,7 @@ from typing import Any
 
 from bus.policy.model import Policy
 from functions.authorizer.authorize import Authorizer, AuthorizerUnavailable
+from functions.errors import ConfigError
 from functions.gateway.auth.configured import jwt_verifier
 from functions.gateway.auth.dynamodb_keys import authenticator_from_env
 
@@ -44,7 +45,7 @@ async def build_authorizer(env: Mapping[str, str]) -> Authorizer:
     try:
         policy = Policy.from_json(await asyncio.to_thread(path.read_bytes))
     except OSError as exc:
-        raise RuntimeError(f"the authorizer's policy {path} cannot be read ({exc})") from exc
+        raise ConfigError(f"the authorizer's policy {path} cannot be read ({exc})") from exc
     edge_jwt = policy.edge.jwt if policy.edge is not None else None
     return Authorizer(jwt=None if edge_jwt is None else jwt_verifier(edge_jwt),
                       api_keys=await authenticator_from_env(env))

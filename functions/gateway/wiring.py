@@ -20,6 +20,7 @@ from bus.policy.model import Policy
 from bus.runtime.client import MeshClient
 from bus.traffic.table import TrafficReloader, TrafficTable
 from bus.transport.kafka import KafkaTransport
+from functions.errors import ConfigError
 from functions.gateway.app import ClientFactory, EdgeDeps, LazyMeshClient, create_app
 from functions.gateway.guard import EdgeGuard
 from functions.shared.key_reload import load_live_identity
@@ -44,7 +45,7 @@ def load_bundled_policy(env: Mapping[str, str]) -> Policy:
     try:
         return Policy.from_json(path.read_bytes())
     except OSError as exc:
-        raise RuntimeError(f"the edge's policy {path} cannot be read ({exc}); deploy with "
+        raise ConfigError(f"the edge's policy {path} cannot be read ({exc}); deploy with "
                            "`meshgate deploy` or set MESH_POLICY_FILE") from exc
 
 
