@@ -14,6 +14,7 @@ then shuts the server down.
 
 from __future__ import annotations
 
+import argparse
 import logging
 import signal
 import sys
@@ -127,7 +128,14 @@ def serve(config: CollectorConfig, stop: threading.Event) -> None:
         thread.join(timeout=5)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    # No options: the port and folder are settings. The parser answers --help (and refuses
+    # anything else) instead of starting a collector that holds the port.
+    argparse.ArgumentParser(
+        prog="python -m infra.local.collector",
+        description="The local OTLP/HTTP collector that `meshgate up` starts; its port and "
+                    "folder come from MESHGATE_COLLECTOR_PORT and MESHGATE_LOCAL_DIR.",
+    ).parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     settings = Settings.resolve()  # MESHGATE_* from ``meshgate up`` (its port, its folder)
     config = CollectorConfig(folder=telemetry_dir(settings), port=settings.collector_port)
