@@ -20,19 +20,22 @@ anything but an event, is ``replay_not_allowed``.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import re
 import struct
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from cryptography.exceptions import InvalidSignature
-
 from bus.envelope import H_REPLAY_ID, H_REPLAY_SIG, H_REPLAY_TIME, KIND_EVENT, Envelope
 from bus.errors import MeshError
 from bus.security.keys import KeyRing, SigningKey, UnknownKeyId, VerifyKey
-from bus.security.signing import SignatureError, SignatureHeader, canonical_bytes, parse_signature
+from bus.security.signing import (
+    SignatureError,
+    SignatureHeader,
+    canonical_bytes,
+    parse_signature,
+    sign_bytes,
+    signature_valid,
+)
 
 # Versions the encoding: a future change of fields cannot verify as this one, and no mesh_sig
 # (domain meshgate-sig-v2) can be taken for a countersignature or the other way round.
@@ -90,11 +93,7 @@ def countersign(envelope: Envelope, topic: str, key: SigningKey, *, replay_id: s
         raise BadReplayCountersignature("only a signed original can be countersigned")
     if not REPLAY_ID_PATTERN.fullmatch(replay_id):
         raise BadReplayCountersignature(f"replay id must match {REPLAY_ID_PATTERN.pattern}")
-    message = countersign_bytes(envelope, topic, replay_id, time_ms)
-    if key.private_key is not None:
-        signature = key.private_key.sign(message)
-    else:
-        signature = _hmac(key.secret, message)
+    signature = sign_bytes(countersign_bytes(envelope, topic, replay_id, time_ms), key)
     header = SignatureHeader(key.algorithm, key.key_id, signature).encode()
     return ((H_REPLAY_ID, replay_id.encode()), (H_REPLAY_TIME, str(time_ms).encode()),
             (H_REPLAY_SIG, header.encode()))
@@ -165,21 +164,8 @@ def verify_countersignature(envelope: Envelope, topic: str, stamp: ReplayStamp,
         raise BadReplayCountersignature(
             f"key {key.key_id} is {key.algorithm}, the countersignature claims {header.algorithm}")
     message = countersign_bytes(envelope, topic, stamp.replay_id, stamp.time_ms)
-    if not _valid(key, message, header.signature):
+    if not signature_valid(key, message, header.signature):
         raise BadReplayCountersignature(
             f"countersignature by key {key.key_id} does not match the record")
     return key
 
-
-def _valid(key: VerifyKey, message: bytes, signature: bytes) -> bool:
-    if key.public_key is not None:
-        try:
-            key.public_key.verify(signature, message)
-        except InvalidSignature:
-            return False
-        return True
-    return hmac.compare_digest(_hmac(key.material, message), signature)
-
-
-def _hmac(secret: bytes, message: bytes) -> bytes:
-    return hmac.new(secret, message, hashlib.sha256).digest()
