@@ -18,6 +18,8 @@ from typing import Any
 from fastapi import FastAPI, Request, Response
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+from starlette.routing import request_response
 
 from bus.errors import MeshError
 from bus.policy.model import Policy, Route
@@ -137,14 +139,28 @@ class RouteEndpoint:
         return merged(self.route.aggregate, outcomes)
 
 
+class EdgeRoute(APIRoute):
+    """A policy route: FastAPI keeps it for routing and the OpenAPI document, but a request
+    goes straight to its ``RouteEndpoint`` (which reads the request itself, and validates it
+    against the policy's schemas), as Starlette runs a plain endpoint: without FastAPI's
+    dependency solving, its two exit stacks and its response handling, none of which a
+    policy route uses (about a fifth of the edge's own time per request, issue 15)."""
+
+    def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        super().__init__(path, endpoint, **kwargs)
+        if not isinstance(endpoint, RouteEndpoint):
+            raise TypeError("an EdgeRoute serves a RouteEndpoint")
+        self.app = request_response(endpoint.__call__)  # exception handlers still apply
+
+
 def _mount(app: FastAPI, route: Route, deps: EdgeDeps, async_routes: AsyncRoutes | None) -> None:
     status = 202 if route.mode == "async" else route.status
-    app.add_api_route(
+    app.router.add_api_route(
         starlette_path(route.path), RouteEndpoint(route, deps, async_routes),
         methods=ALL_METHODS if route.method == "ANY" else [route.method],
         status_code=status, name=route.name, openapi_extra=route_openapi(route, status),
         description=f"{route.auth} auth; calls {', '.join(route.operations())}",
-        include_in_schema=True,
+        include_in_schema=True, route_class_override=EdgeRoute,
     )
 
 

@@ -23,6 +23,7 @@ from functions.gateway.auth.errors import (
 )
 from functions.gateway.auth.jwks import ASYMMETRIC_ALGORITHMS, JwksCache
 from functions.gateway.auth.principal import ClaimValue, Principal, carried_value
+from functions.gateway.auth.verified_tokens import VerifiedTokens
 
 DEFAULT_ALGORITHMS: tuple[str, ...] = ("RS256", "ES256", "EdDSA")
 # Claims copied into the Principal besides ``sub`` and the scopes.
@@ -97,7 +98,9 @@ class JwtVerifier:
     ``algorithms`` is the allow-list; only asymmetric algorithms are accepted (a ``none`` or
     HMAC entry is a configuration error). ``issuer`` and ``audience`` are required: a token
     must name one of them. ``exp`` is required; ``exp``, ``nbf`` and ``iat`` are checked with
-    ``leeway_s`` of clock skew.
+    ``leeway_s`` of clock skew. With ``verified``, a token verified once is remembered until
+    its expiry (``functions.gateway.auth.verified_tokens``: the exact bytes, bounded, never a
+    failure); ``exp`` is still checked on every request.
     """
 
     def __init__(
@@ -109,6 +112,7 @@ class JwtVerifier:
         algorithms: Sequence[str] = DEFAULT_ALGORITHMS,
         leeway_s: float = 30.0,
         carried_claims: Sequence[str] = DEFAULT_CARRIED_CLAIMS,
+        verified: VerifiedTokens | None = None,
     ) -> None:
         if isinstance(algorithms, str) or not algorithms:
             raise ValueError("algorithms must be a non-empty list of algorithm names")
@@ -125,6 +129,7 @@ class JwtVerifier:
         self.algorithms = frozenset(algorithms)
         self.leeway_s = leeway_s
         self.carried_claims = tuple(carried_claims)
+        self.verified = verified
 
     async def authenticate(self, authorization: str | None) -> Principal:
         """Verify the token of an ``Authorization`` header value; raises :class:`AuthError`."""
@@ -132,6 +137,22 @@ class JwtVerifier:
 
     async def verify(self, token: str) -> Principal:
         """Verify a compact JWT; raises :class:`AuthError` (401, or 503 without keys)."""
+        cache = self.verified
+        if cache is None:
+            return (await self._verified(token))[0]
+        digest = cache.digest(token)
+        principal, expired = cache.lookup(digest)
+        if principal is not None:
+            return principal
+        if expired:
+            raise InvalidToken("the token has expired", reason="token_expired")
+        principal, exp = await self._verified(token)
+        if exp is not None:
+            cache.remember(digest, principal, exp, self.leeway_s)
+        return principal
+
+    async def _verified(self, token: str) -> tuple[Principal, float | None]:
+        """The token's principal and its ``exp`` (None if not a plain number)."""
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
@@ -166,7 +187,10 @@ class JwtVerifier:
             )
         except jwt.PyJWTError as error:
             raise _invalid(error) from None  # the cause may quote the token: do not chain it
-        return self._principal(claims)
+        exp = claims.get("exp")
+        if isinstance(exp, bool) or not isinstance(exp, int | float):
+            return self._principal(claims), None
+        return self._principal(claims), float(exp)
 
     def _principal(self, claims: Mapping[str, Any]) -> Principal:
         subject = claims.get("sub")

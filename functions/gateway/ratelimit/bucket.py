@@ -47,6 +47,12 @@ class Limit:
         """The rate as an exact fraction, computed once per limit (not per request)."""
         return Fraction(self.rate)
 
+    @cached_property
+    def _ratio(self) -> tuple[int, int]:
+        """The exact rate as (numerator, denominator): the hot path's integer arithmetic
+        (``Fraction`` arithmetic allocated several objects per request)."""
+        return self.exact_rate.numerator, self.exact_rate.denominator
+
     @property
     def capacity_milli(self) -> int:
         return self.burst * MILLI
@@ -59,15 +65,15 @@ class Limit:
         even for a fractional rate (no remainder lost at every request)."""
         if to_ms <= from_ms:
             return 0
-        rate = self.exact_rate
-        return math.floor(to_ms * rate) - math.floor(from_ms * rate)
+        num, den = self._ratio
+        return (to_ms * num) // den - (from_ms * num) // den
 
     def ms_to_gain(self, from_ms: int, milli: int) -> int:
         """The fewest whole milliseconds after ``from_ms`` in which ``milli`` are gained."""
         if milli <= 0:
             return 0
-        rate = self.exact_rate
-        return math.ceil((math.floor(from_ms * rate) + milli) / rate) - from_ms
+        num, den = self._ratio
+        return -(-((from_ms * num) // den + milli) * den // num) - from_ms
 
 
 @dataclass(frozen=True)
