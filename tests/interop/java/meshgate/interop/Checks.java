@@ -11,25 +11,33 @@ final class Checks {
 
     /** The envelope rules: required headers, a known kind, a request's reply address. */
     static void envelope(Wire.Message message) throws Wire.Refused {
+        for (var header : message.headers()) {
+            message.text(header.getKey()); // once each, UTF-8, bounded
+        }
+        String time = message.text("ce_time");
+        if (message.text("ce_specversion") == null && time != null
+                && time.matches("[0-9]{1,19}")) {
+            throw new Wire.Refused("old_wire_format", "a meshgate-sig-v3 record");
+        }
         for (String name : Wire.REQUIRED) {
             String text = message.text(name);
             if (text == null || text.isEmpty()) {
-                throw new Wire.Refused("malformed_envelope", "missing header " + name);
+                throw new Wire.Refused("bad_envelope", "missing header " + name);
             }
         }
         if (!"1.0".equals(message.text("ce_specversion"))) {
-            throw new Wire.Refused("malformed_envelope", "ce_specversion must be 1.0");
+            throw new Wire.Refused("bad_envelope", "ce_specversion must be 1.0");
         }
         String kind = message.text("mesh_kind");
         if (!KINDS.contains(kind)) {
-            throw new Wire.Refused("malformed_envelope", "unknown mesh_kind " + kind);
+            throw new Wire.Refused("bad_envelope", "unknown mesh_kind " + kind);
         }
         if (kind.equals("request") && message.text("mesh_reply_to") == null) {
-            throw new Wire.Refused("malformed_envelope", "a request needs mesh_reply_to");
+            throw new Wire.Refused("bad_envelope", "a request needs mesh_reply_to");
         }
         if (!kind.equals("request") && !kind.equals("event")
                 && message.text("mesh_correlation_id") == null) {
-            throw new Wire.Refused("malformed_envelope", "a reply needs mesh_correlation_id");
+            throw new Wire.Refused("bad_envelope", "a reply needs mesh_correlation_id");
         }
         timeMs(message);
     }
@@ -48,6 +56,39 @@ final class Checks {
         if (!key.service().equals(message.text("ce_source"))) {
             throw new Wire.Refused("sender_mismatch", "key " + key.keyId() + " belongs to "
                     + key.service());
+        }
+        return key;
+    }
+
+    /** An operator's countersignature, when the record is a replayed dead letter. */
+    static Keyring.Key countersignature(Wire.Message message, String topic, Keyring ring)
+            throws Wire.Refused {
+        String id = message.text("mesh_replay_id");
+        String time = message.text("mesh_replay_time");
+        String text = message.text("mesh_replay_sig");
+        if (id == null && time == null && text == null) {
+            return null;
+        }
+        String code = "bad_replay_countersignature";
+        if (id == null || time == null || text == null || !time.matches("[0-9]{1,19}")
+                || !Wire.KEY_ID.matcher(id).matches()) {
+            throw new Wire.Refused(code, "replay headers incomplete or malformed");
+        }
+        if (!"event".equals(message.text("mesh_kind"))) {
+            throw new Wire.Refused("replay_not_allowed", "only events are replayed");
+        }
+        Wire.Signature signature;
+        Keyring.Key key;
+        try {
+            signature = Wire.parseSignature(text);
+            key = ring.get(signature.keyId());
+        } catch (Wire.Refused refusal) {
+            throw new Wire.Refused(code, refusal.getMessage());
+        }
+        byte[] signed = Wire.countersignBytes(message, topic, id, Long.parseLong(time));
+        if (!key.algorithm().equals(signature.algorithm())
+                || !Keyring.valid(key, signed, signature.bytes())) {
+            throw new Wire.Refused(code, "the countersignature does not match the record");
         }
         return key;
     }
@@ -77,10 +118,13 @@ final class Checks {
         }
     }
 
-    /** |now - ce_time| within the window, both ways. */
+    /** |now - ce_time| within the window both ways (a replay: its mesh_replay_time); an
+     *  event only on the future side (a backlog is genuine). */
     static void fresh(Wire.Message message, long nowMs, long windowMs) throws Wire.Refused {
-        long age = nowMs - timeMs(message);
-        if (Math.abs(age) > windowMs) {
+        String replayed = message.text("mesh_replay_time");
+        long age = nowMs - (replayed == null ? timeMs(message) : Long.parseLong(replayed));
+        boolean event = "event".equals(message.text("mesh_kind"));
+        if (-age > windowMs || (!event && age > windowMs)) {
             throw new Wire.Refused("stale_message", "ce_time is " + age + " ms from now");
         }
     }
@@ -110,6 +154,7 @@ final class Checks {
         envelope(message);
         Keyring.Key key = signature(message, topic, ring);
         principal(message, ring);
+        countersignature(message, topic, ring);
         fresh(message, nowMs, windowMs);
         return key;
     }
@@ -117,7 +162,7 @@ final class Checks {
     static long timeMs(Wire.Message message) throws Wire.Refused {
         String text = message.text("ce_time");
         if (text == null) {
-            throw new Wire.Refused("malformed_envelope", "missing header ce_time");
+            throw new Wire.Refused("bad_envelope", "missing header ce_time");
         }
         return Wire.parseTime(text);
     }

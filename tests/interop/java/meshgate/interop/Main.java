@@ -41,7 +41,7 @@ public final class Main {
         ObjectNode result = switch (argv.length == 0 ? "" : argv[0]) {
             case "observe" -> observe(args);
             case "call" -> call(args);
-            case "vectors" -> Vectors.check(new File(args.get("dir")), keyring(args));
+            case "vectors" -> Vectors.check(new File(args.get("dir")));
             default -> throw new IllegalArgumentException("usage: observe|call|vectors --opt v");
         };
         System.out.println(JSON.writeValueAsString(result));

@@ -2,6 +2,7 @@ package meshgate.interop;
 
 import java.io.ByteArrayOutputStream;
 import java.nio.ByteBuffer;
+import java.nio.charset.CharacterCodingException;
 import java.nio.charset.StandardCharsets;
 import java.time.Instant;
 import java.time.ZoneOffset;
@@ -20,6 +21,7 @@ import java.util.regex.Pattern;
 final class Wire {
     static final String DOMAIN = "meshgate-sig-v4";
     static final String ASSERTION_DOMAIN = "meshgate-principal-v1";
+    static final String REPLAY_DOMAIN = "meshgate-replay-v1";
     static final String SIGNATURE = "mesh_sig";
     /** The signed fields, in order; "topic" and "value" are the record's, the rest headers. */
     static final List<String> SIGNED = List.of("topic", "ce_specversion", "ce_id", "ce_source", "ce_type",
@@ -50,7 +52,7 @@ final class Wire {
             for (Map.Entry<String, byte[]> header : headers) {
                 if (header.getKey().equals(name)) {
                     if (found != null) {
-                        throw new Refused("malformed_envelope", "header " + name + " appears twice");
+                        throw new Refused("bad_envelope", "header " + name + " appears twice");
                     }
                     found = header.getValue();
                 }
@@ -58,9 +60,20 @@ final class Wire {
             return found;
         }
 
+        /** A header as strict UTF-8 of at most 4096 bytes; null when absent. */
         String text(String name) throws Refused {
             byte[] raw = header(name);
-            return raw == null ? null : new String(raw, StandardCharsets.UTF_8);
+            if (raw == null) {
+                return null;
+            }
+            if (raw.length > 4096) {
+                throw new Refused("bad_envelope", "header " + name + " is over 4096 bytes");
+            }
+            try {
+                return StandardCharsets.UTF_8.newDecoder().decode(ByteBuffer.wrap(raw)).toString();
+            } catch (CharacterCodingException e) {
+                throw new Refused("bad_envelope", "header " + name + " is not UTF-8");
+            }
         }
 
         /** A copy with the header {@code name} set to {@code raw} (added when absent). */
@@ -109,6 +122,21 @@ final class Wire {
         lengthPrefixed(out, ASSERTION_DOMAIN.getBytes(StandardCharsets.UTF_8));
         lengthPrefixed(out, principal);
         lengthPrefixed(out, Long.toString(expiresMs).getBytes(StandardCharsets.UTF_8));
+        return out.toByteArray();
+    }
+
+    /** The bytes an operator's replay countersignature covers. */
+    static byte[] countersignBytes(Message message, String topic, String replayId, long timeMs)
+            throws Refused {
+        String signature = message.text(SIGNATURE);
+        ByteArrayOutputStream out = new ByteArrayOutputStream();
+        for (byte[] field : new byte[][] {REPLAY_DOMAIN.getBytes(StandardCharsets.UTF_8),
+                topic.getBytes(StandardCharsets.UTF_8), replayId.getBytes(StandardCharsets.UTF_8),
+                Long.toString(timeMs).getBytes(StandardCharsets.UTF_8),
+                signedBytes(message, topic),
+                (signature == null ? "" : signature).getBytes(StandardCharsets.UTF_8)}) {
+            lengthPrefixed(out, field);
+        }
         return out.toByteArray();
     }
 
@@ -193,7 +221,7 @@ final class Wire {
         } catch (DateTimeParseException e) {
             // refused below
         }
-        throw new Refused("malformed_envelope", "ce_time must read YYYY-MM-DDTHH:MM:SS.mmmZ");
+        throw new Refused("bad_envelope", "ce_time must read YYYY-MM-DDTHH:MM:SS.mmmZ");
     }
 
     static String encodeB64url(byte[] raw) {
