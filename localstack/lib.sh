@@ -7,12 +7,37 @@ LOCAL_DIR=${MESHGATE_LOCAL_DIR:-$ROOT/.local}
 fail() { echo "$NAME: error: $*" >&2; exit 1; }
 say() { echo "$NAME: $*"; }
 
+# alive PID: the process exists and is not a zombie (Z) or dead (X). `kill -0` alone counts a
+# killed process as alive until its parent (here init, which reaps lazily) collects it, so a
+# `start` a second after `kill -9` took the corpse for a running broker that does not answer.
+alive() {
+  local pid=$1 stat state
+  [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 1
+  stat=$(cat "/proc/$pid/stat" 2>/dev/null) || return 1
+  state=${stat##*) }   # the field after "(comm)", which may itself hold spaces or parentheses
+  state=${state%% *}
+  [ "$state" != Z ] && [ "$state" != X ]
+}
+
+# wait_exited PID: a process killed a moment ago is a zombie at once, but its other threads
+# still hold its ports for a moment; wait (up to 10 s) until only the zombie is left.
+wait_exited() {
+  local pid=$1 threads deadline=$((SECONDS + 10))
+  [ -n "$pid" ] || return 0
+  while (( SECONDS < deadline )); do
+    threads=$(sed -n 's/^Threads:[[:space:]]*//p' "/proc/$pid/status" 2>/dev/null) || return 0
+    { [ -z "$threads" ] || [ "$threads" -le 1 ]; } && return 0
+    alive "$pid" && return 0
+    sleep 0.1
+  done
+}
+
 # pid from a pidfile if that process is alive, else nothing.
 live_pid() {
   local pidfile=$1 pid
   [ -f "$pidfile" ] || return 1
   pid=$(cat "$pidfile" 2>/dev/null) || return 1
-  [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 1
+  alive "$pid" || return 1
   echo "$pid"
 }
 
@@ -32,7 +57,7 @@ wait_ready() {
   local deadline=$((SECONDS + seconds))
   while (( SECONDS < deadline )); do
     if "$@" >/dev/null 2>&1; then return 0; fi
-    if ! kill -0 "$pid" 2>/dev/null; then
+    if ! alive "$pid"; then
       tail -n 20 "$logfile" >&2 || true
       fail "the process exited during start-up (log: $logfile)"
     fi
@@ -48,8 +73,8 @@ stop_pid() {
   local pid=$1 seconds=$2
   kill -TERM "$pid" 2>/dev/null || return 0
   local deadline=$((SECONDS + seconds))
-  while kill -0 "$pid" 2>/dev/null && (( SECONDS < deadline )); do sleep 0.2; done
-  if kill -0 "$pid" 2>/dev/null; then kill -KILL "$pid" 2>/dev/null || true; sleep 0.2; fi
+  while alive "$pid" && (( SECONDS < deadline )); do sleep 0.2; done
+  if alive "$pid"; then kill -KILL "$pid" 2>/dev/null || true; sleep 0.2; fi
 }
 
 # The rest expects PIDFILE, ADDRESS (for messages) and a `ready` function from the script.
@@ -57,9 +82,19 @@ stop_pid() {
 # already_running: 0 (and says so) when the pidfile's process is alive and answering.
 already_running() {
   local pid
-  pid=$(live_pid "$PIDFILE") || return 1
-  ready >/dev/null 2>&1 \
-    || fail "pid $pid is running but does not answer on $ADDRESS; run '$0 stop' and start again"
+  if ! pid=$(live_pid "$PIDFILE"); then
+    wait_exited "$(cat "$PIDFILE" 2>/dev/null)"
+    return 1
+  fi
+  # A process killed a moment ago may still be exiting: give it a moment to die (then it is
+  # not running) or to answer, before calling it stuck.
+  local deadline=$((SECONDS + 5))
+  until ready >/dev/null 2>&1; do
+    alive "$pid" || { wait_exited "$pid"; return 1; }
+    (( SECONDS < deadline )) \
+      || fail "pid $pid is running but does not answer on $ADDRESS; run '$0 stop' and start again"
+    sleep 0.2
+  done
   say "already running (pid $pid, $ADDRESS)"
 }
 

@@ -118,17 +118,22 @@ async def spawn(name: str, module: str, args: list[str],
         await _stop(responder)
 
 
+def _bindable(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 def free_port() -> int:
-    """A loopback port nothing listens on now, whose neighbour (+1) is free too (a private
-    broker's controller takes port + 1)."""
+    """A loopback port nothing listens on now, whose neighbours (+1 to +3) are free too (a
+    private broker's controller takes port + 1, its SASL_SSL and SSL listeners + 2 and + 3)."""
     for _ in range(50):
         with socket.socket() as first:
             first.bind(("127.0.0.1", 0))
             port = int(first.getsockname()[1])
-        with socket.socket() as second:
-            try:
-                second.bind(("127.0.0.1", port + 1))
-            except OSError:
-                continue
-        return port
-    raise RuntimeError("no free pair of loopback ports")
+        if port + 3 <= 65_535 and all(_bindable(port + offset) for offset in (1, 2, 3)):
+            return port
+    raise RuntimeError("no four free consecutive loopback ports")

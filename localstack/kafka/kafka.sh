@@ -1,10 +1,16 @@
 #!/usr/bin/env bash
 # Apache Kafka (KRaft, single node) for local runs: fetched from Maven Central, no Docker.
 # Usage: localstack/kafka/kafka.sh start|stop|status|fetch
-# Env: KAFKA_PORT (9092), KAFKA_CONTROLLER_PORT (port+1), KAFKA_STATE_DIR (.local/kafka),
-#      KAFKA_LIBS (.local/kafka-libs, shareable between stacks), KAFKA_HEAP (1g),
-#      KAFKA_START_TIMEOUT (90).
+# Env: KAFKA_PORT (9092, PLAINTEXT), KAFKA_CONTROLLER_PORT (port+1), KAFKA_SECURE_PORT (port+2,
+#      SASL_SSL with SCRAM-SHA-512), KAFKA_MTLS_PORT (port+3, SSL with client certificates),
+#      KAFKA_STATE_DIR (.local/kafka), KAFKA_LIBS (.local/kafka-libs, shareable between stacks),
+#      KAFKA_HEAP (1g), KAFKA_START_TIMEOUT (90), KAFKA_PYTHON (the project's .venv python).
+# Made once and kept in the state dir: tls/ (ca.pem for clients; see tls.py) and secrets/admin
+# (the SCRAM-SHA-512 password of the super user `admin`, added when the log dir is formatted,
+# or on the first start of a log dir formatted before there were credentials).
 set -euo pipefail
+# MESHGATE_KAFKA_NODES=3: the three-node cluster of localstack/kafka/cluster.sh instead.
+case "${MESHGATE_KAFKA_NODES:-1}:${1:-}" in 3:start|3:stop|3:status) exec bash "$(dirname "$0")/cluster.sh" "$@" ;; esac
 NAME=kafka
 source "$(dirname "$0")/../lib.sh"
 HERE="$ROOT/localstack/kafka"
@@ -13,13 +19,20 @@ PORT=${KAFKA_PORT:-9092}
 CONTROLLER_PORT=${KAFKA_CONTROLLER_PORT:-$((PORT + 1))}
 STATE=${KAFKA_STATE_DIR:-$LOCAL_DIR/kafka}
 LIBS=${KAFKA_LIBS:-$LOCAL_DIR/kafka-libs}
-ADDRESS="127.0.0.1:$PORT"
+SECURE_PORT=${KAFKA_SECURE_PORT:-$((PORT + 2))}
+MTLS_PORT=${KAFKA_MTLS_PORT:-$((PORT + 3))}
+TLS_DIR=$STATE/tls
+SECRETS_DIR=$STATE/secrets
+ADMIN_STAMP=$STATE/scram-admin.stamp
+PYTHON=${KAFKA_PYTHON:-$ROOT/.venv/bin/python}
+[ -x "$PYTHON" ] || PYTHON=python3
+ADDRESS="127.0.0.1:$PORT, SASL_SSL 127.0.0.1:$SECURE_PORT, SSL 127.0.0.1:$MTLS_PORT"
 PIDFILE=$STATE/kafka.pid
 LOGFILE=$STATE/kafka.log
 HEAP=${KAFKA_HEAP:-1g}
 JAVA=${JAVA:-java}
 
-ready() { python3 "$HERE/probe.py" "127.0.0.1:$PORT"; }
+ready() { python3 "$HERE/probe.py" "127.0.0.1:$PORT" && port_in_use "$SECURE_PORT" && port_in_use "$MTLS_PORT"; }
 
 fetch() {
   command -v "$JAVA" >/dev/null 2>&1 || fail "no Java found ('$JAVA'); install a JDK 17+ (apt-get install openjdk-17-jdk-headless) or set JAVA"
@@ -42,19 +55,59 @@ java_tool() {
   "$JAVA" -Xmx256m -Dlog4j2.configurationFile="$HERE/log4j2.properties" -cp "$LIBS/*" "$@"
 }
 
+# Certificates (made once) and the admin's SCRAM password (made once, 0600).
+credentials() {
+  local made
+  made=$("$PYTHON" "$HERE/tls.py" "$TLS_DIR" 2>"$STATE/tls.log") \
+    || { cat "$STATE/tls.log" >&2; fail "could not make the broker's certificates with $PYTHON (needs the 'cryptography' package; set KAFKA_PYTHON)"; }
+  [ -z "$made" ] || say "$made"
+  mkdir -p "$SECRETS_DIR" && chmod 700 "$SECRETS_DIR"
+  if [ ! -s "$SECRETS_DIR/admin" ]; then
+    (umask 077; "$PYTHON" -c 'import secrets; print(secrets.token_hex(24))' > "$SECRETS_DIR/admin.tmp") \
+      && mv "$SECRETS_DIR/admin.tmp" "$SECRETS_DIR/admin" || fail "could not write $SECRETS_DIR/admin"
+  fi
+}
+
+admin_scram() { echo "SCRAM-SHA-512=[name=admin,password=$(cat "$SECRETS_DIR/admin")]"; }
+
+# "<cluster id> <password digest>": the admin credential this log dir holds.
+admin_stamp() {
+  local cluster
+  cluster=$(sed -n 's/^cluster.id=//p' "$STATE/data/meta.properties" 2>/dev/null)
+  echo "$cluster $(sha256sum "$SECRETS_DIR/admin" | cut -c1-16)"
+}
+
 configure() {
   mkdir -p "$STATE/data"
+  credentials
   sed -e "s#@PORT@#$PORT#g" -e "s#@CONTROLLER_PORT@#$CONTROLLER_PORT#g" -e "s#@DATA_DIR@#$STATE/data#g" \
-    "$HERE/server.properties.in" > "$STATE/server.properties"
+    -e "s#@SECURE_PORT@#$SECURE_PORT#g" -e "s#@MTLS_PORT@#$MTLS_PORT#g" -e "s#@TLS_DIR@#$TLS_DIR#g" \
+    -e "s#@KEYSTORE_PASSWORD@#$(cat "$TLS_DIR/broker.password")#g" \
+    "$HERE/server.properties.in" > "$STATE/server.properties.tmp"
+  chmod 600 "$STATE/server.properties.tmp" && mv "$STATE/server.properties.tmp" "$STATE/server.properties"
   if [ ! -f "$STATE/data/meta.properties" ]; then
     local cluster_id
     cluster_id=$(java_tool kafka.tools.StorageTool random-uuid 2>"$STATE/format.log" | tail -n 1) \
       || { cat "$STATE/format.log" >&2; fail "could not run $JAVA to format the log directory"; }
     [ -n "$cluster_id" ] || fail "the storage tool printed no cluster id (see $STATE/format.log)"
     java_tool kafka.tools.StorageTool format -t "$cluster_id" -c "$STATE/server.properties" \
+      --add-scram "$(admin_scram)" \
       >"$STATE/format.log" 2>&1 || { cat "$STATE/format.log" >&2; fail "could not format the log directory $STATE/data"; }
-    say "formatted $STATE/data (cluster $cluster_id)"
+    admin_stamp > "$ADMIN_STAMP"
+    say "formatted $STATE/data (cluster $cluster_id, SCRAM user admin)"
   fi
+}
+
+# A log dir formatted before the SCRAM listener (or with another admin password) gets the
+# admin credential through the PLAINTEXT listener once the broker answers.
+upgrade_admin() {
+  [ "$(cat "$ADMIN_STAMP" 2>/dev/null)" = "$(admin_stamp)" ] && return 0
+  java_tool kafka.admin.ConfigCommand --bootstrap-server "127.0.0.1:$PORT" --alter \
+    --entity-type users --entity-name admin \
+    --add-config "SCRAM-SHA-512=[password=$(cat "$SECRETS_DIR/admin")]" \
+    >"$STATE/scram.log" 2>&1 || { cat "$STATE/scram.log" >&2; stop_service 30 >/dev/null; fail "could not add the SCRAM user admin (log: $STATE/scram.log); stopped the broker"; }
+  admin_stamp > "$ADMIN_STAMP"
+  say "added SCRAM user admin to $STATE/data (formatted before it had credentials)"
 }
 
 start() {
@@ -62,6 +115,8 @@ start() {
   local pid
   require_free_port "$PORT" "Kafka listener"
   require_free_port "$CONTROLLER_PORT" "Kafka controller"
+  require_free_port "$SECURE_PORT" "Kafka SASL_SSL listener"
+  require_free_port "$MTLS_PORT" "Kafka SSL listener"
   fetch
   configure
   local started=$SECONDS
@@ -71,7 +126,8 @@ start() {
   pid=$!
   echo "$pid" > "$PIDFILE"
   wait_ready "$pid" "${KAFKA_START_TIMEOUT:-90}" "$LOGFILE" ready
-  say "started (pid $pid, 127.0.0.1:$PORT) in $((SECONDS - started))s"
+  upgrade_admin
+  say "started (pid $pid, $ADDRESS) in $((SECONDS - started))s"
 }
 
 stop() { stop_service 30; }
