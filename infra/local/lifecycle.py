@@ -19,6 +19,7 @@ from infra.kafka import topics
 from infra.local import smoke
 from infra.local import workers as local
 from infra.policy import topic_specs
+from infra.policy.commands import acl_command
 from infra.settings import Settings
 from infra.stack import template
 
@@ -70,6 +71,10 @@ def up(settings: Settings, say: Say, *, smoke_call: bool = True) -> dict[str, An
         say(f"created {', '.join(created)}" if created else "topics: no changes")
         for name, have, want in plan.grow:
             say(f"{name}: partitions {have} -> {want}")
+    with step(say, "ACLs"):  # the broker's ACLs from the policy (meshgate policy apply)
+        for line in acl_command(settings, apply=True):
+            if not line.startswith(("+ ", "- ")):  # the sentences, not every ACL
+                say(line)
     with step(say, "package and deploy"):
         endpoint = deploy_stack(settings, say)
     with step(say, "service workers"):

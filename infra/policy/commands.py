@@ -8,10 +8,17 @@ from pathlib import Path
 from typing import TextIO
 
 from infra import tui
+from infra.policy.acls import (
+    apply_sentence,
+    derive_acls,
+    managed_principals,
+    no_authorizer_sentence,
+    plan_sentence,
+)
 from infra.policy.derive import topic_specs
 from infra.policy.editor_schema import write_schema
 from infra.policy.graph import graph_from_files, render
-from infra.policy.load import Report, check_files, display_name
+from infra.policy.load import Report, check_files, display_name, load_policy
 from infra.policy.plan_text import apply_summary, plan_summary
 from infra.settings import Settings
 
@@ -78,7 +85,35 @@ def plan_command(settings: Settings, say: Say, *, allow_delete: bool, apply: boo
         for line in done:
             say(line)
         say(apply_summary(plan, len(wanted), done))
+    for line in acl_command(settings, apply=apply):
+        say(line)
     return 1 if plan.impossible else 0
+
+
+def acl_command(settings: Settings, *, apply: bool) -> list[str]:
+    """The ACL half of ``policy plan`` / ``apply`` (and of ``meshgate up``): the broker's
+    ACLs of the principals the policy manages against those it derives
+    (``infra.policy.acls``). Nothing when the policy has no principal; one sentence when the
+    broker has no authorizer (a plaintext development broker: nothing to apply)."""
+    import asyncio
+
+    from infra.kafka import acl_admin
+
+    policy = load_policy(settings.root / "policies")
+    rules = derive_acls(policy)
+    managed = managed_principals(policy)
+    if not managed:
+        return []
+    bootstrap = settings.kafka_bootstrap
+    try:
+        plan = asyncio.run(acl_admin.plan_live(bootstrap, rules, managed))
+    except acl_admin.NoAuthorizer:
+        return [no_authorizer_sentence(len(rules), bootstrap)]
+    lines = [*plan.changes(), plan_sentence(plan)]
+    if apply and not plan.empty:
+        lines += asyncio.run(acl_admin.apply_live(bootstrap, plan, rules, managed))
+        lines.append(apply_sentence(plan))
+    return lines
 
 
 def graph_command(root: Path, say: Say, *, fmt: str, output: str | None) -> int:
