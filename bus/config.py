@@ -8,7 +8,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from bus.transport.connection import KafkaSecurity
+
 ENV_PREFIX = "MESH_"
+KAFKA_ENV_PREFIX = ENV_PREFIX + "KAFKA_"
 
 
 class BusSettings(BaseModel):
@@ -51,15 +54,19 @@ class BusSettings(BaseModel):
     # The durable idempotency store (a DynamoDB table) of a worker or function process;
     # required outside insecure mode.
     idempotency_table: str | None = None
+    # How every Kafka client connects (TLS, SASL): MESH_KAFKA_<FIELD> variables.
+    kafka: KafkaSecurity = Field(default_factory=KafkaSecurity)
 
     @classmethod
     def resolve(cls, env: Mapping[str, str] | None = None, **explicit: Any) -> BusSettings:
-        """Explicit keyword arguments win over ``MESH_*`` variables, which win over defaults."""
+        """Explicit keyword arguments win over ``MESH_*`` variables, which win over defaults
+        (``kafka`` is read from ``MESH_KAFKA_*`` unless given explicitly)."""
         source = os.environ if env is None else env
         values: dict[str, Any] = {}
         for name in cls.model_fields:
             env_value = source.get(ENV_PREFIX + name.upper())
-            if env_value is not None and env_value != "":
+            if name != "kafka" and env_value is not None and env_value != "":
                 values[name] = env_value
+        values["kafka"] = KafkaSecurity.from_env(source, KAFKA_ENV_PREFIX)
         values.update({k: v for k, v in explicit.items() if v is not None})
         return cls.model_validate(values)

@@ -44,6 +44,58 @@ class BrokerRefused(TransportError):
     code = "broker_refused"
 
 
+class KafkaConfigError(MeshError):
+    """The Kafka connection settings cannot be used as given (a file that cannot be read, a
+    secret not resolved): fixing the configuration is the only cure."""
+
+    code = "kafka_config"
+
+
+class KafkaConnectRefused(BrokerRefused):
+    """A Kafka client could not connect for a reason retrying will not fix; the message
+    names the broker address and what failed. Base of the connection-security failures."""
+
+    code = "kafka_connect_refused"
+
+
+class KafkaAuthFailed(KafkaConnectRefused):
+    """The broker refused the client's SASL credentials (wrong password, unknown user, a
+    mechanism the user has no credentials for) or its MSK IAM token could not be made."""
+
+    code = "kafka_auth_failed"
+
+
+class KafkaTlsUntrusted(KafkaConnectRefused):
+    """The broker's certificate is not trusted by the client's CA (or names another host)."""
+
+    code = "kafka_tls_untrusted"
+
+
+class KafkaTlsExpected(KafkaConnectRefused):
+    """A plaintext client reached a TLS listener."""
+
+    code = "kafka_tls_expected"
+
+
+class KafkaTlsUnexpected(KafkaConnectRefused):
+    """A TLS client reached a plaintext listener."""
+
+    code = "kafka_tls_unexpected"
+
+
+class KafkaTlsClientRefused(KafkaConnectRefused):
+    """The broker refused the TLS client: no client certificate, or one it does not trust."""
+
+    code = "kafka_tls_client_refused"
+
+
+class KafkaUnreachable(TransportError):
+    """Nothing answers at the broker's address (down, restarting, wrong port): retriable,
+    since a restarting broker comes back."""
+
+    code = "kafka_unreachable"
+
+
 class DeadlineExceeded(MeshError):
     """The caller's deadline passed before a reply arrived, or before work could start."""
 

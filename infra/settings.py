@@ -9,9 +9,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+from bus.transport.connection import KafkaSecurity
 
 ENV_PREFIX = "MESHGATE_"
+KAFKA_ENV_PREFIX = ENV_PREFIX + "KAFKA_"
 ROOT = Path(__file__).resolve().parent.parent
 LOOPBACK = "127.0.0.1"
 DEFAULT_STACK = "meshgate"
@@ -40,6 +43,9 @@ class Settings(BaseModel):
     lambda_python: str = "3.11"
     lambda_platform: str = "manylinux2014_x86_64"
     request_timeout_s: float = Field(default=10.0, gt=0, le=28)
+    # How the operator's tools (policy plan/apply, tail, dlq, topics) connect to Kafka:
+    # MESHGATE_KAFKA_<FIELD> (bus.transport.connection.KafkaSecurity).
+    kafka_security: KafkaSecurity = Field(default_factory=KafkaSecurity)
 
     @property
     def local_dir(self) -> Path:
@@ -88,9 +94,10 @@ class Settings(BaseModel):
     def environment(self) -> dict[str, str]:
         """These settings as ``MESHGATE_*`` variables, for the processes ``meshgate up``
         starts (the collector resolves its port and folder from them)."""
-        values = self.model_dump(exclude={"root"}, exclude_none=True)
+        values = self.model_dump(exclude={"root", "kafka_security"}, exclude_none=True)
         env = {ENV_PREFIX + name.upper(): str(value).lower() if isinstance(value, bool)
                else str(value) for name, value in values.items()}
+        env.update(kafka_environment(self.kafka_security, KAFKA_ENV_PREFIX))
         env[ENV_PREFIX + "LOCAL_DIR"] = str(self.local_dir)
         if self.endpoint_url is None:
             env[ENV_PREFIX + "ENDPOINT_URL"] = "aws"
@@ -114,11 +121,25 @@ class Settings(BaseModel):
     def resolve(cls, env: Mapping[str, str] | None = None, **explicit: Any) -> Settings:
         source = os.environ if env is None else env
         values: dict[str, Any] = {}
+        values["kafka_security"] = KafkaSecurity.from_env(source, KAFKA_ENV_PREFIX)
         for name in cls.model_fields:
             raw = source.get(ENV_PREFIX + name.upper())
-            if raw is not None:
+            if name != "kafka_security" and raw is not None:
                 values[name] = None if (name == "endpoint_url" and raw in ("", "aws")) else raw
         values.update({k: v for k, v in explicit.items() if v is not None})
         if values.get("endpoint_url") == "aws":
             values["endpoint_url"] = None
         return cls.model_validate(values)
+
+
+def kafka_environment(security: KafkaSecurity, prefix: str) -> dict[str, str]:
+    """``security``'s explicitly set fields as ``<prefix><FIELD>`` variables (what
+    ``KafkaSecurity.from_env`` reads back). A password itself is never handed on (a child
+    reads it from where it is kept: ``sasl_password_secret``)."""
+    env: dict[str, str] = {}
+    for name in sorted(security.model_fields_set):
+        value = getattr(security, name)
+        if value is None or isinstance(value, SecretStr):
+            continue
+        env[prefix + name.upper()] = str(value).lower() if isinstance(value, bool) else str(value)
+    return env

@@ -19,7 +19,10 @@ from aiokafka.errors import (
 
 from bus.config import BusSettings
 from bus.errors import BrokerRefused, MeshError, TransportError
+from bus.security.keys import SecretSource
 from bus.transport import Record, positions_after
+from bus.transport.connect_check import start_client
+from bus.transport.connection import KafkaSecurity, aiokafka_kwargs, resolve_kafka_secrets
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -58,18 +61,20 @@ def _record(message: Any) -> Record:
 
 
 Require = Callable[[str], Awaitable[frozenset[int]]]
+Build = Callable[[], Awaitable[tuple[AIOKafkaConsumer, str, KafkaSecurity]]]
 
 
 class _KafkaReader:
     def __init__(
         self,
-        consumer: AIOKafkaConsumer,
+        build: Build,
         topics: Sequence[str],
         assign: TopicPartition | None,
         from_beginning: bool,
         require: Require,
     ) -> None:
-        self._consumer = consumer
+        self._build = build
+        self._consumer: AIOKafkaConsumer | None = None
         self._topics = tuple(topics)
         self._assign = assign
         self._from_beginning = from_beginning
@@ -82,30 +87,37 @@ class _KafkaReader:
             partitions = await self._require(topic)
             if self._assign is not None and self._assign.partition not in partitions:
                 raise BrokerRefused(f"{topic} has no partition {self._assign.partition}")
+        consumer, bootstrap, security = await self._build()
         try:
-            await _guard("start consumer", self._consumer.start())
+            await start_client("start consumer", consumer.start, bootstrap, security)
         except BaseException:
-            await self._consumer.stop()  # a half-started consumer still holds connections
+            await consumer.stop()  # a half-started consumer still holds connections
             raise
+        self._consumer = consumer
         self._started = True
         if self._assign is not None:
-            self._consumer.assign([self._assign])
+            consumer.assign([self._assign])
             if self._from_beginning:
-                await _guard("seek to start", self._consumer.seek_to_beginning(self._assign))
+                await _guard("seek to start", consumer.seek_to_beginning(self._assign))
             else:
-                await _guard("seek to end", self._consumer.seek_to_end(self._assign))
+                await _guard("seek to end", consumer.seek_to_end(self._assign))
             # Resolve the position now, so nothing sent after start() can be skipped.
-            await _guard("resolve position", self._consumer.position(self._assign))
+            await _guard("resolve position", consumer.position(self._assign))
+
+    def _running(self) -> AIOKafkaConsumer:
+        if self._consumer is None:
+            raise TransportError("the reader was never started")
+        return self._consumer
 
     async def stop(self) -> None:
-        if self._started:
+        if self._started and self._consumer is not None:
             self._started = False
             await _guard("stop consumer", self._consumer.stop())
 
     async def read(self, timeout_s: float, max_records: int = 100) -> list[Record]:
         batches = await _guard(
             "fetch",
-            self._consumer.getmany(timeout_ms=int(timeout_s * 1000), max_records=max_records),
+            self._running().getmany(timeout_ms=int(timeout_s * 1000), max_records=max_records),
             timeout_s + START_TIMEOUT_S,
         )
         return [_record(m) for messages in batches.values() for m in messages]
@@ -115,7 +127,7 @@ class _KafkaReader:
 
     def end_offsets(self) -> dict[tuple[str, int], int]:
         """Last stable offset of each assigned partition as of the last fetch (no I/O)."""
-        if not self._started:
+        if not self._started or self._consumer is None:
             return {}
         ends: dict[tuple[str, int], int] = {}
         for tp in self._consumer.assignment():
@@ -128,25 +140,44 @@ class _KafkaReader:
         if self._assign is not None or not positions:
             return
         offsets = {TopicPartition(t, p): position for (t, p), position in positions.items()}
-        await _guard("commit", self._consumer.commit(offsets))
+        await _guard("commit", self._running().commit(offsets))
 
 
 class KafkaTransport:
-    """Transport over a real Kafka broker; the producer starts on first use."""
+    """Transport over a real Kafka broker; the producer starts on first use.
 
-    def __init__(self, settings: BusSettings) -> None:
+    Every client connects with ``settings.kafka`` (``bus.transport.connection``); its
+    secrets are read from ``secrets`` once, before the first client starts. A start that
+    fails says why in one line (``bus.transport.connect_check``).
+    """
+
+    def __init__(self, settings: BusSettings, *, secrets: SecretSource | None = None) -> None:
         self._settings = settings
+        self._secrets = secrets
+        self._security: KafkaSecurity | None = None
+        self._security_lock = asyncio.Lock()
         self._producer: AIOKafkaProducer | None = None
         self._producer_lock = asyncio.Lock()
         self._partitions: dict[str, frozenset[int]] = {}
+
+    async def _connection(self) -> tuple[dict[str, Any], KafkaSecurity]:
+        """The clients' connection arguments, the secrets read on the first call."""
+        if self._security is None:
+            async with self._security_lock:
+                if self._security is None:
+                    self._security = await resolve_kafka_secrets(self._settings.kafka,
+                                                                 self._secrets)
+        bootstrap = self._settings.bootstrap_servers
+        return aiokafka_kwargs(bootstrap, self._security), self._security
 
     async def _ready_producer(self) -> AIOKafkaProducer:
         if self._producer is not None:  # the hot path: no lock once started
             return self._producer
         async with self._producer_lock:
             if self._producer is None:
+                connection, security = await self._connection()
                 producer = AIOKafkaProducer(
-                    bootstrap_servers=self._settings.bootstrap_servers,
+                    **connection,
                     client_id=f"{self._settings.service_name}-producer",
                     linger_ms=self._settings.linger_ms,
                     # Mesh headers are ~350 bytes a record: the default 16 KiB batch fills
@@ -158,7 +189,8 @@ class KafkaTransport:
                     max_request_size=self._settings.max_message_bytes + 64 * 1024,
                 )
                 try:
-                    await _guard("start producer", producer.start())
+                    await start_client("start producer", producer.start,
+                                       self._settings.bootstrap_servers, security)
                 except BaseException:
                     await producer.stop()
                     raise
@@ -230,17 +262,24 @@ class KafkaTransport:
     async def partition_count(self, topic: str) -> int:
         return len(await self._fetch_partitions(topic))
 
-    def _consumer(self, *topics: str, group_id: str | None) -> AIOKafkaConsumer:
-        return AIOKafkaConsumer(
-            *topics,
-            bootstrap_servers=self._settings.bootstrap_servers,
-            client_id=f"{self._settings.service_name}-consumer",
-            group_id=group_id,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest" if group_id else "latest",
-            fetch_max_wait_ms=self._settings.fetch_max_wait_ms,
-            isolation_level="read_committed",
-        )
+    def _consumer(self, *topics: str, group_id: str | None) -> Build:
+        """Makes the consumer when its reader starts (the connection's secrets are read by
+        then)."""
+        async def build() -> tuple[AIOKafkaConsumer, str, KafkaSecurity]:
+            connection, security = await self._connection()
+            consumer = AIOKafkaConsumer(
+                *topics,
+                **connection,
+                client_id=f"{self._settings.service_name}-consumer",
+                group_id=group_id,
+                enable_auto_commit=False,
+                auto_offset_reset="earliest" if group_id else "latest",
+                fetch_max_wait_ms=self._settings.fetch_max_wait_ms,
+                isolation_level="read_committed",
+            )
+            return consumer, self._settings.bootstrap_servers, security
+
+        return build
 
     def assigned_reader(
         self, topic: str, partition: int, *, from_beginning: bool = False

@@ -15,9 +15,9 @@ from bus.security.identity import Identity
 from bus.security.quarantine import park
 from bus.telemetry.mesh_telemetry import MeshTelemetry
 from bus.transport import Record, Transport
-from bus.transport.kafka import KafkaTransport
 from functions.async_results.recorder import Quarantine, ReplyRecorder, recorder_guard
 from functions.async_results.runner import CONCURRENCY, GROUP_ID, RecorderRunner
+from functions.shared.kafka_connect import kafka_transport
 from functions.shared.operations_store import ENV_TABLE, OperationsStore, operations_store_from_env
 from functions.shared.worker_main import process_identity, run_process, stop_on_signals
 
@@ -54,7 +54,7 @@ async def serve(settings: BusSettings) -> None:
                          "name the operations table")
     identity = await process_identity(settings)
     stop = stop_on_signals()
-    transport = KafkaTransport(settings)
+    transport = kafka_transport(settings)
     try:
         await build(store, transport, settings, identity).run(stop)
     finally:

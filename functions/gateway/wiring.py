@@ -19,10 +19,10 @@ from bus.policy.edge import JwtSettings
 from bus.policy.model import Policy
 from bus.runtime.client import MeshClient
 from bus.traffic.table import TrafficReloader, TrafficTable
-from bus.transport.kafka import KafkaTransport
 from functions.errors import ConfigError
 from functions.gateway.app import ClientFactory, EdgeDeps, LazyMeshClient, create_app
 from functions.gateway.guard import EdgeGuard
+from functions.shared.kafka_connect import kafka_transport
 from functions.shared.key_reload import load_live_identity
 
 if TYPE_CHECKING:  # PyJWT and cryptography load only when a JWT route exists
@@ -61,7 +61,7 @@ async def mesh_client() -> MeshClient:
 
         reloader = TrafficReloader(table, SsmTrafficSource(parameter),
                                    float(os.environ.get("MESH_TRAFFIC_RELOAD_S", "30")))
-    return MeshClient(KafkaTransport(settings), settings, identity, traffic=table,
+    return MeshClient(kafka_transport(settings), settings, identity, traffic=table,
                       reloader=reloader)
 
 
@@ -114,8 +114,10 @@ def guard_from_env(policy: Policy, env: Mapping[str, str]) -> EdgeGuard:
     if table and any(r.rate_limit is not None or r.auth == "api_key" or r.mode == "async"
                      for r in routes):
         from functions.gateway.ratelimit.dynamodb import DynamoDBRateLimitStore
+        from functions.gateway.ratelimit.leased import LeasedRateLimitStore
 
-        limiter = DynamoDBRateLimitStore(table)
+        # Tokens leased a few at a time: one conditional write per lease (issue 15).
+        limiter = LeasedRateLimitStore(DynamoDBRateLimitStore(table))
     api_keys, quota = None, None
     if env.get("MESH_API_KEYS_TABLE") and any(r.auth == "api_key" for r in routes):
         api_keys = LazyApiKeys(env)

@@ -18,15 +18,16 @@ from typing import Any
 from bus.config import BusSettings
 from bus.delivery.idempotency import IdempotencyStore
 from bus.delivery.replay_memory import StoreRequired
+from bus.errors import KafkaConfigError, KafkaConnectRefused
 from bus.runtime.client import MeshClient
 from bus.runtime.worker import ServiceWorker
 from bus.security.identity import Identity
 from bus.service import Service
 from bus.telemetry.mesh_telemetry import MeshTelemetry
-from bus.transport.kafka import KafkaTransport
 from functions.shared import key_reload
 from functions.shared.durable_store import durable_store
 from functions.shared.json_logs import setup_logging
+from functions.shared.kafka_connect import kafka_transport
 from functions.shared.otel_setup import setup_telemetry
 
 START_TIMEOUT_S = 30.0
@@ -76,6 +77,8 @@ def run_process(name: str, serve: Callable[[BusSettings], Coroutine[Any, Any, No
     telemetry = setup_telemetry(name)  # OTEL_* (functions.shared.otel_setup)
     try:
         asyncio.run(_with_key_reload(serve, settings))
+    except (KafkaConnectRefused, KafkaConfigError) as exc:  # one line, no stack trace
+        raise SystemExit(f"{name}: error: {exc.code}: {exc}") from None
     finally:
         if telemetry is not None:
             telemetry.shutdown()
@@ -86,7 +89,7 @@ async def serve(service: Service, settings: BusSettings, *, nested_calls: bool =
     store = idempotency_store(settings, f"{service.name} worker")  # before any AWS call
     identity = await process_identity(settings)
     stop = stop_on_signals()
-    transport = KafkaTransport(settings)
+    transport = kafka_transport(settings)
     # One telemetry for the worker and its client: the SDK keeps only the first observable
     # gauge of a name, so two would hide the circuit or the lag gauge.
     telemetry = MeshTelemetry(service.name)

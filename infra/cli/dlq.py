@@ -15,7 +15,6 @@ import json
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from bus.config import BusSettings
 from bus.delivery.dlq import DeadLetter, NotReplayable, Replayer, list_dead_letters, send_replay
 from bus.envelope import now_ms
 from bus.security.access import AccessPolicy
@@ -24,6 +23,7 @@ from bus.transport.kafka import KafkaTransport
 from infra import tui
 from infra.deploy import aws as deploy
 from infra.errors import InfraError
+from infra.kafka.connect import operator_bus_settings
 from infra.keys import identity
 from infra.policy import access_map
 from infra.settings import Settings
@@ -32,13 +32,13 @@ Say = Callable[[str], None]
 MAX_LIST = 10_000
 
 
-def _transport(settings: Settings) -> KafkaTransport:
-    return KafkaTransport(BusSettings.resolve(bootstrap_servers=settings.kafka_bootstrap,
-                                              service_name="meshgate-dlq", insecure=True))
+async def _transport(settings: Settings) -> KafkaTransport:
+    """The mesh's Kafka adapter, connecting like the operator's tools (MESHGATE_KAFKA_*)."""
+    return KafkaTransport(await operator_bus_settings(settings, "meshgate-dlq"))
 
 
 async def _load(settings: Settings, topic: str, limit: int) -> list[DeadLetter]:
-    transport = _transport(settings)
+    transport = await _transport(settings)
     try:
         return await list_dead_letters(transport, topic, limit)
     finally:
@@ -128,7 +128,7 @@ def replay_command(settings: Settings, topic: str, message_id: str, say: Say) ->
     """Replay the dead letter ``message_id`` of ``topic``; ``InfraError`` (nothing published)
     when it is refused."""
     async def run() -> str:
-        transport = _transport(settings)
+        transport = await _transport(settings)
         try:
             letters = await list_dead_letters(transport, topic, MAX_LIST)
             _find(letters, message_id, topic)

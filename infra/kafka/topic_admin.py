@@ -24,7 +24,12 @@ from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaError, for_code
 
+from bus.errors import KafkaConnectRefused, MeshError
+from bus.transport.connect_check import start_client
+from bus.transport.connection import KafkaSecurity, aiokafka_kwargs, resolve_kafka_secrets
 from infra.errors import KafkaAdminFailed, NotReachable
+from infra.kafka.connect import OperatorSecrets, operator_security
+from infra.settings import Settings
 
 ADMIN_TIMEOUT_S = 20.0
 """Upper bound of one admin call, connection included."""
@@ -85,21 +90,41 @@ def _describe(exc: BaseException) -> str:
 
 
 class TopicAdmin:
-    """``async with TopicAdmin(bootstrap) as admin:`` one admin connection, closed on exit."""
+    """``async with TopicAdmin(bootstrap) as admin:`` one admin connection, closed on exit.
 
-    def __init__(self, bootstrap: str, *, timeout_s: float = ADMIN_TIMEOUT_S) -> None:
+    It connects with ``security`` (default: the operator's, ``MESHGATE_KAFKA_*``); a
+    connection refused for a reason of security (credentials, TLS) leaves as its one-line
+    ``bus.errors.KafkaConnectRefused``."""
+
+    def __init__(self, bootstrap: str, *, timeout_s: float = ADMIN_TIMEOUT_S,
+                 security: KafkaSecurity | None = None,
+                 settings: Settings | None = None) -> None:
         self.bootstrap = bootstrap
         self.timeout_s = timeout_s
-        self._client = AIOKafkaAdminClient(
-            bootstrap_servers=bootstrap,
-            client_id="meshgate-topics",
-            request_timeout_ms=min(REQUEST_TIMEOUT_MS, int(timeout_s * 1000)),
-        )
+        self._security = security
+        self._settings = settings
+        self._client: Any = None
+
+    async def _resolved(self) -> KafkaSecurity:
+        if self._security is None:
+            return await operator_security(self._settings)
+        settings = self._settings or Settings.resolve()
+        return await resolve_kafka_secrets(self._security, OperatorSecrets(settings))
 
     async def __aenter__(self) -> TopicAdmin:
+        security = await self._resolved()
+        self._client = AIOKafkaAdminClient(
+            **aiokafka_kwargs(self.bootstrap, security),
+            client_id="meshgate-topics",
+            request_timeout_ms=min(REQUEST_TIMEOUT_MS, int(self.timeout_s * 1000)),
+        )
         try:
-            await asyncio.wait_for(self._client.start(), self.timeout_s)
-        except (TimeoutError, KafkaError, OSError) as exc:
+            await start_client("start the admin client", self._client.start, self.bootstrap,
+                               security, self.timeout_s)
+        except KafkaConnectRefused:
+            await self._close()
+            raise  # one line naming what failed (credentials, TLS)
+        except (MeshError, OSError) as exc:
             await self._close()
             raise NotReachable(
                 f"Kafka at {self.bootstrap} does not answer ({_describe(exc)})",
@@ -116,6 +141,8 @@ class TopicAdmin:
         await self._close()
 
     async def _close(self) -> None:
+        if self._client is None:
+            return
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self._client.close(), self.timeout_s)
 

@@ -95,8 +95,8 @@ from bus.runtime.eventsource.records import MalformedKafkaEvent, parse_event
 from bus.runtime.eventsource.runner import KafkaEventRunner
 from bus.runtime.worker import ServiceWorker
 from bus.telemetry.mesh_telemetry import MeshTelemetry
-from bus.transport.kafka import KafkaTransport
 from functions.shared.durable_store import durable_store
+from functions.shared.kafka_connect import kafka_transport
 from functions.shared.key_reload import load_live_identity, refresh_before_invocation
 from functions.shared.otel_setup import flush_budget_s, setup_telemetry
 
@@ -122,7 +122,7 @@ class _Instance:
             store = durable_store(settings, f"{{{var}.name}} Kafka-event function")
             async with asyncio.timeout(START_TIMEOUT_S):  # a blocking AWS call, in a thread
                 identity = await asyncio.to_thread(load_live_identity, settings)
-            transport = KafkaTransport(settings)
+            transport = kafka_transport(settings)
             telemetry = MeshTelemetry({var}.name)
             identity.access.check_consume({var}.name, {var}.request_topic)
 

@@ -68,7 +68,7 @@ async def follow(settings: Settings, policy: Policy, keyring: KeyRing, options: 
     """Read until ``options.count`` calls were emitted (forever without a count)."""
     topics = topics_of(policy)
     since_ms = None if options.since_s is None else int((time.time() - options.since_s) * 1000)
-    reader = TailReader(settings.kafka_bootstrap, topics, since_ms=since_ms)
+    reader = TailReader(settings.kafka_bootstrap, topics, since_ms=since_ms, settings=settings)
     matcher = Matcher(owners=policy.owners())
     emitted = 0
     await reader.start()

@@ -13,9 +13,13 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from bus.config import BusSettings
-from bus.errors import BrokerRefused, TransportError
+from bus.errors import BrokerRefused, KafkaConnectRefused, MeshError, TransportError
+from bus.transport.connect_check import start_client
+from bus.transport.connection import KafkaSecurity, aiokafka_kwargs
 from bus.transport.kafka import KafkaTransport
 from infra.errors import InfraError, NotReachable
+from infra.kafka.connect import operator_security
+from infra.settings import Settings
 
 T = TypeVar("T")
 CALL_TIMEOUT_S = 15.0
@@ -44,15 +48,19 @@ async def _bounded(what: str, bootstrap: str, awaitable: Awaitable[T],
                            "check the broker runs ('meshgate status')") from exc
 
 
-async def _partition_counts(bootstrap: str, topics: Sequence[str]) -> dict[str, int]:
+async def _partition_counts(bootstrap: str, topics: Sequence[str],
+                            security: KafkaSecurity) -> dict[str, int]:
     """Each topic's partition count, by the mesh's own Kafka adapter (bounded calls)."""
     transport = KafkaTransport(BusSettings.resolve(bootstrap_servers=bootstrap,
-                                                   service_name="meshgate-tail", insecure=True))
+                                                   service_name="meshgate-tail", insecure=True,
+                                                   kafka=security))
     counts: dict[str, int] = {}
     try:
         for topic in topics:
             try:
                 counts[topic] = await transport.partition_count(topic)
+            except KafkaConnectRefused:
+                raise  # one line naming what failed (credentials, TLS)
             except BrokerRefused:
                 raise InfraError(f"tail: topic {topic} does not exist",
                                  "create it with 'meshgate up' or 'meshgate policy apply'"
@@ -69,31 +77,52 @@ class TailReader:
     """``start`` assigns and positions every partition; ``read`` returns what arrived."""
 
     def __init__(self, bootstrap: str, topics: Sequence[str], *,
-                 since_ms: int | None = None) -> None:
+                 since_ms: int | None = None, settings: Settings | None = None) -> None:
         self.bootstrap = bootstrap
         self.topics = tuple(topics)
         self.since_ms = since_ms
         self.partitions: list[TopicPartition] = []
-        self._consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None,
-                                          enable_auto_commit=False, client_id="meshgate-tail",
-                                          request_timeout_ms=int(CALL_TIMEOUT_S * 1000))
+        self._settings = settings  # whose MESHGATE_KAFKA_* connection (default: the env's)
+        self._consumer: AIOKafkaConsumer | None = None
         self._started = False
+
+    async def _connect(self) -> KafkaSecurity:
+        security = await operator_security(self._settings)
+        self._consumer = AIOKafkaConsumer(**aiokafka_kwargs(self.bootstrap, security),
+                                          group_id=None, enable_auto_commit=False,
+                                          client_id="meshgate-tail",
+                                          request_timeout_ms=int(CALL_TIMEOUT_S * 1000))
+        try:
+            await start_client("tail: connect", self._consumer.start, self.bootstrap, security,
+                               CALL_TIMEOUT_S)
+        except KafkaConnectRefused:
+            raise
+        except MeshError as exc:
+            raise NotReachable(f"tail: {exc}", "check the broker runs ('meshgate status')"
+                               ) from None
+        finally:
+            self._started = True  # stop() closes even a half-started consumer
+        return security
+
+    def _running(self) -> AIOKafkaConsumer:
+        if self._consumer is None:
+            raise InfraError("tail: the reader is not started", "call start() first")
+        return self._consumer
 
     async def start(self) -> None:
         try:
-            await _bounded("connect", self.bootstrap, self._consumer.start())
-            self._started = True
-            counts = await _partition_counts(self.bootstrap, self.topics)
+            security = await self._connect()
+            counts = await _partition_counts(self.bootstrap, self.topics, security)
             self.partitions = [TopicPartition(topic, p) for topic in self.topics
                                for p in range(counts[topic])]
-            self._consumer.assign(self.partitions)
+            self._running().assign(self.partitions)
             await self._position()
         except BaseException:
             await self.stop()
             raise
 
     async def _position(self) -> None:
-        consumer, bootstrap = self._consumer, self.bootstrap
+        consumer, bootstrap = self._running(), self.bootstrap
         if self.since_ms is None:
             await _bounded("seek to end", bootstrap, consumer.seek_to_end(*self.partitions))
         else:
@@ -112,7 +141,7 @@ class TailReader:
     async def read(self, timeout_s: float, max_records: int = 500) -> list[TailRecord]:
         batches = await _bounded(
             "fetch", self.bootstrap,
-            self._consumer.getmany(timeout_ms=int(timeout_s * 1000), max_records=max_records),
+            self._running().getmany(timeout_ms=int(timeout_s * 1000), max_records=max_records),
             timeout_s + CALL_TIMEOUT_S)
         records = [TailRecord(m.topic, m.partition, m.offset, m.timestamp,
                               tuple(m.headers or ()), m.value)
@@ -121,7 +150,7 @@ class TailReader:
         return records
 
     async def stop(self) -> None:
-        if self._started:
+        if self._started and self._consumer is not None:
             self._started = False
             try:
                 async with asyncio.timeout(CALL_TIMEOUT_S):

@@ -1,0 +1,59 @@
+"""How the operator's tools connect to Kafka (``policy plan/apply``, ``topics``, ``tail``,
+``dlq``): ``Settings.kafka_security`` (``MESHGATE_KAFKA_*``), its secrets read from the
+stack's Secrets Manager (the emulator's, or AWS's), then the same
+``bus.transport.connection.aiokafka_kwargs`` the mesh uses.
+
+Locally the default is the broker's PLAINTEXT listener (the operator's door on 127.0.0.1);
+set ``MESHGATE_KAFKA_PROTOCOL`` and friends to go through a secure one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import boto3
+from botocore.exceptions import BotoCoreError, ClientError
+
+from bus.config import BusSettings
+from bus.errors import KafkaConfigError
+from bus.transport.connection import KafkaSecurity, aiokafka_kwargs, resolve_kafka_secrets
+from infra.settings import Settings
+
+
+class OperatorSecrets:
+    """A ``SecretSource`` over the Secrets Manager of ``settings`` (blocking; called off the
+    loop by ``resolve_kafka_secrets``)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+
+    def get(self, name: str) -> bytes:
+        client = boto3.client("secretsmanager", **self._settings.aws_client_args())
+        try:
+            secret = client.get_secret_value(SecretId=name)
+        except (BotoCoreError, ClientError) as exc:
+            raise KafkaConfigError(f"cannot read the Kafka secret {name}: {exc}") from None
+        if "SecretBinary" in secret:
+            return bytes(secret["SecretBinary"])
+        return str(secret["SecretString"]).encode()
+
+
+async def operator_security(settings: Settings | None = None) -> KafkaSecurity:
+    """The operator's connection settings with their secrets read."""
+    settings = settings or Settings.resolve()
+    return await resolve_kafka_secrets(settings.kafka_security, OperatorSecrets(settings))
+
+
+async def operator_kwargs(bootstrap: str, settings: Settings | None = None
+                          ) -> tuple[dict[str, Any], KafkaSecurity]:
+    """The aiokafka connection arguments of an operator's client of ``bootstrap``."""
+    security = await operator_security(settings)
+    return aiokafka_kwargs(bootstrap, security), security
+
+
+async def operator_bus_settings(settings: Settings, service_name: str) -> BusSettings:
+    """Mesh-client settings for an operator tool (insecure: it signs nothing of a service's),
+    connecting like the operator's tools."""
+    return BusSettings.resolve(bootstrap_servers=settings.kafka_bootstrap,
+                               service_name=service_name, insecure=True,
+                               kafka=await operator_security(settings))
