@@ -1,7 +1,11 @@
-"""The mesh envelope: CloudEvents-style Kafka record headers around a plain-bytes value.
+"""The mesh envelope: a CloudEvents 1.0 event in the Kafka protocol binding's binary mode.
 
-Pure functions only: building headers from an ``Envelope`` and parsing them back. Parsing
-never raises anything but ``EnvelopeError``.
+The value is the event's data as-is; ``content-type`` is its ``datacontenttype``; the
+CloudEvents attributes are ``ce_specversion`` (``1.0``), ``ce_id``, ``ce_source``, ``ce_type``
+and ``ce_time`` (RFC 3339, ``bus.wire_time``); the mesh's own headers (``mesh_*``,
+``traceparent``) are plain Kafka headers, which the binding allows. docs/wire-format.md is the
+full contract. Pure functions only: building headers from an ``Envelope`` and parsing them
+back. Parsing never raises anything but ``EnvelopeError``.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
+from bus import wire_time
 from bus.errors import EnvelopeError
 
 Headers = list[tuple[str, bytes]]
@@ -19,6 +24,8 @@ Headers = list[tuple[str, bytes]]
 _DIGITS = re.compile(r"[0-9]{1,19}")
 _INTEGER = re.compile(r"-?[0-9]{1,19}")
 
+H_SPECVERSION = "ce_specversion"
+SPECVERSION = "1.0"
 H_ID = "ce_id"
 H_SOURCE = "ce_source"
 H_TYPE = "ce_type"
@@ -52,8 +59,16 @@ KIND_ERROR = "error"
 KIND_EVENT = "event"
 KINDS = frozenset({KIND_REQUEST, KIND_REPLY, KIND_ERROR, KIND_EVENT})
 
-REQUIRED = (H_ID, H_SOURCE, H_TYPE, H_TIME, H_KIND)
+REQUIRED = (H_SPECVERSION, H_ID, H_SOURCE, H_TYPE, H_TIME, H_KIND)
 MAX_HEADER_VALUE = 4096
+
+
+class OldWireFormat(EnvelopeError):
+    """A record of the wire format before CloudEvents conformance (signature domain
+    meshgate-sig-v3: epoch-millisecond ``ce_time``, no ``ce_specversion``): its sender runs an
+    older meshgate. Refused, never converted: its signature cannot verify as v4."""
+
+    code = "old_wire_format"
 
 
 @dataclass(frozen=True)
@@ -166,10 +181,11 @@ def reply_for(request: Envelope, *, source: str, value: bytes, error: bool = Fal
 
 def to_headers(envelope: Envelope) -> Headers:
     headers: Headers = [
+        (H_SPECVERSION, _SPECVERSION_BYTES),
         (H_ID, envelope.id.encode()),
         (H_SOURCE, envelope.source.encode()),
         (H_TYPE, envelope.type.encode()),
-        (H_TIME, str(envelope.time_ms).encode()),
+        (H_TIME, time_text(envelope.time_ms).encode()),
         (H_KIND, envelope.kind.encode()),
         (H_ATTEMPT, str(envelope.attempt).encode()),
         (H_CONTENT_TYPE, envelope.content_type.encode()),
@@ -198,6 +214,21 @@ def _text(name: str, raw: bytes) -> str:
         raise EnvelopeError(f"header {name} is not UTF-8") from exc
 
 
+def time_text(ms: int) -> str:
+    """``ce_time`` as sent for ``ms`` (raises ``EnvelopeError`` outside years 0001-9999)."""
+    try:
+        return wire_time.format_ms(ms)
+    except ValueError as exc:
+        raise EnvelopeError(f"{H_TIME}: {exc}") from exc
+
+
+def _time_ms(text: str) -> int:
+    try:
+        return wire_time.parse_ms(text)
+    except ValueError as exc:
+        raise EnvelopeError(f"{H_TIME} {exc}") from exc
+
+
 def _int(name: str, text: str) -> int:
     if not _INTEGER.fullmatch(text):
         raise EnvelopeError(f"header {name} must be an integer, got {text!r}")
@@ -217,9 +248,16 @@ def from_record(headers: Sequence[tuple[str, bytes | None]], value: bytes | None
             known[name] = _text(name, raw)
         else:
             extra.append((name, raw))
+    if H_SPECVERSION not in known and _DIGITS.fullmatch(known.get(H_TIME, "")):
+        raise OldWireFormat(
+            f"no {H_SPECVERSION} and an epoch-ms {H_TIME}: the sender speaks the pre-CloudEvents "
+            "wire format (meshgate-sig-v3); deploy every service of the stack at once")
     missing = [name for name in REQUIRED if not known.get(name)]
     if missing:
         raise EnvelopeError(f"missing headers: {', '.join(missing)}")
+    if known[H_SPECVERSION] != SPECVERSION:
+        raise EnvelopeError(
+            f"{H_SPECVERSION} must be {SPECVERSION!r}, got {known[H_SPECVERSION][:20]!r}")
     kind = known[H_KIND]
     if kind not in KINDS:
         raise EnvelopeError(f"{H_KIND} must be one of {sorted(KINDS)}, got {kind!r}")
@@ -238,7 +276,7 @@ def from_record(headers: Sequence[tuple[str, bytes | None]], value: bytes | None
         type=known[H_TYPE],
         kind=kind,
         value=value if value is not None else b"",
-        time_ms=_int(H_TIME, known[H_TIME]),
+        time_ms=_time_ms(known[H_TIME]),
         correlation_id=known.get(H_CORRELATION),
         reply_to=reply_to,
         deadline_ms=None if deadline is None else _int(H_DEADLINE, deadline),
@@ -253,8 +291,10 @@ def from_record(headers: Sequence[tuple[str, bytes | None]], value: bytes | None
     )
 
 
+_SPECVERSION_BYTES = SPECVERSION.encode()
 _KNOWN = frozenset(
     {
+        H_SPECVERSION,
         H_ID,
         H_SOURCE,
         H_TYPE,

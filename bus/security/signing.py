@@ -25,9 +25,12 @@ from bus.envelope import (
     H_PRINCIPAL_SIG,
     H_REPLY_TO,
     H_SOURCE,
+    H_SPECVERSION,
     H_TIME,
     H_TYPE,
+    SPECVERSION,
     Envelope,
+    time_text,
 )
 from bus.errors import MeshError
 from bus.security.keys import (
@@ -63,7 +66,8 @@ __all__ = [
 
 # Versions the encoding below: a future change of fields cannot verify as this one.
 # v3: the edge's principal assertion (mesh_principal_sig) joined the signed fields.
-DOMAIN = b"meshgate-sig-v3"
+# v4: CloudEvents binary mode: ce_specversion joined, ce_time is the RFC 3339 text as sent.
+DOMAIN = b"meshgate-sig-v4"
 SIGNATURE_BYTES = {ED25519: 64, HMAC_SHA256: 32}
 
 _ABSENT = b"\x00"
@@ -120,7 +124,9 @@ def canonical_bytes(envelope: Envelope, topic: str) -> bytes:
 
     Signed: the topic (so a message cannot be replayed onto another topic), the value, and
     the headers that decide what a message means, for whom, and where its answer goes (the
-    principal and the edge's assertion of it included). Not signed:
+    principal and the edge's assertion of it included), ``ce_time`` as its RFC 3339 text
+    (``bus.wire_time``: one spelling per instant, so the text sent is the text signed).
+    docs/wire-format.md spells it out byte by byte. Not signed:
     ``mesh_attempt``, because retry topics republish the message with the next attempt
     number and the republisher does not hold the sender's key (so never trust it for
     anything security-relevant); ``traceparent``/``tracestate``, which only correlate
@@ -129,10 +135,11 @@ def canonical_bytes(envelope: Envelope, topic: str) -> bytes:
     reply_to = envelope.reply_to
     contents: tuple[str | bytes | None, ...] = (
         topic,
+        SPECVERSION,
         envelope.id,
         envelope.source,
         envelope.type,
-        str(envelope.time_ms),
+        time_text(envelope.time_ms),
         envelope.kind,
         envelope.correlation_id,
         None if reply_to is None else reply_to.encode(),
@@ -261,7 +268,7 @@ def _length_prefixed(data: bytes) -> bytes:
 
 
 # The names never change: their length-prefixed encodings are computed once.
-_FIELD_NAMES = ("topic", H_ID, H_SOURCE, H_TYPE, H_TIME, H_KIND, H_CORRELATION, H_REPLY_TO,
-                H_DEADLINE, H_CONTENT_TYPE, H_PRINCIPAL, H_PRINCIPAL_SIG, "value")
+_FIELD_NAMES = ("topic", H_SPECVERSION, H_ID, H_SOURCE, H_TYPE, H_TIME, H_KIND, H_CORRELATION,
+                H_REPLY_TO, H_DEADLINE, H_CONTENT_TYPE, H_PRINCIPAL, H_PRINCIPAL_SIG, "value")
 _FIELD_PREFIXES = tuple(_length_prefixed(name.encode()) for name in _FIELD_NAMES)
 _DOMAIN_FIELD = _length_prefixed(DOMAIN)

@@ -22,6 +22,7 @@ from bus.envelope import (
     H_REPLY_TO,
     H_SIGNATURE,
     H_SOURCE,
+    H_SPECVERSION,
     H_TIME,
     H_TRACEPARENT,
     H_TYPE,
@@ -35,6 +36,7 @@ from bus.security.keys import generate_ed25519
 from bus.security.principals import assert_principal
 from bus.security.signing import canonical_bytes, sign
 from proof.attack.cast import REPLIES, Cast
+from proof.attack.legacy_wire import v3_headers, v3_signature
 
 RawHeaders = list[tuple[str, bytes | None]]
 
@@ -49,8 +51,9 @@ MALFORMED = "malformed_envelope"
 RANDOM = "random_bytes"
 OVERSIZED = "oversized_value"
 PRINCIPAL_SPOOF = "principal_spoof"
+WIRE_FORMAT = "wire_format"
 CATEGORIES = (FORGED, TAMPERED, REPLAYED, STALE, UNSIGNED, NOT_ALLOWED, IMPERSONATION,
-              MALFORMED, RANDOM, OVERSIZED, PRINCIPAL_SPOOF)
+              MALFORMED, RANDOM, OVERSIZED, PRINCIPAL_SPOOF, WIRE_FORMAT)
 GENUINE = "genuine"
 HOUR_MS = 3_600_000
 ALICE = '{"method":"jwt","sub":"alice"}'
@@ -230,6 +233,31 @@ class Builder:
         yield variant("null header value", _set(base, H_ID, None))
         yield variant("no headers at all", [])
 
+    def wire_format(self) -> Iterator[MeshCase]:
+        """The version boundary (docs/wire-format.md): records by the trusted, allowed caller's
+        own key that a receiver of the previous format (meshgate-sig-v3) would have handled, and
+        other spellings of signed fields."""
+        key = self.cast.key_of(self.cast.caller)
+        body = self.request()
+        yield MeshCase(WIRE_FORMAT, "genuine v3 record (epoch-ms ce_time, no ce_specversion)",
+                       list(v3_headers(body, self.topic, key)), body.value, body.id)
+        v4_with_v3_sig: RawHeaders = list(to_headers(body.with_signature(
+            v3_signature(body, self.topic, key))))
+        yield MeshCase(WIRE_FORMAT, "v4 headers carrying the v3 signature of the same content",
+                       v4_with_v3_sig, body.value, body.id)
+        good = self.signed()
+        base: RawHeaders = list(to_headers(good))
+        at = next(raw for name, raw in base if name == H_TIME) or b""
+        for label, text in (("ce_time respelled +00:00 (same instant)",
+                             at[:23] + b"+00:00"),
+                            ("ce_time without milliseconds", at[:19] + b"Z"),
+                            ("ce_time in epoch ms", str(good.time_ms).encode())):
+            yield MeshCase(WIRE_FORMAT, label, _set(base, H_TIME, text), good.value, good.id)
+        yield MeshCase(WIRE_FORMAT, "ce_specversion 0.3", _set(base, H_SPECVERSION, b"0.3"),
+                       good.value, good.id)
+        yield MeshCase(WIRE_FORMAT, "ce_specversion removed",
+                       [h for h in base if h[0] != H_SPECVERSION], good.value, good.id)
+
 
 def _set(headers: RawHeaders, name: str, value: bytes | None) -> RawHeaders:
     return [(n, value if n == name else v) for n, v in headers]
@@ -238,7 +266,7 @@ def _set(headers: RawHeaders, name: str, value: bytes | None) -> RawHeaders:
 Family = Callable[[Builder], Iterator[MeshCase]]
 FAMILIES: tuple[Family, ...] = (Builder.forged, Builder.tampered, Builder.replayed, Builder.stale,
                                 Builder.unsigned, Builder.not_allowed, Builder.impersonation,
-                                Builder.malformed, Builder.principal_spoof)
+                                Builder.malformed, Builder.principal_spoof, Builder.wire_format)
 
 
 def handcrafted(builder: Builder, rounds: int) -> list[MeshCase]:

@@ -24,8 +24,9 @@ from tests.unit.edge_support import PROJECT
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = json.loads((ROOT / "schemas" / "asyncapi-3.0.0.json").read_text())
 VALIDATOR = jsonschema_rs.validator_for(SCHEMA)
-HEADERS = {"ce_id", "ce_source", "ce_type", "ce_time", "mesh_kind", "mesh_correlation_id",
-           "mesh_reply_to", "mesh_deadline", "mesh_sig", "mesh_principal", "traceparent"}
+HEADERS = {"ce_specversion", "ce_id", "ce_source", "ce_type", "ce_time", "mesh_kind",
+           "mesh_correlation_id", "mesh_reply_to", "mesh_deadline", "mesh_sig", "mesh_principal",
+           "traceparent"}
 
 
 @pytest.fixture(scope="module")

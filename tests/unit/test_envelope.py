@@ -17,6 +17,7 @@ from bus.envelope import (
     H_REPLY_TO,
     H_SIGNATURE,
     H_SOURCE,
+    H_SPECVERSION,
     H_TIME,
     H_TRACEPARENT,
     H_TRACESTATE,
@@ -28,6 +29,7 @@ from bus.envelope import (
     KINDS,
     MAX_HEADER_VALUE,
     Envelope,
+    OldWireFormat,
     ReplyTo,
     from_record,
     new_request,
@@ -39,8 +41,8 @@ from bus.errors import EnvelopeError
 HeaderList = list[tuple[str, bytes | None]]
 TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 ALL_KNOWN = (
-    H_ID, H_SOURCE, H_TYPE, H_TIME, H_CORRELATION, H_REPLY_TO, H_DEADLINE, H_ATTEMPT, H_KIND,
-    H_TRACEPARENT, H_TRACESTATE, H_SIGNATURE, H_CONTENT_TYPE,
+    H_SPECVERSION, H_ID, H_SOURCE, H_TYPE, H_TIME, H_CORRELATION, H_REPLY_TO, H_DEADLINE,
+    H_ATTEMPT, H_KIND, H_TRACEPARENT, H_TRACESTATE, H_SIGNATURE, H_CONTENT_TYPE,
 )
 
 
@@ -58,10 +60,11 @@ def _request() -> Envelope:
 
 def _valid_request_headers() -> HeaderList:
     return [
+        (H_SPECVERSION, b"1.0"),
         (H_ID, b"m1"),
         (H_SOURCE, b"gateway"),
         (H_TYPE, b"orders.create"),
-        (H_TIME, b"1700000000000"),
+        (H_TIME, b"2023-11-14T22:13:20.000Z"),
         (H_KIND, b"request"),
         (H_REPLY_TO, b"mesh.replies:3"),
         (H_CORRELATION, b"m1"),
@@ -138,7 +141,8 @@ def test_event_round_trip_with_every_optional_field() -> None:
 def test_to_headers_omits_unset_optional_headers() -> None:
     event = Envelope(id="e", source="s", type="a.b", kind=KIND_EVENT, value=b"", time_ms=1)
     names = [name for name, _ in to_headers(event)]
-    assert set(names) == {H_ID, H_SOURCE, H_TYPE, H_TIME, H_KIND, H_ATTEMPT, H_CONTENT_TYPE}
+    assert set(names) == {H_SPECVERSION, H_ID, H_SOURCE, H_TYPE, H_TIME, H_KIND, H_ATTEMPT,
+                          H_CONTENT_TYPE}
     assert len(names) == len(set(names))
 
 
@@ -203,13 +207,13 @@ def test_reply_to_decode_refuses(text: str) -> None:
 # --- refusals ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", [H_ID, H_SOURCE, H_TYPE, H_TIME, H_KIND])
+@pytest.mark.parametrize("name", [H_SPECVERSION, H_ID, H_SOURCE, H_TYPE, H_TIME, H_KIND])
 def test_missing_required_header(name: str) -> None:
     with pytest.raises(EnvelopeError, match="missing headers"):
         from_record(_without(_valid_request_headers(), name), b"")
 
 
-@pytest.mark.parametrize("name", [H_ID, H_SOURCE, H_TYPE, H_TIME, H_KIND])
+@pytest.mark.parametrize("name", [H_SPECVERSION, H_ID, H_SOURCE, H_TYPE, H_TIME, H_KIND])
 def test_empty_required_header_counts_as_missing(name: str) -> None:
     with pytest.raises(EnvelopeError, match="missing headers"):
         from_record(_replace(_valid_request_headers(), name, b""), b"")
@@ -284,10 +288,50 @@ def test_reply_without_correlation_id(kind: bytes) -> None:
 
 
 @pytest.mark.parametrize("bad", [b"soon", b"1.5", b"1e3", b"-", b" 12", b"0x10"])
-@pytest.mark.parametrize("name", [H_TIME, H_DEADLINE])
+@pytest.mark.parametrize("name", [H_DEADLINE])
 def test_non_integer_time_or_deadline(name: str, bad: bytes) -> None:
     with pytest.raises(EnvelopeError, match=name):
         from_record(_replace(_valid_request_headers(), name, bad), b"")
+
+
+@pytest.mark.parametrize("bad", [
+    b"1700000000000",  # epoch ms, the old wire format
+    b"2023-11-14T22:13:20Z",  # RFC 3339, but not the fixed width: no milliseconds
+    b"2023-11-14T22:13:20.000000Z",
+    b"2023-11-14T22:13:20.000+00:00",
+    b"2023-11-14t22:13:20.000z",
+    b"2023-11-14 22:13:20.000Z",
+    b"2023-02-29T22:13:20.000Z",  # not a calendar date
+    b"2023-13-01T00:00:00.000Z",
+    b"0000-01-01T00:00:00.000Z",
+    b"2023-11-14T24:00:00.000Z",
+    b"2023-11-14T23:59:60.000Z",  # leap seconds are not sent
+    "2023-11-14T22:13:2\u0664.000Z".encode(),  # a non-ASCII digit
+    b"+023-11-14T22:13:20.000Z",
+])
+def test_time_must_be_fixed_width_rfc3339(bad: bytes) -> None:
+    with pytest.raises(EnvelopeError, match=H_TIME):
+        from_record(_replace(_valid_request_headers(), H_TIME, bad), b"")
+
+
+def test_time_parses_to_epoch_ms() -> None:
+    headers = _replace(_valid_request_headers(), H_TIME, b"1970-01-01T00:00:00.001Z")
+    assert from_record(headers, b"").time_ms == 1
+    assert from_record(_valid_request_headers(), b"").time_ms == 1_700_000_000_000
+
+
+@pytest.mark.parametrize("version", [b"1.1", b"0.3", b"1.0 ", b"1"])
+def test_other_specversions_are_refused(version: bytes) -> None:
+    with pytest.raises(EnvelopeError, match=H_SPECVERSION):
+        from_record(_replace(_valid_request_headers(), H_SPECVERSION, version), b"")
+
+
+def test_a_v3_record_is_refused_as_the_old_wire_format() -> None:
+    """Epoch-ms ce_time and no ce_specversion: what meshgate-sig-v3 senders send."""
+    v3 = _replace(_without(_valid_request_headers(), H_SPECVERSION), H_TIME, b"1700000000000")
+    with pytest.raises(OldWireFormat, match="deploy every service") as caught:
+        from_record(v3, b"")
+    assert caught.value.code == "old_wire_format"
 
 
 def test_negative_integers_parse() -> None:

@@ -27,6 +27,7 @@ from bus.envelope import (
     H_REPLY_TO,
     H_SIGNATURE,
     H_SOURCE,
+    H_SPECVERSION,
     H_TIME,
     H_TRACEPARENT,
     H_TYPE,
@@ -47,11 +48,16 @@ ANY_OBJECT: Final[dict[str, Any]] = {"type": "object", "description": "any JSON 
 
 _DIGITS = {"type": "string", "pattern": "^-?[0-9]{1,19}$"}
 ENVELOPE_HEADERS: Final[dict[str, dict[str, Any]]] = {
+    H_SPECVERSION: {"type": "string", "const": "1.0",
+                    "description": "CloudEvents spec version (Kafka binding, binary mode)"},
     H_ID: {"type": "string", "description": "the message id (unique per attempt)"},
     H_SOURCE: {"type": "string", "description": "the sending service (checked against the "
                                                   "signature's key owner)"},
     H_TYPE: {"type": "string", "description": "the operation, <service>.<verb>"},
-    H_TIME: {**_DIGITS, "description": "when it was sent, Unix milliseconds"},
+    H_TIME: {"type": "string",
+             "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}[.][0-9]{3}Z$",
+             "description": "when it was sent, RFC 3339 UTC with milliseconds "
+                            "(docs/wire-format.md)"},
     H_KIND: {"type": "string", "enum": sorted(KINDS)},
     H_CORRELATION: {"type": "string", "description": "shared by a call's attempts and its "
                                                       "reply"},
@@ -75,7 +81,7 @@ ERROR_PAYLOAD: Final[dict[str, Any]] = {
 
 
 def _headers(kind: str | None) -> dict[str, Any]:
-    required = [H_ID, H_SOURCE, H_TYPE, H_TIME, H_KIND, H_SIGNATURE]
+    required = [H_SPECVERSION, H_ID, H_SOURCE, H_TYPE, H_TIME, H_KIND, H_SIGNATURE]
     properties = {name: dict(schema) for name, schema in ENVELOPE_HEADERS.items()}
     if kind == KIND_REQUEST:
         required += [H_CORRELATION, H_REPLY_TO, H_DEADLINE]
