@@ -28,6 +28,7 @@ from functions.gateway.app import EdgeDeps, LazyMeshClient, create_app
 from functions.gateway.guard import EdgeGuard, RateLimitStore
 from functions.gateway.ratelimit.bucket import Decision, Limit
 from functions.gateway.ratelimit.dynamodb import DynamoDBRateLimitStore
+from functions.gateway.ratelimit.leased import LeasedRateLimitStore
 from functions.gateway.ratelimit.memory import InMemoryRateLimitStore
 from infra.policy.load import load_policy
 from infra.settings import Settings
@@ -62,6 +63,13 @@ def _stores(settings: Settings) -> list[tuple[str, RateLimitStore, int, str]]:
         ("rate-limit store unreachable",
          DynamoDBRateLimitStore("any", client_args=unreachable), 503, "ratelimit_unavailable"),
         ("rate-limit store with a bug", BuggyStore(), 500, "internal"),
+        # The deployed form (issue 15): tokens leased in batches from the same stores.
+        ("leased tokens, table missing on the emulator",
+         LeasedRateLimitStore(DynamoDBRateLimitStore(
+             missing, client_args=settings.aws_client_args())), 503, "ratelimit_unavailable"),
+        ("leased tokens, store unreachable",
+         LeasedRateLimitStore(DynamoDBRateLimitStore("any", client_args=unreachable)),
+         503, "ratelimit_unavailable"),
     ]
 
 

@@ -154,6 +154,19 @@ def take(state: BucketState | None, limit: Limit, now_ms: int, cost: int = 1) ->
     )
 
 
+def lease(state: BucketState | None, limit: Limit, now_ms: int,
+          want: int) -> tuple[int, Decision]:
+    """Take up to ``want`` whole tokens at once (a lease for one instance): as many as the
+    bucket holds, at least one, or a denial (0 granted) when it holds none."""
+    if want < 1:
+        raise ValueError(f"want must be at least 1, not {want!r}")
+    current = refill(state, limit, now_ms)
+    granted = min(want, current.tokens_milli // MILLI)
+    if granted < 1:
+        return 0, take(current, limit, now_ms, 1)
+    return granted, take(current, limit, now_ms, granted)
+
+
 def bucket_key(*, route: str | None = None, key: str | None = None,
                user: str | None = None) -> str:
     """The store key of one bucket, e.g. ``route:POST /v1/orders|key:abc``: the parts given,

@@ -36,12 +36,12 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from typing import Any
 
 from functions.errors import FunctionError
-from functions.gateway.ratelimit.bucket import BucketState, Decision, Limit, refill, take
+from functions.gateway.ratelimit.bucket import BucketState, Decision, Limit, lease, refill, take
 from functions.gateway.ratelimit.table import KEY_ATTRIBUTE, TTL_ATTRIBUTE
 from functions.shared.dynamodb import ConditionFailed, LazyDynamoDB, translated
 
@@ -118,6 +118,17 @@ class DynamoDBRateLimitStore:
         at = wall_clock_ms() if now_ms is None else now_ms
         return await asyncio.to_thread(self._take, key, limit, at, cost)
 
+    async def lease(self, key: str, limit: Limit, want: int, *,
+                    now_ms: int | None = None) -> tuple[int, Decision]:
+        """Take up to ``want`` tokens of bucket ``key`` in one conditional write (a lease for
+        ``functions.gateway.ratelimit.leased``): how many were granted (0: denied; nothing
+        written), and the decision. Same compare-and-swap, so the same guarantee as ``take``:
+        no two leases ever hold the same token."""
+        if not key:
+            raise ValueError("key must not be empty")
+        at = wall_clock_ms() if now_ms is None else now_ms
+        return await asyncio.to_thread(self._lease, key, limit, at, want)
+
     async def peek(self, key: str, limit: Limit, *, now_ms: int | None = None) -> BucketState:
         """The bucket's state at ``now_ms``, without taking anything."""
         at = wall_clock_ms() if now_ms is None else now_ms
@@ -126,15 +137,29 @@ class DynamoDBRateLimitStore:
         return refill(state, limit, at)
 
     def _take(self, key: str, limit: Limit, now_ms: int, cost: int) -> Decision:
+        def exactly(state: BucketState | None) -> tuple[int, Decision]:
+            decision = take(state, limit, now_ms, cost)
+            return (cost if decision.allowed else 0), decision
+
+        return self._swap(key, limit, exactly)[1]
+
+    def _lease(self, key: str, limit: Limit, now_ms: int, want: int) -> tuple[int, Decision]:
+        return self._swap(key, limit, lambda state: lease(state, limit, now_ms, want))
+
+    def _swap(self, key: str, limit: Limit,
+              decide: Callable[[BucketState | None], tuple[int, Decision]]
+              ) -> tuple[int, Decision]:
+        """Read the bucket, ``decide`` on it, and write the new state only if the bucket is
+        still the one read (retrying on a lost race); a denial writes nothing."""
         item = self._read(key)
         for attempt in range(self.max_attempts):
             state, version = from_item(key, item) if item is not None else (None, None)
-            decision = take(state, limit, now_ms, cost)
+            granted, decision = decide(state)
             if not decision.allowed:
-                return decision
+                return granted, decision
             try:
                 self._write(key, decision.state, limit, version)
-                return decision
+                return granted, decision
             except ConditionFailed as failed:
                 item = failed.item if failed.item is not None else self._read(key)
             # Spread the losers out a little so they do not collide again in lockstep.
