@@ -147,6 +147,9 @@ async def test_java_verifies_python_and_python_answers_java(
         assert set(tampered) == ({("request", f) for f in SIGNED_REQUEST}
                                  | {("reply", f) for f in SIGNED_REPLY})
         assert [key for key, entry in tampered.items() if not entry["refused"]] == []
+        # A changed byte breaks the signature, or the envelope before it is checked.
+        assert {entry["code"] for entry in tampered.values()} <= {"bad_signature",
+                                                                  "bad_envelope"}
         assert status == 0
         assert seen["ok"]
 

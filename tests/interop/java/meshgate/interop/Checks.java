@@ -1,169 +1,136 @@
 package meshgate.interop;
 
-import java.util.List;
 import java.util.Set;
 
-/** What a receiver checks on a record before trusting it (docs/wire-format.md). */
+/** What a receiver checks before trusting a record, in the Python receivers' order. */
 final class Checks {
-    static final Set<String> KINDS = Set.of("request", "reply", "error", "event");
-
     private Checks() {}
 
-    /** The envelope rules: required headers, a known kind, a request's reply address. */
-    static void envelope(Wire.Message message) throws Wire.Refused {
-        for (var header : message.headers()) {
-            message.text(header.getKey()); // once each, UTF-8, bounded
+    /** Every check of a received record (the time ones against {@code nowMs}). */
+    static Keyring.Key admit(Wire.Message message, String topic, Keyring ring, long nowMs,
+            long windowMs) throws Wire.Refused {
+        Keyring.Key key = authentic(message, topic, ring);
+        String replayed = message.text("mesh_replay_time");
+        long age = nowMs - (replayed == null ? timeMs(message) : Long.parseLong(replayed));
+        if (-age > windowMs || (!"event".equals(message.text("mesh_kind")) && age > windowMs)) {
+            throw new Wire.Refused("stale_message", "ce_time is " + age + " ms from now");
         }
-        String time = message.text("ce_time");
-        if (message.text("ce_specversion") == null && time != null
-                && time.matches("[0-9]{1,19}")) {
-            throw new Wire.Refused("old_wire_format", "a meshgate-sig-v3 record");
-        }
-        for (String name : Wire.REQUIRED) {
-            String text = message.text(name);
-            if (text == null || text.isEmpty()) {
-                throw new Wire.Refused("bad_envelope", "missing header " + name);
-            }
-        }
-        if (!"1.0".equals(message.text("ce_specversion"))) {
-            throw new Wire.Refused("bad_envelope", "ce_specversion must be 1.0");
-        }
-        String kind = message.text("mesh_kind");
-        if (!KINDS.contains(kind)) {
-            throw new Wire.Refused("bad_envelope", "unknown mesh_kind " + kind);
-        }
-        if (kind.equals("request") && message.text("mesh_reply_to") == null) {
-            throw new Wire.Refused("bad_envelope", "a request needs mesh_reply_to");
-        }
-        if (!kind.equals("request") && !kind.equals("event")
-                && message.text("mesh_correlation_id") == null) {
-            throw new Wire.Refused("bad_envelope", "a reply needs mesh_correlation_id");
-        }
-        timeMs(message);
-    }
-
-    /** The message's signature, checked for {@code topic}; returns the key that made it. */
-    static Keyring.Key signature(Wire.Message message, String topic, Keyring ring)
-            throws Wire.Refused {
-        Wire.Signature signature = Wire.parseSignature(message.text(Wire.SIGNATURE));
-        Keyring.Key key = ring.get(signature.keyId());
-        if (!key.algorithm().equals(signature.algorithm())) { // the key decides, not the header
-            throw new Wire.Refused("bad_signature", "the key is " + key.algorithm());
-        }
-        if (!Keyring.valid(key, Wire.signedBytes(message, topic), signature.bytes())) {
-            throw new Wire.Refused("bad_signature", "the signature does not match the message");
-        }
-        if (!key.service().equals(message.text("ce_source"))) {
-            throw new Wire.Refused("sender_mismatch", "key " + key.keyId() + " belongs to "
-                    + key.service());
+        String assertion = message.text("mesh_principal_sig");
+        long expires = assertion == null ? nowMs + 1
+                : Wire.parseSignature(assertion, 4, "bad_principal_assertion").expiresMs();
+        if (expires - nowMs > 3_660_000) { // an hour at most, plus a minute of clock skew
+            throw new Wire.Refused("bad_principal_assertion", "the assertion outlives any call");
+        } else if (!"request".equals(message.text("mesh_kind")) && nowMs >= expires) {
+            throw new Wire.Refused("principal_assertion_expired", "the assertion has expired");
         }
         return key;
     }
 
-    /** An operator's countersignature, when the record is a replayed dead letter. */
-    static Keyring.Key countersignature(Wire.Message message, String topic, Keyring ring)
+    /** The checks that need no clock: envelope, signature, principal, countersignature. */
+    static Keyring.Key authentic(Wire.Message message, String topic, Keyring ring)
             throws Wire.Refused {
-        String id = message.text("mesh_replay_id");
-        String time = message.text("mesh_replay_time");
-        String text = message.text("mesh_replay_sig");
-        if (id == null && time == null && text == null) {
-            return null;
+        envelope(message);
+        Keyring.Key key = signature(message, "mesh_sig", 3, Wire.signedBytes(message, topic),
+                ring, "malformed_signature", "bad_signature");
+        if (!key.service().equals(message.text("ce_source"))) {
+            throw new Wire.Refused("sender_mismatch", key.keyId() + " is " + key.service() + "'s");
         }
-        String code = "bad_replay_countersignature";
-        if (id == null || time == null || text == null || !time.matches("[0-9]{1,19}")
-                || !Wire.KEY_ID.matcher(id).matches()) {
-            throw new Wire.Refused(code, "replay headers incomplete or malformed");
+        principal(message, ring);
+        countersignature(message, topic, ring);
+        return key;
+    }
+
+    static void envelope(Wire.Message message) throws Wire.Refused {
+        for (String name : Wire.KNOWN) {
+            message.text(name); // each once, UTF-8, bounded
         }
-        if (!"event".equals(message.text("mesh_kind"))) {
-            throw new Wire.Refused("replay_not_allowed", "only events are replayed");
+        String time = message.text("ce_time");
+        if (message.text("ce_specversion") == null && time != null && time.matches("[0-9]+")) {
+            throw new Wire.Refused("old_wire_format", "a meshgate-sig-v3 record");
         }
-        Wire.Signature signature;
-        Keyring.Key key;
-        try {
-            signature = Wire.parseSignature(text);
-            key = ring.get(signature.keyId());
-        } catch (Wire.Refused refusal) {
-            throw new Wire.Refused(code, refusal.getMessage());
+        for (String name : Wire.REQUIRED) {
+            if (message.text(name) == null || message.text(name).isEmpty()) {
+                throw new Wire.Refused("bad_envelope", "missing header " + name);
+            }
         }
-        byte[] signed = Wire.countersignBytes(message, topic, id, Long.parseLong(time));
+        String kind = message.text("mesh_kind");
+        if (!"1.0".equals(message.text("ce_specversion"))
+                || !Set.of("request", "reply", "error", "event").contains(kind)
+                || (kind.equals("request") && message.text("mesh_reply_to") == null)
+                || (kind.matches("reply|error") && message.text("mesh_correlation_id") == null)
+                || !matches(message, "mesh_deadline", "-?[0-9]{1,19}")
+                || !matches(message, "mesh_attempt", "0*[1-9][0-9]{0,18}")
+                || !matches(message, "mesh_reply_to", ".+:[0-9]{1,19}")) {
+            throw new Wire.Refused("bad_envelope", "not a " + kind + " as the format says");
+        }
+        timeMs(message);
+    }
+
+    /** Verifies the signature in {@code header} over {@code signed}; the key that made it. */
+    static Keyring.Key signature(Wire.Message message, String header, int parts, byte[] signed,
+            Keyring ring, String malformed, String bad) throws Wire.Refused {
+        Wire.Signature signature = Wire.parseSignature(message.text(header), parts, malformed);
+        Keyring.Key key = ring.get(signature.keyId());
+        // The key decides the algorithm, never the header.
         if (!key.algorithm().equals(signature.algorithm())
-                || !Keyring.valid(key, signed, signature.bytes())) {
-            throw new Wire.Refused(code, "the countersignature does not match the record");
+                || !Keyring.valid(key, parts == 4 ? Wire.assertionBytes(
+                        message.header("mesh_principal"), signature.expiresMs()) : signed,
+                        signature.bytes())) {
+            throw new Wire.Refused(bad, "the signature by " + key.keyId() + " does not match");
         }
         return key;
     }
 
     /** A principal's edge assertion, when the message carries one. */
     static void principal(Wire.Message message, Keyring ring) throws Wire.Refused {
-        String principal = message.text("mesh_principal");
-        String text = message.text("mesh_principal_sig");
-        if (text == null) {
+        String code = "bad_principal_assertion";
+        if (message.text("mesh_principal_sig") == null) {
             return; // no principal, or one named by an edge under its own message signature
+        } else if (message.text("mesh_principal") == null) {
+            throw new Wire.Refused(code, "an assertion without a principal");
         }
-        if (principal == null) {
-            throw new Wire.Refused("bad_principal_assertion", "an assertion without a principal");
+        try {
+            signature(message, "mesh_principal_sig", 4, null, ring, code, code);
+        } catch (Wire.Refused refusal) {
+            throw new Wire.Refused(code, refusal.getMessage()); // an unknown key included
         }
-        Wire.Assertion assertion = Wire.parseAssertion(text);
-        Keyring.Key key = ring.get(assertion.keyId());
-        byte[] signed = Wire.assertionBytes(message.header("mesh_principal"),
-                assertion.expiresMs());
-        if (!key.algorithm().equals(assertion.algorithm())
-                || !Keyring.valid(key, signed, assertion.bytes())) {
-            throw new Wire.Refused("bad_principal_assertion", "not over this principal");
-        }
+        long expires = Wire.parseSignature(message.text("mesh_principal_sig"), 4, code).expiresMs();
         String deadline = message.text("mesh_deadline");
-        if (message.text("mesh_kind").equals("request")
-                && (deadline == null || Long.parseLong(deadline) > assertion.expiresMs())) {
+        if ("request".equals(message.text("mesh_kind"))
+                && (deadline == null || Long.parseLong(deadline) > expires)) {
             throw new Wire.Refused("principal_assertion_expired", "the request outlives it");
         }
     }
 
-    /** |now - ce_time| within the window both ways (a replay: its mesh_replay_time); an
-     *  event only on the future side (a backlog is genuine). */
-    static void fresh(Wire.Message message, long nowMs, long windowMs) throws Wire.Refused {
-        String replayed = message.text("mesh_replay_time");
-        long age = nowMs - (replayed == null ? timeMs(message) : Long.parseLong(replayed));
-        boolean event = "event".equals(message.text("mesh_kind"));
-        if (-age > windowMs || (!event && age > windowMs)) {
-            throw new Wire.Refused("stale_message", "ce_time is " + age + " ms from now");
+    /** An operator's countersignature, when the record is a replayed dead letter. */
+    static void countersignature(Wire.Message message, String topic, Keyring ring)
+            throws Wire.Refused {
+        String id = message.text("mesh_replay_id");
+        String time = message.text("mesh_replay_time");
+        String code = "bad_replay_countersignature";
+        if (id == null && time == null && message.text("mesh_replay_sig") == null) {
+            return;
+        } else if (id == null || time == null || !time.matches("[0-9]{1,19}")
+                || !Wire.KEY_ID.matcher(id).matches()) {
+            throw new Wire.Refused(code, "replay headers incomplete or malformed");
+        } else if (!"event".equals(message.text("mesh_kind"))) {
+            throw new Wire.Refused("replay_not_allowed", "only events are replayed");
+        }
+        try {
+            signature(message, "mesh_replay_sig", 3,
+                    Wire.countersignBytes(message, topic, id, Long.parseLong(time)), ring, code, code);
+        } catch (Wire.Refused refusal) {
+            throw new Wire.Refused(code, refusal.getMessage());
         }
     }
 
-    /** Whether {@code reply} answers {@code request}: correlation, operation, its owner. */
-    static void answers(Wire.Message reply, Wire.Message request) throws Wire.Refused {
-        String correlation = request.text("mesh_correlation_id");
-        String operation = request.text("ce_type");
-        String owner = operation.substring(0, Math.max(operation.indexOf('.'), 0));
-        if (!List.of("reply", "error").contains(reply.text("mesh_kind"))) {
-            throw new Wire.Refused("unexpected_kind", "not a reply");
-        }
-        if (!correlation.equals(reply.text("mesh_correlation_id"))) {
-            throw new Wire.Refused("reply_refused", "another call's reply");
-        }
-        if (!owner.equals(reply.text("ce_source"))) {
-            throw new Wire.Refused("unexpected_replier", reply.text("ce_source") + " answered");
-        }
-        if (!operation.equals(reply.text("ce_type"))) {
-            throw new Wire.Refused("unexpected_reply_type", "answered as " + reply.text("ce_type"));
-        }
-    }
-
-    /** Every check of a received record, in the receivers' order. */
-    static Keyring.Key admit(Wire.Message message, String topic, Keyring ring, long nowMs,
-            long windowMs) throws Wire.Refused {
-        envelope(message);
-        Keyring.Key key = signature(message, topic, ring);
-        principal(message, ring);
-        countersignature(message, topic, ring);
-        fresh(message, nowMs, windowMs);
-        return key;
+    private static boolean matches(Wire.Message message, String header, String regex)
+            throws Wire.Refused {
+        String text = message.text(header);
+        return text == null || text.matches(regex);
     }
 
     static long timeMs(Wire.Message message) throws Wire.Refused {
-        String text = message.text("ce_time");
-        if (text == null) {
-            throw new Wire.Refused("bad_envelope", "missing header ce_time");
-        }
-        return Wire.parseTime(text);
+        return Wire.parseTime(message.text("ce_time"));
     }
 }
