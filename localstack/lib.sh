@@ -41,6 +41,18 @@ live_pid() {
   echo "$pid"
 }
 
+# spawn CMD...: for `spawn CMD ... >log 2>&1 </dev/null &` (then pid=$!): CMD runs like
+# `nohup CMD &` but without the descriptors this script inherited above 2. Otherwise
+# `flock LOCK sh -c 'kafka.sh start'` left LOCK held by the broker for its whole life (and
+# every other `flock LOCK` waiting).
+spawn() {
+  local fd
+  for fd in $(ls "/proc/$BASHPID/fd"); do
+    if (( fd > 2 )); then eval "exec $fd>&-" 2>/dev/null || true; fi
+  done
+  exec nohup "$@"
+}
+
 port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 require_free_port() {

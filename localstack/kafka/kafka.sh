@@ -120,7 +120,7 @@ start() {
   fetch
   configure
   local started=$SECONDS
-  nohup "$JAVA" -Xms256m -Xmx"$HEAP" -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
+  spawn "$JAVA" -Xms256m -Xmx"$HEAP" -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
     -Dlog4j2.configurationFile="$HERE/log4j2.properties" -cp "$LIBS/*" \
     kafka.Kafka "$STATE/server.properties" >"$LOGFILE" 2>&1 </dev/null &
   pid=$!

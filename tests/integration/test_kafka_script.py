@@ -173,16 +173,22 @@ def test_secure_listeners_keep_their_credentials(secure_env: dict[str, str]) -> 
     assert asyncio.run(_sasl_login(port + 2, state, "admin", admin)) == "SaslAuthenticationFailed"
 
 
-def test_killed_broker_starts_again_at_once(secure_env: dict[str, str]) -> None:
+def test_killed_broker_starts_again_at_once(secure_env: dict[str, str], tmp_path: Path) -> None:
     """After kill -9 the broker is a zombie (and its threads hold the ports) for a moment;
-    `start` right after used to say 'pid ... is running but does not answer'."""
+    `start` right after used to say 'pid ... is running but does not answer'. Started under
+    `flock`, the broker used to inherit the lock and hold it for its whole life."""
     first = run(["bash", str(KAFKA_SCRIPT), "start"], secure_env)
     assert first.returncode == 0, first.stderr
     pidfile = Path(secure_env["KAFKA_STATE_DIR"], "kafka.pid")
     pid = int(pidfile.read_text())
     os.kill(pid, signal.SIGKILL)
-    again = run(["bash", str(KAFKA_SCRIPT), "start"], secure_env)
+    lock = tmp_path / "stack.lock"
+    again = run(["flock", str(lock), "bash", str(KAFKA_SCRIPT), "start"], secure_env)
     assert again.returncode == 0, again.stderr
     assert "started (pid" in again.stdout
-    assert int(pidfile.read_text()) != pid
+    new_pid = int(pidfile.read_text())
+    assert new_pid != pid
     assert port_open(int(secure_env["KAFKA_PORT"]))
+    # the lock is free again while the broker runs
+    assert pid_alive(new_pid)
+    assert run(["flock", "-n", str(lock), "true"]).returncode == 0
