@@ -17,11 +17,14 @@ from typing import Any
 
 import pytest
 
-from proof.chaos.__main__ import SCENARIOS
+from proof.chaos.__main__ import chosen_scenarios
 from tests.support import ROOT, run
 
 pytestmark = pytest.mark.integration
 
+# the fast mode leaves out the three-node cluster scenarios (make chaos runs them; the
+# cluster script itself is tested in test_cluster_script.py)
+SCENARIOS = chosen_scenarios(fast=True, only=None)
 LAST_LINE = re.compile(r"chaos: scenarios=(\d+) offered=(\d+) lost=(\d+) duplicated=(\d+)")
 
 
