@@ -13,6 +13,7 @@ from infra import tui
 from infra.cli import dlq as dlq_cli
 from infra.cli import keys as keys_cli
 from infra.cli import new as new_cli
+from infra.cli import template as template_cli
 from infra.cli import token as token_cli
 from infra.cli import trace as trace_cli
 from infra.cli.docs import cli as docs_cli
@@ -29,8 +30,13 @@ def _status_rows(state: dict[str, Any]) -> list[tuple[str, str, str]]:
     def running(up: object) -> str:
         return "running" if up else "stopped"
 
-    rows = [("kafka", running(state["kafka"]["running"]), str(state["kafka"]["bootstrap"])),
-            ("emulator", running(state["emulator"]["running"]), str(state["emulator"]["url"]))]
+    kafka = state["kafka"]
+    rows = [("kafka", running(kafka["running"]), f"{kafka['bootstrap']} (PLAINTEXT)")]
+    for protocol, address in kafka.get("listeners", {}).items():  # the local broker's others
+        if protocol != "PLAINTEXT":
+            mesh = " (the mesh)" if protocol == kafka.get("mesh") else ""
+            rows.append((f"kafka {protocol}", running(kafka["running"]), f"{address}{mesh}"))
+    rows.append(("emulator", running(state["emulator"]["running"]), str(state["emulator"]["url"])))
     for name in ("endpoint", "authorized_endpoint"):
         value = state.get(name)
         rows.append((name.replace("_", " "), "deployed" if value else "-", str(value or "-")))
@@ -48,7 +54,10 @@ def _parser() -> argparse.ArgumentParser:
     down.add_argument("--workers-only", action="store_true", help="stop only the service workers")
     status = commands.add_parser("status", help="what is running, and the endpoint")
     status.add_argument("--json", action="store_true", help="one JSON object")
-    commands.add_parser("deploy", help="package the functions and deploy the stack")
+    deploy = commands.add_parser("deploy", help="package the functions and deploy the stack")
+    deploy.add_argument("--dry-run", action="store_true",
+                        help="print the template and the changes a deploy would make; "
+                             "change nothing")
     commands.add_parser("topics", help="create or grow the topics declared in policies/")
     dlq = commands.add_parser("dlq", help="inspect and replay a dead-letter topic")
     dlq_commands = dlq.add_subparsers(dest="dlq_command", required=True)
@@ -79,6 +88,7 @@ def _parser() -> argparse.ArgumentParser:
     docs_cli.register(commands)
     trace_cli.register(commands)
     new_cli.register(commands)
+    template_cli.register(commands)
     return parser
 
 
@@ -97,6 +107,8 @@ def run(argv: Sequence[str] | None = None) -> int:
         else:
             tui.show_table(_say, ("WHAT", "STATE", "WHERE"), _status_rows(state),
                            title="meshgate status")
+    elif args.command == "deploy" and args.dry_run:
+        return template_cli.show(settings, build=True, changes=True)
     elif args.command == "deploy":
         with tui.activity(_say, "package and deploy"):
             endpoint = pipeline.deploy_stack(settings, _say)
@@ -128,6 +140,8 @@ def run(argv: Sequence[str] | None = None) -> int:
         return docs_cli.run(args, settings)
     elif args.command == "trace":
         return trace_cli.run(args, settings)
+    elif args.command == "template":
+        return template_cli.run(args, settings)
     elif args.command == "new":
         return new_cli.run(args, settings, _say)
     elif args.command == "topics":

@@ -99,9 +99,9 @@ def vendor(spec: FunctionSpec, settings: Settings) -> Path:
 
 
 def build(spec: FunctionSpec, settings: Settings,
-          extra: Sequence[tuple[str, Path]] = ()) -> Artifact:
-    """The function's zip; ``extra`` adds (name in the zip, file) entries, such as the
-    policy bundled into the gateway."""
+          extra: Sequence[tuple[str, Path]] = (), *, target_dir: Path | None = None) -> Artifact:
+    """The function's zip (in ``target_dir``, default the build folder); ``extra`` adds
+    (name in the zip, file) entries, such as the policy bundled into the gateway."""
     deps = vendor(spec, settings)
     entries = [(name, path) for name, path in _files(deps) if name != ".complete"]
     entries = [e for e in entries if not e[0].split("/")[0].endswith(".dist-info")
@@ -109,6 +109,6 @@ def build(spec: FunctionSpec, settings: Settings,
     for package in spec.packages:
         entries += [(f"{package}/{name}", path) for name, path in _files(settings.root / package)]
     entries += list(extra)
-    target = settings.build_dir / f"{spec.name}.zip"
+    target = (target_dir or settings.build_dir) / f"{spec.name}.zip"
     sha = write_zip(entries, target)
     return Artifact(spec, target, sha)

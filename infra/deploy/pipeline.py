@@ -10,12 +10,13 @@ from pathlib import Path
 from botocore.exceptions import ClientError
 
 from infra.deploy import aws as deploy
-from infra.deploy import package
+from infra.deploy import msk, package
 from infra.keys import dev_issuer, identity, pepper
 from infra.keys.issuer_url import with_jwks_resolved
 from infra.policy import access_map, load_policy, operators_of, services_of, traffic_document
 from infra.settings import Settings
 from infra.stack import function_env, template
+from infra.stack.deploy_settings import DeploySettings
 from infra.stack.functions import FUNCTIONS, GATEWAY, POLICY_BUNDLE
 from infra.stack.model import MeshConfig
 
@@ -59,8 +60,11 @@ def publish_traffic(settings: Settings, say: Say) -> None:
         say(f"traffic rules {name}: {len(json.loads(document))} operation(s) published")
 
 
-def deploy_stack(settings: Settings, say: Say) -> str:
-    """Keys, traffic rules, package, upload and deploy; returns the HTTP endpoint."""
+def deploy_stack(settings: Settings, say: Say,
+                 deploy_settings: DeploySettings | None = None) -> str:
+    """Keys, traffic rules, package, upload and deploy; returns the HTTP endpoint.
+    ``deploy_settings``: the AWS side (default: ``MESHGATE_DEPLOY_*``), checked first."""
+    aws_side = deploy_settings or DeploySettings.resolve()
     mesh = mesh_config(settings, say)
     pepper.ensure_pepper(settings, say)  # the API-key pepper the gateway and authorizer read
     publish_traffic(settings, say)
@@ -74,15 +78,28 @@ def deploy_stack(settings: Settings, say: Say) -> str:
             f"sha256 {artifact.sha256[:12]})")
     deploy.upload(settings, list(artifacts.values()), say)
     gateway = artifacts.pop(GATEWAY.name)
-    body = template.render(template.stack_template(gateway, settings, mesh, artifacts))
+    body = template.render(template.stack_template(gateway, settings, mesh, artifacts,
+                                                   aws_side))
     result = deploy.deploy_template(settings, body, say)
+    bootstrap = msk.cluster_bootstrap(settings, result.outputs)
+    if bootstrap is not None and bootstrap != settings.kafka_bootstrap:
+        # The cluster the stack created is up now: tell every function where it is.
+        say(f"cluster bootstrap servers: {bootstrap} (deploying them to the functions; "
+            f"set MESHGATE_KAFKA_BOOTSTRAP={bootstrap} for 'meshgate policy apply')")
+        settings = settings.model_copy(update={"kafka_bootstrap": bootstrap})
+        body = template.render(template.stack_template(gateway, settings, mesh, artifacts,
+                                                       aws_side))
+        result = deploy.deploy_template(settings, body, say)
     return template.endpoint_url(settings, result.outputs["ApiId"])
 
 
 def bundle_policy(settings: Settings) -> Path:
     """The merged policy as JSON (schema references inlined), bundled into the functions
     that serve routes: they read JSON at cold start, never YAML."""
-    target = settings.build_dir / POLICY_BUNDLE
+    return bundle_policy_to(settings, settings.build_dir / POLICY_BUNDLE)
+
+
+def bundle_policy_to(settings: Settings, target: Path) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     # the dev issuer's JWKS URL points at the emulator in force (infra.keys.issuer_url)
     policy = with_jwks_resolved(load_policy(policy_file(settings)), settings.endpoint_url)

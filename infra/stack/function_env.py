@@ -26,6 +26,22 @@ def gateway_environment(settings: Settings, mesh: MeshConfig) -> dict[str, str]:
     }
 
 
+def service_environment(settings: Settings, mesh: MeshConfig, service: str) -> dict[str, Any]:
+    """A service's Kafka-triggered function (``infra.stack.parts.services``): what a local
+    worker of ``service`` gets (broker, identity, the idempotency table), with the public
+    keyring and access map inline as the gateway gets them."""
+    return {
+        "MESH_BOOTSTRAP_SERVERS": settings.kafka_bootstrap,
+        "MESH_SERVICE_NAME": service,
+        "MESH_SIGNING_KEY_SECRET": f"{settings.stack_name}/{service}/signing-key",
+        "MESH_KEYRING_JSON": json.dumps(mesh.keyring, separators=(",", ":"), sort_keys=True),
+        **keyring_environment(settings),
+        "MESH_ACCESS_JSON": json.dumps(mesh.access, separators=(",", ":"), sort_keys=True),
+        "MESH_IDEMPOTENCY_TABLE": {"Ref": "IdempotencyTable"},
+        **otel_environment(settings, service),  # traces to the local collector, or as asked
+    }
+
+
 def keyring_parameter(settings: Settings) -> str:
     """The SSM parameter holding the live keyring (``meshgate keys rotate`` updates it)."""
     return f"/{settings.stack_name}/keyring"

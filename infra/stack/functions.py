@@ -47,17 +47,19 @@ AUTHORIZER = FunctionSpec(
 
 FUNCTIONS: tuple[FunctionSpec, ...] = (GATEWAY, AUTHORIZER)
 
-# The orders service as a Lambda fed by a Kafka event source mapping (infra/stack/parts/events.py).
-ORDERS_EVENTS = FunctionSpec(
-    name="orders-events",
-    handler="functions.orders.lambda_handler.handler",
+# Every service of the policy as a Lambda fed by Kafka event source mappings: one zip and one
+# generic handler (``functions.kafka_service``), one function per service and subset
+# (infra/stack/parts/services.py).
+SERVICE_EVENTS = FunctionSpec(
+    name="service-events",
+    handler="functions.kafka_service.handler.handler",
     packages=("bus", "functions"),
     requirements=("aiokafka", "cryptography", "opentelemetry-api", "pydantic",
                   # imported only when OTEL_* asks for traces (functions/shared/otel_setup)
                   "opentelemetry-sdk", "opentelemetry-exporter-otlp-proto-http"),
 )
 
-FUNCTIONS = (*FUNCTIONS, ORDERS_EVENTS)
+FUNCTIONS = (*FUNCTIONS, SERVICE_EVENTS)
 
 # The bench's echo Lambda (infra/stack/parts/bench_echo.py): the request body back, no dependencies.
 BENCH_ECHO = FunctionSpec(

@@ -8,23 +8,48 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from bus.security.quarantine import QUARANTINE_TOPIC
 from infra.deploy.package import Artifact
 from infra.settings import Settings
+from infra.stack.deploy_settings import DeploySettings
 from infra.stack.function_env import gateway_environment, read_keyring_statement, traffic_parameter
+from infra.stack.kafka_access import client_environment, role_statements
 from infra.stack.model import MeshConfig, merge
+from infra.stack.parts import bench_echo
 from infra.stack.registry import part_builders
 from infra.stack.resources import function_resource, lambda_role, proxy_integration
 from infra.stack.tables import idempotency_table
+from infra.stack.vpc import join_vpc
 
 Template = dict[str, Any]
+EDGE = "gateway"  # the edge's service name: its key, its access
 
 
 def stack_template(gateway: Artifact, settings: Settings, mesh: MeshConfig,
-                   artifacts: Mapping[str, Artifact] | None = None) -> Template:
+                   artifacts: Mapping[str, Artifact] | None = None,
+                   deploy: DeploySettings | None = None) -> Template:
     """The whole stack: the gateway behind its HTTP API, plus every feature's part
-    (``infra.stack.registry``); ``artifacts`` are the functions' zips by function name."""
+    (``infra.stack.registry``); ``artifacts`` are the functions' zips by function name;
+    ``deploy``: the AWS side (access mode, network, mappings; default from the environment).
+    When the brokers are private every function but the bench's echo joins their VPC."""
+    deploy = deploy or DeploySettings.resolve()
     built = {"gateway": gateway, **(artifacts or {})}
-    extra = merge([builder(built, settings, mesh) for builder in part_builders()])
+    extra = merge([builder(built, settings, mesh) for builder in part_builders(deploy)])
+    # the edge's role (gateway, authorizer): its own Kafka identity, topics, no group
+    kafka = role_statements(
+        deploy, settings, EDGE, consume=mesh.access.get("consume", {}).get(EDGE, []),
+        produce=[*mesh.access.get("produce", {}).get(EDGE, []), QUARANTINE_TOPIC], groups=[])
+    template = _template(gateway, settings, mesh, [*extra.role_statements, *kafka],
+                         {**extra.gateway_env,
+                          **client_environment(deploy, settings, EDGE)},
+                         extra.resources, extra.outputs)
+    join_vpc(template["Resources"], deploy, outside={bench_echo.FUNCTION})
+    return template
+
+
+def _template(gateway: Artifact, settings: Settings, mesh: MeshConfig,
+              role_statements: Any, gateway_env: Mapping[str, Any],
+              resources: Mapping[str, Any], outputs: Mapping[str, Any]) -> Template:
     return {
         "AWSTemplateFormatVersion": "2010-09-09",
         "Description": "meshgate: edge gateway on Lambda behind an HTTP API",
@@ -41,10 +66,10 @@ def stack_template(gateway: Artifact, settings: Settings, mesh: MeshConfig,
                 "Resource": {"Fn::Sub": "arn:${AWS::Partition}:ssm:"
                              "${AWS::Region}:${AWS::AccountId}:parameter"
                              f"{traffic_parameter(settings)}"},
-            }, read_keyring_statement(settings), *extra.role_statements]),
+            }, read_keyring_statement(settings), *role_statements]),
             "GatewayFunction": function_resource(
-                gateway, settings, {**gateway_environment(settings, mesh), **extra.gateway_env}),
-            **extra.resources,
+                gateway, settings, {**gateway_environment(settings, mesh), **gateway_env}),
+            **resources,
             "IdempotencyTable": idempotency_table(f"{settings.stack_name}-idempotency"),
             "HttpApi": {
                 "Type": "AWS::ApiGatewayV2::Api",
@@ -77,7 +102,7 @@ def stack_template(gateway: Artifact, settings: Settings, mesh: MeshConfig,
             "ApiId": {"Value": {"Ref": "HttpApi"}},
             "GatewayFunctionName": {"Value": {"Ref": "GatewayFunction"}},
             "IdempotencyTableName": {"Value": {"Ref": "IdempotencyTable"}},
-            **extra.outputs,
+            **outputs,
         },
     }
 
