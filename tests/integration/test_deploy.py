@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from infra.deploy import aws as deploy
+from infra.deploy import dry_run
 from infra.errors import DeployFailed
 from infra.settings import Settings
 
@@ -57,3 +58,39 @@ def test_a_refused_template_is_one_clear_error_and_changes_nothing(small_stack: 
     assert "\n" not in message
     assert "Unrecognized resource types" in message
     assert deploy.stack_outputs(small_stack) is None
+
+
+def test_the_dry_run_says_what_would_change_and_changes_nothing(small_stack: Settings) -> None:
+    """``meshgate deploy --dry-run``'s comparison on the real emulator: against a deployed
+    stack it names what a deploy would add, modify and remove; the stack, its template and
+    its change sets are as they were."""
+    deploy.deploy_template(small_stack, parameter_template("a"), lambda _line: None)
+    cfn = deploy.client(small_stack, "cloudformation")
+    before = cfn.get_template(StackName=small_stack.stack_name)["TemplateBody"]
+    change_sets = cfn.list_change_sets(StackName=small_stack.stack_name).get("Summaries", [])
+    rendered = json.loads(parameter_template("b"))
+    rendered["Resources"]["Other"] = {"Type": "AWS::SSM::Parameter",
+                                      "Properties": {"Type": "String", "Value": "new"}}
+    said: list[str] = []
+    changes = dry_run.report_changes(small_stack, rendered, said.append)
+    assert changes == dry_run.Changes(added=("Other",), removed=(), modified=("Flag",))
+    assert said[1:] == ["  Add Other (AWS::SSM::Parameter)",
+                        "  Modify Flag (AWS::SSM::Parameter: Value)"]
+    del rendered["Resources"]["Flag"]
+    removed = dry_run.report_changes(small_stack, rendered, said.append)
+    assert removed is not None
+    assert removed.removed == ("Flag",)
+    assert cfn.get_template(StackName=small_stack.stack_name)["TemplateBody"] == before
+    assert cfn.list_change_sets(StackName=small_stack.stack_name).get(
+        "Summaries", []) == change_sets  # none created
+    ssm = deploy.client(small_stack, "ssm")
+    name = deploy.stack_outputs(small_stack)["FlagName"]  # type: ignore[index]
+    assert ssm.get_parameter(Name=name)["Parameter"]["Value"] == "a"
+
+
+def test_the_dry_run_of_a_stack_not_deployed_says_so(small_stack: Settings) -> None:
+    said: list[str] = []
+    assert dry_run.report_changes(small_stack, json.loads(parameter_template("a")),
+                                  said.append) is None
+    assert said == [f"changes: no stack {small_stack.stack_name} at "
+                    f"{small_stack.endpoint_url}: a deploy creates all 1 resources"]
