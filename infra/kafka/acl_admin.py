@@ -4,7 +4,8 @@ aiokafka 0.14's admin client has no ACL methods, but its protocol module has the
 DescribeAcls, CreateAcls and DeleteAcls structs (v1: with resource pattern types, the oldest
 version Kafka 4 still answers). They are sent through the admin client's connection, so the
 ACLs are read and changed with the same connection settings (TLS, SASL) as every other admin
-call; confluent-kafka's admin client would have needed a second translation of them.
+call (``bus.transport.connection.aiokafka_kwargs``); confluent-kafka's admin client would
+have needed a second translation of them into librdkafka's settings.
 
 Every call is bounded (``timeout_s``) and every refusal leaves as one ``InfraError`` line;
 a broker without an authorizer answers ``NoAuthorizer``.
@@ -28,8 +29,13 @@ from aiokafka.protocol.admin import (
 )
 from aiokafka.protocol.api import Request
 
+from bus.errors import KafkaConnectRefused, MeshError
+from bus.transport.connect_check import start_client
+from bus.transport.connection import KafkaSecurity, aiokafka_kwargs, resolve_kafka_secrets
 from infra.errors import KafkaAdminFailed, NotReachable
+from infra.kafka.connect import OperatorSecrets, operator_security
 from infra.policy.acls import AclBinding, AclPlan, AclRule, plan_acls
+from infra.settings import Settings
 
 ADMIN_TIMEOUT_S = 20.0
 REQUEST_TIMEOUT_MS = 15_000
@@ -141,24 +147,40 @@ def _refusal(what: str, code: int, message: str | None, bootstrap: str) -> Kafka
 
 
 class AclAdmin:
-    """``async with AclAdmin(bootstrap, **connection) as admin:`` one admin connection.
+    """``async with AclAdmin(bootstrap) as admin:`` one admin connection, closed on exit.
 
-    ``connection`` is the rest of the admin client's keywords (``aiokafka_kwargs`` of the
-    operator's Kafka security settings; none: plaintext)."""
+    It connects like ``infra.kafka.topic_admin.TopicAdmin``: with ``security`` (default: the
+    operator's, ``MESHGATE_KAFKA_*``, secrets read from the stack's Secrets Manager); a
+    connection refused for a reason of security leaves as its one-line
+    ``bus.errors.KafkaConnectRefused``."""
 
     def __init__(self, bootstrap: str, *, timeout_s: float = ADMIN_TIMEOUT_S,
-                 **connection: Any) -> None:
+                 security: KafkaSecurity | None = None,
+                 settings: Settings | None = None) -> None:
         self.bootstrap = bootstrap
         self.timeout_s = timeout_s
-        options: dict[str, Any] = {"bootstrap_servers": bootstrap, **connection}
-        options.setdefault("client_id", "meshgate-acls")
-        options["request_timeout_ms"] = min(REQUEST_TIMEOUT_MS, int(timeout_s * 1000))
-        self._client = AIOKafkaAdminClient(**options)
+        self._security = security
+        self._settings = settings
+        self._client: Any = None
+
+    async def _resolved(self) -> KafkaSecurity:
+        if self._security is None:
+            return await operator_security(self._settings)
+        settings = self._settings or Settings.resolve()
+        return await resolve_kafka_secrets(self._security, OperatorSecrets(settings))
 
     async def __aenter__(self) -> AclAdmin:
+        security = await self._resolved()
+        self._client = AIOKafkaAdminClient(
+            **aiokafka_kwargs(self.bootstrap, security), client_id="meshgate-acls",
+            request_timeout_ms=min(REQUEST_TIMEOUT_MS, int(self.timeout_s * 1000)))
         try:
-            await asyncio.wait_for(self._client.start(), self.timeout_s)
-        except (TimeoutError, KafkaError, OSError) as exc:
+            await start_client("start the ACL admin client", self._client.start,
+                               self.bootstrap, security, self.timeout_s)
+        except KafkaConnectRefused:
+            await self._close()
+            raise  # one line naming what failed (credentials, TLS)
+        except (MeshError, OSError) as exc:
             await self._close()
             raise NotReachable(f"Kafka at {self.bootstrap} does not answer "
                                f"({_describe_error(exc)})",
@@ -171,6 +193,8 @@ class AclAdmin:
         await self._close()
 
     async def _close(self) -> None:
+        if self._client is None:
+            return
         with contextlib.suppress(Exception):  # closing a connection that never opened
             await asyncio.wait_for(self._client.close(), self.timeout_s)
 
@@ -228,22 +252,24 @@ SETTLE_TIMEOUT_S = 15.0
 SETTLE_POLL_S = 0.2
 
 
-async def plan_live(bootstrap: str, rules: Sequence[AclRule], managed: Iterable[str],
-                    **connection: Any) -> AclPlan:
+async def plan_live(bootstrap: str, rules: Sequence[AclRule], managed: Iterable[str], *,
+                    security: KafkaSecurity | None = None,
+                    settings: Settings | None = None) -> AclPlan:
     """``plan_acls`` against the broker at ``bootstrap`` (``NoAuthorizer`` without one)."""
-    async with AclAdmin(bootstrap, **connection) as admin:
+    async with AclAdmin(bootstrap, security=security, settings=settings) as admin:
         return plan_acls(rules, await admin.acls(), managed)
 
 
 async def apply_live(bootstrap: str, plan: AclPlan, rules: Sequence[AclRule],
-                     managed: Iterable[str], **connection: Any) -> list[str]:
+                     managed: Iterable[str], *, security: KafkaSecurity | None = None,
+                     settings: Settings | None = None) -> list[str]:
     """Add, then remove (a changed rule never leaves a moment with neither), then wait
     (bounded) until the broker shows the result. One line per change; a last ``!`` line
     if the broker does not show them all in time."""
     if plan.empty:
         return []
     owned = frozenset(managed)
-    async with AclAdmin(bootstrap, **connection) as admin:
+    async with AclAdmin(bootstrap, security=security, settings=settings) as admin:
         await admin.create(plan.add)
         done = [f"+ added acl {b.describe()}" for b in plan.add]
         try:

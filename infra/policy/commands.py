@@ -106,12 +106,13 @@ def acl_command(settings: Settings, *, apply: bool) -> list[str]:
         return []
     bootstrap = settings.kafka_bootstrap
     try:
-        plan = asyncio.run(acl_admin.plan_live(bootstrap, rules, managed))
+        plan = asyncio.run(acl_admin.plan_live(bootstrap, rules, managed, settings=settings))
     except acl_admin.NoAuthorizer:
         return [no_authorizer_sentence(len(rules), bootstrap)]
     lines = [*plan.changes(), plan_sentence(plan)]
     if apply and not plan.empty:
-        lines += asyncio.run(acl_admin.apply_live(bootstrap, plan, rules, managed))
+        lines += asyncio.run(acl_admin.apply_live(bootstrap, plan, rules, managed,
+                                                  settings=settings))
         lines.append(apply_sentence(plan))
     return lines
 

@@ -15,6 +15,8 @@ from bus.envelope import now_ms
 from infra.settings import Settings
 from proof.attack import edge_cases, mesh_cases, reply_cases
 from proof.attack.accounting import CONTROL, Outcome, Report
+from proof.attack.broker_acl import CATEGORY as BROKER_ACL
+from proof.attack.broker_acl import run_broker_acl
 from proof.attack.dlq_replay import CATEGORY as DLQ_REPLAY
 from proof.attack.dlq_replay import run_dlq_replays
 from proof.attack.edge_attack import EdgePlan, endpoint_of, loopback, run_edge
@@ -28,7 +30,8 @@ from proof.attack.rotation_case import CATEGORY as RETIRED_KEY
 from proof.attack.rotation_case import run_retired_key
 
 CATEGORIES = (*(f"mesh.{c}" for c in (*mesh_cases.CATEGORIES, *reply_cases.CATEGORIES,
-                                        EVENT_REPLAYED, RETIRED_KEY, DLQ_REPLAY)),
+                                        EVENT_REPLAYED, RETIRED_KEY, DLQ_REPLAY,
+                                        BROKER_ACL)),
               *(f"edge.{c}" for c in (*edge_cases.CATEGORIES, *reply_cases.CATEGORIES)),
               PARSER_FUZZ)
 
@@ -80,6 +83,10 @@ def run(plan: Plan, say: Callable[[str], None] = lambda _: None,
     dead_letters, notes_dlq = asyncio.run(run_dlq_replays(bootstrap, plan.mesh))
     mesh += dead_letters  # forged, tampered and copied dead letters (bus.delivery.dlq)
     more += notes_dlq
+    # a service's SCRAM identity writing where the policy does not let it (infra.policy.acls)
+    broker_acls, notes_acl = asyncio.run(run_broker_acl(settings, plan.mesh.timeout_s))
+    mesh += broker_acls
+    more += notes_acl
     report.add(_in_suite("mesh", mesh))
     report.notes += notes + more
     say(f"mesh: {len(mesh)} records in {time.monotonic() - started:.1f}s")

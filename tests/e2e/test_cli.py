@@ -71,7 +71,7 @@ def acls_in_place(settings: Settings) -> str:
     rules = derive_acls(policy)
     try:
         asyncio.run(acl_admin.plan_live(settings.kafka_bootstrap, rules,
-                                        managed_principals(policy)))
+                                        managed_principals(policy), settings=settings))
     except acl_admin.NoAuthorizer:
         return no_authorizer_sentence(len(rules), settings.kafka_bootstrap)
     return plan_sentence(plan_acls(rules, [r.binding for r in rules], []))

@@ -1,0 +1,263 @@
+"""A service writing where the policy does not let it is refused twice: by the broker's ACLs
+and by the receiver's signature check.
+
+A scratch mesh on the real broker (its own prefix): ``<p>srv`` serves ``<p>srv.do`` on
+``<p>srv.requests``; ``<p>rogue`` may produce only to ``<p>rogue.out``. Each gets a SCRAM
+user and the ACLs ``infra.policy.acls`` derives from that policy, applied as
+``meshgate policy apply`` applies them. Then, as a compromised ``rogue`` would:
+
+1. its own SCRAM identity, over SASL_SSL, writes a request it signed with its own key to
+   ``<p>srv.requests``: the broker answers TopicAuthorizationFailed and the topic's end
+   offset does not move (the first refusal);
+2. the same record, written through the operator's door (as if the broker had let it in),
+   is read back from the broker and offered to the server's guard, the checks every record
+   passes before a handler: it is refused as ``not_allowed`` (the second refusal).
+
+The control: the same identity writes a signed record to the topic it may write; the broker
+takes it and the receiver's guard admits it. Before the ACLs (the broker with no ACL for the
+service, or an ACL set that let every service write everywhere) the first write landed and
+only the signature check stood in the way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, TopicAuthorizationFailedError
+from pydantic import SecretStr
+
+from bus.config import BusSettings
+from bus.envelope import ReplyTo, new_request, now_ms, to_headers
+from bus.errors import MeshError
+from bus.policy.model import Policy
+from bus.security.access import AccessPolicy
+from bus.security.identity import Identity
+from bus.security.inbound import guard_for
+from bus.security.keys import KeyRing, SigningKey, generate_ed25519
+from bus.security.signing import sign
+from bus.transport import Record
+from bus.transport.connection import KafkaSecurity, aiokafka_kwargs
+from infra.kafka import acl_admin, scram_users
+from infra.policy.acls import derive_acls, managed_principals
+from infra.settings import LOOPBACK, Settings
+from proof.attack.accounting import CONTROL, Outcome
+
+CATEGORY = "broker_acl"
+WAIT_S = 20.0
+
+
+@dataclass
+class Scene:
+    """The scratch mesh: its policy, SCRAM passwords, signing keys and broker addresses."""
+
+    prefix: str
+    admin: str  # the operator's door (PLAINTEXT, ANONYMOUS is a super user)
+    secure: str  # SASL_SSL
+    ca_file: Path
+    passwords: dict[str, str] = field(default_factory=dict)
+    keys: dict[str, SigningKey] = field(default_factory=dict)
+    policy: Policy = field(default_factory=Policy)
+    made: list[str] = field(default_factory=list)  # "topics", then each user made
+
+    @property
+    def server(self) -> str:
+        return f"{self.prefix}srv"
+
+    @property
+    def rogue(self) -> str:
+        return f"{self.prefix}rogue"
+
+    @property
+    def requests(self) -> str:
+        return f"{self.server}.requests"
+
+    @property
+    def allowed(self) -> str:
+        return f"{self.rogue}.out"
+
+    def security(self, user: str) -> KafkaSecurity:
+        return KafkaSecurity(protocol="SASL_SSL", sasl_mechanism="SCRAM-SHA-512",
+                             sasl_username=user, sasl_password=SecretStr(self.passwords[user]),
+                             ssl_cafile=str(self.ca_file))
+
+    def identity(self, service: str) -> Identity:
+        """``service`` as the mesh sees it: every key, the access map from the same policy."""
+        ring = KeyRing(key.verify_key(name) for name, key in self.keys.items())
+        access = AccessPolicy.from_dict(self.policy.produce_map(), self.policy.consume_map())
+        return Identity(service, self.keys[service], ring, access)
+
+
+def scene_for(settings: Settings) -> Scene:
+    prefix = f"acl{uuid.uuid4().hex[:8]}"
+    secure = (os.environ.get("MESHGATE_KAFKA_SECURE_BOOTSTRAP")
+              or f"{LOOPBACK}:{settings.kafka_port + 2}")
+    scene = Scene(prefix, settings.kafka_bootstrap, secure,
+                  settings.local_dir / "kafka" / "tls" / "ca.pem")
+    server, rogue = scene.server, scene.rogue
+    scene.policy = Policy.from_json(json.dumps({
+        "services": {server: {"operations": [f"{server}.do"]}, rogue: {}},
+        "topics": {scene.requests: {"partitions": 1}, scene.allowed: {"partitions": 1}},
+        "access": {rogue: {"produce": [scene.allowed]}},
+    }))
+    for service in scene.policy.services:
+        scene.passwords[service] = secrets.token_hex(16)
+        scene.keys[service] = generate_ed25519(service)[0]
+    return scene
+
+
+async def open_scene(scene: Scene) -> list[str]:
+    """Topics, SCRAM users and the derived ACLs on the broker; the ACL apply's lines."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=scene.admin)
+    await asyncio.wait_for(admin.start(), WAIT_S)
+    try:
+        await asyncio.wait_for(admin.create_topics(
+            [NewTopic(name, 1, 1) for name in scene.policy.topics]), WAIT_S)
+        scene.made.append("topics")
+        for user, password in scene.passwords.items():
+            await asyncio.wait_for(scram_users.upsert_user(admin, user, password), WAIT_S)
+            scene.made.append(user)
+    finally:
+        await admin.close()
+    rules = derive_acls(scene.policy)
+    managed = managed_principals(scene.policy)
+    plan = await acl_admin.plan_live(scene.admin, rules, managed, security=KafkaSecurity())
+    return await acl_admin.apply_live(scene.admin, plan, rules, managed,
+                                      security=KafkaSecurity())
+
+
+async def close_scene(scene: Scene) -> None:
+    """Everything the scene made, removed (its principals' ACLs, users, topics)."""
+    managed = managed_principals(scene.policy)
+    try:
+        async with acl_admin.AclAdmin(scene.admin, security=KafkaSecurity()) as acls:
+            await acls.delete([b for b in await acls.acls() if b.principal in managed])
+    except acl_admin.NoAuthorizer:
+        pass  # no ACLs were made
+    admin = AIOKafkaAdminClient(bootstrap_servers=scene.admin)
+    await asyncio.wait_for(admin.start(), WAIT_S)
+    try:
+        for user in scene.made:
+            if user in scene.passwords:
+                await asyncio.wait_for(scram_users.delete_user(admin, user), WAIT_S)
+        if "topics" in scene.made:
+            await asyncio.wait_for(admin.delete_topics(list(scene.policy.topics)), WAIT_S)
+    finally:
+        await admin.close()
+
+
+def signed(scene: Scene, sender: str, topic: str) -> Record:
+    """A request ``sender`` signs for ``topic`` (offset unknown until written)."""
+    envelope = new_request(source=sender, operation=f"{scene.server}.do", value=b"{}",
+                           reply_to=ReplyTo(scene.allowed, 0), deadline_ms=now_ms() + 30_000)
+    record = sign(envelope, topic, scene.keys[sender])
+    return Record(topic, 0, -1, record.value, headers=tuple(to_headers(record)))
+
+
+async def produce(bootstrap: str, security: KafkaSecurity, record: Record) -> None:
+    """Write ``record`` as the mesh's producer does (idempotent, acks all)."""
+    producer = AIOKafkaProducer(**aiokafka_kwargs(bootstrap, security),
+                                enable_idempotence=True, acks="all", request_timeout_ms=10_000)
+    await asyncio.wait_for(producer.start(), WAIT_S)
+    try:
+        await asyncio.wait_for(producer.send_and_wait(
+            record.topic, record.value, partition=0, headers=list(record.headers)), WAIT_S)
+    finally:
+        await producer.stop()
+
+
+async def end_offset(scene: Scene, topic: str) -> int:
+    consumer = AIOKafkaConsumer(bootstrap_servers=scene.admin, enable_auto_commit=False)
+    await asyncio.wait_for(consumer.start(), WAIT_S)
+    try:
+        tp = TopicPartition(topic, 0)
+        offsets = await asyncio.wait_for(consumer.end_offsets([tp]), WAIT_S)
+        return int(offsets[tp])
+    finally:
+        await consumer.stop()
+
+
+async def read_at(scene: Scene, topic: str, offset: int) -> Record:
+    """The record at ``offset`` of partition 0 of ``topic``, as the broker holds it."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=scene.admin, enable_auto_commit=False)
+    await asyncio.wait_for(consumer.start(), WAIT_S)
+    try:
+        tp = TopicPartition(topic, 0)
+        consumer.assign([tp])
+        consumer.seek(tp, offset)
+        message = await asyncio.wait_for(consumer.getone(), WAIT_S)
+        return Record(message.topic, message.partition, message.offset, message.value,
+                      message.key, tuple(message.headers or ()))
+    finally:
+        await consumer.stop()
+
+
+def guard_verdict(scene: Scene, record: Record) -> str | None:
+    """The server's guard on ``record``: None if admitted, else the refusal's code."""
+    guard = guard_for(scene.identity(scene.server), BusSettings(service_name=scene.server))
+    try:
+        guard.admit(record, now_ms())
+    except MeshError as exc:
+        return exc.code
+    return None
+
+
+async def attempts(scene: Scene) -> list[Outcome]:
+    rogue = scene.security(scene.rogue)
+    forged = signed(scene, scene.rogue, scene.requests)
+    outcomes: list[Outcome] = []
+
+    before = await end_offset(scene, scene.requests)
+    try:
+        await produce(scene.secure, rogue, forged)
+        reason = "the broker took it"
+    except TopicAuthorizationFailedError:
+        reason = "TopicAuthorizationFailed"
+    landed = await end_offset(scene, scene.requests) - before
+    outcomes.append(Outcome(CATEGORY, f"{scene.rogue} (SCRAM) writes {scene.requests}",
+                            reason == "TopicAuthorizationFailed" and landed == 0, 0,
+                            f"{reason}; {landed} landed"))
+
+    await produce(scene.admin, KafkaSecurity(), forged)  # as if the broker had let it in
+    code = guard_verdict(scene, await read_at(scene, scene.requests, before + landed))
+    outcomes.append(Outcome(CATEGORY, f"the same record past the broker, at {scene.server}",
+                            code is not None, 0 if code else 1, code or "admitted"))
+
+    genuine = signed(scene, scene.rogue, scene.allowed)
+    at = await end_offset(scene, scene.allowed)
+    try:
+        await produce(scene.secure, rogue, genuine)
+    except KafkaError as exc:
+        outcomes.append(Outcome(CONTROL, "broker_acl: the allowed topic", True, 0,
+                                f"refused: {type(exc).__name__}"))
+        return outcomes
+    code = guard_verdict(scene, await read_at(scene, scene.allowed, at))
+    outcomes.append(Outcome(CONTROL, "broker_acl: the allowed topic, same identity",
+                            code is not None, 0 if code else 1, code or "admitted"))
+    return outcomes
+
+
+async def run_broker_acl(settings: Settings, timeout_s: float) -> tuple[list[Outcome], list[str]]:
+    """The two refusals and the control on a scratch mesh, removed afterwards."""
+    scene = scene_for(settings)
+    try:
+        async with asyncio.timeout(timeout_s):
+            try:
+                await open_scene(scene)
+            except acl_admin.NoAuthorizer as exc:  # nothing stops the first write
+                return ([Outcome(CATEGORY, "broker ACLs", False, 0, "no authorizer")],
+                        [f"broker_acl: {exc}"])
+            live = await acl_admin.plan_live(scene.admin, derive_acls(scene.policy),
+                                             managed_principals(scene.policy),
+                                             security=KafkaSecurity())
+            notes = [] if live.empty else [f"broker_acl: ACLs not in place: {live.changes()}"]
+            return await attempts(scene), notes
+    finally:
+        await close_scene(scene)

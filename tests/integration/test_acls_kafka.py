@@ -1,0 +1,95 @@
+"""Broker ACLs from the policy on the real broker (StandardAuthorizer, SASL_SSL + SCRAM): a
+scratch mesh under its own prefix (proof.attack.broker_acl.Scene), its users, topics and
+ACLs removed afterwards."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from bus.transport.connection import KafkaSecurity
+from infra.kafka import acl_admin
+from infra.policy.acls import AclBinding, derive_acls, managed_principals
+from infra.settings import Settings
+from proof.attack import broker_acl
+from proof.attack.accounting import CONTROL
+
+pytestmark = pytest.mark.integration
+ADMIN = KafkaSecurity()  # the operator's door: PLAINTEXT, ANONYMOUS is a super user
+
+
+@pytest.fixture
+async def scene(infra_settings: Settings, bootstrap: str) -> AsyncIterator[broker_acl.Scene]:
+    scene = broker_acl.scene_for(infra_settings)
+    try:
+        yield scene
+    finally:
+        await broker_acl.close_scene(scene)
+
+
+async def _acls(scene: broker_acl.Scene) -> set[AclBinding]:
+    async with acl_admin.AclAdmin(scene.admin, security=ADMIN) as admin:
+        return set(await admin.acls())
+
+
+async def _create(scene: broker_acl.Scene, *bindings: AclBinding) -> None:
+    """Create ``bindings`` and return once the broker's authorizer lists them (it learns
+    them from the metadata log a moment after CreateAcls answers)."""
+    async with acl_admin.AclAdmin(scene.admin, security=ADMIN) as admin:
+        await admin.create(bindings)
+        async with asyncio.timeout(15):
+            while not set(bindings) <= set(await admin.acls()):  # noqa: ASYNC110 - the broker's
+                await asyncio.sleep(0.1)
+
+
+async def test_apply_then_plan_changes_nothing_and_leaves_other_principals_alone(
+        scene: broker_acl.Scene) -> None:
+    rules = derive_acls(scene.policy)
+    managed = managed_principals(scene.policy)
+    # The scene before: a too-wide ACL a person once gave the rogue, and another team's ACL.
+    stale = AclBinding(f"User:{scene.rogue}", "TOPIC", scene.requests, "LITERAL", "WRITE")
+    other = AclBinding(f"User:{scene.prefix}other", "TOPIC", scene.requests, "LITERAL", "READ")
+    await _create(scene, stale, other)
+
+    plan = await acl_admin.plan_live(scene.admin, rules, managed, security=ADMIN)
+    assert set(plan.add) == {rule.binding for rule in rules}
+    assert plan.remove == (stale,)
+    done = await acl_admin.apply_live(scene.admin, plan, rules, managed, security=ADMIN)
+    assert len(done) == len(rules) + 1
+    assert not any(line.startswith("!") for line in done)
+
+    again = await acl_admin.plan_live(scene.admin, rules, managed, security=ADMIN)
+    assert again.empty, again.changes()
+    live = await _acls(scene)
+    assert other in live  # not the policy's principal: never touched
+    assert stale not in live
+    assert {rule.binding for rule in rules} <= live
+
+
+async def test_a_service_writing_where_the_policy_does_not_let_it_is_refused_twice(
+        scene: broker_acl.Scene) -> None:
+    await broker_acl.open_scene(scene)
+    first, second, control = await broker_acl.attempts(scene)
+    # by the broker: its own SCRAM identity may not write the server's request topic
+    assert first.refused, first
+    assert first.reason == "TopicAuthorizationFailed; 0 landed"
+    # by the receiver: the same signed record, let past the broker, fails the access check
+    assert second.refused, second
+    assert second.reason == "not_allowed"
+    # the same identity, the topic the policy lets it write: taken and admitted
+    assert control.category == CONTROL
+    assert (control.refused, control.reached_handler, control.reason) == (False, 1, "admitted")
+
+
+async def test_a_broker_without_the_acls_lets_the_write_land(scene: broker_acl.Scene) -> None:
+    """What the ACLs change: the same write with a hand-made prefix-wide ACL instead of the
+    policy's (the service may write every topic of the mesh) lands on the topic."""
+    await broker_acl.open_scene(scene)
+    wide = AclBinding(f"User:{scene.rogue}", "TOPIC", scene.prefix, "PREFIXED", "WRITE")
+    await _create(scene, wide)
+    first, second, _ = await broker_acl.attempts(scene)
+    assert not first.refused
+    assert first.reason == "the broker took it; 1 landed"
+    assert second.reason == "not_allowed"  # only the signature check stood in the way
