@@ -22,7 +22,10 @@ from bus.errors import EnvelopeError
 Headers = list[tuple[str, bytes]]
 # ASCII only: str.isdigit() is true for characters such as '²' that int() refuses.
 _DIGITS = re.compile(r"[0-9]{1,19}")
-_INTEGER = re.compile(r"-?[0-9]{1,19}")
+# The signed integers have one spelling each (no leading zero, no "-0"): the signature covers
+# the text as sent, so no respelled copy of a record verifies (docs/wire-format.md §2).
+_NATURAL = re.compile(r"0|[1-9][0-9]{0,18}")
+_INTEGER = re.compile(r"0|-?[1-9][0-9]{0,18}")
 
 H_SPECVERSION = "ce_specversion"
 SPECVERSION = "1.0"
@@ -84,7 +87,7 @@ class ReplyTo:
     @classmethod
     def decode(cls, text: str) -> ReplyTo:
         topic, sep, partition = text.rpartition(":")
-        if not sep or not topic or not _DIGITS.fullmatch(partition):
+        if not sep or not topic or not _NATURAL.fullmatch(partition):
             raise EnvelopeError(f"{H_REPLY_TO} must be 'topic:partition', got {text!r}")
         return cls(topic, int(partition))
 

@@ -42,7 +42,7 @@ from bus.security.signing import (
 REPLAY_DOMAIN = b"meshgate-replay-v1"
 REPLAY_HEADERS = frozenset({H_REPLAY_ID, H_REPLAY_TIME, H_REPLAY_SIG})
 REPLAY_ID_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,128}")
-_DIGITS = re.compile(r"[0-9]{1,19}")
+_DIGITS = re.compile(r"0|[1-9][0-9]{0,18}")  # one spelling: the countersignature covers it
 _LENGTH = struct.Struct(">Q")
 
 MayReplay = Callable[[str, str], bool]  # (operator, topic) -> allowed

@@ -28,6 +28,7 @@ from bus.envelope import (
     H_REPLY_TO,
     H_SIGNATURE,
     H_SOURCE,
+    H_SPECVERSION,
     H_TIME,
     H_TRACEPARENT,
     H_TRACESTATE,
@@ -48,9 +49,11 @@ T = TypeVar("T")
 PARSER_FUZZ = "parser_fuzz"
 Raw = tuple[RawHeaders, bytes | None]
 
-KNOWN_NAMES = (H_ID, H_SOURCE, H_TYPE, H_TIME, H_CORRELATION, H_REPLY_TO, H_DEADLINE, H_ATTEMPT,
-               H_KIND, H_TRACEPARENT, H_TRACESTATE, H_SIGNATURE, H_CONTENT_TYPE, H_PRINCIPAL)
-INTERESTING = (b"", b"request", b"reply", b"error", b"event", b"mesh.replies:0", b":0",
+KNOWN_NAMES = (H_SPECVERSION, H_ID, H_SOURCE, H_TYPE, H_TIME, H_CORRELATION, H_REPLY_TO,
+               H_DEADLINE, H_ATTEMPT, H_KIND, H_TRACEPARENT, H_TRACESTATE, H_SIGNATURE,
+               H_CONTENT_TYPE, H_PRINCIPAL)
+INTERESTING = (b"", b"1.0", b"2026-01-01T00:00:00.000Z", b"2026-02-30T00:00:00.000Z",
+               b"request", b"reply", b"error", b"event", b"mesh.replies:0", b":0",
                b"mesh.replies:-1", b"-1", b"0", b"99999999999999999999", b"\xff\xfe", b"\x00",
                b"1" * (MAX_HEADER_VALUE + 1), b"ed25519:k:AAAA", b"hmac-sha256::", "²".encode())
 

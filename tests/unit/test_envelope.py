@@ -334,6 +334,31 @@ def test_a_v3_record_is_refused_as_the_old_wire_format() -> None:
     assert caught.value.code == "old_wire_format"
 
 
+@pytest.mark.parametrize(("name", "text"), [
+    (H_DEADLINE, b"01700000010000"), (H_DEADLINE, b"-0"), (H_DEADLINE, b"-01"),
+    (H_DEADLINE, b"00"), (H_REPLY_TO, b"mesh.replies:03"), (H_REPLY_TO, b"mesh.replies:00"),
+])
+def test_signed_integers_have_one_spelling(name: str, text: bytes) -> None:
+    """The signature covers the text as sent, the receiver the parsed integer: a respelled
+    copy (same integer, other text) would verify if the parser accepted it."""
+    with pytest.raises(EnvelopeError, match=name):
+        from_record(_replace(_valid_request_headers(), name, text), b"")
+
+
+@pytest.mark.parametrize("attempt", [b"01", b"-0", b"00"])
+def test_attempt_has_one_spelling(attempt: bytes) -> None:
+    with pytest.raises(EnvelopeError, match=H_ATTEMPT):
+        from_record([*_valid_request_headers(), (H_ATTEMPT, attempt)], b"")
+
+
+def test_zero_is_spelled_zero() -> None:
+    headers = _replace(_replace(_valid_request_headers(), H_DEADLINE, b"0"), H_REPLY_TO,
+                       b"mesh.replies:0")
+    parsed = from_record(headers, b"")
+    assert parsed.deadline_ms == 0
+    assert parsed.reply_to == ReplyTo("mesh.replies", 0)
+
+
 def test_negative_integers_parse() -> None:
     headers = _replace(_valid_request_headers(), H_DEADLINE, b"-5")
     assert from_record(headers, b"").deadline_ms == -5

@@ -26,7 +26,11 @@ from bus.security.keys import (
     decode_b64url,
 )
 from bus.security.principals import assertion_bytes, parse_assertion
-from bus.security.replay_countersign import countersign_bytes, parse_stamp
+from bus.security.replay_countersign import (
+    BadReplayCountersignature,
+    countersign_bytes,
+    parse_stamp,
+)
 from bus.security.signing import (
     DOMAIN,
     canonical_bytes,
@@ -147,6 +151,16 @@ def test_replay_countersignature_vector(vector: Json) -> None:
     header = parse_signature(stamp.signature)
     assert sign_bytes(expected, signing_keys()[part["by"]["key_id"]]) == header.signature
     assert signature_valid(keyring().get(header.key_id), expected, header.signature)
+
+
+def test_a_respelled_replay_time_is_refused() -> None:
+    """The countersignature covers the decimal text; ``0`` + it is the same integer."""
+    [vector] = [v for v in MESSAGES["messages"] if "replay_countersignature" in v]
+    envelope = from_record(*record(vector))
+    respelled = tuple((name, b"0" + raw if name == "mesh_replay_time" else raw)
+                      for name, raw in envelope.extra)
+    with pytest.raises(BadReplayCountersignature, match="mesh_replay_time"):
+        parse_stamp(respelled)
 
 
 @pytest.mark.parametrize("vector", TAMPERED["records"], ids=lambda v: v["name"])

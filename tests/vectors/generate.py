@@ -29,6 +29,7 @@ from typing import Any
 
 from bus.envelope import (
     H_ATTEMPT,
+    H_DEADLINE,
     H_PRINCIPAL,
     H_REPLY_TO,
     H_SIGNATURE,
@@ -296,6 +297,12 @@ def _tampered() -> list[Json]:
         ("v3-record", "a genuine record of the previous format (meshgate-sig-v3)", request.topic,
          v3_headers(request.envelope, request.topic, request.signer), request.envelope.value,
          "old_wire_format"),
+        ("deadline-respelled", "mesh_deadline with a leading zero (same integer): not its "
+         "one spelling", request.topic, _set(good, H_DEADLINE, b"0" + str(DEADLINE).encode()),
+         request.envelope.value, "bad_envelope"),
+        ("reply-to-respelled", "the mesh_reply_to partition with a leading zero (same "
+         "partition): not its one spelling", request.topic,
+         _set(good, H_REPLY_TO, b"mesh.replies:03"), request.envelope.value, "bad_envelope"),
     ]
     return [{"name": name, "description": description, "topic": topic,
              "headers": _text_headers(headers), "value": value.decode(), "expect": expect}
