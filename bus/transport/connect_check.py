@@ -13,6 +13,7 @@ authentication the client made) whose exception ``classify`` names:
 - ``KafkaTlsExpected``: a plaintext client on a TLS listener (proved by a TLS handshake);
 - ``KafkaTlsUnexpected``: a TLS client on a plaintext listener (proved by a plaintext one);
 - ``KafkaConnectRefused``: a SASL client on a listener without SASL;
+- ``KafkaAuthFailed`` too: a client without SASL on a SASL listener (closed after ApiVersions);
 - ``KafkaUnreachable`` (retriable): nothing answers at the address.
 
 The happy path pays nothing: the diagnosis runs only after a failed start.
@@ -34,6 +35,7 @@ from aiokafka.errors import (
     SaslAuthenticationFailed,
     UnsupportedSaslMechanismError,
 )
+from aiokafka.protocol.metadata import MetadataRequest
 
 from bus.errors import (
     BrokerRefused,
@@ -77,8 +79,9 @@ def classify(exc: BaseException, address: str, security: KafkaSecurity) -> MeshE
         return KafkaAuthFailed(f"SASL authentication failed for {who} on {address} "
                                f"({mechanism})")
     if isinstance(exc, UnsupportedSaslMechanismError):
+        enabled = str(exc).partition("Enabled mechanisms are:")[2].strip()
         return KafkaAuthFailed(f"the listener at {address} does not enable SASL mechanism "
-                               f"{mechanism} ({_text(exc)})")
+                               f"{mechanism}" + (f" (it enables {enabled})" if enabled else ""))
     if isinstance(exc, IllegalSaslStateError):
         return KafkaConnectRefused(f"the listener at {address} takes no SASL but the client "
                                    f"speaks {security.protocol}: use the broker's SASL port or "
@@ -169,7 +172,18 @@ async def diagnose_address(host: str, port: int, security: KafkaSecurity,
             return KafkaUnreachable(f"the broker at {address} did not complete a "
                                     f"{security.protocol} handshake in {PROBE_TIMEOUT_S:g}s")
         return None
-    conn.close()
+    try:  # what the client asks next: a listener that wants SASL closes on it
+        async with asyncio.timeout(PROBE_TIMEOUT_S):
+            await conn.send(MetadataRequest([]))
+    except (KafkaError, OSError, TimeoutError):
+        if not security.sasl:
+            return KafkaAuthFailed(f"the listener at {address} closed the connection before "
+                                   f"any request: it expects SASL authentication, the client "
+                                   f"speaks {security.protocol} (set the protocol to "
+                                   f"{'SASL_SSL' if security.tls else 'SASL_PLAINTEXT'})")
+        return None
+    finally:
+        conn.close()
     return None
 
 

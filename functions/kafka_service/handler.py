@@ -33,6 +33,7 @@ from bus.transport.kafka import KafkaTransport
 from functions.errors import ConfigError
 from functions.kafka_service.discovery import find_service
 from functions.shared.durable_store import durable_store
+from functions.shared.kafka_connect import kafka_transport
 from functions.shared.key_reload import load_live_identity, refresh_before_invocation
 from functions.shared.otel_setup import flush_budget_s, setup_telemetry
 
@@ -64,7 +65,7 @@ class ServiceInstance:
             store = durable_store(settings, f"{self.service.name} Kafka-event function")
             async with asyncio.timeout(START_TIMEOUT_S):  # a blocking AWS call, in a thread
                 identity = await asyncio.to_thread(load_live_identity, settings)
-            transport = KafkaTransport(settings)
+            transport = kafka_transport(settings)  # its SCRAM secret from Secrets Manager
             telemetry = MeshTelemetry(self.service.name)
             # Handlers may call other services (orders.quote asks inventory): the instance
             # reads its replies on one mesh.replies partition, started on the first call.

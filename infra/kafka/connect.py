@@ -9,6 +9,7 @@ set ``MESHGATE_KAFKA_PROTOCOL`` and friends to go through a secure one.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import boto3
@@ -18,6 +19,24 @@ from bus.config import BusSettings
 from bus.errors import KafkaConfigError
 from bus.transport.connection import KafkaSecurity, aiokafka_kwargs, resolve_kafka_secrets
 from infra.settings import Settings
+
+
+class _BootstrapNoise(logging.Filter):
+    """Drops aiokafka's "Unable connect to ..." line: the tools say why in one line of
+    their own (``bus.transport.connect_check``), so a person sees one line, not two."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Unable connect to")
+
+
+_NOISE = _BootstrapNoise()
+
+
+def quiet_bootstrap_errors() -> None:
+    """Install the filter on aiokafka's logger (once; harmless to repeat)."""
+    logger = logging.getLogger("aiokafka")
+    if _NOISE not in logger.filters:
+        logger.addFilter(_NOISE)
 
 
 class OperatorSecrets:
@@ -40,6 +59,7 @@ class OperatorSecrets:
 
 async def operator_security(settings: Settings | None = None) -> KafkaSecurity:
     """The operator's connection settings with their secrets read."""
+    quiet_bootstrap_errors()
     settings = settings or Settings.resolve()
     return await resolve_kafka_secrets(settings.kafka_security, OperatorSecrets(settings))
 
