@@ -259,16 +259,25 @@ class Builder:
                        [h for h in base if h[0] != H_SPECVERSION], good.value, good.id)
         # The signed integers respelled (found by the Java verifier, tests/interop): each copy
         # of its own genuine record, so each one admitted would reach the handler.
-        for label, name, respell in (
-                ("mesh_deadline respelled with a leading zero", H_DEADLINE,
-                 lambda raw: b"0" + raw),
-                ("mesh_reply_to partition respelled with a leading zero", H_REPLY_TO,
-                 lambda raw: raw.replace(b":", b":0"))):
+        respellings: tuple[tuple[str, str, Callable[[bytes], bytes]], ...] = (
+            ("mesh_deadline respelled with a leading zero", H_DEADLINE, _leading_zero),
+            ("mesh_reply_to partition respelled with a leading zero", H_REPLY_TO,
+             _partition_leading_zero))
+        for label, name, respell in respellings:
             own = self.signed()
             headers: RawHeaders = list(to_headers(own))
             text = next(raw for n, raw in headers if n == name) or b""
             yield MeshCase(WIRE_FORMAT, label, _set(headers, name, respell(text)), own.value,
                            own.id)
+
+
+def _leading_zero(raw: bytes) -> bytes:
+    return b"0" + raw
+
+
+def _partition_leading_zero(raw: bytes) -> bytes:
+    topic, _, partition = raw.rpartition(b":")
+    return topic + b":0" + partition
 
 
 def _set(headers: RawHeaders, name: str, value: bytes | None) -> RawHeaders:
