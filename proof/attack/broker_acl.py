@@ -1,8 +1,9 @@
 """A service writing where the policy does not let it is refused twice: by the broker's ACLs
 and by the receiver's signature check.
 
-A scratch mesh on the real broker (its own prefix): ``<p>srv`` serves ``<p>srv.do`` on
-``<p>srv.requests``; ``<p>rogue`` may produce only to ``<p>rogue.out``. Each gets a SCRAM
+A scratch mesh on the real broker (its own prefix): ``<p>srv`` serves ``<p>srv.add`` on
+``<p>srv.requests`` and answers on ``mesh.replies``, ``<p>cli`` may call it; ``<p>rogue``
+may produce only to ``<p>rogue.out``. Each gets a SCRAM
 user and the ACLs ``infra.policy.acls`` derives from that policy, applied as
 ``meshgate policy apply`` applies them. Then, as a compromised ``rogue`` would:
 
@@ -42,7 +43,9 @@ from bus.security.access import AccessPolicy
 from bus.security.identity import Identity
 from bus.security.inbound import guard_for
 from bus.security.keys import KeyRing, SigningKey, generate_ed25519
+from bus.security.quarantine import QUARANTINE_TOPIC
 from bus.security.signing import sign
+from bus.topics import REPLY_TOPIC
 from bus.transport import Record
 from bus.transport.connection import KafkaSecurity, aiokafka_kwargs
 from infra.kafka import acl_admin, scram_users
@@ -76,6 +79,15 @@ class Scene:
         return f"{self.prefix}rogue"
 
     @property
+    def client(self) -> str:
+        return f"{self.prefix}cli"
+
+    @property
+    def own_topics(self) -> list[str]:
+        """The scene's own topics (the mesh's shared ones it declares are the stack's)."""
+        return [name for name in self.policy.topics if name.startswith(self.prefix)]
+
+    @property
     def requests(self) -> str:
         return f"{self.server}.requests"
 
@@ -101,11 +113,14 @@ def scene_for(settings: Settings) -> Scene:
               or f"{LOOPBACK}:{settings.kafka_port + 2}")
     scene = Scene(prefix, settings.kafka_bootstrap, secure,
                   settings.local_dir / "kafka" / "tls" / "ca.pem")
-    server, rogue = scene.server, scene.rogue
+    server, rogue, client = scene.server, scene.rogue, scene.client
     scene.policy = Policy.from_json(json.dumps({
-        "services": {server: {"operations": [f"{server}.do"]}, rogue: {}},
-        "topics": {scene.requests: {"partitions": 1}, scene.allowed: {"partitions": 1}},
-        "access": {rogue: {"produce": [scene.allowed]}},
+        "services": {server: {"operations": [f"{server}.add"]}, rogue: {}, client: {}},
+        "topics": {scene.requests: {"partitions": 1}, scene.allowed: {"partitions": 1},
+                   REPLY_TOPIC: {"partitions": 16}, QUARANTINE_TOPIC: {"partitions": 3}},
+        "access": {rogue: {"produce": [scene.allowed]},
+                   server: {"produce": [REPLY_TOPIC]},
+                   client: {"call": [f"{server}.*"], "consume": [REPLY_TOPIC]}},
     }))
     for service in scene.policy.services:
         scene.passwords[service] = secrets.token_hex(16)
@@ -119,7 +134,7 @@ async def open_scene(scene: Scene) -> list[str]:
     await asyncio.wait_for(admin.start(), WAIT_S)
     try:
         await asyncio.wait_for(admin.create_topics(
-            [NewTopic(name, 1, 1) for name in scene.policy.topics]), WAIT_S)
+            [NewTopic(name, 1, 1) for name in scene.own_topics]), WAIT_S)
         scene.made.append("topics")
         for user, password in scene.passwords.items():
             await asyncio.wait_for(scram_users.upsert_user(admin, user, password), WAIT_S)
@@ -148,14 +163,14 @@ async def close_scene(scene: Scene) -> None:
             if user in scene.passwords:
                 await asyncio.wait_for(scram_users.delete_user(admin, user), WAIT_S)
         if "topics" in scene.made:
-            await asyncio.wait_for(admin.delete_topics(list(scene.policy.topics)), WAIT_S)
+            await asyncio.wait_for(admin.delete_topics(scene.own_topics), WAIT_S)
     finally:
         await admin.close()
 
 
 def signed(scene: Scene, sender: str, topic: str) -> Record:
     """A request ``sender`` signs for ``topic`` (offset unknown until written)."""
-    envelope = new_request(source=sender, operation=f"{scene.server}.do", value=b"{}",
+    envelope = new_request(source=sender, operation=f"{scene.server}.add", value=b"{}",
                            reply_to=ReplyTo(scene.allowed, 0), deadline_ms=now_ms() + 30_000)
     record = sign(envelope, topic, scene.keys[sender])
     return Record(topic, 0, -1, record.value, headers=tuple(to_headers(record)))

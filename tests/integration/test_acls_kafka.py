@@ -9,7 +9,14 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from bus.config import BusSettings
+from bus.delivery.idempotency import MemoryIdempotencyStore
+from bus.envelope import Envelope
+from bus.runtime.client import MeshClient
+from bus.runtime.worker import ServiceWorker
+from bus.service import Payload, Service
 from bus.transport.connection import KafkaSecurity
+from bus.transport.kafka import KafkaTransport
 from infra.kafka import acl_admin
 from infra.policy.acls import AclBinding, derive_acls, managed_principals
 from infra.settings import Settings
@@ -93,3 +100,39 @@ async def test_a_broker_without_the_acls_lets_the_write_land(scene: broker_acl.S
     assert not first.refused
     assert first.reason == "the broker took it; 1 landed"
     assert second.reason == "not_allowed"  # only the signature check stood in the way
+
+
+async def test_the_derived_acls_are_enough_for_a_worker_and_a_caller(
+        scene: broker_acl.Scene) -> None:
+    """The ACLs are not only narrow but sufficient: a worker (group join, fetch, commit, reply)
+    and a caller (request, its reply partition) each on its own SCRAM identity over SASL_SSL,
+    a call answered end to end."""
+    await broker_acl.open_scene(scene)
+    service = Service(scene.server)
+
+    @service.operation(f"{scene.server}.add")
+    async def add(payload: Payload, message: Envelope) -> Payload:
+        return {"sum": payload["a"] + payload["b"], "from": message.source}
+
+    def settings_of(name: str) -> BusSettings:
+        return BusSettings.resolve(bootstrap_servers=scene.secure, service_name=name,
+                                   kafka=scene.security(name))
+
+    worker_settings = settings_of(scene.server)
+    worker_transport = KafkaTransport(worker_settings)
+    worker = ServiceWorker(service, worker_transport, worker_settings,
+                           scene.identity(scene.server), store=MemoryIdempotencyStore())
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop))
+    client_settings = settings_of(scene.client)
+    client = MeshClient(KafkaTransport(client_settings), client_settings,
+                        scene.identity(scene.client))
+    try:
+        answer = await client.request(f"{scene.server}.add", {"a": 2, "b": 3}, timeout_s=20)
+    finally:
+        await client.close()
+        stop.set()
+        await asyncio.wait_for(task, 15)
+        await worker_transport.close()
+    assert answer == {"sum": 5, "from": scene.client}
+    assert worker.quarantined == 0
