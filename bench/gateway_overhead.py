@@ -75,6 +75,8 @@ from proof.procs import ROOT
 
 RESULTS = ROOT / "bench" / "results" / "gateway_overhead.json"
 TARGET_REQUEST_RATIO = 1.5
+# Issue 15's targets, per side, p50 over the bare p50.
+TARGET_RATIOS_15 = {"gateway": 2.5, "edge": 1.5, "jwt": 3.0}
 TARGET_COLD_RATIO = 1.3
 BUS_TIMEOUT_S = 10.0
 VERSIONS = ("fastapi", "starlette", "mangum", "pydantic", "fastjsonschema", "PyJWT")
@@ -208,6 +210,10 @@ def result_of(warm: list[Side], cold: cold_start.ColdRuns, args: argparse.Namesp
     if "edge" in by_name:
         result["edge_us"] = _r(by_name["edge"].p50_ms)
         result["edge_ratio"] = _r(stats.ratio(by_name["edge"].p50_ms, bare.p50_ms), 3)
+    for name, target in TARGET_RATIOS_15.items():
+        if name in by_name:
+            ratio = stats.ratio(by_name[name].p50_ms, bare.p50_ms)
+            result[f"{name}_ratio_15_ok"] = ratio is not None and ratio <= target
     if "bus" in by_name:
         result["bus_us"] = _r(by_name["bus"].p50_ms)
         result["gateway_minus_bus_us"] = _r(gw.p50_ms - by_name["bus"].p50_ms)
