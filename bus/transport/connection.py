@@ -195,8 +195,11 @@ def aiokafka_kwargs(bootstrap: str, security: KafkaSecurity) -> dict[str, Any]:
             kwargs["sasl_plain_username"] = security.sasl_username
             kwargs["sasl_plain_password"] = _password(security)
         elif security.oauth_provider == "msk-iam" and security.aws_region is not None:
-            from bus.transport.msk_iam import msk_iam_token_provider  # botocore, lazily
-
+            try:
+                from bus.transport.msk_iam import msk_iam_token_provider  # botocore, lazily
+            except ImportError as exc:
+                raise KafkaConfigError(f"oauth_provider msk-iam needs the package "
+                                       f"aws-msk-iam-sasl-signer-python ({exc})") from None
             kwargs["sasl_oauth_token_provider"] = msk_iam_token_provider(security.aws_region)
     return kwargs
 

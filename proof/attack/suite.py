@@ -23,6 +23,8 @@ from proof.attack.edge_attack import EdgePlan, endpoint_of, loopback, run_edge
 from proof.attack.event_replay import CATEGORY as EVENT_REPLAYED
 from proof.attack.event_replay import run_event_replays
 from proof.attack.fuzz import PARSER_FUZZ, fuzz_parser
+from proof.attack.kafka_connect import CATEGORY as KAFKA_CONNECT
+from proof.attack.kafka_connect import run_kafka_connect
 from proof.attack.mesh_attack import MeshPlan, run_mesh
 from proof.attack.reply_edge import run_edge_hijack
 from proof.attack.reply_hijack import run_reply_hijack
@@ -31,7 +33,7 @@ from proof.attack.rotation_case import run_retired_key
 
 CATEGORIES = (*(f"mesh.{c}" for c in (*mesh_cases.CATEGORIES, *reply_cases.CATEGORIES,
                                         EVENT_REPLAYED, RETIRED_KEY, DLQ_REPLAY,
-                                        BROKER_ACL)),
+                                        BROKER_ACL, KAFKA_CONNECT)),
               *(f"edge.{c}" for c in (*edge_cases.CATEGORIES, *reply_cases.CATEGORIES)),
               PARSER_FUZZ)
 
@@ -87,6 +89,10 @@ def run(plan: Plan, say: Callable[[str], None] = lambda _: None,
     broker_acls, notes_acl = asyncio.run(run_broker_acl(settings, plan.mesh.timeout_s))
     mesh += broker_acls
     more += notes_acl
+    # foreign clients at the secure listeners: no or wrong credentials, untrusted certificates
+    connects, notes_connect = asyncio.run(run_kafka_connect(settings))
+    mesh += connects
+    more += notes_connect
     report.add(_in_suite("mesh", mesh))
     report.notes += notes + more
     say(f"mesh: {len(mesh)} records in {time.monotonic() - started:.1f}s")

@@ -28,9 +28,10 @@ def test_the_fast_attack_suite_is_refused_everywhere(infra_settings: Settings,
     # And a genuine event after the copies of a handled one (proof.attack.event_replay).
     # And an order through the edge with a working rate-limit store, beside the broken ones
     # (proof.attack.edge_store_faults). And a SCRAM identity's write to the topic its policy
-    # allows, beside the refused one (proof.attack.broker_acl).
-    assert report.control.tried == 12, summary
-    assert report.control.reached_handler == 12, summary
+    # allows, beside the refused one (proof.attack.broker_acl). And the super user's right
+    # SCRAM password over SASL_SSL, beside the foreign clients (proof.attack.kafka_connect).
+    assert report.control.tried == 13, summary
+    assert report.control.reached_handler == 13, summary
     for name in CATEGORIES:
         assert report.categories[name].tried >= 1, f"{name} tried nothing\n{summary}"
     assert report.refused == report.tried, summary
