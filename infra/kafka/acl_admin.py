@@ -18,7 +18,7 @@ import contextlib
 import re
 from collections.abc import Awaitable, Iterable, Mapping, Sequence
 from types import TracebackType
-from typing import Any, Final, TypeVar
+from typing import Any, Final
 
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError, for_code
@@ -51,8 +51,6 @@ OPERATIONS: Final = {"ANY": 1, "ALL": 2, "READ": 3, "WRITE": 4, "CREATE": 5, "DE
 PERMISSIONS: Final = {"ANY": 1, "DENY": 2, "ALLOW": 3}
 SECURITY_DISABLED: Final = 54  # SecurityDisabledException: no authorizer is configured
 CLUSTER_AUTHORIZATION_FAILED: Final = 31
-
-T = TypeVar("T")
 
 
 class NoAuthorizer(KafkaAdminFailed):
@@ -195,7 +193,8 @@ class AclAdmin:
     async def _close(self) -> None:
         if self._client is None:
             return
-        with contextlib.suppress(Exception):  # closing a connection that never opened
+        # closing a connection that failed or never opened: nothing left to release
+        with contextlib.suppress(KafkaError, OSError, TimeoutError):
             await asyncio.wait_for(self._client.close(), self.timeout_s)
 
     async def _send(self, what: str, request: Request) -> dict[str, Any]:
