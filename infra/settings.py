@@ -7,7 +7,7 @@ import os
 import urllib.parse
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
@@ -34,6 +34,12 @@ class Settings(BaseModel):
     kafka_bootstrap: str = "127.0.0.1:9092"
     # The local broker's KRaft controller listener; default: the bootstrap port + 1.
     kafka_controller_port: int | None = Field(default=None, ge=1, le=65_535)
+    # The local broker's SASL_SSL listener (SCRAM-SHA-512), where ``meshgate up`` connects the
+    # workers and the gateway, each as its own user; default: the bootstrap port + 2 (+ 3 is
+    # its mutual-TLS listener).
+    kafka_secure_bootstrap: str | None = None
+    # SASL_SSL (default) or PLAINTEXT (the operator's door): how the local mesh connects.
+    local_mesh_protocol: Literal["SASL_SSL", "PLAINTEXT"] = "SASL_SSL"
     # The local OTLP/HTTP collector every local process (and the emulated gateway) sends to.
     collector_port: int = Field(default=4318, ge=1, le=65_535)
     # The broker's jars and the emulator's venv (content-stamped installs); default: local_dir.
@@ -70,6 +76,11 @@ class Settings(BaseModel):
         return int(self.kafka_bootstrap.split(",")[0].rsplit(":", 1)[1])
 
     @property
+    def secure_bootstrap(self) -> str:
+        """The local broker's SASL_SSL listener."""
+        return self.kafka_secure_bootstrap or f"{LOOPBACK}:{self.kafka_port + 2}"
+
+    @property
     def emulator_port(self) -> int | None:
         if self.endpoint_url is None:
             return None
@@ -83,7 +94,8 @@ class Settings(BaseModel):
     def script_environment(self) -> dict[str, str]:
         """What the localstack/ scripts read: ports and state folders of this stack."""
         env = {"MESHGATE_LOCAL_DIR": str(self.local_dir), "KAFKA_PORT": str(self.kafka_port),
-               "KAFKA_CONTROLLER_PORT": str(self.kafka_controller_port or self.kafka_port + 1)}
+               "KAFKA_CONTROLLER_PORT": str(self.kafka_controller_port or self.kafka_port + 1),
+               "KAFKA_SECURE_PORT": self.secure_bootstrap.split(",")[0].rsplit(":", 1)[1]}
         if self.tools_dir is not None:
             env.update(KAFKA_LIBS=str(self.tools_dir / "kafka-libs"),
                        MINISTACK_VENV=str(self.tools_dir / "ministack-venv"))

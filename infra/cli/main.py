@@ -31,7 +31,7 @@ def _status_rows(state: dict[str, Any]) -> list[tuple[str, str, str]]:
         return "running" if up else "stopped"
 
     kafka = state["kafka"]
-    rows = [("kafka", running(kafka["running"]), f"{kafka['bootstrap']} (PLAINTEXT)")]
+    rows = [("kafka", running(kafka["running"]), str(kafka["bootstrap"]))]
     for protocol, address in kafka.get("listeners", {}).items():  # the local broker's others
         if protocol != "PLAINTEXT":
             mesh = " (the mesh)" if protocol == kafka.get("mesh") else ""

@@ -11,7 +11,9 @@ from infra.deploy import pipeline
 from infra.errors import InfraError
 from infra.settings import Settings
 from infra.stack import function_env
+from infra.stack.deploy_settings import DeploySettings
 from infra.stack.functions import POLICY_BUNDLE
+from infra.stack.kafka_access import client_environment
 from infra.stack.model import merge
 from infra.stack.registry import part_builders
 
@@ -39,6 +41,8 @@ def resolved_gateway_environment(settings: Settings) -> dict[str, str]:
     extra = merge([builder({}, settings, mesh) for builder in part_builders()])
     ids = physical_ids(settings)
     env.update({name: _resolved(value, ids) for name, value in extra.gateway_env.items()})
+    # how the deployed gateway reaches Kafka (on the emulator: SASL_SSL as user gateway)
+    env.update(client_environment(DeploySettings.resolve(), settings, "gateway"))
     env["MESH_POLICY_FILE"] = str(pipeline.bundle_policy(settings))
     env.update(AWS_ENDPOINT_URL=str(settings.endpoint_url), AWS_ACCESS_KEY_ID="test",
                AWS_SECRET_ACCESS_KEY="test", AWS_DEFAULT_REGION=settings.region)

@@ -16,7 +16,7 @@ from infra.deploy import aws as deploy
 from infra.deploy.pipeline import deploy_stack, policy_file
 from infra.errors import InfraError
 from infra.kafka import topics
-from infra.local import smoke
+from infra.local import kafka_env, secure_mesh, smoke
 from infra.local import workers as local
 from infra.policy import topic_specs
 from infra.policy.commands import acl_command
@@ -75,6 +75,9 @@ def up(settings: Settings, say: Say, *, smoke_call: bool = True) -> dict[str, An
         for line in acl_command(settings, apply=True):
             if not line.startswith(("+ ", "- ")):  # the sentences, not every ACL
                 say(line)
+    if kafka_env.secure(settings):
+        with step(say, "Kafka users (SCRAM-SHA-512)"):
+            secure_mesh.ensure_users(settings, local.kafka_principals(settings), say)
     with step(say, "package and deploy"):
         endpoint = deploy_stack(settings, say)
     with step(say, "service workers"):
@@ -103,6 +106,13 @@ def down(settings: Settings, say: Say, *, workers_only: bool = False) -> None:
     local.run_script(settings, local.KAFKA_SCRIPT, "stop", say)
 
 
+def listeners(settings: Settings) -> dict[str, str]:
+    """The local broker's client listeners (``localstack/kafka/kafka.sh``) by protocol."""
+    secure_port = int(settings.secure_bootstrap.split(",")[0].rsplit(":", 1)[1])
+    return {"PLAINTEXT": settings.kafka_bootstrap, "SASL_SSL": settings.secure_bootstrap,
+            "SSL": f"127.0.0.1:{secure_port + 1}"}
+
+
 def status(settings: Settings) -> dict[str, Any]:
     quiet: Say = lambda _line: None  # noqa: E731
     kafka_up = local.run_script(settings, local.KAFKA_SCRIPT, "status", quiet)
@@ -121,7 +131,9 @@ def status(settings: Settings) -> dict[str, Any]:
     return {
         "endpoint": endpoint,
         "authorized_endpoint": authorized_endpoint,
-        "kafka": {"bootstrap": settings.kafka_bootstrap, "running": kafka_up},
+        "kafka": {"bootstrap": settings.kafka_bootstrap, "running": kafka_up,
+                  "listeners": listeners(settings),
+                  "mesh": settings.local_mesh_protocol},
         "emulator": {"url": settings.endpoint_url, "running": emulator_up},
         "workers": {w.name: local.worker_pid(settings, w) for w in local.workers(settings)},
     }

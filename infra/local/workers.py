@@ -13,6 +13,7 @@ from pathlib import Path
 
 from bus.topics import REPLY_TOPIC
 from infra.errors import ProcessFailed
+from infra.local import kafka_env
 from infra.policy import services_of
 from infra.settings import Settings
 from infra.stack.function_env import keyring_reload_s
@@ -69,6 +70,14 @@ def service_workers(root: Path, services: Iterable[str]) -> tuple[WorkerSpec, ..
                  if (root / "functions" / name / "worker.py").is_file())
 
 
+def kafka_principals(settings: Settings) -> list[str]:
+    """Who connects to the local broker with its own SCRAM user: every service of the policy
+    (the gateway among them) and every worker that talks to Kafka."""
+    names = set(services_of(settings.root / "policies"))
+    names.update(w.name for w in workers(settings) if w != COLLECTOR)
+    return sorted(names)
+
+
 def workers(settings: Settings) -> tuple[WorkerSpec, ...]:
     """Every local process ``meshgate up`` starts (and ``down`` stops), in start order."""
     names = services_of(settings.root / "policies")
@@ -93,10 +102,12 @@ def worker_pid(settings: Settings, spec: WorkerSpec) -> int | None:
 
 
 def worker_environment(settings: Settings, spec: WorkerSpec) -> dict[str, str]:
-    """Bus settings of a local worker: the broker, its identity, the idempotency table."""
+    """Bus settings of a local worker: the broker and how it connects, its identity, the
+    idempotency table."""
     identity_dir = settings.local_dir / "identity"
     env = {
-        "MESH_BOOTSTRAP_SERVERS": settings.kafka_bootstrap,
+        # the broker's SASL_SSL listener as the worker's own SCRAM user (infra.local.kafka_env)
+        **kafka_env.client_environment(settings, spec.name),
         "MESH_SERVICE_NAME": spec.name,
         "MESH_REPLY_TOPIC": REPLY_TOPIC,  # replies to the worker's nested calls (orders.quote)
         "MESH_SIGNING_KEY_SECRET": f"{settings.stack_name}/{spec.name}/signing-key",

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from infra.local import kafka_env
 from infra.settings import Settings
 from infra.stack.deploy_settings import FAILURE_QUEUE, NO_DESTINATION, DeploySettings
 
@@ -114,7 +115,9 @@ def event_source_mapping(deploy: DeploySettings, settings: Settings, *, function
 def client_environment(deploy: DeploySettings, settings: Settings,
                        service: str) -> dict[str, str]:
     """The function's own Kafka client (replies, quarantine, nested calls): ``MESH_KAFKA_*``
-    of ``bus.transport.connection.KafkaSecurity``. Empty: PLAINTEXT, as before."""
+    of ``bus.transport.connection.KafkaSecurity``. Self-managed without SCRAM: on the emulator
+    with the local broker, its SASL_SSL listener as the service's own user
+    (``infra.local.kafka_env``); elsewhere empty (PLAINTEXT, as before)."""
     if deploy.kafka_access == "msk-iam":
         return {"MESH_KAFKA_PROTOCOL": "SASL_SSL", "MESH_KAFKA_SASL_MECHANISM": "OAUTHBEARER",
                 "MESH_KAFKA_OAUTH_PROVIDER": "msk-iam", "MESH_KAFKA_AWS_REGION": settings.region}
@@ -123,7 +126,8 @@ def client_environment(deploy: DeploySettings, settings: Settings,
                 "MESH_KAFKA_SASL_USERNAME": service,
                 "MESH_KAFKA_SASL_PASSWORD_SECRET": deploy.secret_name(settings.stack_name,
                                                                       service)}
-    return {}
+    # on the emulator with the local broker: its SASL_SSL listener as the service's own user
+    return kafka_env.lambda_environment(settings, service)
 
 
 def role_statements(deploy: DeploySettings, settings: Settings, service: str, *,
@@ -131,6 +135,8 @@ def role_statements(deploy: DeploySettings, settings: Settings, service: str, *,
                     groups: Sequence[str]) -> list[dict[str, Any]]:
     """What the service's role needs to reach Kafka, for its own topics and groups only."""
     statements: list[dict[str, Any]] = []
+    if not deploy.uses_scram and deploy.kafka_access == "self-managed":
+        statements += kafka_env.read_secret_statement(settings, service)  # the local broker
     if deploy.uses_scram:
         name = deploy.secret_name(settings.stack_name, service)
         statements.append({"Effect": "Allow", "Action": "secretsmanager:GetSecretValue",

@@ -2,7 +2,7 @@
 # Apache Kafka (KRaft, single node) for local runs: fetched from Maven Central, no Docker.
 # Usage: localstack/kafka/kafka.sh start|stop|status|fetch
 # Env: KAFKA_PORT (9092, PLAINTEXT), KAFKA_CONTROLLER_PORT (port+1), KAFKA_SECURE_PORT (port+2,
-#      SASL_SSL with SCRAM-SHA-512), KAFKA_MTLS_PORT (port+3, SSL with client certificates),
+#      SASL_SSL with SCRAM-SHA-512), KAFKA_MTLS_PORT (secure port+1, SSL with client certificates),
 #      KAFKA_STATE_DIR (.local/kafka), KAFKA_LIBS (.local/kafka-libs, shareable between stacks),
 #      KAFKA_HEAP (1g), KAFKA_START_TIMEOUT (90), KAFKA_PYTHON (the project's .venv python).
 # Made once and kept in the state dir: tls/ (ca.pem for clients; see tls.py) and secrets/admin
@@ -20,7 +20,7 @@ CONTROLLER_PORT=${KAFKA_CONTROLLER_PORT:-$((PORT + 1))}
 STATE=${KAFKA_STATE_DIR:-$LOCAL_DIR/kafka}
 LIBS=${KAFKA_LIBS:-$LOCAL_DIR/kafka-libs}
 SECURE_PORT=${KAFKA_SECURE_PORT:-$((PORT + 2))}
-MTLS_PORT=${KAFKA_MTLS_PORT:-$((PORT + 3))}
+MTLS_PORT=${KAFKA_MTLS_PORT:-$((SECURE_PORT + 1))}
 TLS_DIR=$STATE/tls
 SECRETS_DIR=$STATE/secrets
 ADMIN_STAMP=$STATE/scram-admin.stamp

@@ -49,7 +49,7 @@ start() {
   GATEWAY_PORT=$PORT BIND_HOST=127.0.0.1 MINISTACK_HOST=127.0.0.1 \
   PERSIST_STATE=1 STATE_DIR="$STATE/state" S3_PERSIST=1 S3_DATA_DIR="$STATE/s3" \
   TMPDIR="$STATE/tmp" LOG_LEVEL=${MINISTACK_LOG_LEVEL:-WARNING} \
-    nohup "$VENV/bin/ministack" >"$LOGFILE" 2>&1 </dev/null &
+    spawn "$VENV/bin/ministack" >"$LOGFILE" 2>&1 </dev/null &
   pid=$!
   echo "$pid" > "$PIDFILE"
   wait_ready "$pid" "${MINISTACK_START_TIMEOUT:-60}" "$LOGFILE" ready

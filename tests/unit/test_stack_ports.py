@@ -27,7 +27,7 @@ def test_defaults_are_the_usual_ports(monkeypatch: pytest.MonkeyPatch) -> None:
     settings = Settings()
     assert settings.script_environment() == {
         "MESHGATE_LOCAL_DIR": "/tmp/x", "KAFKA_PORT": "9092", "KAFKA_CONTROLLER_PORT": "9093",
-        "MINISTACK_PORT": "4566"}
+        "KAFKA_SECURE_PORT": "9094", "MINISTACK_PORT": "4566"}
     assert settings.otlp_endpoint == "http://127.0.0.1:4318"
     assert settings.build_dir == ROOT / "build"
 
@@ -38,12 +38,13 @@ def test_a_second_stack_gets_its_own_ports_folders_and_collector(
     second = Settings.resolve(env=SECOND)
     assert second.script_environment() == {
         "MESHGATE_LOCAL_DIR": "/tmp/second", "KAFKA_PORT": "19092",
-        "KAFKA_CONTROLLER_PORT": "19500", "MINISTACK_PORT": "14566"}
+        "KAFKA_CONTROLLER_PORT": "19500", "KAFKA_SECURE_PORT": "19094", "MINISTACK_PORT": "14566"}
     assert second.build_dir == ROOT / "build" / "stacks" / "second"
     assert second.deps_dir == Settings().deps_dir  # content-keyed, shared
     env = local.worker_environment(second, local.WorkerSpec("orders", "functions.orders.worker"))
     assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://127.0.0.1:14318"
-    assert env["MESH_BOOTSTRAP_SERVERS"] == "127.0.0.1:19092"
+    assert env["MESH_BOOTSTRAP_SERVERS"] == "127.0.0.1:19094"  # its broker's SASL_SSL listener
+    assert env["MESH_KAFKA_SSL_CAFILE"] == "/tmp/second/kafka/tls/ca.pem"
     assert env["AWS_ENDPOINT_URL"] == "http://127.0.0.1:14566"
     assert otel_environment(second, "gateway")["OTEL_EXPORTER_OTLP_ENDPOINT"] == \
         "http://127.0.0.1:14318"

@@ -1,0 +1,94 @@
+"""The local broker's users: each service (and the gateway) a SCRAM-SHA-512 user with its own
+password (``infra.keys.kafka_scram``). ``ensure_users`` tries a login for each on the SASL_SSL
+listener and creates the missing or wrong ones through the operator's connection (by default
+the PLAINTEXT door, where ANONYMOUS is a super user). How they connect:
+``infra.local.kafka_env``."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.conn import create_conn
+from aiokafka.errors import KafkaError, SaslAuthenticationFailed
+from aiokafka.helpers import create_ssl_context
+
+from infra.errors import KafkaAdminFailed, NotReachable, ProcessFailed
+from infra.kafka.connect import operator_kwargs
+from infra.kafka.scram_users import upsert_user
+from infra.keys import kafka_scram
+from infra.local.kafka_env import MECHANISM, ca_file
+from infra.settings import Settings
+
+Say = Callable[[str], None]
+LOGIN_TIMEOUT_MS = 10_000
+SETTLE_S = 10.0  # a new credential reaches the listener through the metadata log
+
+
+async def _login(bootstrap: str, cafile: Path, user: str, password: str) -> bool:
+    """True when ``user`` logs in; False when the broker refuses the credential."""
+    host, _, port = bootstrap.split(",")[0].rpartition(":")
+    try:
+        conn = await create_conn(host, int(port), ssl_context=create_ssl_context(
+                                     cafile=str(cafile)),
+                                 security_protocol="SASL_SSL", sasl_mechanism=MECHANISM,
+                                 sasl_plain_username=user, sasl_plain_password=password,
+                                 request_timeout_ms=LOGIN_TIMEOUT_MS)
+    except SaslAuthenticationFailed:
+        return False
+    except (KafkaError, OSError) as exc:
+        raise NotReachable(f"the broker's SASL_SSL listener {bootstrap} does not answer ({exc})",
+                           "start the broker (localstack/kafka/kafka.sh start)") from exc
+    conn.close()
+    return True
+
+
+async def create_users(settings: Settings, passwords: Mapping[str, str]) -> None:
+    """Create (or reset) each user's SCRAM-SHA-512 credential, as the operator."""
+    kwargs, _ = await operator_kwargs(settings.kafka_bootstrap, settings)
+    admin = AIOKafkaAdminClient(**kwargs, request_timeout_ms=LOGIN_TIMEOUT_MS)
+    try:
+        async with asyncio.timeout(LOGIN_TIMEOUT_MS / 1000 * 3):
+            await admin.start()
+            try:
+                for user in sorted(passwords):
+                    await upsert_user(admin, user, passwords[user], MECHANISM)
+            finally:
+                await admin.close()
+    except (KafkaError, TimeoutError) as exc:
+        raise KafkaAdminFailed(f"cannot create SCRAM users on {settings.kafka_bootstrap} "
+                               f"({type(exc).__name__}: {exc})",
+                               "is the broker running? (localstack/kafka/kafka.sh status)",
+                               retriable=True) from exc
+
+
+async def refused(bootstrap: str, cafile: Path, passwords: Mapping[str, str]) -> list[str]:
+    """The users whose password the SASL_SSL listener refuses, sorted."""
+    users = sorted(passwords)
+    async with asyncio.timeout(LOGIN_TIMEOUT_MS / 1000 * 2):
+        ok = await asyncio.gather(*(_login(bootstrap, cafile, u, passwords[u]) for u in users))
+    return [user for user, accepted in zip(users, ok, strict=True) if not accepted]
+
+
+def ensure_users(settings: Settings, principals: Iterable[str], say: Say) -> list[str]:
+    """Each principal a SCRAM user of the local broker with its stored password; returns the
+    users created (or whose password was reset). Idempotent: a user that logs in is left."""
+    passwords = kafka_scram.ensure_passwords(settings, principals, say)
+    cafile = ca_file(settings)
+    wrong = asyncio.run(refused(settings.secure_bootstrap, cafile, passwords))
+    if not wrong:
+        say(f"SCRAM users {', '.join(sorted(passwords))}: no changes")
+        return []
+    asyncio.run(create_users(settings, {user: passwords[user] for user in wrong}))
+    deadline = time.monotonic() + SETTLE_S
+    while (still := asyncio.run(refused(settings.secure_bootstrap, cafile,
+                                        {u: passwords[u] for u in wrong}))):
+        if time.monotonic() > deadline:
+            raise ProcessFailed(f"SCRAM users {', '.join(still)} still refused {SETTLE_S:g}s "
+                                "after they were created", "see .local/kafka/kafka.log")
+        time.sleep(0.2)
+    say(f"SCRAM users created: {', '.join(wrong)}")
+    return wrong
