@@ -15,6 +15,8 @@ from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent
 from cloudevents.v1.kafka import KafkaMessage as V1KafkaMessage
 from cloudevents.v1.kafka import from_binary as v1_from_binary
+from hypothesis import given
+from hypothesis import strategies as st
 
 from bus.envelope import (
     KIND_EVENT,
@@ -25,7 +27,7 @@ from bus.envelope import (
     to_headers,
 )
 from bus.envelope import ReplyTo as Reply
-from bus.wire_time import format_ms, parse_ms
+from bus.wire_time import MAX_MS, MIN_MS, format_ms, parse_ms
 
 VECTORS = Path(__file__).resolve().parents[1] / "vectors"
 MESSAGES = json.loads((VECTORS / "messages.json").read_text())["messages"]
@@ -104,3 +106,33 @@ def test_wire_time_round_trips_and_agrees_with_the_standard_library(ms: int) -> 
 def test_wire_time_refuses_years_outside_0001_to_9999(ms: int) -> None:
     with pytest.raises(ValueError, match="0001-9999"):
         format_ms(ms)
+
+
+@given(st.integers(min_value=MIN_MS, max_value=MAX_MS))
+def test_every_instant_has_one_text_and_back(ms: int) -> None:
+    text = format_ms(ms)
+    assert parse_ms(text) == ms
+    assert datetime.fromisoformat(text) == at(ms)
+
+
+@given(st.text(alphabet="0123456789-T:.Z+z \u0664", min_size=23, max_size=25))
+def test_parse_accepts_exactly_the_texts_format_writes(text: str) -> None:
+    try:
+        ms = parse_ms(text)
+    except ValueError:
+        return
+    assert format_ms(ms) == text
+
+
+@given(st.integers(min_value=MIN_MS, max_value=MAX_MS), st.integers(0, 23),
+       st.sampled_from("0123456789-T:.Z+z \u0664"))
+def test_one_character_changed_is_another_instant_or_refused(ms: int, at_index: int,
+                                                            char: str) -> None:
+    text = format_ms(ms)
+    changed = text[:at_index] + char + text[at_index + 1:]
+    try:
+        parsed = parse_ms(changed)
+    except ValueError:
+        return
+    assert format_ms(parsed) == changed
+    assert (parsed == ms) == (changed == text)
