@@ -11,11 +11,11 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bus.policy.edge import Edge
 from functions.errors import FunctionError
+from functions.gateway.cors import EdgeCorsMiddleware
 from functions.gateway.http_metrics import HttpMetricsMiddleware
 from functions.gateway.problems import problem
 from functions.gateway.tracing import TracingMiddleware
@@ -145,7 +145,7 @@ def install_middleware(app: FastAPI, edge: Edge | None) -> None:
     if settings.cors is not None:
         cors = settings.cors
         app.add_middleware(
-            CORSMiddleware, allow_origins=list(cors.allow_origins),
+            EdgeCorsMiddleware, allow_origins=list(cors.allow_origins),
             allow_methods=list(cors.allow_methods), allow_headers=list(cors.allow_headers),
             expose_headers=list(cors.expose_headers), allow_credentials=cors.allow_credentials,
             max_age=cors.max_age_s,

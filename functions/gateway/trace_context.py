@@ -18,6 +18,7 @@ from typing import Final
 from bus.telemetry.tracing import valid_traceparent
 
 XRAY_HEADER: Final = "x-amzn-trace-id"
+_XRAY_NAME: Final = XRAY_HEADER.encode()
 _ROOT = re.compile(r"1-([0-9a-fA-F]{8})-([0-9a-fA-F]{24})")
 _PARENT = re.compile(r"[0-9a-fA-F]{16}")
 _ZERO_TRACE = "0" * 32
@@ -60,7 +61,7 @@ def incoming_trace(headers: Iterable[tuple[bytes, bytes]]) -> IncomingTrace | No
             traceparent = value.decode("latin-1").strip()
         elif name == b"tracestate" and tracestate is None:
             tracestate = value.decode("latin-1").strip()
-        elif name == XRAY_HEADER.encode() and xray is None:
+        elif name == _XRAY_NAME and xray is None:
             xray = value.decode("latin-1")
     w3c = valid_traceparent(traceparent)
     if w3c is not None and w3c.split("-")[1] != _ZERO_TRACE and w3c.split("-")[2] != _ZERO_SPAN:

@@ -19,6 +19,8 @@ from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.trace import (
     NonRecordingSpan,
+    NoOpTracerProvider,
+    ProxyTracerProvider,
     Span,
     SpanContext,
     SpanKind,
@@ -83,14 +85,23 @@ def _request_attributes(scope: Scope) -> dict[str, AttributeValue]:
     return attributes
 
 
+def _no_sdk() -> bool:
+    """No tracer provider that records is installed (none set: the API's proxy; or no-op)."""
+    return isinstance(trace.get_tracer_provider(), ProxyTracerProvider | NoOpTracerProvider)
+
+
 class TracingMiddleware:
     def __init__(self, app: ASGIApp, tracer_provider: TracerProvider | None = None) -> None:
         self.app = app
+        self._provider = tracer_provider
         self._tracer = trace.get_tracer(SCOPE_NAME, tracer_provider=tracer_provider)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
+            return
+        if self._provider is None and _no_sdk():
+            await self._untraced(scope, receive, send)
             return
         method = str(scope.get("method", "_OTHER"))
         span = self._tracer.start_span(
@@ -123,6 +134,32 @@ class TracingMiddleware:
         finally:
             otel_context.detach(token)
             _finish(span, scope, method, status)
+
+
+    async def _untraced(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Without an SDK, what the API's no-op tracer would do, without its span: the
+        incoming trace is current (the mesh calls carry it on) and goes back on the answer;
+        no attributes are gathered for a span nobody records (the AWS default: no
+        ``MESHGATE_OTEL_*``)."""
+        parent = parent_context(scope)
+        header = traceparent_of(trace.get_current_span(parent))
+        token = otel_context.attach(parent)
+        try:
+            if header is None:
+                await self.app(scope, receive, send)
+                return
+            value = header.encode()
+
+            async def send_traced(message: Message) -> None:
+                if message["type"] == "http.response.start":
+                    headers = [h for h in message.get("headers", []) if h[0] != TRACEPARENT]
+                    headers.append((TRACEPARENT, value))
+                    message = {**message, "headers": headers}
+                await send(message)
+
+            await self.app(scope, receive, send_traced)
+        finally:
+            otel_context.detach(token)
 
 
 def _finish(span: Span, scope: Scope, method: str, status: int) -> None:
