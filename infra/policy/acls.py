@@ -37,8 +37,9 @@ reply comes from the owner of the operation called.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final, Literal
 
 from bus.delivery.retry_topics import DLT_SUFFIX, RETRY_INFIX, dlt_topic_name
@@ -229,13 +230,17 @@ def _overlap(one: AclBinding, other: AclBinding) -> bool:
 @dataclass(frozen=True)
 class AclPlan:
     """What to change so that the broker's ACLs of the managed principals are the wanted
-    ones. ACLs of any other principal are never added, removed or listed."""
+    ones. ACLs of any other principal are never added or removed; ``others`` counts, for a
+    note, those another principal holds on the policy's topics (a service removed from the
+    policy keeps its rights until someone removes them: the broker cannot tell it from
+    another team's reader)."""
 
     add: tuple[AclBinding, ...]
     remove: tuple[AclBinding, ...]
     wanted: int
     principals: int
     reasons: Mapping[AclBinding, str]
+    others: Mapping[str, int] = field(default_factory=dict)
 
     @property
     def empty(self) -> bool:
@@ -246,6 +251,13 @@ class AclPlan:
         return [*(f"+ acl {b.describe()} ({self.reasons[b]})" for b in self.add),
                 *(f"- acl {b.describe()}" for b in self.remove)]
 
+    def notes(self) -> list[str]:
+        """``?`` one line per other principal with ACLs on the policy's topics."""
+        return [f"? {who} holds {_count(n, 'ACL')} on the policy's topics and is not one of "
+                "its principals (left alone; if it was a service removed from the policy, "
+                "remove them with kafka-acls.sh --remove)"
+                for who, n in sorted(self.others.items())]
+
 
 def plan_acls(rules: Sequence[AclRule], live: Iterable[AclBinding],
               managed: Iterable[str]) -> AclPlan:
@@ -253,13 +265,18 @@ def plan_acls(rules: Sequence[AclRule], live: Iterable[AclBinding],
     remove the ACLs of ``managed`` principals that no rule asks for."""
     wanted = {rule.binding: rule.reason for rule in rules}
     owned = frozenset(managed) | {b.principal for b in wanted}
+    live = list(live)
     have = {b for b in live if b.principal in owned}
+    topics = {b.resource_name for b in wanted if b.resource_type == "TOPIC"}
+    others = Counter(b.principal for b in live if b.principal not in owned
+                     and b.resource_type == "TOPIC" and b.resource_name in topics)
     return AclPlan(
         add=tuple(sorted(set(wanted) - have)),
         remove=tuple(sorted(have - set(wanted))),
         wanted=len(wanted),
         principals=len({b.principal for b in wanted}),
         reasons=wanted,
+        others=dict(others),
     )
 
 

@@ -109,7 +109,7 @@ def acl_command(settings: Settings, *, apply: bool) -> list[str]:
         plan = asyncio.run(acl_admin.plan_live(bootstrap, rules, managed, settings=settings))
     except acl_admin.NoAuthorizer:
         return [no_authorizer_sentence(len(rules), bootstrap)]
-    lines = [*plan.changes(), plan_sentence(plan)]
+    lines = [*plan.changes(), *plan.notes(), plan_sentence(plan)]
     if apply and not plan.empty:
         lines += asyncio.run(acl_admin.apply_live(bootstrap, plan, rules, managed,
                                                   settings=settings))

@@ -165,6 +165,11 @@ def test_the_plan_adds_removes_and_leaves_others_alone() -> None:
     assert plan.changes() == ["+ acl User:a ALLOW WRITE on TOPIC t2 (y)",
                               "- acl User:a ALLOW WRITE on TOPIC stale"]
     assert plan_sentence(plan) == "ACLs: 1 to add, 1 to remove."
+    # another principal's ACL on one of the policy's topics is a note, never a change
+    assert plan.others == {"User:stranger": 1}
+    assert plan.notes() == ["? User:stranger holds 1 ACL on the policy's topics and is not one "
+                            "of its principals (left alone; if it was a service removed from "
+                            "the policy, remove them with kafka-acls.sh --remove)"]
     # a managed principal with no rule left loses every ACL it has
     gone = plan_acls(rules, [*live, _b("b", "t3")], {"User:a", "User:b"})
     assert _b("b", "t3") in gone.remove
