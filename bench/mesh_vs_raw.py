@@ -95,6 +95,7 @@ from bench.raw_echo import FETCH_MIN_BYTES, RawCaller
 from bus.config import BusSettings
 from bus.errors import DeadlineExceeded
 from bus.topics import request_topic
+from infra.kafka.connect import door_kwargs
 from proof.procs import ROOT, spawn
 
 RESULTS = ROOT / "bench" / "results" / "mesh_vs_raw.json"
@@ -200,7 +201,7 @@ def ensure_broker(bootstrap: str) -> None:
 
 
 async def _admin(bootstrap: str) -> AIOKafkaAdminClient:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=15000)
+    admin = AIOKafkaAdminClient(**door_kwargs(bootstrap), request_timeout_ms=15000)
     await asyncio.wait_for(admin.start(), ADMIN_TIMEOUT_S)
     return admin
 
@@ -222,7 +223,7 @@ async def _wait_until_readable(bootstrap: str, topics: list[str], partitions: in
     """A new partition is usable once its leader answers ListOffsets (metadata may name the
     leader a moment before that; consumers would log NotLeaderForPartition meanwhile)."""
     every = [TopicPartition(t, p) for t in topics for p in range(partitions)]
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, request_timeout_ms=5000)
+    consumer = AIOKafkaConsumer(**door_kwargs(bootstrap), request_timeout_ms=5000)
     await asyncio.wait_for(consumer.start(), ADMIN_TIMEOUT_S)
     try:
         give_up = time.monotonic() + TOPIC_READY_TIMEOUT_S

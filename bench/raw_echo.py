@@ -23,6 +23,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from bus.config import BusSettings
+from bus.transport.connection import aiokafka_kwargs
 from proof.procs import announce_ready, report, stop_event
 
 # KafkaTransport leaves fetch_min_bytes at aiokafka's default (BusSettings has no field for
@@ -36,7 +37,7 @@ H_REPLY_TO = "reply_to"
 def producer_options(settings: BusSettings) -> dict[str, Any]:
     """The producer settings of ``KafkaTransport``, for an AIOKafkaProducer."""
     return {
-        "bootstrap_servers": settings.bootstrap_servers,
+        **aiokafka_kwargs(settings.bootstrap_servers, settings.kafka),
         "client_id": "bench-raw-producer",
         "linger_ms": settings.linger_ms,
         "acks": "all",
@@ -48,7 +49,7 @@ def producer_options(settings: BusSettings) -> dict[str, Any]:
 def consumer_options(settings: BusSettings) -> dict[str, Any]:
     """The consumer settings of ``KafkaTransport``, for an AIOKafkaConsumer."""
     return {
-        "bootstrap_servers": settings.bootstrap_servers,
+        **aiokafka_kwargs(settings.bootstrap_servers, settings.kafka),
         "client_id": "bench-raw-consumer",
         "enable_auto_commit": False,
         "fetch_max_wait_ms": settings.fetch_max_wait_ms,
@@ -177,7 +178,8 @@ class Committer:
 async def serve(args: argparse.Namespace) -> dict[str, Any]:
     settings = BusSettings(bootstrap_servers=args.bootstrap, linger_ms=args.linger_ms,
                            fetch_max_wait_ms=args.fetch_max_wait_ms,
-                           max_message_bytes=args.max_message_bytes)
+                           max_message_bytes=args.max_message_bytes,
+                           kafka=BusSettings.resolve().kafka)  # MESH_KAFKA_*, as a worker
     stop = stop_event(args.max_seconds)
     producer = AIOKafkaProducer(**producer_options(settings))
     consumer = AIOKafkaConsumer(args.topic, group_id=args.group, auto_offset_reset="earliest",

@@ -71,6 +71,21 @@ async def operator_kwargs(bootstrap: str, settings: Settings | None = None
     return aiokafka_kwargs(bootstrap, security), security
 
 
+def door_security(settings: Settings | None = None) -> KafkaSecurity:
+    """How the test harness's mesh clients connect at the operator's broker address
+    (``MESHGATE_KAFKA_*`` as set; locally the PLAINTEXT door)."""
+    quiet_bootstrap_errors()
+    return (settings or Settings.resolve()).kafka_security
+
+
+def door_kwargs(bootstrap: str, settings: Settings | None = None) -> dict[str, Any]:
+    """The connection arguments of a raw client of the test harness (the attack and chaos
+    suites, the benchmarks) at the operator's broker address: ``MESHGATE_KAFKA_*`` as set,
+    no secret read (give a password itself, or use ``operator_kwargs``). Locally: the
+    PLAINTEXT door."""
+    return aiokafka_kwargs(bootstrap, door_security(settings))
+
+
 async def operator_bus_settings(settings: Settings, service_name: str) -> BusSettings:
     """Mesh-client settings for an operator tool (insecure: it signs nothing of a service's),
     connecting like the operator's tools."""

@@ -9,12 +9,14 @@ from collections.abc import Sequence
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from infra.kafka.connect import door_kwargs
+
 REQUEST_TOPICS = ("orders.requests", "inventory.requests")
 Offsets = dict[TopicPartition, int]
 
 
 async def _partitions(bootstrap: str, topics: Sequence[str]) -> list[TopicPartition]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(**door_kwargs(bootstrap))
     await asyncio.wait_for(admin.start(), 10)
     try:
         described = await asyncio.wait_for(admin.describe_topics(list(topics)), 10)
@@ -29,7 +31,7 @@ async def _partitions(bootstrap: str, topics: Sequence[str]) -> list[TopicPartit
 
 async def end_offsets(bootstrap: str, topics: Sequence[str] = REQUEST_TOPICS) -> Offsets:
     partitions = await _partitions(bootstrap, topics)
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(**door_kwargs(bootstrap), enable_auto_commit=False)
     await asyncio.wait_for(consumer.start(), 10)
     try:
         offsets: Offsets = await asyncio.wait_for(consumer.end_offsets(partitions), 10)
@@ -44,7 +46,7 @@ async def values_since(bootstrap: str, since: Offsets, timeout_s: float = 20.0) 
     wanted = {tp: until[tp] for tp in since if until[tp] > since[tp]}
     if not wanted:
         return []
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(**door_kwargs(bootstrap), enable_auto_commit=False)
     await asyncio.wait_for(consumer.start(), 10)
     values: list[bytes] = []
     try:

@@ -44,6 +44,7 @@ from bus.security.replay_countersign import countersign
 from bus.security.signing import sign
 from bus.service import Payload, Service
 from bus.transport.kafka import KafkaTransport
+from infra.kafka.connect import door_kwargs, door_security
 from proof.attack.accounting import CONTROL, Outcome
 from proof.attack.bus_probe import end_offsets
 from proof.attack.mesh_attack import MeshPlan, parked, until
@@ -145,10 +146,10 @@ async def run_dlq_replays(bootstrap: str, plan: MeshPlan) -> tuple[list[Outcome]
     genuine = mesh[PUBLISHER].outgoing(Envelope(
         id=new_id(), source=PUBLISHER, type=EVENT_TYPE, kind=KIND_EVENT,
         value=codec.encode({"name": "genuine"}), time_ms=now_ms()), topic)
-    bus = BusSettings(bootstrap_servers=bootstrap, service_name=victim)
+    bus = BusSettings(bootstrap_servers=bootstrap, kafka=door_security(), service_name=victim)
     outcomes: list[Outcome] = []
     notes: list[str] = []
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=0)
+    producer = AIOKafkaProducer(**door_kwargs(bootstrap), acks="all", linger_ms=0)
     async with topics(bootstrap, {topic: 1, dlt: 1}):
         since = await end_offsets(bootstrap, [QUARANTINE_TOPIC])
         transport = KafkaTransport(bus)

@@ -33,6 +33,7 @@ from bus.security.quarantine import QUARANTINE_TOPIC
 from bus.service import Payload, Service
 from bus.transport.kafka import KafkaTransport
 from functions.shared.dynamodb_idempotency import DynamoDBIdempotencyStore
+from infra.kafka.connect import door_kwargs, door_security
 from infra.settings import Settings
 from proof.attack.accounting import CONTROL, Outcome
 from proof.attack.bus_probe import end_offsets
@@ -102,7 +103,7 @@ async def run_event_replays(settings: Settings, plan: MeshPlan
     topic = f"{victim}.events"
     retry_topic = RetryTopics(topic, POLICY).retry_topics[0]
     mesh = cast(victim, topic)
-    bus = BusSettings(bootstrap_servers=bootstrap, service_name=victim)
+    bus = BusSettings(bootstrap_servers=bootstrap, kafka=door_security(), service_name=victim)
     ran: list[str] = []
 
     def event(name: str) -> Envelope:
@@ -110,7 +111,7 @@ async def run_event_replays(settings: Settings, plan: MeshPlan
             id=new_id(), source=PUBLISHER, type=EVENT_TYPE, kind=KIND_EVENT,
             value=codec.encode({"name": name}), time_ms=now_ms()), topic)
 
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=0)
+    producer = AIOKafkaProducer(**door_kwargs(bootstrap), acks="all", linger_ms=0)
     specs = {t: 1 for t in (topic, *RetryTopics(topic, POLICY).all_topics())}
     original, control = event("original"), event("control")
     landed: list[tuple[str, str, int]] = []  # label, topic, offset

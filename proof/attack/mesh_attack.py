@@ -34,6 +34,7 @@ from bus.security.quarantine import (
 from bus.security.quarantine import QUARANTINE_TOPIC as QUARANTINE
 from bus.service import Payload, Service
 from bus.transport.kafka import KafkaTransport
+from infra.kafka.connect import door_kwargs, door_security
 from proof.attack.accounting import CONTROL, Outcome
 from proof.attack.bus_probe import end_offsets
 from proof.attack.cast import Cast, cast
@@ -63,7 +64,7 @@ class MeshPlan:
 
 @asynccontextmanager
 async def private_topic(bootstrap: str, topic: str) -> AsyncIterator[None]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(**door_kwargs(bootstrap))
     await asyncio.wait_for(admin.start(), 15)
     try:
         await asyncio.wait_for(admin.create_topics([NewTopic(topic, PARTITIONS, 1)]), 15)
@@ -86,8 +87,8 @@ async def victim(actors: Cast, bootstrap: str, ran: list[str]) -> AsyncIterator[
         ran.append(message.id)
         return {"ok": True}
 
-    settings = BusSettings.resolve(bootstrap_servers=bootstrap, service_name=name,
-                                   max_message_bytes=VALUE_LIMIT)
+    settings = BusSettings.resolve(bootstrap_servers=bootstrap, kafka=door_security(),
+                                   service_name=name, max_message_bytes=VALUE_LIMIT)
     transport = KafkaTransport(settings)
     worker = ServiceWorker(service, transport, settings, actors.victim,
                            store=MemoryIdempotencyStore())
@@ -106,7 +107,7 @@ async def victim(actors: Cast, bootstrap: str, ran: list[str]) -> AsyncIterator[
 async def send_all(bootstrap: str, topic: str, cases: list[MeshCase]
                    ) -> tuple[dict[Position, int], dict[int, str]]:
     """Write every case in order; where each landed, and the broker's refusals by index."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=0,
+    producer = AIOKafkaProducer(**door_kwargs(bootstrap), acks="all", linger_ms=0,
                                 request_timeout_ms=15_000, max_request_size=4 * BROKER_LIMIT)
     await asyncio.wait_for(producer.start(), 15)
     landed: dict[Position, int] = {}
@@ -131,7 +132,7 @@ async def parked(bootstrap: str, since: dict[TopicPartition, int], topic: str,
                  wanted: set[Position], deadline: float) -> dict[Position, str]:
     """Quarantine reasons of ``topic``'s records at ``wanted`` positions, read from ``since``
     until all were found or ``deadline`` (monotonic) passed."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(**door_kwargs(bootstrap), enable_auto_commit=False)
     await asyncio.wait_for(consumer.start(), 15)
     found: dict[Position, str] = {}
     try:

@@ -22,6 +22,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from bus.security.keys import SigningKey, signing_key_from_bytes
 from bus.security.quarantine import QUARANTINE_TOPIC
 from infra.deploy import aws as deploy
+from infra.kafka.connect import door_kwargs
 from infra.keys import identity
 from infra.settings import Settings
 from proof.attack.accounting import CONTROL, Outcome
@@ -97,7 +98,7 @@ async def run_edge_hijack(settings: Settings, endpoint: str, rounds: int, timeou
     outcomes: list[Outcome] = []
     notes: list[str] = []
     consumer = await watch_requests(bootstrap, TOPIC)
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=0)
+    producer = AIOKafkaProducer(**door_kwargs(bootstrap), acks="all", linger_ms=0)
     await asyncio.wait_for(producer.start(), 15)
     try:
         async with httpx.AsyncClient() as http:

@@ -24,6 +24,7 @@ from bus.errors import EnvelopeError
 from bus.runtime.client import MeshClient
 from bus.security.quarantine import QUARANTINE_TOPIC
 from bus.transport.kafka import KafkaTransport
+from infra.kafka.connect import door_kwargs, door_security
 from proof.attack.accounting import CONTROL, Outcome
 from proof.attack.bus_probe import end_offsets
 from proof.attack.cast import Cast, cast
@@ -38,7 +39,7 @@ Position = tuple[int, int]
 async def watch_requests(bootstrap: str, topic: str) -> AIOKafkaConsumer:
     """A foreign consumer on every partition of ``topic``, positioned at its end."""
     ends = await end_offsets(bootstrap, [topic])
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+    consumer = AIOKafkaConsumer(**door_kwargs(bootstrap), enable_auto_commit=False,
                                 fetch_max_wait_ms=20)
     await asyncio.wait_for(consumer.start(), 15)
     consumer.assign(list(ends))
@@ -134,12 +135,13 @@ async def run_reply_hijack(bootstrap: str, plan: MeshPlan) -> tuple[list[Outcome
     actors = cast(victim, replies=replies_topic)
     outcomes: list[Outcome] = []
     async with private_topic(bootstrap, actors.topic), private_topic(bootstrap, replies_topic):
-        settings = BusSettings(bootstrap_servers=bootstrap, service_name=actors.caller.service,
+        settings = BusSettings(bootstrap_servers=bootstrap, kafka=door_security(),
+                               service_name=actors.caller.service,
                                reply_topic=replies_topic, reply_partition=1,
                                request_timeout_s=CALL_TIMEOUT_S, max_attempts=1)
         client = MeshClient(KafkaTransport(settings), settings, actors.caller)
         consumer = await watch_requests(bootstrap, actors.topic)
-        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=0)
+        producer = AIOKafkaProducer(**door_kwargs(bootstrap), acks="all", linger_ms=0)
         await asyncio.wait_for(producer.start(), 15)
         try:
             await client.start()

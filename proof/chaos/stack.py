@@ -24,6 +24,7 @@ from bus.security.identity import Identity
 from bus.security.keys import KeyRing, generate_ed25519
 from bus.security.quarantine import QUARANTINE_TOPIC
 from infra.deploy.aws import client
+from infra.kafka.connect import door_kwargs
 from infra.settings import Settings
 from infra.stack.tables import idempotency_table
 from proof.procs import ROOT, free_port
@@ -101,7 +102,7 @@ async def private(kind: str, workdir: Path) -> AsyncIterator[Private]:
 @asynccontextmanager
 async def topics(bootstrap: str, specs: Mapping[str, int]) -> AsyncIterator[None]:
     """Create ``specs`` (topic -> partitions) if missing; delete those created afterwards."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(**door_kwargs(bootstrap))
     await asyncio.wait_for(admin.start(), 30)
     created: list[str] = []
     try:
@@ -125,7 +126,7 @@ def mesh_topics(service: str, partitions: int) -> dict[str, int]:
 
 async def group_state(bootstrap: str, group: str) -> tuple[str, int]:
     """The consumer group's state and member count."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(**door_kwargs(bootstrap))
     await asyncio.wait_for(admin.start(), 30)
     try:
         answer = await asyncio.wait_for(admin.describe_consumer_groups([group]), 30)
