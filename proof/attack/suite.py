@@ -30,10 +30,12 @@ from proof.attack.reply_edge import run_edge_hijack
 from proof.attack.reply_hijack import run_reply_hijack
 from proof.attack.rotation_case import CATEGORY as RETIRED_KEY
 from proof.attack.rotation_case import run_retired_key
+from proof.attack.service_functions import CATEGORY as SERVICE_FUNCTIONS
+from proof.attack.service_functions import run_service_functions
 
 CATEGORIES = (*(f"mesh.{c}" for c in (*mesh_cases.CATEGORIES, *reply_cases.CATEGORIES,
                                         EVENT_REPLAYED, RETIRED_KEY, DLQ_REPLAY,
-                                        BROKER_ACL, KAFKA_CONNECT)),
+                                        BROKER_ACL, KAFKA_CONNECT, SERVICE_FUNCTIONS)),
               *(f"edge.{c}" for c in (*edge_cases.CATEGORIES, *reply_cases.CATEGORIES)),
               PARSER_FUZZ)
 
@@ -93,6 +95,11 @@ def run(plan: Plan, say: Callable[[str], None] = lambda _: None,
     connects, notes_connect = asyncio.run(run_kafka_connect(settings))
     mesh += connects
     more += notes_connect
+    # batches each service's Lambda must not serve: another service's topic, a caller the
+    # policy refuses (proof.attack.service_functions; a control per service function)
+    batches, notes_batches = asyncio.run(run_service_functions(settings, plan.mesh.timeout_s))
+    mesh += batches
+    more += notes_batches
     report.add(_in_suite("mesh", mesh))
     report.notes += notes + more
     say(f"mesh: {len(mesh)} records in {time.monotonic() - started:.1f}s")
