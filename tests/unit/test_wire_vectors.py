@@ -9,12 +9,14 @@ test proves the files are what ``python -m tests.vectors.generate`` writes today
 from __future__ import annotations
 
 import json
+import re
 import struct
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from bus import envelope as envelope_module
 from bus.envelope import from_record
 from bus.errors import MeshError
 from bus.security.keys import (
@@ -91,6 +93,15 @@ def doc_signed_bytes(topic: str, headers: dict[str, str], value: bytes) -> bytes
         out += prefixed(name.encode()) + (b"\x00" if content is None else b"\x01" +
                                           prefixed(content))
     return out
+
+
+def test_the_document_lists_the_signed_fields_in_this_order_and_every_header() -> None:
+    doc = (VECTORS.parents[1] / "docs" / "wire-format.md").read_text()
+    assert tuple(re.findall(r'\|\| FIELD\("([^"]+)"', doc)) == DOC_FIELDS
+    assert f'LP("{DOMAIN.decode()}")' in doc
+    names = {value for name, value in vars(envelope_module).items()
+             if name.startswith("H_") and isinstance(value, str)}
+    assert names <= set(re.findall(r"`([a-z_-]+)`", doc))
 
 
 def test_the_vectors_use_the_current_domain() -> None:
