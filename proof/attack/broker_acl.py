@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import secrets
 import uuid
 from dataclasses import dataclass, field
@@ -54,6 +55,7 @@ from infra.settings import LOOPBACK, Settings
 from proof.attack.accounting import CONTROL, Outcome
 
 CATEGORY = "broker_acl"
+SCENE_PRINCIPAL = re.compile(r"^User:acl[0-9a-f]{8}(srv|rogue|cli|other)$")
 WAIT_S = 20.0
 
 
@@ -153,7 +155,9 @@ async def close_scene(scene: Scene) -> None:
     managed = managed_principals(scene.policy)
     try:
         async with acl_admin.AclAdmin(scene.admin, security=KafkaSecurity()) as acls:
-            await acls.delete([b for b in await acls.acls() if b.principal in managed])
+            # this scene's, and any an interrupted earlier run left on the shared topics
+            await acls.delete([b for b in await acls.acls()
+                               if b.principal in managed or SCENE_PRINCIPAL.match(b.principal)])
     except acl_admin.NoAuthorizer:
         pass  # no ACLs were made
     admin = AIOKafkaAdminClient(bootstrap_servers=scene.admin)
