@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
@@ -43,6 +44,7 @@ __all__ = ["EdgeDeps", "LazyMeshClient", "create_app", "mesh_error_response"]
 
 ClientFactory = Callable[[], Awaitable[MeshClient]]
 ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+NO_QUERY: Mapping[str, str] = MappingProxyType({})  # no query string: nothing to parse
 log = logging.getLogger(__name__)
 
 
@@ -105,7 +107,8 @@ class RouteEndpoint:
                                                     request.scope.get("aws.event"))
         limit_headers = await self.deps.guard.admit(route, caller)
         request.state.limit_headers = limit_headers  # error answers carry them too
-        payload = self.validator.payload(request.path_params, request.query_params,
+        query = request.query_params if request.scope.get("query_string") else NO_QUERY
+        payload = self.validator.payload(request.path_params, query,
                                          request.headers.get("content-type"),
                                          await request.body())
         client = await self.deps.mesh.get()

@@ -135,6 +135,7 @@ class RouteValidator:
         self._params = [_Param(n, s, _compile(s)) for n, s in route.params.items()]
         self._query = [_Param(n, s, _compile(s)) for n, s in route.query.items()]
         self._required_query = frozenset(route.required_query)
+        self._query_names = frozenset(p.name for p in self._query)
 
     def payload(self, path: Mapping[str, str], query: Mapping[str, str],
                 content_type: str | None, body: bytes) -> dict[str, Any]:
@@ -144,9 +145,10 @@ class RouteValidator:
             values[param.name] = self._checked(param, path.get(param.name, ""), "/path", errors)
         for name, text in path.items():  # path parameters without a schema pass as text
             values.setdefault(name, text)
-        unknown = sorted(set(query) - {p.name for p in self._query})
-        errors.extend({"pointer": f"/query/{name}", "detail": "is not an accepted parameter"}
-                      for name in unknown)
+        if query:
+            unknown = sorted(set(query) - self._query_names)
+            errors.extend({"pointer": f"/query/{name}", "detail": "is not an accepted parameter"}
+                          for name in unknown)
         for param in self._query:
             if param.name in query:
                 values[param.name] = self._checked(param, query[param.name], "/query", errors)
@@ -160,12 +162,14 @@ class RouteValidator:
                 errors.extend(_errors("/body", self._body_schema, document, exc))
         if document is not None and not isinstance(document, dict):
             errors.append({"pointer": "/body", "detail": "must be a JSON object"})
-        elif document:
+        elif document and values:
             clash = sorted(set(document) & set(values))
             errors.extend({"pointer": f"/body/{name}",
                            "detail": "is also a path or query parameter; send it once"}
                           for name in clash)
             values = {**document, **values}
+        elif document:
+            values = document  # parsed for this request alone: no copy needed
         if errors:
             raise EdgeRefusal(422, "invalid_request", "the request does not match the route's "
                               "schema; see errors", errors=errors)

@@ -13,6 +13,7 @@ import hmac
 import re
 import secrets
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from typing import Protocol
 
 from functions.gateway.auth.errors import (
@@ -57,7 +58,13 @@ class ApiKeyRecord:
     revoked: bool = False
 
     def principal(self) -> Principal:
-        return Principal(subject=self.owner, method="api_key", key_id=self.key_id)
+        return _key_principal(self.owner, self.key_id)
+
+
+@lru_cache(maxsize=4096)
+def _key_principal(owner: str, key_id: str) -> Principal:
+    """One (immutable) principal per key, so its JSON is built once, not per request."""
+    return Principal(subject=owner, method="api_key", key_id=key_id)
 
 
 @dataclass(frozen=True)
