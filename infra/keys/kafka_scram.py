@@ -19,7 +19,7 @@ from botocore.exceptions import ClientError
 
 from infra.deploy import aws as deploy
 from infra.errors import DeployFailed
-from infra.local.kafka_env import scram_secret_name as secret_name
+from infra.local.kafka_env import scram_secret_name
 from infra.settings import Settings
 
 Say = Callable[[str], None]
@@ -73,7 +73,7 @@ def ensure_passwords(settings: Settings, principals: Iterable[str], say: Say) ->
     client = deploy.client(settings, "secretsmanager")
     passwords: dict[str, str] = {}
     for principal in sorted(set(principals)):
-        name = secret_name(settings.stack_name, principal)
+        name = scram_secret_name(settings.stack_name, principal)
         with deploy.aws_errors(settings, f"Kafka SCRAM secret of {principal}"):
             try:
                 stored = client.get_secret_value(SecretId=name)
