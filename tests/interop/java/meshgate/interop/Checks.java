@@ -58,9 +58,9 @@ final class Checks {
                 || !Set.of("request", "reply", "error", "event").contains(kind)
                 || (kind.equals("request") && message.text("mesh_reply_to") == null)
                 || (kind.matches("reply|error") && message.text("mesh_correlation_id") == null)
-                || !matches(message, "mesh_deadline", "-?[0-9]{1,19}")
-                || !matches(message, "mesh_attempt", "0*[1-9][0-9]{0,18}")
-                || !matches(message, "mesh_reply_to", ".+:[0-9]{1,19}")) {
+                || !matches(message, "mesh_deadline", "0|-?[1-9][0-9]{0,18}")
+                || !matches(message, "mesh_attempt", "[1-9][0-9]{0,18}")
+                || !matches(message, "mesh_reply_to", ".+:(0|[1-9][0-9]{0,18})")) {
             throw new Wire.Refused("bad_envelope", "not a " + kind + " as the format says");
         }
         timeMs(message);
@@ -110,7 +110,7 @@ final class Checks {
         String code = "bad_replay_countersignature";
         if (id == null && time == null && message.text("mesh_replay_sig") == null) {
             return;
-        } else if (id == null || time == null || !time.matches("[0-9]{1,19}")
+        } else if (id == null || time == null || !time.matches("0|[1-9][0-9]{0,18}")
                 || !Wire.KEY_ID.matcher(id).matches()) {
             throw new Wire.Refused(code, "replay headers incomplete or malformed");
         } else if (!"event".equals(message.text("mesh_kind"))) {
