@@ -29,7 +29,7 @@ from infra.policy import access_map, load_policy
 from infra.settings import Settings
 from infra.stack import template
 from infra.stack.deploy_settings import DeploySettings
-from infra.stack.functions import FUNCTIONS, GATEWAY, POLICY_BUNDLE, FunctionSpec
+from infra.stack.functions import FUNCTIONS, GATEWAY, POLICY_BUNDLE, FunctionSpec, for_access
 from infra.stack.model import MeshConfig
 
 Say = Callable[[str], None]
@@ -97,22 +97,25 @@ def placeholder(spec: FunctionSpec, settings: Settings) -> package.Artifact:
     return package.Artifact(spec, settings.build_dir / f"{spec.name}.zip", PLACEHOLDER_SHA)
 
 
-def artifacts(settings: Settings, *, build: bool, scratch: Path) -> dict[str, package.Artifact]:
+def artifacts(settings: Settings, deploy: DeploySettings, *, build: bool,
+              scratch: Path) -> dict[str, package.Artifact]:
     """Every function's artifact: built into ``scratch`` (exact keys) or placeholders."""
     if not build:
         return {spec.name: placeholder(spec, settings) for spec in FUNCTIONS}
     bundled = bundle_policy_to(settings, scratch / POLICY_BUNDLE)
+    specs = [for_access(spec, msk_iam=deploy.kafka_access == "msk-iam") for spec in FUNCTIONS]
     return {spec.name: package.build(spec, settings,
                                      [(POLICY_BUNDLE, bundled)] if spec.bundles_policy else [],
                                      target_dir=scratch)
-            for spec in FUNCTIONS}
+            for spec in specs}
 
 
 def render(settings: Settings, deploy: DeploySettings | None = None, *,
            build: bool = False) -> dict[str, Any]:
     """The template a deploy would send, rendered with no AWS call."""
+    deploy = deploy or DeploySettings.resolve()
     with tempfile.TemporaryDirectory(prefix="meshgate-dry-run-") as scratch:
-        built = artifacts(settings, build=build, scratch=Path(scratch))
+        built = artifacts(settings, deploy, build=build, scratch=Path(scratch))
     gateway = built.pop(GATEWAY.name)
     return template.stack_template(gateway, settings, offline_mesh(settings), built, deploy)
 

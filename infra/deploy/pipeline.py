@@ -17,7 +17,7 @@ from infra.policy import access_map, load_policy, operators_of, services_of, tra
 from infra.settings import Settings
 from infra.stack import function_env, template
 from infra.stack.deploy_settings import DeploySettings
-from infra.stack.functions import FUNCTIONS, GATEWAY, POLICY_BUNDLE
+from infra.stack.functions import FUNCTIONS, GATEWAY, POLICY_BUNDLE, for_access
 from infra.stack.model import MeshConfig
 
 Say = Callable[[str], None]
@@ -71,7 +71,9 @@ def deploy_stack(settings: Settings, say: Say,
     dev_issuer.ensure(settings, say)  # local JWT issuer's JWKS on the emulator's S3
     bundled = bundle_policy(settings)
     artifacts: dict[str, package.Artifact] = {}
-    for spec in FUNCTIONS:
+    for base in FUNCTIONS:
+        # on MSK with IAM the Kafka clients need the token signer in their zips
+        spec = for_access(base, msk_iam=aws_side.kafka_access == "msk-iam")
         extra = [(POLICY_BUNDLE, bundled)] if spec.bundles_policy else []
         artifact = artifacts[spec.name] = package.build(spec, settings, extra)
         say(f"built {artifact.path.name} ({artifact.path.stat().st_size / 1e6:.1f} MB, "

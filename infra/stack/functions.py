@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 
 @dataclass(frozen=True)
@@ -72,3 +72,16 @@ BENCH_ECHO = FunctionSpec(
 )
 
 FUNCTIONS = (*FUNCTIONS, BENCH_ECHO)
+
+# The functions with a Kafka client of their own, and what that client needs on MSK with IAM
+# (bus.transport.msk_iam signs its SASL/OAUTHBEARER tokens with it): vendored only into a
+# deploy with kafka_access=msk-iam, so the other zips stay as small as before.
+KAFKA_CLIENTS = (GATEWAY.name, SERVICE_EVENTS.name)
+MSK_IAM_REQUIREMENTS = ("aws-msk-iam-sasl-signer-python",)
+
+
+def for_access(spec: FunctionSpec, *, msk_iam: bool) -> FunctionSpec:
+    """``spec`` with what its Kafka client needs for the access mode."""
+    if msk_iam and spec.name in KAFKA_CLIENTS:
+        return replace(spec, requirements=(*spec.requirements, *MSK_IAM_REQUIREMENTS))
+    return spec

@@ -258,3 +258,12 @@ def test_the_emulator_gets_the_same_functions_and_inert_mappings() -> None:
     for service in EXPECTED:
         assert services.function_id(service) in resources
         assert services.mapping_id(service) in resources
+
+
+def test_the_msk_iam_token_signer_is_vendored_only_where_a_kafka_client_needs_it() -> None:
+    from infra.stack.functions import AUTHORIZER, MSK_IAM_REQUIREMENTS, for_access
+
+    for spec in (GATEWAY, SERVICE_EVENTS):
+        assert set(MSK_IAM_REQUIREMENTS) <= set(for_access(spec, msk_iam=True).requirements)
+        assert for_access(spec, msk_iam=False) == spec
+    assert for_access(AUTHORIZER, msk_iam=True) == AUTHORIZER  # no Kafka client
