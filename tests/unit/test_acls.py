@@ -5,6 +5,7 @@ principal the policy does not manage."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -13,11 +14,13 @@ from bus.policy.model import Policy
 from bus.runtime.client import ASYNC_REPLY_TOPIC
 from bus.security.quarantine import QUARANTINE_TOPIC
 from bus.topics import REPLY_TOPIC
+from infra.kafka import acl_admin
 from infra.policy import access_map, load_policy
 from infra.policy.acls import (
     GROUP_NAMES,
     AclBinding,
     AclConflict,
+    AclPlan,
     AclRule,
     derive_acls,
     managed_principals,
@@ -25,7 +28,8 @@ from infra.policy.acls import (
     plan_acls,
     plan_sentence,
 )
-from infra.settings import ROOT
+from infra.policy.commands import acl_command
+from infra.settings import ROOT, Settings
 
 
 def _policy(data: dict[str, object]) -> Policy:
@@ -196,3 +200,33 @@ def test_sentences() -> None:
         "ACLs: not in force: the broker at 127.0.0.1:9092 has no authorizer, so the 43 ACLs")
     prefixed = AclBinding("User:a", "GROUP", "a:", "PREFIXED", "READ")
     assert prefixed.describe() == "User:a ALLOW READ on GROUP prefix a:"
+
+
+def _root(tmp_path: Path, text: str) -> Settings:
+    (tmp_path / "policies").mkdir()
+    (tmp_path / "policies" / "mesh.yaml").write_text(text)
+    return Settings(root=tmp_path)
+
+
+def test_the_plan_command_says_nothing_of_acls_for_a_policy_without_principals(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    async def unreachable(*_: object, **__: object) -> AclPlan:
+        raise AssertionError("no broker call without a principal")
+
+    monkeypatch.setattr(acl_admin, "plan_live", unreachable)
+    assert acl_command(_root(tmp_path, "topics:\n  t: {partitions: 1}\n"), apply=True) == []
+
+
+def test_the_plan_command_on_a_broker_without_authorizer_is_one_sentence(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    async def no_authorizer(*_: object, **__: object) -> AclPlan:
+        raise acl_admin.NoAuthorizer("Kafka at b has no authorizer", "turn it on")
+
+    monkeypatch.setattr(acl_admin, "plan_live", no_authorizer)
+    settings = _root(tmp_path, "services:\n  a: {operations: [a.x]}\n"
+                               "topics:\n  a.requests: {partitions: 1}\n"
+                               "  mesh.replies: {partitions: 1}\n"
+                               "access:\n  a: {produce: [mesh.replies]}\n")
+    assert acl_command(settings, apply=True) == [
+        no_authorizer_sentence(len(derive_acls(load_policy(tmp_path / "policies"))),
+                               settings.kafka_bootstrap)]
