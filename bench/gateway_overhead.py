@@ -13,7 +13,8 @@ with the recorded API Gateway v2 event (tests/events/apigw_v2_post_orders.json):
     answered by the orders ``ServiceWorker`` on an in-memory broker running on the event
     loop Mangum invokes on. Also reported, to see where the time goes: ``edge`` (the same
     app with a mesh client that answers at once: the edge's own cost), ``jwt`` (the same
-    route with ``auth: jwt``, ES256, and a per-user bucket) and ``bus`` (``orders.create``
+    route with ``auth: jwt``, ES256, and a per-user bucket; ``jwt_edge``: the same on the
+    instant mesh client, the token's own cost) and ``bus`` (``orders.create``
     alone, the gateway's mesh client straight to the worker, no HTTP).
 
 Every answer is checked (status and body: a 201 order for the event's lines; the worker's
@@ -127,6 +128,9 @@ def sides(gw: Gateway, edge: Gateway | None, token: str, with_jwt: bool,
     if with_jwt:
         jwt_event = event_for(JWT_ROUTE, {"authorization": f"Bearer {token}"})
         result.append(Side("jwt", lambda: gw(jwt_event), lambda r: check_order(r, jwt_event)))
+        if edge is not None:  # the JWT route's edge alone: what the token costs, no bus
+            result.append(Side("jwt_edge", lambda: edge(jwt_event),
+                               lambda r: check_order(r, jwt_event, INSTANT_HANDLER)))
     if with_bus:
         payload = json.loads(key_event["body"])
         customer, items, _ = expected_order(key_event)
@@ -207,6 +211,8 @@ def result_of(warm: list[Side], cold: cold_start.ColdRuns, args: argparse.Namesp
     if "jwt" in by_name:
         result["jwt_us"] = _r(by_name["jwt"].p50_ms)
         result["jwt_ratio"] = _r(stats.ratio(by_name["jwt"].p50_ms, bare.p50_ms), 3)
+    if "jwt_edge" in by_name:
+        result["jwt_edge_ratio"] = _r(stats.ratio(by_name["jwt_edge"].p50_ms, bare.p50_ms), 3)
     if "edge" in by_name:
         result["edge_us"] = _r(by_name["edge"].p50_ms)
         result["edge_ratio"] = _r(stats.ratio(by_name["edge"].p50_ms, bare.p50_ms), 3)
@@ -244,8 +250,8 @@ def print_report(warm: list[Side], cold: cold_start.ColdRuns, result: dict[str, 
         print(f"{side.name:<20}{s.p50_ms:>10.1f}{s.p90_ms:>10.1f}{s.p99_ms:>10.1f}"
               f"{stats.fmt_ratio(stats.ratio(s.p50_ms, bare_p50)):>10}  "
               f"{side.ok}/{len(side.latencies_us)}")
-    print("edge: the gateway with a mesh client that answers at once (no bus); "
-          "bus: orders.create alone, mesh client to worker (no HTTP)")
+    print("edge: the gateway with a mesh client that answers at once (no bus); jwt_edge: "
+          "the JWT route on it; bus: orders.create alone, mesh client to worker (no HTTP)")
     print(f"target gateway/bare p50 < {TARGET_REQUEST_RATIO}x: "
           f"{stats.fmt_ratio(result['request_ratio'])} "
           + ("OK" if result["request_ratio_ok"] else "MISSED"))
@@ -300,7 +306,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         handled = {"orders_worker": gw.stand_ins.handled,
                    "instant_mesh": 0 if edge is None else edge.stand_ins.handled}
         for answered_by, names in (("orders_worker", ("gateway", "jwt", "bus")),
-                                   ("instant_mesh", ("edge",))):
+                                   ("instant_mesh", ("edge", "jwt_edge"))):
             expected = sum(len(by_name[n].latencies_us) + args.warmup
                            for n in names if n in by_name)
             if handled[answered_by] != expected:
