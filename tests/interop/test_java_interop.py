@@ -1,10 +1,12 @@
 """A second language on the real broker: a Java program written from docs/wire-format.md
 alone (tests/interop/java/, JDK + the broker's kafka-clients and jackson jars) reads a Python
 call's request and reply from the broker and verifies both signatures, refuses a copy with any
-signed byte changed, and calls a Python worker as its own service ``java-client`` (a fresh
-Ed25519 key in the keyring, allowed by the access map); the worker answers and the Java side
-verifies the reply. A copy it tampers with after signing is quarantined by the worker. And
-every test vector under tests/vectors/ checks out in Java as the files say."""
+signed byte changed, and calls a Python worker as its own service ``java-client-<id>`` (a
+fresh Ed25519 key in the keyring, allowed by the access map), connected as its own broker
+identity (SCRAM-SHA-512 over the SASL_SSL listener, the ACLs its policy derives); the worker
+answers and the Java side verifies the reply. A copy it tampers with after signing is
+quarantined by the worker. And every test vector under tests/vectors/ checks out in Java as
+the files say."""
 
 from __future__ import annotations
 
@@ -22,13 +24,17 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from bus.config import BusSettings
 from bus.delivery.idempotency import MemoryIdempotencyStore
 from bus.envelope import Envelope
+from bus.policy.model import Policy
 from bus.runtime.client import MeshClient
 from bus.runtime.worker import ServiceWorker
 from bus.security.identity import Identity
 from bus.security.keys import encode_b64url
 from bus.service import Payload, Service
 from bus.transport.kafka import KafkaTransport
+from infra.local.kafka_env import ca_file
+from infra.settings import Settings
 from tests.integration.test_bus_kafka import wait_until
+from tests.interop.broker_identity import broker_identity
 from tests.interop.java_build import JavaProgram
 from tests.support import identities
 
@@ -37,7 +43,6 @@ VECTORS = Path(__file__).resolve().parent.parent / "vectors"
 CALL_TIMEOUT_S = 20.0
 JAVA_TIMEOUT_S = 90.0
 ALICE = '{"method":"jwt","sub":"alice"}'
-JAVA_SERVICE = "java-client"
 CALLER = "gateway"  # an edge (tests.support): its request carries a principal and assertion
 # Every field the signature covers that a request carries (docs/wire-format.md), plus the
 # topic it was sent to; a reply has no reply address and no principal.
@@ -109,18 +114,25 @@ async def run_java(java: JavaProgram, *args: str) -> tuple[int, dict[str, Any]]:
 
 async def test_java_verifies_python_and_python_answers_java(
         topics: tuple[str, str, str], bootstrap: str, java: JavaProgram,
-        tmp_path: Path) -> None:
+        infra_settings: Settings, tmp_path: Path) -> None:
     name, requests, replies = topics
-    mesh = identities({CALLER: [requests], name: [replies], JAVA_SERVICE: [requests]})
+    java_service = f"java-client-{name.removeprefix('interop')}"
+    mesh = identities({CALLER: [requests], name: [replies], java_service: [requests]})
     keyring = mesh[name].keyring
-    java_key, caller_key = mesh[JAVA_SERVICE].signing_key, mesh[CALLER].signing_key
+    java_key, caller_key = mesh[java_service].signing_key, mesh[CALLER].signing_key
     assert keyring is not None
     assert java_key is not None
     assert caller_key is not None
     (tmp_path / "keyring.json").write_text(json.dumps(keyring.to_dict()))
     (tmp_path / "java-client.key").write_text(encode_b64url(java_key.secret))
-    common = ["--bootstrap", bootstrap, "--keyring", str(tmp_path / "keyring.json"),
-              "--window-ms", "300000", "--timeout-ms", str(int(CALL_TIMEOUT_S * 1000))]
+    common = ["--keyring", str(tmp_path / "keyring.json"), "--window-ms", "300000",
+              "--timeout-ms", str(int(CALL_TIMEOUT_S * 1000))]
+    # What the broker lets the Java service do: call the worker, read its replies.
+    policy = Policy.from_json(json.dumps({
+        "services": {name: {"operations": [f"{name}.echo"]}, java_service: {}},
+        "topics": {requests: {"partitions": 2}, replies: {"partitions": 2}},
+        "access": {name: {"produce": [replies]},
+                   java_service: {"call": [f"{name}.*"], "consume": [replies]}}}))
     settings = {service: BusSettings.resolve(bootstrap_servers=bootstrap, service_name=service,
                                              reply_topic=replies, reply_partition=0)
                 for service in mesh}
@@ -133,8 +145,9 @@ async def test_java_verifies_python_and_python_answers_java(
         assert answer == {"echo": {"n": 1}, "from": CALLER}
 
         # (1) Java reads the request and its reply from the broker and checks both.
-        status, seen = await run_java(java, "observe", *common, "--request-topic", requests,
-                                      "--reply-topic", replies, "--reply-partition", "0")
+        status, seen = await run_java(java, "observe", *common, "--bootstrap", bootstrap,
+                                      "--request-topic", requests, "--reply-topic", replies,
+                                      "--reply-partition", "0")
         assert seen["request"]["verified"], seen["request"]
         assert seen["request"]["ce_source"] == CALLER
         assert seen["request"]["key_id"] == caller_key.key_id
@@ -153,14 +166,20 @@ async def test_java_verifies_python_and_python_answers_java(
         assert status == 0
         assert seen["ok"]
 
-        # (2) Java calls the worker as its own service; the worker answers, Java verifies.
-        call = [*common, "--topic", requests, "--operation", f"{name}.echo",
-                "--source", JAVA_SERVICE, "--key-id", java_key.key_id,
+        # (2) Java calls the worker as its own service, connected as its own broker user;
+        # the worker answers, Java verifies.
+        config = await stack.enter_async_context(broker_identity(
+            bootstrap, policy, java_service, ca_file(infra_settings), tmp_path))
+        call = [*common, "--bootstrap", infra_settings.secure_bootstrap,
+                "--kafka-config", str(config), "--topic", requests,
+                "--operation", f"{name}.echo", "--source", java_service,
+                "--key-id", java_key.key_id,
                 "--key-file", str(tmp_path / "java-client.key"),
                 "--reply-topic", replies, "--reply-partition", "1"]
         status, called = await run_java(java, "call", *call, "--payload", '{"n":2}')
         assert called["reply"]["verified"], called["reply"]
-        assert json.loads(called["reply"]["value"]) == {"echo": {"n": 2}, "from": JAVA_SERVICE}
+        assert json.loads(called["reply"]["value"]) == {"echo": {"n": 2},
+                                                       "from": java_service}
         assert called["reply"]["ce_source"] == name
         assert status == 0
         assert called["ok"]
