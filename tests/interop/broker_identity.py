@@ -18,6 +18,7 @@ from bus.policy.model import Policy
 from bus.transport.connection import KafkaSecurity
 from infra.kafka import acl_admin, scram_users
 from infra.local.kafka_env import MECHANISM
+from infra.local.secure_mesh import SETTLE_S, refused
 from infra.policy.acls import derive_acls, managed_principals
 
 WAIT_S = 30.0
@@ -46,8 +47,8 @@ def write_properties(path: Path, user: str, password: str, ca_file: Path) -> Pat
 
 
 @asynccontextmanager
-async def broker_identity(operator_bootstrap: str, policy: Policy, user: str, ca_file: Path,
-                          folder: Path) -> AsyncIterator[Path]:
+async def broker_identity(operator_bootstrap: str, secure_bootstrap: str, policy: Policy,
+                          user: str, ca_file: Path, folder: Path) -> AsyncIterator[Path]:
     """``user``'s SCRAM credential and the policy's ACLs for every service it names; yields
     the path of ``user``'s client properties (readable by this user only)."""
     password = secrets.token_hex(16)
@@ -57,9 +58,14 @@ async def broker_identity(operator_bootstrap: str, policy: Policy, user: str, ca
     await asyncio.wait_for(admin.start(), WAIT_S)
     try:
         await asyncio.wait_for(scram_users.upsert_user(admin, user, password, MECHANISM), WAIT_S)
+        path = write_properties(folder / f"{user}.properties", user, password, ca_file)
+        # The credential reaches the listener through the metadata log: log in until it does.
+        async with asyncio.timeout(SETTLE_S):
+            while await refused(secure_bootstrap, ca_file, {user: password}):  # noqa: ASYNC110
+                await asyncio.sleep(0.2)
         plan = await acl_admin.plan_live(operator_bootstrap, rules, managed, security=OPERATOR)
         await acl_admin.apply_live(operator_bootstrap, plan, rules, managed, security=OPERATOR)
-        yield write_properties(folder / f"{user}.properties", user, password, ca_file)
+        yield path
     finally:
         try:
             async with acl_admin.AclAdmin(operator_bootstrap, security=OPERATOR) as acls:

@@ -169,7 +169,8 @@ async def test_java_verifies_python_and_python_answers_java(
         # (2) Java calls the worker as its own service, connected as its own broker user;
         # the worker answers, Java verifies.
         config = await stack.enter_async_context(broker_identity(
-            bootstrap, policy, java_service, ca_file(infra_settings), tmp_path))
+            bootstrap, infra_settings.secure_bootstrap, policy, java_service,
+            ca_file(infra_settings), tmp_path))
         call = [*common, "--bootstrap", infra_settings.secure_bootstrap,
                 "--kafka-config", str(config), "--topic", requests,
                 "--operation", f"{name}.echo", "--source", java_service,
