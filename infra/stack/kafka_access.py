@@ -143,6 +143,12 @@ def role_statements(deploy: DeploySettings, settings: Settings, service: str, *,
                            "Resource": {"Fn::Sub": "arn:${AWS::Partition}:secretsmanager:"
                                         "${AWS::Region}:${AWS::AccountId}:secret:"
                                         f"{name}-*"}})
+    if deploy.kafka_access == "msk-scram":
+        # MSK's SCRAM secrets are encrypted with a customer managed key: decrypt through
+        # Secrets Manager only
+        statements.append({"Effect": "Allow", "Action": "kms:Decrypt", "Resource": "*",
+                           "Condition": {"StringEquals": {"kms:ViaService": {
+                               "Fn::Sub": "secretsmanager.${AWS::Region}.amazonaws.com"}}}})
     if deploy.root_ca_secret_arn is not None and deploy.kafka_access == "self-managed":
         statements.append({"Effect": "Allow", "Action": "secretsmanager:GetSecretValue",
                            "Resource": deploy.root_ca_secret_arn})

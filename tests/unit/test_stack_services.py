@@ -177,6 +177,10 @@ def test_msk_scram_takes_amazonmsk_secrets() -> None:
     [scram] = mapping["SourceAccessConfigurations"]
     assert scram["Type"] == "SASL_SCRAM_512_AUTH"
     assert scram["URI"]["Fn::Sub"].endswith(":secret:AmazonMSK_meshgate_inventory")
+    [policy] = render(deploy=deploy)[services.role_id("inventory")]["Properties"]["Policies"]
+    [kms] = [s for s in policy["PolicyDocument"]["Statement"] if s["Action"] == "kms:Decrypt"]
+    assert kms["Condition"]["StringEquals"]["kms:ViaService"] == {
+        "Fn::Sub": "secretsmanager.${AWS::Region}.amazonaws.com"}
     with pytest.raises(DeploySettingsInvalid, match="AmazonMSK_"):
         DeploySettings.resolve({}, kafka_access="msk-scram", msk_cluster_arn=CLUSTER_ARN,
                                scram_secret_name="/{stack}/{service}")
