@@ -132,7 +132,14 @@ class EventSubscriber:
                         break  # not due yet and stopping: leave it uncommitted
                     await self._process(record)
                     done.append(record)
-                await reader.commit(done)
+                try:
+                    await reader.commit(done)
+                except MeshError as exc:
+                    # The group coordinator is away (a broker frozen or failing over) or a
+                    # rebalance took the partition: as the worker's pipeline does, go on. The
+                    # events are settled in the idempotency store; the next commit covers them,
+                    # or they are redelivered and counted as duplicates, not run again.
+                    log.warning("commit on %s failed, the next one covers it: %s", topic, exc)
         finally:
             await reader.stop()
 

@@ -1,9 +1,10 @@
-"""Scenario (three-node cluster): the leader of a request partition is frozen with SIGSTOP
-under load, past the broker session timeout (9 s: the controller fences it and moves its
-leaderships to in-sync followers), then thawed with SIGCONT: it must find itself fenced,
-rejoin as a follower and catch up until every replica is in sync again. A frozen process
-holds its sockets open, so clients see a broker that does not answer (the hardest case for
-a timeout), not one that refuses."""
+"""Scenario (three-node cluster): a node is frozen with SIGSTOP under load, past the broker
+session timeout (9 s: the controller fences it and moves its leaderships to in-sync
+followers), then thawed with SIGCONT: it must find itself fenced, rejoin as a follower and
+catch up until every replica is in sync again. The node frozen is the coordinator of the
+event subscriber's consumer group, so offset commits hang on it too (a frozen process keeps
+its sockets open: clients see a broker that does not answer, not one that refuses); it also
+leads partitions of the scenario's topics, whose writers must wait for a new leader."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import signal
 import time
 
 from proof.chaos.cluster_run import FaultReport, Sizes, Target, under_fault
-from proof.chaos.cluster_stack import NODES, Cluster
+from proof.chaos.cluster_stack import Cluster
 from proof.chaos.runner import Context, ScenarioResult
 from proof.chaos.stack import StackError
 
@@ -21,34 +22,32 @@ NAME = "cluster-freeze"
 FAST = Sizes(chunk=20, spacing_s=0.05, before_s=2.0, tail=10)
 FULL = Sizes(chunk=50, spacing_s=0.03, before_s=5.0, tail=50)
 SESSION_TIMEOUT_S = 9.0  # broker.session.timeout.ms of cluster.properties.in
-FROZEN_S = {True: 12.0, False: 20.0}  # fast, full
+FROZEN_S = {True: 20.0, False: 25.0}  # fast, full: past the session and commit timeouts
 
 
-async def freeze_leader(nodes: Cluster, target: Target, frozen_s: float) -> FaultReport:
-    leader = await nodes.leader(target.request_topic, 0)
-    others = tuple(n for n in NODES if n != leader)
-    pid = nodes.signal(leader, signal.SIGSTOP)
+async def freeze_coordinator(nodes: Cluster, target: Target, frozen_s: float) -> FaultReport:
+    victim = await nodes.coordinator(target.subscriber_group)
+    led = sorted(tp for tp, s in (await nodes.partitions(target.topics)).items()
+                 if s.leader == victim)
+    pid = nodes.signal(victim, signal.SIGSTOP)
     frozen_at = time.monotonic()
     try:
-        new_leader, failover_s = await nodes.wait_leader(target.request_topic, 0, leader,
-                                                         others, frozen_s + 30)
+        fenced_after_s = await nodes.wait_fenced(victim, target.topics, frozen_s + 30)
         await asyncio.sleep(max(0.0, frozen_s - (time.monotonic() - frozen_at)))
     finally:
         with contextlib.suppress(StackError, ProcessLookupError):
-            nodes.signal(leader, signal.SIGCONT)  # never leave it frozen
+            nodes.signal(victim, signal.SIGCONT)  # never leave it frozen
     thawed_at = time.monotonic()
     in_sync_s = await nodes.wait_in_sync(target.topics, 180)
-    lead_after = await nodes.leader(target.request_topic, 0)
-    same_process = nodes.pid(leader) == pid
+    same_process = nodes.pid(victim) == pid
     evidence = {
-        "frozen_node": leader, "frozen_pid": pid, "frozen_s": round(thawed_at - frozen_at, 1),
-        "session_timeout_s": SESSION_TIMEOUT_S, "new_leader": new_leader,
-        "new_leader_after_s": round(failover_s, 1),
-        "all_in_sync_after_thaw_s": round(in_sync_s, 1),
-        "thawed_node_alive": same_process, "leader_after": lead_after,
+        "frozen_node": victim, "frozen_pid": pid, "frozen_s": round(thawed_at - frozen_at, 1),
+        "session_timeout_s": SESSION_TIMEOUT_S, "coordinator_of": target.subscriber_group,
+        "partitions_it_led": len(led), "fenced_after_s": round(fenced_after_s, 1),
+        "all_in_sync_after_thaw_s": round(in_sync_s, 1), "thawed_node_alive": same_process,
     }
     problems = [] if same_process else ["the thawed node did not survive its freeze"]
-    injected = thawed_at - frozen_at > SESSION_TIMEOUT_S and new_leader != leader
+    injected = thawed_at - frozen_at > SESSION_TIMEOUT_S and bool(led)
     return FaultReport(evidence, injected, problems)
 
 
@@ -57,6 +56,6 @@ async def run(ctx: Context) -> ScenarioResult:
     frozen_s = FROZEN_S[ctx.fast]
 
     async def fault(nodes: Cluster, target: Target) -> FaultReport:
-        return await freeze_leader(nodes, target, frozen_s)
+        return await freeze_coordinator(nodes, target, frozen_s)
 
     return await under_fault(ctx, NAME, "freeze", size, fault)

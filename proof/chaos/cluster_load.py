@@ -72,13 +72,15 @@ class EventLoad:
     ``acked`` holds those the broker acknowledged."""
 
     def __init__(self, client: MeshClient, topic: str, *, count: int, spacing_s: float,
-                 timeout_s: float, first: int) -> None:
+                 timeout_s: float, first: int, bound_s: float | None = None) -> None:
         self._client = client
         self._topic = topic
         self.first = first
         self.count = count
         self._spacing_s = spacing_s
         self.timeout_s = timeout_s
+        # past this a publish counts as hung (the client has no deadline of its own)
+        self.bound_s = bound_s if bound_s is not None else timeout_s + GRACE_S
         self.calls: dict[int, Call] = {}
         self.acked: set[int] = set()
         self._offered = asyncio.Condition()
@@ -88,7 +90,7 @@ class EventLoad:
         async with self._offered:
             self._offered.notify_all()
         try:
-            async with asyncio.timeout(self.timeout_s + GRACE_S):
+            async with asyncio.timeout(self.bound_s):
                 await self._client.publish(self._topic, EVENT_TYPE, {"n": n},
                                            key=str(n).encode())
         except TimeoutError:
@@ -113,7 +115,7 @@ class EventLoad:
             for n in range(self.first, self.first + self.count):
                 tasks.append(asyncio.create_task(self._one(n), name=f"event-{n}"))
                 await asyncio.sleep(self._spacing_s)
-            async with asyncio.timeout(self.timeout_s + 2 * GRACE_S):
+            async with asyncio.timeout(self.bound_s + GRACE_S):
                 await asyncio.gather(*tasks)
         finally:
             for task in tasks:

@@ -151,6 +151,31 @@ class Cluster:
                         return leader, time.monotonic() - started
                 await asyncio.sleep(0.2)
 
+    async def coordinator(self, group: str) -> int:
+        """The node coordinating consumer group ``group`` (its offset commits go there)."""
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap,
+                                    request_timeout_ms=int(ADMIN_TIMEOUT_S * 1000))
+        try:
+            async with asyncio.timeout(ADMIN_TIMEOUT_S):
+                await admin.start()
+                return int(await admin.find_coordinator(group))
+        finally:
+            with contextlib.suppress(KafkaError, TimeoutError, OSError):
+                await asyncio.wait_for(admin.close(), 5)
+
+    async def wait_fenced(self, node: int, topics: list[str], timeout_s: float) -> float:
+        """Wait until ``node`` leads no partition of ``topics`` and is in no ISR (the
+        controller fenced it), asking the other nodes; the wait."""
+        others = tuple(n for n in NODES if n != node)
+        started = time.monotonic()
+        async with asyncio.timeout(timeout_s):
+            while True:
+                with contextlib.suppress(StackError):
+                    states = (await self.partitions(topics, others)).values()
+                    if states and all(s.leader != node and node not in s.isr for s in states):
+                        return time.monotonic() - started
+                await asyncio.sleep(0.2)
+
     async def wait_in_sync(self, topics: list[str], timeout_s: float) -> float:
         """Wait until every partition of ``topics`` has all three replicas in its ISR."""
         started = time.monotonic()
