@@ -29,6 +29,10 @@ class AccessPolicy:
     # Operator -> the base topics whose dead letters it may replay
     # (bus.security.replay_countersign).
     replay: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    # Service -> the operations it may call: a request topic is shared by every operation of
+    # its service, so the topic alone cannot say which one a caller may send (nor can the
+    # broker's ACLs). None: calls are not restricted by this map (older maps had no call).
+    calls: Mapping[str, frozenset[str]] | None = None
 
     @classmethod
     def open(cls) -> AccessPolicy:
@@ -43,12 +47,14 @@ class AccessPolicy:
         replay: Mapping[str, Iterable[str]] | None = None,
         *,
         edges: Iterable[str] = (),
+        calls: Mapping[str, Iterable[str]] | None = None,
     ) -> AccessPolicy:
         return cls(
             {service: frozenset(topics) for service, topics in produce.items()},
             None if consume is None else {s: frozenset(t) for s, t in consume.items()},
             replay={s: frozenset(t) for s, t in (replay or {}).items()},
             edges=frozenset(edges),
+            calls=None if calls is None else {s: frozenset(o) for s, o in calls.items()},
         )
 
     def may_produce(self, service: str, topic: str) -> bool:
@@ -58,6 +64,11 @@ class AccessPolicy:
         if self.allow_all or self.consume is None:
             return True
         return _matches(self.consume.get(service, frozenset()), topic)
+
+    def may_call(self, service: str, operation: str) -> bool:
+        if self.allow_all or self.calls is None:
+            return True
+        return _matches(self.calls.get(service, frozenset()), operation)
 
     def may_replay(self, operator: str, topic: str) -> bool:
         return self.allow_all or _matches(self.replay.get(operator, frozenset()), topic)
@@ -69,6 +80,10 @@ class AccessPolicy:
     def check_produce(self, service: str, topic: str) -> None:
         if not self.may_produce(service, topic):
             raise NotAllowed(f"{service} may not produce to {topic}")
+
+    def check_call(self, service: str, operation: str) -> None:
+        if not self.may_call(service, operation):
+            raise NotAllowed(f"{service} may not call {operation}")
 
     def check_consume(self, service: str, topic: str) -> None:
         if not self.may_consume(service, topic):

@@ -152,11 +152,14 @@ def load_identity(
     replay = access_data.get("replay") if isinstance(access_data, dict) else None
     if replay is not None and not isinstance(replay, dict):
         raise IdentityError("the access map's 'replay' must be {operator: [topics]}")
+    calls = access_data.get("call") if isinstance(access_data, dict) else None
+    if calls is not None and not isinstance(calls, dict):
+        raise IdentityError("the access map's 'call' must be {service: [operations]}")
     if not isinstance(produce, dict):
         raise IdentityError("the access map needs {'produce': {service: [topics]}}")
     edges = access_data.get("edges", []) if isinstance(access_data, dict) else []
     if not isinstance(edges, list) or not all(isinstance(edge, str) for edge in edges):
         raise IdentityError("the access map's 'edges' must be [service, ...]")
     return Identity(settings.service_name, key, keyring,
-                    AccessPolicy.from_dict(produce, consume, replay, edges=edges))
+                    AccessPolicy.from_dict(produce, consume, replay, edges=edges, calls=calls))
 

@@ -1,9 +1,10 @@
 """Admission of received records: every check a message passes before a handler sees it.
 
 Order: size, envelope, signature (bound to the topic), sender's right to produce to the
-topic, its right to the principal it carries (``bus.security.principals``), freshness, replay. The
-first failure decides the quarantine reason (its ``code``). Events skip the age half of
-freshness and the in-memory replay guard: their replay memory is durable (``check_event_time``).
+topic (and, for a request, to call its operation), its right to the principal it carries
+(``bus.security.principals``), freshness, replay. The first failure decides the quarantine
+reason (its ``code``). Events skip the age half of freshness and the in-memory replay guard:
+their replay memory is durable (``check_event_time``).
 Records on a retry or dead-letter topic are checked against their base topic, derived from
 the topic *name* (never from a header, which is not signed).
 """
@@ -14,7 +15,7 @@ import re
 from dataclasses import dataclass, replace
 
 from bus.config import BusSettings
-from bus.envelope import KIND_EVENT, Envelope, from_record
+from bus.envelope import KIND_EVENT, KIND_REQUEST, Envelope, from_record
 from bus.errors import MeshError
 from bus.security.access import AccessPolicy
 from bus.security.identity import Identity
@@ -60,6 +61,8 @@ class InboundGuard:
         if self.keyring is not None:
             verify(envelope, topic, self.keyring)
         self.access.check_produce(envelope.source, topic)
+        if envelope.kind == KIND_REQUEST:  # the operation: its topic is every operation's
+            self.access.check_call(envelope.source, envelope.type)
         if self.keyring is not None:  # who may speak for an end user (bus.security.principals)
             check_principal(envelope, self.keyring, self.access.is_edge, now_ms)
         # An operator's replay of a dead letter: the original, verified above, plus a

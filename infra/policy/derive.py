@@ -26,10 +26,14 @@ def access_map(source: PolicySource) -> dict[str, Any]:
     [topics]}}`` for every declared service: its ``produce`` list plus the request topics
     (every subset) of each operation it may call; its ``consume`` list plus its own request
     topics; and for every operator, the topics it may replay dead letters onto; and
-    ``"edges": [service]``, the services that may name a principal."""
+    ``"edges": [service]``, the services that may name a principal; ``"call": {service:
+    [operations]}``, the operations each may call (receivers check a request's operation:
+    its request topic is shared by every operation of the service)."""
     policy = _policy(source)
     return {"produce": policy.produce_map(), "consume": policy.consume_map(),
-            "replay": policy.replay_map(), "edges": policy.edges()}
+            "replay": policy.replay_map(), "edges": policy.edges(),
+            "call": {service: list(policy.callable_operations(service))
+                     for service in policy.services}}
 
 
 def consume_map(source: PolicySource) -> dict[str, list[str]]:

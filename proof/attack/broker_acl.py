@@ -14,10 +14,17 @@ user and the ACLs ``infra.policy.acls`` derives from that policy, applied as
    is read back from the broker and offered to the server's guard, the checks every record
    passes before a handler: it is refused as ``not_allowed`` (the second refusal).
 
-The control: the same identity writes a signed record to the topic it may write; the broker
-takes it and the receiver's guard admits it. Before the ACLs (the broker with no ACL for the
-service, or an ACL set that let every service write everywhere) the first write landed and
-only the signature check stood in the way.
+The control: the same identity publishes a signed event on the topic it may write; the broker
+takes it and the receiver's guard admits it.
+
+What the broker cannot refuse (``operation_not_allowed``): ``<p>cli`` may call only
+``<p>srv.add``, yet may write ``<p>srv.requests``, where every operation of the server
+arrives; its request for ``<p>srv.admin`` is refused by the receiver alone (the access map's
+``call``; before it, such a request reached the handler).
+
+Before the ACLs (no ACL for the service on a broker without an authorizer, or a grant that
+let every service write every topic of the mesh) the first write landed and only the
+signature check stood in the way.
 """
 
 from __future__ import annotations
@@ -37,7 +44,7 @@ from aiokafka.errors import KafkaError, TopicAuthorizationFailedError
 from pydantic import SecretStr
 
 from bus.config import BusSettings
-from bus.envelope import ReplyTo, new_request, now_ms, to_headers
+from bus.envelope import KIND_EVENT, Envelope, ReplyTo, new_id, new_request, now_ms, to_headers
 from bus.errors import MeshError
 from bus.policy.model import Policy
 from bus.security.access import AccessPolicy
@@ -51,10 +58,12 @@ from bus.transport import Record
 from bus.transport.connection import KafkaSecurity, aiokafka_kwargs
 from infra.kafka import acl_admin, scram_users
 from infra.policy.acls import derive_acls, managed_principals
+from infra.policy.derive import access_map
 from infra.settings import LOOPBACK, Settings
 from proof.attack.accounting import CONTROL, Outcome
 
 CATEGORY = "broker_acl"
+OPERATION = "operation_not_allowed"
 SCENE_PRINCIPAL = re.compile(r"^User:acl[0-9a-f]{8}(srv|rogue|cli|other)$")
 WAIT_S = 20.0
 
@@ -105,7 +114,9 @@ class Scene:
     def identity(self, service: str) -> Identity:
         """``service`` as the mesh sees it: every key, the access map from the same policy."""
         ring = KeyRing(key.verify_key(name) for name, key in self.keys.items())
-        access = AccessPolicy.from_dict(self.policy.produce_map(), self.policy.consume_map())
+        raw = access_map(self.policy)
+        access = AccessPolicy.from_dict(raw["produce"], raw["consume"], raw["replay"],
+                                        edges=raw["edges"], calls=raw["call"])
         return Identity(service, self.keys[service], ring, access)
 
 
@@ -117,12 +128,13 @@ def scene_for(settings: Settings) -> Scene:
                   settings.local_dir / "kafka" / "tls" / "ca.pem")
     server, rogue, client = scene.server, scene.rogue, scene.client
     scene.policy = Policy.from_json(json.dumps({
-        "services": {server: {"operations": [f"{server}.add"]}, rogue: {}, client: {}},
+        "services": {server: {"operations": [f"{server}.add", f"{server}.admin"]},
+                     rogue: {}, client: {}},
         "topics": {scene.requests: {"partitions": 1}, scene.allowed: {"partitions": 1},
                    REPLY_TOPIC: {"partitions": 16}, QUARANTINE_TOPIC: {"partitions": 3}},
         "access": {rogue: {"produce": [scene.allowed]},
                    server: {"produce": [REPLY_TOPIC]},
-                   client: {"call": [f"{server}.*"], "consume": [REPLY_TOPIC]}},
+                   client: {"call": [f"{server}.add"], "consume": [REPLY_TOPIC]}},
     }))
     for service in scene.policy.services:
         scene.passwords[service] = secrets.token_hex(16)
@@ -172,9 +184,18 @@ async def close_scene(scene: Scene) -> None:
         await admin.close()
 
 
-def signed(scene: Scene, sender: str, topic: str) -> Record:
-    """A request ``sender`` signs for ``topic`` (offset unknown until written)."""
-    envelope = new_request(source=sender, operation=f"{scene.server}.add", value=b"{}",
+def signed_event(scene: Scene, sender: str, topic: str) -> Record:
+    """An event ``sender`` publishes on ``topic``, signed as the mesh client signs it."""
+    envelope = Envelope(id=new_id(), source=sender, type=f"{sender}.happened",
+                        kind=KIND_EVENT, value=b"{}", time_ms=now_ms())
+    event = sign(envelope, topic, scene.keys[sender])
+    return Record(topic, 0, -1, event.value, headers=tuple(to_headers(event)))
+
+
+def signed(scene: Scene, sender: str, topic: str, verb: str = "add") -> Record:
+    """A request for ``<server>.<verb>`` that ``sender`` signs for ``topic`` (offset unknown
+    until written)."""
+    envelope = new_request(source=sender, operation=f"{scene.server}.{verb}", value=b"{}",
                            reply_to=ReplyTo(scene.allowed, 0), deadline_ms=now_ms() + 30_000)
     record = sign(envelope, topic, scene.keys[sender])
     return Record(topic, 0, -1, record.value, headers=tuple(to_headers(record)))
@@ -249,7 +270,7 @@ async def attempts(scene: Scene) -> list[Outcome]:
     outcomes.append(Outcome(CATEGORY, f"the same record past the broker, at {scene.server}",
                             code is not None, 0 if code else 1, code or "admitted"))
 
-    genuine = signed(scene, scene.rogue, scene.allowed)
+    genuine = signed_event(scene, scene.rogue, scene.allowed)
     at = await end_offset(scene, scene.allowed)
     try:
         await produce(scene.secure, rogue, genuine)
@@ -260,6 +281,24 @@ async def attempts(scene: Scene) -> list[Outcome]:
     code = guard_verdict(scene, await read_at(scene, scene.allowed, at))
     outcomes.append(Outcome(CONTROL, "broker_acl: the allowed topic, same identity",
                             code is not None, 0 if code else 1, code or "admitted"))
+    return outcomes
+
+
+async def operation_attempts(scene: Scene) -> list[Outcome]:
+    """What the broker cannot refuse: ``<p>cli`` may call ``<p>srv.add`` only, but every
+    operation of the server shares its request topic, which cli may write. Its own signed
+    request for ``<p>srv.admin`` is taken by the broker; the server's guard refuses it
+    (``not_allowed``). Control: its ``<p>srv.add`` request, taken and admitted."""
+    client = scene.security(scene.client)
+    outcomes: list[Outcome] = []
+    for category, verb in ((OPERATION, "admin"), (CONTROL, "add")):
+        at = await end_offset(scene, scene.requests)
+        await produce(scene.secure, client, signed(scene, scene.client, scene.requests, verb))
+        code = guard_verdict(scene, await read_at(scene, scene.requests, at))
+        label = f"{scene.client} (SCRAM) calls {scene.server}.{verb}"
+        outcomes.append(Outcome(category, f"broker_acl: {label}" if category == CONTROL
+                                else label, code is not None, 0 if code else 1,
+                                f"the broker took it; {code or 'admitted'}"))
     return outcomes
 
 
@@ -277,6 +316,6 @@ async def run_broker_acl(settings: Settings, timeout_s: float) -> tuple[list[Out
                                              managed_principals(scene.policy),
                                              security=KafkaSecurity())
             notes = [] if live.empty else [f"broker_acl: ACLs not in place: {live.changes()}"]
-            return await attempts(scene), notes
+            return [*await attempts(scene), *await operation_attempts(scene)], notes
     finally:
         await close_scene(scene)

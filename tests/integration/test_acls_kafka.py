@@ -139,3 +139,14 @@ async def test_the_derived_acls_are_enough_for_a_worker_and_a_caller(
         await worker_transport.close()
     assert answer == {"sum": 5, "from": scene.client}
     assert worker.quarantined == 0
+
+
+async def test_what_the_broker_cannot_refuse_the_receiver_does(scene: broker_acl.Scene) -> None:
+    """The client may call only ``<p>srv.add``; its ACL lets it write the server's request
+    topic, which carries every operation, so its request for ``<p>srv.admin`` lands; the
+    server's guard refuses it by the access map's ``call``."""
+    await broker_acl.open_scene(scene)
+    other, control = await broker_acl.operation_attempts(scene)
+    assert other.category == broker_acl.OPERATION
+    assert (other.refused, other.reason) == (True, "the broker took it; not_allowed")
+    assert (control.refused, control.reached_handler) == (False, 1)
