@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
 import secrets
 import uuid
@@ -59,7 +58,7 @@ from bus.transport.connection import KafkaSecurity, aiokafka_kwargs
 from infra.kafka import acl_admin, scram_users
 from infra.policy.acls import derive_acls, managed_principals
 from infra.policy.derive import access_map
-from infra.settings import LOOPBACK, Settings
+from infra.settings import Settings
 from proof.attack.accounting import CONTROL, Outcome
 
 CATEGORY = "broker_acl"
@@ -122,9 +121,7 @@ class Scene:
 
 def scene_for(settings: Settings) -> Scene:
     prefix = f"acl{uuid.uuid4().hex[:8]}"
-    secure = (os.environ.get("MESHGATE_KAFKA_SECURE_BOOTSTRAP")
-              or f"{LOOPBACK}:{settings.kafka_port + 2}")
-    scene = Scene(prefix, settings.kafka_bootstrap, secure,
+    scene = Scene(prefix, settings.kafka_bootstrap, settings.secure_bootstrap,
                   settings.local_dir / "kafka" / "tls" / "ca.pem")
     server, rogue, client = scene.server, scene.rogue, scene.client
     scene.policy = Policy.from_json(json.dumps({
