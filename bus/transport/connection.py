@@ -22,7 +22,7 @@ import tempfile
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError, model_validator
 
 from bus.errors import KafkaConfigError
 from bus.security.keys import SecretSource
@@ -77,7 +77,8 @@ class KafkaSecurity(BaseModel):
     @classmethod
     def from_env(cls, env: Mapping[str, str], prefix: str) -> KafkaSecurity:
         """The settings from ``<prefix><FIELD upper>`` variables (empty ones are unset); an
-        MSK IAM provider's region defaults to ``AWS_REGION`` / ``AWS_DEFAULT_REGION``."""
+        MSK IAM provider's region defaults to ``AWS_REGION`` / ``AWS_DEFAULT_REGION``.
+        Unusable ones raise ``KafkaConfigError``: one line naming the variables' prefix."""
         values: dict[str, Any] = {}
         for name in cls.model_fields:
             raw = env.get(prefix + name.upper())
@@ -87,7 +88,10 @@ class KafkaSecurity(BaseModel):
             region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
             if region:
                 values["aws_region"] = region
-        return cls.model_validate(values)
+        try:
+            return cls.model_validate(values)
+        except ValidationError as exc:
+            raise KafkaConfigError(validation_text(exc, prefix)) from None
 
     def describe(self) -> str:
         """One line for messages: protocol, mechanism and user, never a secret."""
@@ -99,6 +103,17 @@ class KafkaSecurity(BaseModel):
         if self.oauth_provider:
             parts.append(self.oauth_provider)
         return " ".join(parts)
+
+
+def validation_text(error: ValidationError, prefix: str) -> str:
+    """A validation error as one line: each problem's variable (``<prefix><FIELD>``, or
+    ``<prefix>*`` when several fields disagree) and sentence, never the input."""
+    parts = []
+    for problem in error.errors():
+        where = ".".join(str(part) for part in problem["loc"]).upper() or "*"
+        message = str(problem["msg"]).removeprefix("Value error, ")
+        parts.append(f"{prefix}{where}: {message}")
+    return "; ".join(parts)
 
 
 def security_problems(security: KafkaSecurity) -> list[str]:

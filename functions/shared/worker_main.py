@@ -73,7 +73,10 @@ def run_process(name: str, serve: Callable[[BusSettings], Coroutine[Any, Any, No
     """A worker process's life: JSON logs, telemetry from OTEL_*, ``serve`` on a new loop,
     then the telemetry flushed (after the loop: flushing blocks)."""
     setup_logging(name)  # JSON lines (MESH_LOG_FORMAT=text for humans)
-    settings = BusSettings.resolve(service_name=name)
+    try:
+        settings = BusSettings.resolve(service_name=name)
+    except KafkaConfigError as exc:  # MESH_KAFKA_* that cannot work: one line
+        raise SystemExit(f"{name}: error: {exc.code}: {exc}") from None
     telemetry = setup_telemetry(name)  # OTEL_* (functions.shared.otel_setup)
     try:
         asyncio.run(_with_key_reload(serve, settings))

@@ -130,9 +130,27 @@ def test_a_password_never_shows_in_a_repr_a_description_or_a_validation_error() 
     with pytest.raises(ValidationError) as refused:  # the error would echo its input
         KafkaSecurity.model_validate({"protocol": "PLAINTEXT", "sasl_password": PASSWORD})
     assert PASSWORD not in str(refused.value)
-    with pytest.raises(ValidationError) as refused:
+    with pytest.raises(KafkaConfigError) as unusable:
         BusSettings.resolve(env={"MESH_KAFKA_SASL_PASSWORD": PASSWORD})
-    assert PASSWORD not in str(refused.value)
+    assert PASSWORD not in str(unusable.value)
+
+
+@pytest.mark.parametrize(("env", "line"), [
+    ({"MESH_KAFKA_PROTOCOL": "SASL_SSL"},
+     "MESH_KAFKA_*: protocol SASL_SSL needs sasl_mechanism (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 "
+     "or OAUTHBEARER)"),
+    ({"MESH_KAFKA_PROTOCOL": "TLS"},
+     "MESH_KAFKA_PROTOCOL: Input should be 'PLAINTEXT', 'SSL', 'SASL_PLAINTEXT' or 'SASL_SSL'"),
+    ({"MESH_KAFKA_PROTOCOL": "SSL", "MESH_KAFKA_SSL_CHECK_HOSTNAME": "maybe"},
+     "MESH_KAFKA_SSL_CHECK_HOSTNAME: Input should be a valid boolean, unable to interpret input"),
+])
+def test_unusable_variables_are_one_line_naming_them(env: dict[str, str], line: str) -> None:
+    with pytest.raises(KafkaConfigError) as unusable:
+        BusSettings.resolve(env=env)
+    assert str(unusable.value) == line
+    assert unusable.value.code == "kafka_config"
+    with pytest.raises(KafkaConfigError, match=r"^MESHGATE_KAFKA_"):
+        Settings.resolve(env={k.replace("MESH_", "MESHGATE_"): v for k, v in env.items()})
 
 
 # -- environment ------------------------------------------------------------------------------
