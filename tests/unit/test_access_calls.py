@@ -17,7 +17,10 @@ from bus.security.identity import Identity, IdentityError, load_identity
 from bus.security.inbound import guard_for
 from bus.security.keys import KeyRing, generate_ed25519
 from bus.security.signing import sign
+from bus.testing import MeshTestKit
 from bus.transport import Record
+from functions.inventory.service import inventory
+from functions.orders.service import orders
 from infra.policy import access_map, load_policy
 from infra.settings import ROOT
 
@@ -97,3 +100,18 @@ def test_identity_reads_the_call_map() -> None:
     assert not calls.may_call("a", "shop.y")
     with pytest.raises(IdentityError, match="'call' must be"):
         identity({"produce": {}, "call": ["shop.x"]})
+
+
+async def test_the_demo_runs_under_the_projects_call_map() -> None:
+    """The edge's calls and orders' nested call (orders.quote asks inventory.stock) are all
+    in the project's ``call``: none is refused, nothing is quarantined."""
+    raw = access_map(load_policy(ROOT / "policies"))
+    access = AccessPolicy.from_dict(raw["produce"], raw["consume"], raw["replay"],
+                                    edges=raw["edges"], calls=raw["call"])
+    async with MeshTestKit(services=[orders, inventory], access=access) as kit:
+        quote = await kit.client("gateway").request("orders.quote", {"sku": "sku-1"})
+        stock = await kit.client("gateway").request("inventory.stock", {"sku": "sku-1"})
+        assert quote["sku"] == stock["sku"] == "sku-1"
+        assert [e.type for e in kit.envelopes("inventory.requests")] == [
+            "inventory.stock", "inventory.stock"]
+        assert kit.quarantined() == []
