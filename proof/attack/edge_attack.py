@@ -30,6 +30,7 @@ from infra.settings import Settings
 from proof.attack.accounting import CONTROL, Outcome
 from proof.attack.bus_probe import end_offsets, values_since
 from proof.attack.edge_cases import Cases, Credentials, EdgeCase, build
+from proof.attack.edge_jwt_cache import run_jwt_cache
 from proof.attack.edge_lambda_events import run_lambda_events
 from proof.attack.edge_status_flood import status_flood
 from proof.attack.edge_store_faults import run_store_faults
@@ -174,14 +175,15 @@ def run_edge(settings: Settings, plan: EdgePlan) -> tuple[list[Outcome], list[st
                                                       status_limit(settings), deadline))
     events, event_notes = run_lambda_events(settings)
     faults, fault_notes = run_store_faults(settings)
+    cached, cache_notes = run_jwt_cache(settings)
     stray = set(seen) - {case.marker for case in cases}
     notes = [f"edge: markers of this run on the bus that no case sent: {sorted(stray)}"
              ] if stray else []
     control = [a for c, a in zip(cases, answers, strict=True) if c.category == CONTROL]
     notes += [f"edge: the control was answered {status} {reason}"
               for status, reason in control if status != 200]
-    return (judge(cases, answers, seen) + flood + events + faults,
-            notes + flood_notes + event_notes + fault_notes)
+    return (judge(cases, answers, seen) + flood + events + faults + cached,
+            notes + flood_notes + event_notes + fault_notes + cache_notes)
 
 
 def status_limit(settings: Settings) -> StatusRateLimit:

@@ -33,8 +33,9 @@ INJECTION = "path_injection"
 STATUS_FLOOD = "status_route_flood"  # proof/attack/edge_status_flood.py
 LAMBDA_EVENTS = "unreadable_lambda_events"  # proof/attack/edge_lambda_events.py
 STORE_FAULTS = "rate_limit_store_faults"  # proof/attack/edge_store_faults.py
+JWT_CACHE = "jwt_cache"  # proof/attack/edge_jwt_cache.py
 CATEGORIES = (JWT, API_KEY, BRUTE_FORCE, OVERSIZED, MALFORMED_JSON, CONTENT_TYPE, INJECTION,
-              STATUS_FLOOD, LAMBDA_EVENTS, STORE_FAULTS)
+              STATUS_FLOOD, LAMBDA_EVENTS, STORE_FAULTS, JWT_CACHE)
 CONTROL = "control"
 JSON_TYPE = {"content-type": "application/json"}
 

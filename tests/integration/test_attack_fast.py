@@ -38,8 +38,9 @@ def test_the_fast_attack_suite_is_refused_everywhere(infra_settings: Settings,
                                              infra_settings))
     # And a caller's request for the one operation it may call, beside the refused other
     # operation on the same request topic (proof.attack.broker_acl).
-    assert report.control.tried == 14 + on_lambda, summary
-    assert report.control.reached_handler == 14 + on_lambda, summary
+    # And a fresh JWT through the edge's verified-token cache (proof.attack.edge_jwt_cache).
+    assert report.control.tried == 15 + on_lambda, summary
+    assert report.control.reached_handler == 15 + on_lambda, summary
     for name in CATEGORIES:
         assert report.categories[name].tried >= 1, f"{name} tried nothing\n{summary}"
     assert report.refused == report.tried, summary
