@@ -116,28 +116,28 @@ def _ca(security: KafkaSecurity) -> str:
     return "ssl_ca_pem" if security.ssl_ca_pem else "the system's CAs"
 
 
-async def _speaks_tls(host: str, port: int) -> bool:
+async def _speaks_tls(host: str, port: int, probe_s: float) -> bool:
     """Whether ``host:port`` completes a TLS handshake (nothing verified, nothing sent)."""
     context = ssl.create_default_context()
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
     try:
-        async with asyncio.timeout(PROBE_TIMEOUT_S):
+        async with asyncio.timeout(probe_s):
             _, writer = await asyncio.open_connection(host, port, ssl=context)
     except (OSError, TimeoutError):
         return False
     writer.close()
     with contextlib.suppress(OSError, TimeoutError):
-        async with asyncio.timeout(PROBE_TIMEOUT_S):
+        async with asyncio.timeout(probe_s):
             await writer.wait_closed()
     return True
 
 
-async def _speaks_plaintext_kafka(host: str, port: int) -> bool:
+async def _speaks_plaintext_kafka(host: str, port: int, probe_s: float) -> bool:
     """Whether ``host:port`` answers a plaintext Kafka ApiVersions request."""
     try:
-        async with asyncio.timeout(PROBE_TIMEOUT_S):
-            conn = await create_conn(host, port, request_timeout_ms=int(PROBE_TIMEOUT_S * 1000))
+        async with asyncio.timeout(probe_s):
+            conn = await create_conn(host, port, request_timeout_ms=int(probe_s * 1000))
     except (OSError, KafkaError, TimeoutError):
         return False
     conn.close()
@@ -145,35 +145,36 @@ async def _speaks_plaintext_kafka(host: str, port: int) -> bool:
 
 
 async def diagnose_address(host: str, port: int, security: KafkaSecurity,
-                           kwargs: dict[str, Any]) -> MeshError | None:
+                           kwargs: dict[str, Any], probe_s: float = PROBE_TIMEOUT_S
+                           ) -> MeshError | None:
     """Connect to one address as the client would; the error that names why it fails, or
     None when it connects (the failure was elsewhere)."""
     address = f"{host}:{port}"
     conn_args = {name: kwargs[name] for name in _CONN_ARGS if name in kwargs}
     try:
-        async with asyncio.timeout(PROBE_TIMEOUT_S):
+        async with asyncio.timeout(probe_s):
             conn = await create_conn(host, port, client_id="meshgate-diagnose",
-                                     request_timeout_ms=int(PROBE_TIMEOUT_S * 1000),
+                                     request_timeout_ms=int(probe_s * 1000),
                                      **conn_args)
     except (OSError, KafkaError, TimeoutError, MeshError) as exc:
         found = classify(exc, address, security)
         if found is not None:
             return found
-        if not security.tls and await _speaks_tls(host, port):
+        if not security.tls and await _speaks_tls(host, port, probe_s):
             return KafkaTlsExpected(f"the listener at {address} expects TLS but the client "
                                     f"speaks {security.protocol}: set the protocol to "
                                     f"{'SASL_SSL' if security.sasl else 'SSL'}")
-        if security.tls and await _speaks_plaintext_kafka(host, port):
+        if security.tls and await _speaks_plaintext_kafka(host, port, probe_s):
             return KafkaTlsUnexpected(f"the listener at {address} is plaintext but the client "
                                       f"speaks {security.protocol}: set the protocol to "
                                       f"{'SASL_PLAINTEXT' if security.sasl else 'PLAINTEXT'} "
                                       "or use the broker's TLS port")
         if isinstance(exc, TimeoutError):
             return KafkaUnreachable(f"the broker at {address} did not complete a "
-                                    f"{security.protocol} handshake in {PROBE_TIMEOUT_S:g}s")
+                                    f"{security.protocol} handshake in {probe_s:g}s")
         return None
     try:  # what the client asks next: a listener that wants SASL closes on it
-        async with asyncio.timeout(PROBE_TIMEOUT_S):
+        async with asyncio.timeout(probe_s):
             await conn.send(MetadataRequest([]))
     except (KafkaError, OSError, TimeoutError):
         if not security.sasl:
@@ -187,13 +188,14 @@ async def diagnose_address(host: str, port: int, security: KafkaSecurity,
     return None
 
 
-async def diagnose(bootstrap: str, security: KafkaSecurity) -> MeshError | None:
+async def diagnose(bootstrap: str, security: KafkaSecurity,
+                   probe_s: float = PROBE_TIMEOUT_S) -> MeshError | None:
     """Why a client of ``security`` cannot connect to ``bootstrap``: the first address's
     certain answer (a refusal beats unreachable: one address down is not the story)."""
     kwargs = aiokafka_kwargs(bootstrap, security)
     unreachable: MeshError | None = None
     for host, port in addresses(bootstrap):
-        found = await diagnose_address(host, port, security, kwargs)
+        found = await diagnose_address(host, port, security, kwargs, probe_s)
         if isinstance(found, KafkaUnreachable):
             unreachable = unreachable or found
         elif found is not None:
@@ -202,14 +204,15 @@ async def diagnose(bootstrap: str, security: KafkaSecurity) -> MeshError | None:
 
 
 async def start_client(what: str, start: Callable[[], Awaitable[T]], bootstrap: str,
-                       security: KafkaSecurity, timeout_s: float = START_TIMEOUT_S) -> T:
+                       security: KafkaSecurity, timeout_s: float = START_TIMEOUT_S,
+                       probe_s: float = PROBE_TIMEOUT_S) -> T:
     """``await start()`` bounded by ``timeout_s``; a failure becomes the one-line error
     ``diagnose`` finds, else ``TransportError`` / ``BrokerRefused`` as before."""
     try:
         async with asyncio.timeout(timeout_s):
             return await start()
     except (TimeoutError, KafkaError) as exc:
-        found = await diagnose(bootstrap, security)
+        found = await diagnose(bootstrap, security, probe_s)
         if found is not None:
             raise found from None
         if isinstance(exc, TimeoutError):
