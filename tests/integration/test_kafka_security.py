@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import json
 import os
 import socket
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -29,6 +30,7 @@ from bus.delivery.idempotency import MemoryIdempotencyStore
 from bus.envelope import Envelope, from_record
 from bus.errors import (
     KafkaAuthFailed,
+    KafkaConfigError,
     KafkaConnectRefused,
     KafkaTlsClientRefused,
     KafkaTlsExpected,
@@ -43,6 +45,8 @@ from bus.runtime.worker import ServiceWorker
 from bus.service import Payload, Service
 from bus.transport.connection import KafkaSecurity
 from bus.transport.kafka import KafkaTransport
+from functions.shared.secrets import SecretsManagerSource
+from infra.deploy.aws import client
 from infra.kafka.local_listeners import LocalListeners, local_listeners
 from infra.kafka.topic_admin import TopicAdmin
 from infra.settings import ROOT, Settings
@@ -151,6 +155,50 @@ async def test_publish_over_sasl_ssl_and_read_it_back_over_mutual_tls(
         for reader in readers:
             await reader.stop()
         await reader_transport.close()
+
+
+@pytest.fixture
+def admin_secret(listeners: LocalListeners, infra_settings: Settings) -> Iterator[str]:
+    """The super user's password in the emulator's Secrets Manager, in MSK's JSON form, as
+    the deploy stores a service's (a name of this test's own, deleted afterwards)."""
+    secrets = client(infra_settings, "secretsmanager")
+    name = f"/itest/kafka/scram/{uuid.uuid4().hex[:8]}"
+    secrets.create_secret(Name=name, SecretString=json.dumps(
+        {"username": "admin", "password": listeners.password("admin")}))
+    try:
+        yield name
+    finally:
+        secrets.delete_secret(SecretId=name, ForceDeleteWithoutRecovery=True)
+
+
+async def test_the_password_comes_from_secrets_manager(listeners: LocalListeners,
+                                                       infra_settings: Settings,
+                                                       admin_secret: str) -> None:
+    """A worker's and a tool's way: MESH_KAFKA_SASL_PASSWORD_SECRET / MESHGATE_..., read from
+    the real emulator once, then SASL_SSL to the real broker."""
+    named = KafkaSecurity(protocol="SASL_SSL", sasl_mechanism="SCRAM-SHA-512",
+                          sasl_username="admin", sasl_password_secret=admin_secret,
+                          ssl_cafile=str(listeners.ca_file))
+    source = SecretsManagerSource(client=client(infra_settings, "secretsmanager"))
+    transport = KafkaTransport(BusSettings(bootstrap_servers=listeners.secure,
+                                           service_name="itest", kafka=named), secrets=source)
+    try:
+        async with asyncio.timeout(BOUND_S):
+            assert await transport.partition_count("mesh.replies") >= 1
+    finally:
+        await transport.close()
+    operator = infra_settings.model_copy(update={"kafka_security": named})
+    async with asyncio.timeout(BOUND_S), TopicAdmin(listeners.secure,
+                                                    settings=operator) as admin:
+        assert "mesh.replies" in await admin.topics()
+    unread = KafkaTransport(BusSettings(bootstrap_servers=listeners.secure, service_name="itest",
+                                        kafka=named))  # no secret source
+    try:
+        with pytest.raises(KafkaConfigError, match=f"name the secret {admin_secret} but this "
+                                                   "process has no secret source"):
+            await unread.partition_count("mesh.replies")
+    finally:
+        await unread.close()
 
 
 def _failures(listeners: LocalListeners, other_ca: Path
