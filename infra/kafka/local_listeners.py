@@ -62,7 +62,7 @@ class LocalListeners:
 
 def local_listeners(settings: Settings) -> LocalListeners:
     port = settings.kafka_port
-    secure = os.environ.get("MESHGATE_KAFKA_SECURE_BOOTSTRAP") or f"{LOOPBACK}:{port + 2}"
+    secure = settings.secure_bootstrap
     mtls = os.environ.get("MESHGATE_KAFKA_MTLS_BOOTSTRAP") or f"{LOOPBACK}:{port + 3}"
     state = settings.local_dir / "kafka"
     return LocalListeners(plaintext=settings.kafka_bootstrap, secure=secure, mtls=mtls,
