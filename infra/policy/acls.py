@@ -193,9 +193,9 @@ def derive_acls(policy: Policy, names: GroupNames = GROUP_NAMES) -> list[AclRule
 
 def _derived(policy: Policy, consumed: Sequence[str]) -> list[str]:
     """The declared retry and dead-letter topics of the topics in ``consumed``."""
-    bases = set(consumed)
+    bases = set(consumed)  # a retry topic may be consumed too: it is still written to
     return [name for name in policy.topics
-            if name not in bases and base_topic(name) in bases
+            if base_topic(name) != name and base_topic(name) in bases
             and (RETRY_INFIX in name or name.endswith(DLT_SUFFIX))]
 
 

@@ -2,8 +2,9 @@
 and by the receiver's signature check.
 
 A scratch mesh on the real broker (its own prefix): ``<p>srv`` serves ``<p>srv.add`` on
-``<p>srv.requests`` and answers on ``mesh.replies``, ``<p>cli`` may call it; ``<p>rogue``
-may produce only to ``<p>rogue.out``. Each gets a SCRAM
+``<p>srv.requests``, answers on ``mesh.replies`` and publishes ``<p>srv.events``, which
+``<p>aud`` subscribes to (one retry stage, dead letters); ``<p>cli`` may call
+``<p>srv.add``; ``<p>rogue`` may produce only to ``<p>rogue.out``. Each gets a SCRAM
 user and the ACLs ``infra.policy.acls`` derives from that policy, applied as
 ``meshgate policy apply`` applies them. Then, as a compromised ``rogue`` would:
 
@@ -63,7 +64,7 @@ from proof.attack.accounting import CONTROL, Outcome
 
 CATEGORY = "broker_acl"
 OPERATION = "operation_not_allowed"
-SCENE_PRINCIPAL = re.compile(r"^User:acl[0-9a-f]{8}(srv|rogue|cli|other)$")
+SCENE_PRINCIPAL = re.compile(r"^User:acl[0-9a-f]{8}(srv|rogue|cli|aud|other)$")
 WAIT_S = 20.0
 
 
@@ -91,6 +92,15 @@ class Scene:
     @property
     def client(self) -> str:
         return f"{self.prefix}cli"
+
+    @property
+    def auditor(self) -> str:
+        """Subscribes to the server's events (retry stage and dead letters)."""
+        return f"{self.prefix}aud"
+
+    @property
+    def events(self) -> str:
+        return f"{self.server}.events"
 
     @property
     def own_topics(self) -> list[str]:
@@ -123,15 +133,19 @@ def scene_for(settings: Settings) -> Scene:
     prefix = f"acl{uuid.uuid4().hex[:8]}"
     scene = Scene(prefix, settings.kafka_bootstrap, settings.secure_bootstrap,
                   settings.local_dir / "kafka" / "tls" / "ca.pem")
-    server, rogue, client = scene.server, scene.rogue, scene.client
+    server, rogue, client, auditor = scene.server, scene.rogue, scene.client, scene.auditor
+    events = scene.events
+    one = {"partitions": 1}
     scene.policy = Policy.from_json(json.dumps({
         "services": {server: {"operations": [f"{server}.add", f"{server}.admin"]},
-                     rogue: {}, client: {}},
-        "topics": {scene.requests: {"partitions": 1}, scene.allowed: {"partitions": 1},
+                     rogue: {}, client: {}, auditor: {}},
+        "topics": {scene.requests: one, scene.allowed: one, events: one,
+                   f"{events}.retry.1": one, f"{events}.dlt": one,
                    REPLY_TOPIC: {"partitions": 16}, QUARANTINE_TOPIC: {"partitions": 3}},
         "access": {rogue: {"produce": [scene.allowed]},
-                   server: {"produce": [REPLY_TOPIC]},
-                   client: {"call": [f"{server}.add"], "consume": [REPLY_TOPIC]}},
+                   server: {"produce": [REPLY_TOPIC, events]},
+                   client: {"call": [f"{server}.add"], "consume": [REPLY_TOPIC]},
+                   auditor: {"consume": [events, f"{events}.retry.*"]}},
     }))
     for service in scene.policy.services:
         scene.passwords[service] = secrets.token_hex(16)

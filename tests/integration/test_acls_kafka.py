@@ -11,8 +11,11 @@ import pytest
 
 from bus.config import BusSettings
 from bus.delivery.idempotency import MemoryIdempotencyStore
+from bus.delivery.retry_topics import RetryTopicPolicy
 from bus.envelope import Envelope
+from bus.errors import HandlerError
 from bus.runtime.client import MeshClient
+from bus.runtime.subscriber import EventSubscriber
 from bus.runtime.worker import ServiceWorker
 from bus.service import Payload, Service
 from bus.transport.connection import KafkaSecurity
@@ -150,3 +153,55 @@ async def test_what_the_broker_cannot_refuse_the_receiver_does(scene: broker_acl
     assert other.category == broker_acl.OPERATION
     assert (other.refused, other.reason) == (True, "the broker took it; not_allowed")
     assert (control.refused, control.reached_handler) == (False, 1)
+
+
+async def test_the_derived_acls_are_enough_for_an_event_subscriber(
+        scene: broker_acl.Scene) -> None:
+    """A subscriber on its own SCRAM identity with only the derived ACLs: its groups (the
+    ``<service>:`` prefix), a retry through the declared retry topic (read and write) and a
+    dead letter (write); the publisher on its own identity."""
+    await broker_acl.open_scene(scene)
+    applied: list[str] = []
+    attempts: dict[str, int] = {}
+    subscriber_service = Service(scene.auditor)
+
+    @subscriber_service.on_event(scene.events, "thing.happened")
+    async def on_thing(payload: Payload, event: Envelope) -> None:
+        name = str(payload["name"])
+        attempts[name] = attempts.get(name, 0) + 1
+        if name == "fatal":
+            raise HandlerError("invalid_thing", "never")
+        if name == "busy" and attempts[name] == 1:
+            raise HandlerError("busy", "not yet", retriable=True)
+        applied.append(name)
+
+    def settings_of(name: str) -> BusSettings:
+        return BusSettings.resolve(bootstrap_servers=scene.secure, service_name=name,
+                                   kafka=scene.security(name))
+
+    sub_settings = settings_of(scene.auditor)
+    transport = KafkaTransport(sub_settings)
+    subscriber = EventSubscriber(subscriber_service, scene.events, transport, sub_settings,
+                                 scene.identity(scene.auditor),
+                                 policy=RetryTopicPolicy.of_seconds(0.5),
+                                 store=MemoryIdempotencyStore())
+    pub_settings = settings_of(scene.server)
+    publisher = MeshClient(KafkaTransport(pub_settings), pub_settings,
+                           scene.identity(scene.server))
+    stop = asyncio.Event()
+    task = asyncio.create_task(subscriber.run(stop))
+    try:
+        for name in ("good", "busy", "fatal"):
+            await publisher.publish(scene.events, "thing.happened", {"name": name})
+        async with asyncio.timeout(30):
+            while not (len(applied) == 2 and subscriber.counts.dead_lettered == 1):  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 15)
+        await publisher.close()
+        await transport.close()
+    assert sorted(applied) == ["busy", "good"]
+    assert attempts == {"good": 1, "busy": 2, "fatal": 1}
+    assert subscriber.counts.retried == 1
+    assert subscriber.quarantined == 0

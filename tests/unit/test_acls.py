@@ -57,7 +57,7 @@ SMALL = {
     "access": {
         "edge": {"call": ["shop.*"], "consume": [REPLY_TOPIC, ASYNC_REPLY_TOPIC]},
         "shop": {"produce": [REPLY_TOPIC, "shop.events"]},
-        "audit": {"consume": ["shop.events"]},
+        "audit": {"consume": ["shop.events", "shop.events.retry.*"]},
     },
     "operators": {"ops": {"replay": ["shop.events"]}},
 }
