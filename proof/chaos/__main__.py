@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 from infra.settings import Settings
 from proof.chaos import (
+    broker_kill,
     broker_restart,
     cluster_freeze,
     cluster_leader_kill,
@@ -30,6 +31,7 @@ from proof.chaos.runner import Scenario, run_suite, totals_line
 
 SCENARIOS: list[tuple[str, Scenario]] = [
     (broker_restart.NAME, broker_restart.run),
+    (broker_kill.NAME, broker_kill.run),
     (worker_kill.NAME, worker_kill.run),
     (slow_consumer.NAME, slow_consumer.run),
     (rebalance.NAME, rebalance.run),

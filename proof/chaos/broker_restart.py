@@ -12,7 +12,9 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
 
 from bus.config import BusSettings
 from bus.delivery.idempotency import MemoryIdempotencyStore
@@ -48,6 +50,11 @@ class Outage:
     stop_rc: int | None = None
     start_rc: int | None = None
     output: str = ""
+    problems: list[str] = field(default_factory=list)  # what else the fault left wrong
+
+
+# How the broker is taken down and brought back (broker_kill: SIGKILL, then start at once).
+Inject = Callable[[Private, Sizes, Outage, Path], Awaitable[None]]
 
 
 async def restart(broker: Private, down_s: float, outage: Outage) -> None:
@@ -61,7 +68,15 @@ async def restart(broker: Private, down_s: float, outage: Outage) -> None:
     outage.output = f"{stopped.output} | {started.output}"
 
 
+async def stop_and_start(broker: Private, size: Sizes, outage: Outage, _workdir: Path) -> None:
+    await restart(broker, size.down_s, outage)
+
+
 async def run(ctx: Context) -> ScenarioResult:
+    return await run_with(ctx, NAME, stop_and_start)
+
+
+async def run_with(ctx: Context, name: str, inject: Inject) -> ScenarioResult:
     size = FAST if ctx.fast else FULL
     service = f"chaosbroker{uuid.uuid4().hex[:8]}"
     operation = operation_of(service)
@@ -83,7 +98,7 @@ async def run(ctx: Context) -> ScenarioResult:
             try:
                 await load.offered(size.stop_after, 60)
                 unanswered = sum(1 for c in load.calls.values() if c.ended is None)
-                await restart(broker, size.down_s, outage)
+                await inject(broker, size, outage, ctx.workdir)
                 await loading
             finally:
                 loading.cancel()
@@ -116,6 +131,7 @@ async def run(ctx: Context) -> ScenarioResult:
         problems.append("requests sent once the broker was back did not all succeed")
     if outage.stop_rc != 0 or outage.start_rc != 0:
         problems.append(f"the broker script failed: {outage.output}")
+    problems += outage.problems
     injected = outage.stop_rc == 0 and outage.start_rc == 0 and bool(during) and bool(hit)
-    return result_of(NAME, [load, tail], acks.acked, logs, fault=fault, injected=injected,
+    return result_of(name, [load, tail], acks.acked, logs, fault=fault, injected=injected,
                      problems=problems, in_log=in_log)
