@@ -238,11 +238,11 @@ async def cluster(workdir: Path) -> AsyncIterator[Cluster]:
     finally:
         await instance.stop()
         left = instance.leftover()
-        if left:
-            for pid in left:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-            raise StackError(f"cluster processes left after stop (killed now): {left}")
+        for pid in left:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    if left:  # said only when nothing else went wrong first (that is the story then)
+        raise StackError(f"cluster processes left after stop (killed now): {left}")
 
 
 @asynccontextmanager
