@@ -9,9 +9,10 @@ from collections.abc import Iterator
 import pytest
 
 from infra.deploy import aws as deploy
-from infra.deploy import dry_run
+from infra.deploy import dry_run, msk
 from infra.errors import DeployFailed
 from infra.settings import Settings
+from infra.stack.parts import cluster
 
 pytestmark = pytest.mark.integration
 
@@ -94,3 +95,24 @@ def test_the_dry_run_of_a_stack_not_deployed_says_so(small_stack: Settings) -> N
                                   said.append) is None
     assert said == [f"changes: no stack {small_stack.stack_name} at "
                     f"{small_stack.endpoint_url}: a deploy creates all 1 resources"]
+
+
+def test_a_created_clusters_bootstrap_servers_are_read_back(infra_settings: Settings) -> None:
+    """``meshgate deploy`` with ``create_cluster`` reads the cluster's IAM bootstrap servers
+    (no CloudFormation attribute gives them): the adapter's call against the emulator's MSK
+    API (a provisioned cluster: the emulator refuses MSK Serverless in a stack, and its MSK
+    has no data plane, so the servers are placeholders)."""
+    kafka = deploy.client(infra_settings, "kafka")
+    name = f"itest-{uuid.uuid4().hex[:8]}"
+    arn = kafka.create_cluster(
+        ClusterName=name, KafkaVersion="3.6.0", NumberOfBrokerNodes=2,
+        BrokerNodeGroupInfo={"InstanceType": "kafka.t3.small",
+                             "ClientSubnets": ["subnet-0a1b2c3d", "subnet-1a2b3c4d"]},
+    )["ClusterArn"]
+    try:
+        servers = msk.cluster_bootstrap(infra_settings, {cluster.OUTPUT: arn})
+        assert servers is not None
+        assert servers.endswith(":9098")  # MSK's SASL/IAM listener
+        assert msk.cluster_bootstrap(infra_settings, {}) is None  # the stack made none
+    finally:
+        kafka.delete_cluster(ClusterArn=arn)
