@@ -27,6 +27,7 @@ from proof.chaos import (
     slow_consumer,
     worker_kill,
 )
+from proof.chaos.cluster_report import cluster_table
 from proof.chaos.runner import Scenario, run_suite, totals_line
 
 SCENARIOS: list[tuple[str, Scenario]] = [
@@ -87,6 +88,8 @@ def main() -> int:
                                     say=lambda line: print(line, flush=True)))
     if args.report is not None:
         args.report.write_text(json.dumps([r.as_dict() for r in results], indent=2))
+    for line in cluster_table(results):
+        print(line, flush=True)
     print(totals_line(results), flush=True)
     return 0 if all(r.ok for r in results) else 1
 

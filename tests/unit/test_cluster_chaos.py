@@ -1,14 +1,18 @@
 """The pure parts of the cluster chaos scenarios: what callers saw (error_window), which
-scenarios a mode runs, and a block of free ports for the three nodes."""
+scenarios a mode runs, the closing table, and a block of free ports for the three nodes."""
 
 from __future__ import annotations
 
 import socket
+from typing import Any
 
 from proof.chaos.__main__ import FULL_ONLY, SCENARIOS, chosen_scenarios
+from proof.chaos.accounting import CallResult, Outcome, account
 from proof.chaos.cluster_load import error_window
+from proof.chaos.cluster_report import cluster_table
 from proof.chaos.cluster_stack import free_block
 from proof.chaos.load import Call
+from proof.chaos.runner import ScenarioResult
 
 
 def call(n: int, started: float, ended: float | None, outcome: str = "ok") -> Call:
@@ -61,3 +65,25 @@ def test_free_block_is_six_free_ports() -> None:
     for port in range(base, base + 6):
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", port))
+
+
+def scenario(name: str, outcomes: list[Outcome], fault: dict[str, Any]) -> ScenarioResult:
+    calls = [CallResult(n, o, True, "" if o == "ok" else "DeadlineExceeded(deadline_exceeded)")
+             for n, o in enumerate(outcomes)]
+    effects = [n for n, o in enumerate(outcomes) if o == "ok"]
+    return ScenarioResult(name, account(calls, effects), fault, True)
+
+
+def test_the_closing_table_has_a_row_per_cluster_scenario_only() -> None:
+    seen: dict[str, Any] = {"requests_seen": {"error_window_s": 26.7, "slowest_ok_s": 10.0},
+            "events_seen": {"error_window_s": 0.0, "slowest_ok_s": 15.2}}
+    results = [scenario("broker-restart", ["ok"], {}),
+               scenario("cluster-freeze", ["ok", "ok", "clear"], seen),
+               ScenarioResult("cluster-rolling-restart", None, {}, False, ["scenario failed: x"])]
+    lines = cluster_table(results)
+    assert lines[1].startswith("| scenario | offered | lost | duplicated |")
+    assert lines[3:] == [
+        "| cluster-freeze | 3 | 0 | 0 | 1 (yes) | 26.7 s / 0 s | 10 s / 15.2 s |",
+        "| cluster-rolling-restart | did not run: scenario failed: x | | | | | |",
+    ]
+    assert cluster_table(results[:1]) == []
