@@ -44,6 +44,7 @@ class SharedBucket:
         self.state: dict[str, BucketState] = {}
         self.calls = 0
         self.wants: list[int] = []
+        self.granted = 0
 
     async def lease(self, key: str, limit: Limit, want: int) -> tuple[int, Decision]:
         self.calls += 1
@@ -51,6 +52,7 @@ class SharedBucket:
         granted, decision = lease(self.state.get(key), limit, self.clocks.wall_ms, want)
         if granted:
             self.state[key] = decision.state
+        self.granted += granted
         return granted, decision
 
 
@@ -78,15 +80,32 @@ def test_lease_size() -> None:
     assert lease_size(Limit(1e6, 1_000_000)) == MAX_LEASE
 
 
-async def test_one_store_call_per_lease(clocks: Clocks) -> None:
+async def test_one_store_call_per_lease_growing_with_demand(clocks: Clocks) -> None:
     shared = SharedBucket(clocks)
     limiter = store(shared, clocks)
-    decisions = [await limiter.take(KEY, BIG) for _ in range(5)]
+    decisions = [await limiter.take(KEY, BIG) for _ in range(17)]
     assert all(d.allowed for d in decisions)
-    assert shared.calls == 1
-    assert [d.remaining for d in decisions] == [99, 98, 97, 96, 95]
-    await limiter.take(KEY, BIG)
-    assert shared.calls == 2
+    assert shared.wants == [1, 2, 4, 5, 5]  # doubling while spent, up to lease_size
+    assert [d.remaining for d in decisions[:5]] == [99, 98, 97, 96, 95]
+
+
+async def test_a_trickle_on_many_instances_wastes_no_token(clocks: Clocks) -> None:
+    """30 instances each see the caller once every 1.2 s: 25 requests/s in all, under the
+    limit of 40/s. With fixed leases of 2, every lease would drop a token at expiry (twice
+    the tokens spent per request, the caller refused well below its limit when it speeds
+    up); leases that grow only with demand take exactly one token per request."""
+    limit = Limit(40.0, 40)
+    assert lease_size(limit) == 2
+    shared = SharedBucket(clocks)
+    instances = [store(shared, clocks) for _ in range(30)]
+    refused = 0
+    for _ in range(40):  # 48 s
+        for limiter in instances:
+            clocks.wall_ms += 40
+            refused += not (await limiter.take(KEY, limit)).allowed
+    assert refused == 0
+    assert shared.granted == 40 * 30  # every token taken was spent on a request
+    assert set(shared.wants) == {1}
 
 
 async def test_instances_together_never_exceed_the_bucket(clocks: Clocks) -> None:

@@ -15,7 +15,11 @@ next requests without asking again. So, across every instance:
 
 ``lease_size`` keeps that slack small: at most 1/20 of the burst and 50 ms of the rate
 (``MAX_LEASE`` at most), and 1 for small limits, which are then taken one token per request
-exactly as before. A denial is remembered until the bucket can hold a whole lease again:
+exactly as before. Leases start at one token and double only while each one is spent within
+``lease_ttl_s``: an instance that serves a caller now and then takes one token per request,
+so many instances each serving a trickle of one caller waste nothing (with fixed leases they
+would drop most of every lease and refuse the caller below its limit). A denial is
+remembered until the bucket can hold a whole lease again:
 only time adds tokens, so asking sooner could only be denied again (or win a smaller lease);
 each instance then waits up to one lease's time more, at random, so that the instances denied
 together do not all race for the same tokens at the same instant (tokens wait in the bucket
@@ -84,6 +88,12 @@ class _Held:
 
 
 @dataclass(frozen=True)
+class _Last:
+    size: int  # tokens the last lease granted
+    at: float  # monotonic seconds
+
+
+@dataclass(frozen=True)
 class _Denied:
     limit: Limit
     until: float  # monotonic seconds
@@ -110,6 +120,7 @@ class LeasedRateLimitStore:
         self._held: dict[str, _Held] = {}
         self._denied: dict[str, _Denied] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        self._last: dict[str, _Last] = {}
         self.leases = 0  # calls to the shared store, for the bench and tests
 
     async def take(self, key: str, limit: Limit) -> Decision:
@@ -152,21 +163,37 @@ class LeasedRateLimitStore:
             del self._denied[key]
         return None
 
+    def _want(self, key: str, limit: Limit) -> int:
+        """The next lease's size: 1, doubled (up to ``lease_size``) while each lease was
+        spent within ``lease_ttl_s`` of being taken (a whole one after a denial: demand
+        outruns the bucket). An instance that sees a caller now and
+        then takes one token per request, as without leases, so instances that each serve a
+        trickle never waste tokens and refuse a caller below its limit."""
+        last = self._last.get(key)
+        if last is None or self._clock() - last.at >= self.lease_ttl_s:
+            return 1
+        return min(lease_size(limit), 2 * last.size)
+
     async def _lease(self, key: str, limit: Limit) -> Decision:
-        want = lease_size(limit)
+        want = self._want(key, limit)
         asked_ms = self._wall_ms()
         self.leases += 1
         granted, decision = await self.shared.lease(key, limit, want)
         now = self._clock()
         if granted < 1:
-            # Every instance denied at once would ask again at the same instant and collide
-            # on the bucket: each waits up to one lease's worth of time more, at random.
-            spread_ms = want * 1000 / limit.rate * self._jitter()
-            wait_s = (ms_until_tokens(decision, want, asked_ms) + spread_ms) / 1000
+            # Denied: demand outruns the bucket, so the next lease is a whole one, asked for
+            # once the bucket can hold it. Every instance denied at once would ask again at the
+            # same instant and collide: each waits up to one lease's time more, at random.
+            full = lease_size(limit)
+            self._last[key] = _Last(full, now)
+            spread_ms = full * 1000 / limit.rate * self._jitter()
+            wait_s = (ms_until_tokens(decision, full, asked_ms) + spread_ms) / 1000
             self._denied[key] = _Denied(limit, now + wait_s, decision)
             _trim(self._denied, self.max_keys)
             return decision
         self._denied.pop(key, None)
+        self._last[key] = _Last(granted, now)
+        _trim(self._last, self.max_keys)
         if granted > 1:
             self._held[key] = _Held(limit, granted - 1, now + self.lease_ttl_s, decision)
             _trim(self._held, self.max_keys)
