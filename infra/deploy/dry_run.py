@@ -20,7 +20,7 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
 from bus.security.keys import KeyRing
 from infra.deploy import package
@@ -145,8 +145,9 @@ def report_changes(settings: Settings, rendered: Mapping[str, Any], say: Say) ->
     try:
         deployed = deployed_template(settings)
     except (BotoCoreError, ClientError) as exc:
-        say(f"changes: not computed: {where} does not answer ({type(exc).__name__}); "
-            "the template above is what a deploy would send")
+        why = (f"no credentials for {where}" if isinstance(exc, NoCredentialsError)
+               else f"{where} does not answer ({type(exc).__name__})")
+        say(f"changes: not computed: {why}; the template above is what a deploy would send")
         return None
     if deployed is None:
         say(f"changes: no stack {settings.stack_name} at {where}: "

@@ -78,3 +78,20 @@ def test_compare_names_added_removed_and_modified_resources() -> None:
         "Add D (AWS::SNS::Topic)", "Modify A (AWS::SQS::Queue: DelaySeconds)",
         "Remove C (AWS::SNS::Topic)"]
     assert dry_run.compare(rendered, rendered).empty
+
+
+def test_aws_without_credentials_is_said_so(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+                 "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")  # no instance role either
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("MESHGATE_ENDPOINT_URL", "aws")
+    monkeypatch.setenv("MESHGATE_LOCAL_DIR", str(tmp_path))
+    assert run(["template"]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["Resources"]
+    assert err.strip() == ("changes: not computed: no credentials for AWS; the template above "
+                           "is what a deploy would send")
