@@ -161,6 +161,8 @@ class MeshClient:
         faults, cap the timeout, set the retry policy and guard the destination with a
         circuit breaker; ``headers`` are what header matches and sticky splits look at.
         """
+        # Refused here as the receiver would (bus.security.inbound): never a wait for nothing.
+        self.identity.access.check_call(self.identity.service, operation)
         rules = self._traffic.rules_for(operation) if self._traffic is not None else None
         timeout = self.settings.request_timeout_s if timeout_s is None else timeout_s
         if rules is not None and rules.timeout_ms is not None:
@@ -283,6 +285,7 @@ class MeshClient:
         """
         if not operation_id:
             raise ValueError("operation_id must not be empty")
+        self.identity.access.check_call(self.identity.service, operation)
         deadline_ms = inherited_deadline_ms(now_ms() + int(timeout_s * 1000))
         if deadline_ms <= now_ms():
             raise DeadlineExceeded(f"{operation}: no time left in the caller's deadline")

@@ -115,3 +115,17 @@ async def test_the_demo_runs_under_the_projects_call_map() -> None:
         assert [e.type for e in kit.envelopes("inventory.requests")] == [
             "inventory.stock", "inventory.stock"]
         assert kit.quarantined() == []
+
+
+async def test_the_caller_refuses_an_operation_it_may_not_call_before_sending() -> None:
+    """As for a topic it may not write: NotAllowed at once, nothing sent (the receiver would
+    quarantine it and the caller would wait for its deadline)."""
+    access = AccessPolicy.from_dict({"gateway": ["orders.requests", "inventory.requests"]},
+                                    calls={"gateway": ["orders.quote"]})
+    async with MeshTestKit(services=[orders, inventory], access=access) as kit:
+        with pytest.raises(NotAllowed, match=r"gateway may not call orders\.create"):
+            await kit.client("gateway").request("orders.create", {"sku": "sku-1"})
+        with pytest.raises(NotAllowed):
+            await kit.client("gateway").submit("orders.create", {}, operation_id="op-1",
+                                               timeout_s=5)
+        assert kit.records("orders.requests") == []
