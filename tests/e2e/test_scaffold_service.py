@@ -120,6 +120,9 @@ def scratch(endpoint: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     env = {**os.environ, "MESHGATE_STACK_NAME": stack,
            "MESHGATE_LOCAL_DIR": str(root / ".local"),
            "MESHGATE_COLLECTOR_PORT": str(free_port()),  # none: its spans stay out of ours
+           # it shares the main broker but not its local dir (the CA, the SCRAM users that
+           # 'meshgate up' makes): its mesh uses the broker's PLAINTEXT door
+           "MESHGATE_LOCAL_MESH_PROTOCOL": "PLAINTEXT",
            "PYTHONDONTWRITEBYTECODE": "1"}
     timings: dict[str, float] = {}
     started = time.monotonic()
