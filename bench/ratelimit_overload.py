@@ -62,10 +62,11 @@ class CountingStore(DynamoDBRateLimitStore):
             self.reads += 1
         return super()._read(key)
 
-    def _write(self, key: str, state: BucketState, limit: Limit, version: int | None) -> None:
+    def _write(self, key: str, state: BucketState, limit: Limit,
+               version: int | None) -> Mapping[str, Any]:
         with self._count:
             self.writes += 1
-        super()._write(key, state, limit, version)
+        return super()._write(key, state, limit, version)
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -121,3 +121,32 @@ async def test_a_lease_from_a_missing_table_is_an_error_never_a_grant(
                                      client_args=infra_settings.aws_client_args())
     with pytest.raises(RateLimitRefused):
         await LeasedRateLimitStore(missing).take("route:x", LIMIT)
+
+
+class CountingStore(DynamoDBRateLimitStore):
+    def __init__(self, table: str, settings: Settings) -> None:
+        super().__init__(table, client_args=settings.aws_client_args())
+        self.reads = 0
+
+    def _read(self, key: str) -> Mapping[str, Any] | None:
+        self.reads += 1
+        return super()._read(key)
+
+
+async def test_a_bucket_this_store_wrote_last_costs_one_call(
+        table: str, infra_settings: Settings) -> None:
+    """The store starts from the item it last wrote (one conditional write, no read); when
+    another instance wrote in between, the write fails, and the take goes on from the item
+    the failure returns: nothing is taken twice."""
+    key = bucket_key(route="POST /v1/orders", key=uuid.uuid4().hex)
+    now = wall_clock_ms()
+    mine = CountingStore(table, infra_settings)
+    for _ in range(3):
+        assert (await mine.take(key, LIMIT, now_ms=now)).allowed
+    assert mine.reads == 1  # the first take only
+    other = DynamoDBRateLimitStore(table, client_args=infra_settings.aws_client_args())
+    assert (await other.take(key, LIMIT, now_ms=now)).remaining == LIMIT.burst - 4
+    decision = await mine.take(key, LIMIT, now_ms=now)  # from a stale item: the swap fails
+    assert decision.allowed
+    assert decision.remaining == LIMIT.burst - 5
+    assert mine.reads == 1  # the failed write returned the winner's item

@@ -24,7 +24,14 @@ refill cannot be computed by DynamoDB itself. The compare-and-swap keeps all ari
 one pure, unit-tested function.
 
 A denial writes nothing: refilling depends on time alone, and the read state already
-reflects every grant before it, so denying on it is never wrong. Under a hammering client
+reflects every grant before it, so denying on it is never wrong.
+
+One call instead of two (issue 15): the store remembers the item it last wrote to a bucket
+and starts the next take from it, without reading. When no other instance wrote since (a
+per-caller bucket served by one instance), the compare-and-swap succeeds at once; when one
+did, it fails and returns the current item, and the take goes on from there as above. A
+denial decided on the remembered item is still right: other instances' writes only ever took
+tokens, so the bucket holds at most what the remembered item refills to. Under a hammering client
 most requests are denials and cost one read, which also keeps conflicts to the requests
 that could actually be granted.
 
@@ -46,6 +53,7 @@ from functions.gateway.ratelimit.table import KEY_ATTRIBUTE, TTL_ATTRIBUTE
 from functions.shared.dynamodb import ConditionFailed, LazyDynamoDB, translated
 
 DEFAULT_MAX_ATTEMPTS = 10
+DEFAULT_MAX_KNOWN = 10_000
 DEFAULT_TTL_MARGIN_S = 60
 CREATE_CONDITION = "attribute_not_exists(#bucket)"
 SWAP_CONDITION = "#version = :version"
@@ -100,6 +108,10 @@ class DynamoDBRateLimitStore:
         self.max_attempts = max_attempts
         self.ttl_margin_s = ttl_margin_s
         self._dynamodb = LazyDynamoDB(client_args)
+        # What this store last wrote to each bucket: the next take starts from it instead of
+        # reading (see the module notes), bounded, oldest forgotten first.
+        self._known: dict[str, Mapping[str, Any]] = {}
+        self.max_known = DEFAULT_MAX_KNOWN
 
     def client(self) -> Any:
         """The boto3 DynamoDB client, created on first use."""
@@ -149,16 +161,22 @@ class DynamoDBRateLimitStore:
     def _swap(self, key: str, limit: Limit,
               decide: Callable[[BucketState | None], tuple[int, Decision]]
               ) -> tuple[int, Decision]:
-        """Read the bucket, ``decide`` on it, and write the new state only if the bucket is
-        still the one read (retrying on a lost race); a denial writes nothing."""
-        item = self._read(key)
+        """Read the bucket (or start from what this store last wrote to it), ``decide`` on
+        it, and write the new state only if the bucket is still the one decided on (retrying
+        on a lost race, from the item the failed write returns); a denial writes nothing."""
+        item = self._known.get(key)
+        if item is None:
+            item = self._read(key)
         for attempt in range(self.max_attempts):
             state, version = from_item(key, item) if item is not None else (None, None)
             granted, decision = decide(state)
             if not decision.allowed:
                 return granted, decision
             try:
-                self._write(key, decision.state, limit, version)
+                written = self._write(key, decision.state, limit, version)
+                self._known[key] = written
+                while len(self._known) > self.max_known:
+                    self._known.pop(next(iter(self._known)), None)
                 return granted, decision
             except ConditionFailed as failed:
                 item = failed.item if failed.item is not None else self._read(key)
@@ -168,7 +186,9 @@ class DynamoDBRateLimitStore:
             f"bucket {key!r} in {self.table_name} changed {self.max_attempts} times in a row"
         )
 
-    def _write(self, key: str, state: BucketState, limit: Limit, version: int | None) -> None:
+    def _write(self, key: str, state: BucketState, limit: Limit,
+               version: int | None) -> Mapping[str, Any]:
+        """Write ``state`` if the bucket is still at ``version``; the item written."""
         full_at_ms = state.updated_ms + limit.ms_to_gain(
             state.updated_ms, limit.capacity_milli - state.tokens_milli)
         item = to_item(key, state, version=(version or 0) + 1,
@@ -187,6 +207,7 @@ class DynamoDBRateLimitStore:
                         ExpressionAttributeValues={":version": {"N": str(version)}})
         with self._errors("write", key):
             self.client().put_item(**args)
+        return item
 
     def _read(self, key: str) -> Mapping[str, Any] | None:
         with self._errors("read", key):
