@@ -14,7 +14,7 @@ from pathlib import Path
 from bus.topics import REPLY_TOPIC
 from infra.errors import ProcessFailed
 from infra.local import kafka_env
-from infra.policy import services_of
+from infra.policy import operators_of, services_of
 from infra.settings import Settings
 from infra.stack.function_env import keyring_reload_s
 from infra.stack.otel_env import otel_environment
@@ -72,8 +72,11 @@ def service_workers(root: Path, services: Iterable[str]) -> tuple[WorkerSpec, ..
 
 def kafka_principals(settings: Settings) -> list[str]:
     """Who connects to the local broker with its own SCRAM user: every service of the policy
-    (the gateway among them) and every worker that talks to Kafka."""
+    (the gateway among them), every worker that talks to Kafka, and the policy's operators
+    (``meshgate dlq replay`` may go through the SASL_SSL listener as one, with the ACLs the
+    policy gives it, instead of the PLAINTEXT door)."""
     names = set(services_of(settings.root / "policies"))
+    names.update(operators_of(settings.root / "policies"))
     names.update(w.name for w in workers(settings) if w != COLLECTOR)
     return sorted(names)
 

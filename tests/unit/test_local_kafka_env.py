@@ -90,7 +90,7 @@ def test_the_stored_secret_is_msk_form_and_the_bare_password_reads_too() -> None
 
 def test_every_service_and_worker_gets_a_user(settings: Settings) -> None:
     principals = local.kafka_principals(settings)
-    assert {"gateway", "orders", "inventory"} <= set(principals)
+    assert {"gateway", "orders", "inventory", "meshgate-operator"} <= set(principals)
     assert "collector" not in principals
 
 
