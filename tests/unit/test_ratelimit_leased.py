@@ -76,7 +76,7 @@ def test_lease_size() -> None:
     assert lease_size(Limit(20.0, 20)) == 1
     assert lease_size(BIG) == 5
     assert lease_size(Limit(1000.0, 40)) == 2  # 1/20 of the burst
-    assert lease_size(Limit(40.0, 10_000)) == 2  # 50 ms of the rate
+    assert lease_size(Limit(40.0, 10_000)) == 4  # 100 ms of the rate
     assert lease_size(Limit(1e6, 1_000_000)) == MAX_LEASE
 
 

@@ -13,7 +13,7 @@ next requests without asking again. So, across every instance:
   ``lease_ttl_s`` or dropped, never carried further;
 - **less only by what is held unspent**: at most ``lease`` per instance (dropped at expiry).
 
-``lease_size`` keeps that slack small: at most 1/20 of the burst and 50 ms of the rate
+``lease_size`` keeps that slack small: at most 1/20 of the burst and 100 ms of the rate
 (``MAX_LEASE`` at most), and 1 for small limits, which are then taken one token per request
 exactly as before. Leases start at one token and double only while each one is spent within
 ``lease_ttl_s``: an instance that serves a caller now and then takes one token per request,
@@ -43,7 +43,7 @@ from functions.gateway.ratelimit.dynamodb import RateLimitError
 
 MAX_LEASE = 50
 BURST_SHARE = 20  # a lease is at most 1/20 of the burst
-RATE_WINDOW_S = 0.05  # and at most 50 ms of the rate
+RATE_WINDOW_S = 0.1  # and at most 100 ms of the rate
 DEFAULT_LEASE_TTL_S = 1.0
 DEFAULT_MAX_KEYS = 10_000
 DEFAULT_WAIT_S = 10.0
