@@ -33,7 +33,11 @@ def test_status_json(endpoint: str) -> None:
     assert result.returncode == 0, result.stderr
     state = json.loads(result.stdout)
     assert state["endpoint"] == endpoint
-    assert state["kafka"] == {"bootstrap": "127.0.0.1:9092", "running": True}
+    assert state["kafka"] == {
+        "bootstrap": "127.0.0.1:9092", "running": True, "mesh": "SASL_SSL",
+        "listeners": {"PLAINTEXT": "127.0.0.1:9092", "SASL_SSL": "127.0.0.1:9094",
+                      "SSL": "127.0.0.1:9095"},
+    }
     assert state["emulator"]["running"] is True
     assert pid_alive(state["workers"]["orders"])
 

@@ -42,7 +42,10 @@ from tests.unit.edge_support import (
 )
 
 PRODUCT_URL = "/v1/products/sku-1"
-NOW = int(time.time())
+
+
+def _now() -> int:
+    return int(time.time())
 
 
 @pytest.fixture(scope="module")
@@ -69,39 +72,45 @@ def _tampered() -> str:
     return f"{header}.{b64url(json.dumps(claims(sub='admin')).encode())}.{signature}"
 
 
-BAD_BEARERS: list[tuple[str, str | None, str, str]] = [
-    # (case, Authorization value, reason, WWW-Authenticate)
-    ("missing", None, "missing_credentials", "Bearer"),
-    ("empty", "", "missing_credentials", "Bearer"),
-    ("basic scheme", "Basic dXNlcjpwYXNz", "malformed_credentials", 'Bearer error="invalid_token"'),
-    ("no token", "Bearer", "malformed_credentials", 'Bearer error="invalid_token"'),
-    ("garbage", "Bearer not-a-jwt", "malformed_token", 'Bearer error="invalid_token"'),
-    ("garbage jws", "Bearer abc.def.ghi", "malformed_token", 'Bearer error="invalid_token"'),
-    ("expired", f"Bearer {token(claims(exp=NOW - 3600, iat=NOW - 7200))}", "token_expired",
+BAD_BEARERS: list[tuple[str, Callable[[], str | None], str, str]] = [
+    # (case, Authorization value made when the case runs, reason, WWW-Authenticate). Made at
+    # collection, a token meant to be refused for its issuer had expired before a long run
+    # reached it, and was refused for that instead.
+    ("missing", lambda: None, "missing_credentials", "Bearer"),
+    ("empty", lambda: "", "missing_credentials", "Bearer"),
+    ("basic scheme", lambda: "Basic dXNlcjpwYXNz", "malformed_credentials",
      'Bearer error="invalid_token"'),
-    ("not yet valid", f"Bearer {token(claims(nbf=NOW + 3600))}", "token_not_yet_valid",
+    ("no token", lambda: "Bearer", "malformed_credentials", 'Bearer error="invalid_token"'),
+    ("garbage", lambda: "Bearer not-a-jwt", "malformed_token", 'Bearer error="invalid_token"'),
+    ("garbage jws", lambda: "Bearer abc.def.ghi", "malformed_token",
      'Bearer error="invalid_token"'),
-    ("wrong issuer", f"Bearer {token(claims(iss='https://evil.example'))}", "wrong_issuer",
+    ("expired", lambda: f"Bearer {token(claims(exp=_now() - 3600, iat=_now() - 7200))}",
+     "token_expired", 'Bearer error="invalid_token"'),
+    ("not yet valid", lambda: f"Bearer {token(claims(nbf=_now() + 3600))}",
+     "token_not_yet_valid", 'Bearer error="invalid_token"'),
+    ("wrong issuer", lambda: f"Bearer {token(claims(iss='https://evil.example'))}",
+     "wrong_issuer", 'Bearer error="invalid_token"'),
+    ("wrong audience", lambda: f"Bearer {token(claims(aud='someone-else'))}", "wrong_audience",
      'Bearer error="invalid_token"'),
-    ("wrong audience", f"Bearer {token(claims(aud='someone-else'))}", "wrong_audience",
-     'Bearer error="invalid_token"'),
-    ("alg none", f"Bearer {unsigned_token({'alg': 'none', 'typ': 'JWT'}, claims())}",
+    ("alg none", lambda: f"Bearer {unsigned_token({'alg': 'none', 'typ': 'JWT'}, claims())}",
      "algorithm_not_allowed", 'Bearer error="invalid_token"'),
-    ("HS256 with the public key", f"Bearer {hs256_with_public_key(claims())}",
+    ("HS256 with the public key", lambda: f"Bearer {hs256_with_public_key(claims())}",
      "algorithm_not_allowed", 'Bearer error="invalid_token"'),
-    ("unknown kid", f"Bearer {token(kid='rotated-out-key')}", "unknown_key",
+    ("unknown kid", lambda: f"Bearer {token(kid='rotated-out-key')}", "unknown_key",
      'Bearer error="invalid_token"'),
-    ("no subject", f"Bearer {token(claims(sub=None))}", "missing_claim",
+    ("no subject", lambda: f"Bearer {token(claims(sub=None))}", "missing_claim",
      'Bearer error="invalid_token"'),
-    ("tampered claims", f"Bearer {_tampered()}", "bad_signature",
+    ("tampered claims", lambda: f"Bearer {_tampered()}", "bad_signature",
      'Bearer error="invalid_token"'),
 ]
 
 
-@pytest.mark.parametrize(("case", "authorization", "reason", "challenge"), BAD_BEARERS,
+@pytest.mark.parametrize(("case", "make_authorization", "reason", "challenge"), BAD_BEARERS,
                          ids=[case[0] for case in BAD_BEARERS])
 def test_jwt_route_refuses_with_401_and_a_bearer_challenge(
-        gw: Edge, case: str, authorization: str | None, reason: str, challenge: str) -> None:
+        gw: Edge, case: str, make_authorization: Callable[[], str | None], reason: str,
+        challenge: str) -> None:
+    authorization = make_authorization()
     before = gw.produced()
     headers = {} if authorization is None else {"authorization": authorization}
     response = gw.http.get(PRODUCT_URL, headers=headers)
