@@ -10,11 +10,12 @@ back. Parsing never raises anything but ``EnvelopeError``.
 
 from __future__ import annotations
 
+import os
 import re
 import time
-import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
+from functools import lru_cache
 
 from bus import wire_time
 from bus.errors import EnvelopeError
@@ -86,15 +87,32 @@ class ReplyTo:
 
     @classmethod
     def decode(cls, text: str) -> ReplyTo:
+        return _reply_to(text) if cls is ReplyTo else cls._parse(text)
+
+    @classmethod
+    def _parse(cls, text: str) -> ReplyTo:
         topic, sep, partition = text.rpartition(":")
         if not sep or not topic or not _NATURAL.fullmatch(partition):
             raise EnvelopeError(f"{H_REPLY_TO} must be 'topic:partition', got {text!r}")
         return cls(topic, int(partition))
 
 
-@dataclass(frozen=True)
+# A service's requests name a few reply partitions over and over: parse each text once
+# (frozen values, so sharing them is safe; refusals raise and are not cached).
+@lru_cache(maxsize=256)
+def _reply_to(text: str) -> ReplyTo:
+    return ReplyTo._parse(text)
+
+
+@dataclass(frozen=True, init=False)
 class Envelope:
-    """One mesh message: the contract headers plus the value bytes."""
+    """One mesh message: the contract headers plus the value bytes.
+
+    Frozen, with a hand-written ``__init__`` that fills the instance dict directly: the
+    generated one of a frozen dataclass calls ``object.__setattr__`` once per field (4.4 us
+    per envelope, 0.9 us this way), and a request/reply builds about ten envelopes. Its
+    parameters are the fields in order, with their defaults (a unit test holds them equal).
+    """
 
     id: str
     source: str
@@ -121,8 +139,56 @@ class Envelope:
     def expired(self, now_ms: int) -> bool:
         return self.deadline_ms is not None and now_ms >= self.deadline_ms
 
+    def __init__(
+        self,
+        id: str,
+        source: str,
+        type: str,
+        kind: str,
+        value: bytes,
+        time_ms: int,
+        correlation_id: str | None = None,
+        reply_to: ReplyTo | None = None,
+        deadline_ms: int | None = None,
+        attempt: int = 1,
+        traceparent: str | None = None,
+        tracestate: str | None = None,
+        signature: str | None = None,
+        content_type: str = "application/json",
+        principal: str | None = None,
+        principal_assertion: str | None = None,
+        extra: tuple[tuple[str, bytes], ...] = (),
+    ) -> None:
+        self.__dict__.update(
+            id=id, source=source, type=type, kind=kind, value=value, time_ms=time_ms,
+            correlation_id=correlation_id, reply_to=reply_to, deadline_ms=deadline_ms,
+            attempt=attempt, traceparent=traceparent, tracestate=tracestate,
+            signature=signature, content_type=content_type, principal=principal,
+            principal_assertion=principal_assertion, extra=extra,
+        )
+
+    def _with(self, **changes: object) -> Envelope:
+        """A copy with ``changes`` (field names only: callers below), without
+        ``dataclasses.replace``'s per-field introspection."""
+        copy = object.__new__(type(self))
+        copy.__dict__.update(self.__dict__, **changes)
+        return copy
+
     def with_signature(self, signature: str) -> Envelope:
-        return replace(self, signature=signature)
+        return self._with(signature=signature)
+
+    def with_id(self, message_id: str) -> Envelope:
+        return self._with(id=message_id)
+
+    def with_time(self, time_ms: int) -> Envelope:
+        return self if time_ms == self.time_ms else self._with(time_ms=time_ms)
+
+    def with_trace(self, traceparent: str | None, tracestate: str | None) -> Envelope:
+        """This envelope carrying ``traceparent``/``tracestate`` (itself when it already
+        does: the usual case for a reply, whose trace is its request's)."""
+        if traceparent == self.traceparent and tracestate == self.tracestate:
+            return self
+        return self._with(traceparent=traceparent, tracestate=tracestate)
 
 
 def now_ms() -> int:
@@ -130,7 +196,15 @@ def now_ms() -> int:
 
 
 def new_id() -> str:
-    return uuid.uuid4().hex
+    """A random UUID4 as 32 lowercase hex digits (``uuid.uuid4().hex``, without building a
+    ``UUID``: 0.7 us instead of 2.3)."""
+    bits = int.from_bytes(os.urandom(16)) & _UUID4_CLEAR | _UUID4_SET
+    return f"{bits:032x}"
+
+
+# RFC 4122 version 4: the version nibble 0100 and the variant bits 10.
+_UUID4_CLEAR = ~((0xF000 << 64) | (0xC000 << 48)) & ((1 << 128) - 1)
+_UUID4_SET = (0x4000 << 64) | (0x8000 << 48)
 
 
 def new_request(
@@ -146,9 +220,12 @@ def new_request(
     attempt: int = 1,
     principal: str | None = None,
     principal_assertion: str | None = None,
+    message_id: str | None = None,
 ) -> Envelope:
-    """A request; retries of one call share its ``correlation_id`` and get a new id each."""
-    message_id = new_id()
+    """A request; retries of one call share its ``correlation_id`` and get a new id each
+    (``message_id``: this one's, by default a new one)."""
+    if message_id is None:
+        message_id = new_id()
     return Envelope(
         id=message_id,
         source=source,
@@ -193,28 +270,26 @@ def to_headers(envelope: Envelope) -> Headers:
         (H_ATTEMPT, str(envelope.attempt).encode()),
         (H_CONTENT_TYPE, envelope.content_type.encode()),
     ]
-    optional: list[tuple[str, str | None]] = [
-        (H_CORRELATION, envelope.correlation_id),
-        (H_REPLY_TO, envelope.reply_to.encode() if envelope.reply_to else None),
-        (H_DEADLINE, None if envelope.deadline_ms is None else str(envelope.deadline_ms)),
-        (H_TRACEPARENT, envelope.traceparent),
-        (H_TRACESTATE, envelope.tracestate),
-        (H_SIGNATURE, envelope.signature),
-        (H_PRINCIPAL, envelope.principal),
-        (H_PRINCIPAL_SIG, envelope.principal_assertion),
-    ]
-    headers.extend((name, text.encode()) for name, text in optional if text is not None)
+    # The optional headers in their fixed order, each only when set.
+    append = headers.append
+    if envelope.correlation_id is not None:
+        append((H_CORRELATION, envelope.correlation_id.encode()))
+    if envelope.reply_to is not None:
+        append((H_REPLY_TO, envelope.reply_to.encode().encode()))
+    if envelope.deadline_ms is not None:
+        append((H_DEADLINE, str(envelope.deadline_ms).encode()))
+    if envelope.traceparent is not None:
+        append((H_TRACEPARENT, envelope.traceparent.encode()))
+    if envelope.tracestate is not None:
+        append((H_TRACESTATE, envelope.tracestate.encode()))
+    if envelope.signature is not None:
+        append((H_SIGNATURE, envelope.signature.encode()))
+    if envelope.principal is not None:
+        append((H_PRINCIPAL, envelope.principal.encode()))
+    if envelope.principal_assertion is not None:
+        append((H_PRINCIPAL_SIG, envelope.principal_assertion.encode()))
     headers.extend(envelope.extra)
     return headers
-
-
-def _text(name: str, raw: bytes) -> str:
-    if len(raw) > MAX_HEADER_VALUE:
-        raise EnvelopeError(f"header {name} is {len(raw)} bytes, over {MAX_HEADER_VALUE}")
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise EnvelopeError(f"header {name} is not UTF-8") from exc
 
 
 def time_text(ms: int) -> str:
@@ -248,7 +323,12 @@ def from_record(headers: Sequence[tuple[str, bytes | None]], value: bytes | None
         if name in _KNOWN:
             if name in known:
                 raise EnvelopeError(f"header {name} appears twice")
-            known[name] = _text(name, raw)
+            if len(raw) > MAX_HEADER_VALUE:
+                raise EnvelopeError(f"header {name} is {len(raw)} bytes, over {MAX_HEADER_VALUE}")
+            try:
+                known[name] = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise EnvelopeError(f"header {name} is not UTF-8") from exc
         else:
             extra.append((name, raw))
     if H_SPECVERSION not in known and _DIGITS.fullmatch(known.get(H_TIME, "")):

@@ -12,7 +12,7 @@ the topic *name* (never from a header, which is not signed).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from bus.config import BusSettings
 from bus.envelope import KIND_EVENT, KIND_REQUEST, Envelope, from_record
@@ -74,7 +74,7 @@ class InboundGuard:
             check_event_time(seen_at, now_ms, self.window_ms, self.event_max_age_ms)
             return envelope
         window = self.window_ms + (self.retry_allowance_ms if topic != record.topic else 0)
-        check_fresh(replace(envelope, time_ms=seen_at), now_ms, window)
+        check_fresh(envelope.with_time(seen_at), now_ms, window)  # itself unless replayed
         self.replay.check_and_remember(
             f"{record.topic}/{seen_as}", seen_at, now_ms,
             position=f"{record.partition}:{record.offset}",

@@ -14,9 +14,10 @@ API
     One per process (or per ``MeshClient`` / worker); holds the tracer, the meter and every
     instrument. With no providers it uses the OpenTelemetry global ones (a proxy until the
     application calls ``trace.set_tracer_provider`` / ``metrics.set_meter_provider``, so it
-    may be built before the SDK is configured). Without an SDK everything is a no-op:
-    spans are non-recording, attributes are skipped, yet an incoming trace context still
-    flows through (``stamp`` re-injects the upstream traceparent).
+    may be built before the SDK is configured). Without an SDK (``quiet``) spans are
+    skipped outright and ``stamp`` changes nothing; the trace still flows through the
+    envelopes' own traceparents (a reply carries its request's, a nested call a child of
+    the handled message's).
 
 Propagation (read the current context / an envelope; no side effects)
     ``inject() -> tuple[str | None, str | None]``: (traceparent, tracestate) of the current
@@ -103,8 +104,9 @@ Worker (``ServiceWorker._process``) and the Lambda Kafka-event path, per record:
 ``MeshClient.request`` made by a handler is its child (asyncio tasks copy the context).
 
 Cost: a span is one ``start_span`` plus one context attach/detach; attribute dicts are
-small and built once per span; with the no-op provider spans are non-recording and the
-error bookkeeping is skipped.
+small and built once per span. Without an SDK a span is one isinstance check per global
+provider and a shared do-nothing scope (issue 15: the spans, attribute dicts, trace
+extraction and injection of the API's no-op path cost ~25 us per request/reply).
 """
 
 from __future__ import annotations
@@ -113,17 +115,19 @@ import asyncio
 import time
 from collections.abc import Sequence
 from contextvars import Token
-from dataclasses import replace
 from types import TracebackType
 from typing import Final, Self
 
 from opentelemetry import context as otel_context
 from opentelemetry import metrics, trace
 from opentelemetry.context import Context
-from opentelemetry.metrics import Counter, Histogram, Meter, MeterProvider
+from opentelemetry.metrics import Counter, Histogram, Meter, MeterProvider, NoOpMeterProvider
+from opentelemetry.metrics._internal import _ProxyMeterProvider
 from opentelemetry.trace import (
     INVALID_SPAN,
     Link,
+    NoOpTracerProvider,
+    ProxyTracerProvider,
     Span,
     SpanKind,
     Status,
@@ -367,6 +371,40 @@ class _ProcessScope(SpanScope):
         )
 
 
+class _QuietScope(SpanScope):
+    """What every span is while no SDK is installed: nothing to start, attach or record."""
+
+    __slots__ = ()
+
+    def __init__(self, telemetry: MeshTelemetry) -> None:
+        super().__init__(telemetry, "", SpanKind.INTERNAL, {})
+
+    def fail(self, error_type: str, description: str | None = None) -> None:
+        """Nothing records it."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        return None
+
+
+_NO_SDK_TRACERS = (ProxyTracerProvider, NoOpTracerProvider)
+
+
+def _ambient_span() -> bool:
+    """Whether a valid span context is current (e.g. one an edge extracted from an HTTP
+    request): even without an SDK, ``stamp`` must carry it on."""
+    return trace.get_current_span().get_span_context().is_valid
+
+_NO_SDK_METERS = (_ProxyMeterProvider, NoOpMeterProvider)
+
+
 class MeshTelemetry:
     """Tracer, meter, propagator and instruments of one mesh participant (see module doc)."""
 
@@ -377,6 +415,9 @@ class MeshTelemetry:
         meter_provider: MeterProvider | None = None,
     ) -> None:
         self.service_name = service_name
+        # Providers given here are used whatever the globals are; else see ``quiet``.
+        self._explicit = tracer_provider is not None or meter_provider is not None
+        self._quiet_scope = _QuietScope(self)
         scope_attributes: Attributes = {MESH_SERVICE: service_name}
         self.tracer: Tracer = trace.get_tracer(
             SCOPE_NAME, tracer_provider=tracer_provider, attributes=scope_attributes
@@ -421,6 +462,19 @@ class MeshTelemetry:
         self._circuits = CircuitGauge(meter)
         self._lag = ConsumerLagGauge(meter)
 
+    @property
+    def quiet(self) -> bool:
+        """No SDK is installed (no providers given here, and the global ones are still the
+        API's proxies or no-ops): spans would not record and instruments would drop every
+        value, so spans are skipped outright and, unless a context is current (an edge's,
+        extracted from its HTTP request), ``stamp`` leaves envelopes as they are (the
+        envelope's own traceparent, ``bus.telemetry.tracing.child_of`` the handled message's,
+        carries the trace). A request span with an explicit parent is still made (it makes
+        the parent current). Checked per call: an SDK installed later takes effect at once."""
+        return (not self._explicit
+                and isinstance(trace.get_tracer_provider(), _NO_SDK_TRACERS)
+                and isinstance(metrics.get_meter_provider(), _NO_SDK_METERS))
+
     # -- propagation -------------------------------------------------------------------
 
     def inject(self) -> tuple[str | None, str | None]:
@@ -431,10 +485,12 @@ class MeshTelemetry:
 
     def stamp(self, envelope: Envelope) -> Envelope:
         """``envelope`` with the current trace context (unchanged if there is none)."""
+        if self.quiet and not _ambient_span():
+            return envelope
         traceparent, tracestate = self.inject()
         if traceparent is None:
             return envelope
-        return replace(envelope, traceparent=traceparent, tracestate=tracestate)
+        return envelope.with_trace(traceparent, tracestate)
 
     def extract(self, envelope: Envelope) -> Context:
         """The trace context ``envelope`` carries (empty when absent or malformed)."""
@@ -455,6 +511,8 @@ class MeshTelemetry:
         self, operation: str, topic: str, *, parent: Context | None = None
     ) -> SpanScope:
         """CLIENT span around a whole request/reply; parent = ``parent`` or the current."""
+        if parent is None and self.quiet:  # a parent is made current even without an SDK
+            return self._quiet_scope
         attributes: Attributes = {
             MESSAGING_SYSTEM: SYSTEM_KAFKA,
             MESSAGING_DESTINATION_NAME: topic,
@@ -471,6 +529,8 @@ class MeshTelemetry:
         key: bytes | str | None = None,
     ) -> SpanScope:
         """PRODUCER span ``"send {topic}"``; ``stamp`` the envelope inside it."""
+        if self.quiet:
+            return self._quiet_scope
         attributes = self._message_attributes(envelope, topic, partition, OPERATION_SEND, key)
         return _PublishScope(self, topic, partition, attributes)
 
@@ -485,6 +545,8 @@ class MeshTelemetry:
         key: bytes | str | None = None,
     ) -> SpanScope:
         """CONSUMER span ``"process {topic}"``, child of the envelope's trace context."""
+        if self.quiet and not _ambient_span():  # else the envelope's context replaces it
+            return self._quiet_scope
         attributes = self._message_attributes(
             envelope, topic, partition, OPERATION_PROCESS, key
         )
