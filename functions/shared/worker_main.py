@@ -11,6 +11,7 @@ first request (on ``MESH_REPLY_TOPIC``, which the service must be allowed to con
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -18,12 +19,14 @@ from typing import Any
 from bus.config import BusSettings
 from bus.delivery.idempotency import IdempotencyStore
 from bus.delivery.replay_memory import StoreRequired
-from bus.errors import KafkaConfigError, KafkaConnectRefused
+from bus.errors import KafkaConfigError, KafkaConnectRefused, MeshError
+from bus.runtime import processes
 from bus.runtime.client import MeshClient
 from bus.runtime.worker import ServiceWorker
 from bus.security.identity import Identity
 from bus.service import Service
 from bus.telemetry.mesh_telemetry import MeshTelemetry
+from bus.transport import Transport
 from functions.shared import key_reload
 from functions.shared.durable_store import durable_store
 from functions.shared.json_logs import setup_logging
@@ -31,6 +34,7 @@ from functions.shared.kafka_connect import kafka_transport
 from functions.shared.otel_setup import setup_telemetry
 
 START_TIMEOUT_S = 30.0
+log = logging.getLogger(__name__)
 
 
 def idempotency_store(settings: BusSettings, who: str) -> IdempotencyStore:
@@ -93,6 +97,7 @@ async def serve(service: Service, settings: BusSettings, *, nested_calls: bool =
     identity = await process_identity(settings)
     stop = stop_on_signals()
     transport = kafka_transport(settings)
+    await warn_if_few_partitions(transport, service.request_topic_of(""))
     # One telemetry for the worker and its client: the SDK keeps only the first observable
     # gauge of a name, so two would hide the circuit or the lag gauge.
     telemetry = MeshTelemetry(service.name)
@@ -111,6 +116,26 @@ async def serve(service: Service, settings: BusSettings, *, nested_calls: bool =
         await transport.close()
 
 
+async def warn_if_few_partitions(transport: Transport, topic: str) -> None:
+    """The first of N worker processes (``bus.runtime.processes``) warns when ``topic`` has
+    fewer than N partitions: the others would get none."""
+    child = processes.child_info()
+    if child is None or child.index != 0:
+        return
+    try:
+        async with asyncio.timeout(START_TIMEOUT_S):
+            partitions = await transport.partition_count(topic)
+    except (MeshError, TimeoutError) as exc:
+        log.warning("could not count the partitions of %s: %s", topic, exc)
+        return
+    warning = processes.partition_shortfall(topic, partitions, child.count)
+    if warning is not None:
+        log.warning("%s", warning)
+
+
 def main(service: Service, *, nested_calls: bool = False) -> None:
+    """The worker (``MESH_WORKER_PROCESSES`` of them, ``bus.runtime.processes``)."""
+    setup_logging(service.name)
+    processes.enter()  # N > 1: this process supervises N copies of itself and exits here
     run_process(service.name, lambda settings: serve(service, settings,
                                                      nested_calls=nested_calls))
