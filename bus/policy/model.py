@@ -170,8 +170,21 @@ class Service(_Model):
         "(mesh_principal) and asserts it for nested calls to forward; other services may "
         "only forward the principal of the message they handle",
     )
+    side_effect_free: tuple[OperationName, ...] = Field(
+        default=(),
+        description="operations (of its own) that change nothing anywhere: their requests skip "
+        "the idempotency store (no claim, no stored result), so a redelivered or replayed "
+        "copy simply runs again",
+    )
 
-    @field_validator("operations", "subsets")
+    @model_validator(mode="after")
+    def _free_ones_are_served(self) -> Service:
+        unknown = [op for op in self.side_effect_free if op not in self.operations]
+        if unknown:
+            raise ValueError(f"side_effect_free {_show(unknown)} are not among its operations")
+        return self
+
+    @field_validator("operations", "subsets", "side_effect_free")
     @classmethod
     def _once(cls, values: tuple[str, ...]) -> tuple[str, ...]:
         twice = _twice(values)
@@ -453,6 +466,10 @@ class Policy(_Model):
 
     def consume_map(self) -> dict[str, list[str]]:
         return {service: list(self.consume_topics(service)) for service in self.services}
+
+    def side_effect_free(self) -> list[str]:
+        """The operations declared free of side effects (no idempotency record), sorted."""
+        return sorted(op for spec in self.services.values() for op in spec.side_effect_free)
 
     def edges(self) -> list[str]:
         """The services that may name a principal (``bus.security.principals``), sorted."""

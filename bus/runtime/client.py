@@ -104,6 +104,8 @@ class MeshClient:
         self.mirrored = 0
 
     async def start(self) -> ReplyListener:
+        if self._listener is not None:  # every call asks: no lock once started
+            return self._listener
         async with self._start_lock:
             if self._listener is None:
                 topic = self.settings.reply_topic
@@ -177,6 +179,7 @@ class MeshClient:
         parent = (self._telemetry.extract_headers(traceparent)
                   if valid_traceparent(traceparent) else None)
         correlation_id = new_id()
+        reply_to = listener.reply_to
         trace = self._trace(traceparent)
         on_behalf_of, assertion = self.identity.on_behalf_of(
             principal, inherited_principal(), expires_ms=deadline_ms, now_ms=now_ms())
@@ -199,16 +202,16 @@ class MeshClient:
             breaker = first_breaker if number == 1 else admitted()
             if rules is not None and rules.faults is not None:
                 await self._inject(operation, rules, deadline_ms)
+            # The call's id is its first request's id; retries get new ids.
             envelope = new_request(
                 source=self.identity.service, operation=operation, value=value,
-                reply_to=ReplyTo(listener.topic, listener.partition), deadline_ms=deadline_ms,
+                reply_to=reply_to, deadline_ms=deadline_ms,
                 traceparent=trace, correlation_id=correlation_id, attempt=number,
                 principal=on_behalf_of, principal_assertion=assertion,
+                message_id=correlation_id if number == 1 else None,
             )
-            if number == 1:  # the call's id is its first request's id; retries get new ids
-                envelope = replace(envelope, id=correlation_id)
-                if rules is not None:
-                    self._mirror(rules, operation, envelope, deadline_ms)
+            if number == 1 and rules is not None:
+                self._mirror(rules, operation, envelope, deadline_ms)
             try:
                 reply = await self._exchange(listener, topic, envelope, deadline_ms, timeout)
                 if reply.kind == KIND_ERROR:
@@ -359,21 +362,22 @@ class MeshClient:
     ) -> Envelope:
         """Send one request and wait for its reply until the deadline."""
         correlation_id = envelope.correlation_id or envelope.id
+        key = correlation_id.encode()
         waiter = listener.expect(correlation_id, envelope.type)  # owner: bus.security.reply_match
         try:
-            with self._telemetry.publish_span(envelope, topic, key=correlation_id.encode()):
+            with self._telemetry.publish_span(envelope, topic, key=key):
                 sealed = self.identity.outgoing(self._telemetry.stamp(envelope), topic)
-                send = self._transport.send(
-                    topic, sealed.value, headers=to_headers(sealed), key=correlation_id.encode()
-                )
                 try:
                     async with asyncio.timeout_at(self._loop_deadline(deadline_ms)):
-                        await send
+                        await self._transport.send(topic, sealed.value,
+                                                   headers=to_headers(sealed), key=key)
                 except TimeoutError:
                     raise DeadlineExceeded(
                         f"{envelope.type}: could not send within {timeout_s:g}s") from None
             try:
-                return await asyncio.wait_for(waiter, max(0.0, (deadline_ms - now_ms()) / 1000))
+                # Not wait_for: its extra future and done-callback cost a loop turn per reply.
+                async with asyncio.timeout_at(self._loop_deadline(deadline_ms)):
+                    return await waiter
             except TimeoutError:
                 raise DeadlineExceeded(
                     f"{envelope.type}: no reply within {timeout_s:g}s") from None

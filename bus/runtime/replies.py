@@ -17,7 +17,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
-from bus.envelope import Envelope, now_ms
+from bus.envelope import Envelope, ReplyTo, now_ms
 from bus.errors import MeshError
 from bus.security.reply_match import Expected, refusal
 from bus.transport import Reader, Record, Transport
@@ -36,6 +36,7 @@ class ReplyListener:
     ) -> None:
         self.topic = topic
         self.partition = partition
+        self.reply_to = ReplyTo(topic, partition)  # what every request names
         self._reader: Reader = transport.assigned_reader(topic, partition)
         self._admit = admit
         self._reject = reject

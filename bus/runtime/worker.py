@@ -4,7 +4,8 @@ Each record is admitted (size, envelope, signature, sender, freshness, replay) o
 the quarantine topic; admitted requests run under the idempotency store's claim, so a
 redelivered message gets the stored reply instead of a second application. The store is the
 durable replay memory (the in-memory guard forgets on restart): outside insecure mode a
-worker refuses to be built without one (``bus.delivery.replay_memory.require_store``). Records are
+worker refuses to be built without one (``bus.delivery.replay_memory.require_store``), and
+uses it for every operation except those the policy declares ``side_effect_free``. Records are
 handled concurrently (``concurrency`` at most, so order within a partition is not kept for
 requests) and an offset is committed only once every record before it has been answered, so
 a worker that dies mid-batch leaves its unanswered records to the next group member.
@@ -168,7 +169,9 @@ class ServiceWorker:
         """
         deadline = request.deadline_ms or now + NO_DEADLINE_MS
         key = idempotency_key(request)
-        store = self._store
+        # An operation the policy declares free of side effects skips the store: no claim,
+        # no stored result; a redelivered copy runs again and answers again.
+        store = self._store if self._identity.access.has_side_effects(request.type) else None
         token: str | None = None
         try:
             if store is not None:
@@ -217,27 +220,37 @@ class ServiceWorker:
         self, store: IdempotencyStore, key: str, token: str, work: Awaitable[Outcome]
     ) -> Outcome:
         """Await ``work`` while renewing the claim's short lease: if this worker dies, another
-        takes the request over within one lease instead of at the caller's deadline."""
+        takes the request over within one lease instead of at the caller's deadline.
+
+        The renewing task starts only once the handler has run for a third of the lease (a
+        timer until then): most handlers finish long before, and a task per request would
+        cost its creation, a cancellation and a wait on every message."""
+        period_s = self._lease_ms / 3000
 
         async def heartbeat() -> None:
             while True:
-                await asyncio.sleep(self._lease_ms / 3000)
                 try:
                     held = await store.renew(key, token=token, now_ms=now_ms(),
                                              lease_ms=self._lease_ms)
                 except MeshError as exc:
                     log.warning("could not renew the claim on %s: %s", key, exc)
-                    continue
-                if not held:
-                    log.warning("lost the claim on %s: another worker took it over", key)
-                    return
+                else:
+                    if not held:
+                        log.warning("lost the claim on %s: another worker took it over", key)
+                        return
+                await asyncio.sleep(period_s)
 
-        beat = asyncio.create_task(heartbeat(), name=f"lease:{key}")
+        beats: list[asyncio.Task[None]] = []
+        timer = asyncio.get_running_loop().call_later(
+            period_s, lambda: beats.append(asyncio.create_task(heartbeat(), name=f"lease:{key}")))
         try:
             return await work
         finally:
-            beat.cancel()
-            await asyncio.wait([beat], timeout=1.0)
+            timer.cancel()
+            for beat in beats:
+                beat.cancel()
+            if beats:
+                await asyncio.wait(beats, timeout=1.0)
 
     def _rebuild(self, request: Envelope, stored: bytes) -> Envelope:
         """A fresh reply (new id and time) carrying the stored result of a duplicate."""

@@ -33,6 +33,10 @@ class AccessPolicy:
     # its service, so the topic alone cannot say which one a caller may send (nor can the
     # broker's ACLs). None: calls are not restricted by this map (older maps had no call).
     calls: Mapping[str, frozenset[str]] | None = None
+    # Operations the policy declares free of side effects: a worker handles their requests
+    # without the idempotency store (bus.runtime.worker). Not an access right: nothing else
+    # reads it.
+    side_effect_free: frozenset[str] = frozenset()
 
     @classmethod
     def open(cls) -> AccessPolicy:
@@ -48,6 +52,7 @@ class AccessPolicy:
         *,
         edges: Iterable[str] = (),
         calls: Mapping[str, Iterable[str]] | None = None,
+        side_effect_free: Iterable[str] = (),
     ) -> AccessPolicy:
         return cls(
             {service: frozenset(topics) for service, topics in produce.items()},
@@ -55,6 +60,7 @@ class AccessPolicy:
             replay={s: frozenset(t) for s, t in (replay or {}).items()},
             edges=frozenset(edges),
             calls=None if calls is None else {s: frozenset(o) for s, o in calls.items()},
+            side_effect_free=frozenset(side_effect_free),
         )
 
     def may_produce(self, service: str, topic: str) -> bool:
@@ -72,6 +78,10 @@ class AccessPolicy:
 
     def may_replay(self, operator: str, topic: str) -> bool:
         return self.allow_all or _matches(self.replay.get(operator, frozenset()), topic)
+
+    def has_side_effects(self, operation: str) -> bool:
+        """False only for an operation the policy declares free of side effects."""
+        return operation not in self.side_effect_free
 
     def is_edge(self, service: str) -> bool:
         """Whether ``service`` may name a principal (an open policy: everyone may)."""

@@ -160,6 +160,10 @@ def load_identity(
     edges = access_data.get("edges", []) if isinstance(access_data, dict) else []
     if not isinstance(edges, list) or not all(isinstance(edge, str) for edge in edges):
         raise IdentityError("the access map's 'edges' must be [service, ...]")
+    free = access_data.get("side_effect_free", []) if isinstance(access_data, dict) else []
+    if not isinstance(free, list) or not all(isinstance(op, str) for op in free):
+        raise IdentityError("the access map's 'side_effect_free' must be [operation, ...]")
     return Identity(settings.service_name, key, keyring,
-                    AccessPolicy.from_dict(produce, consume, replay, edges=edges, calls=calls))
+                    AccessPolicy.from_dict(produce, consume, replay, edges=edges, calls=calls,
+                                           side_effect_free=free))
 
