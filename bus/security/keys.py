@@ -19,6 +19,7 @@ import os
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Final, Literal, Protocol
 
@@ -27,6 +28,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from bus.errors import MeshError
+from bus.security import ed25519
 
 Algorithm = Literal["ed25519", "hmac-sha256"]
 ED25519: Final = "ed25519"
@@ -85,18 +87,26 @@ class VerifyKey:
     algorithm: Algorithm
     service: str
     material: bytes = field(repr=False)
+    # Which library checks this key's signatures (bus.security.ed25519; same bytes either way).
+    backend: ed25519.Backend = field(default=ed25519.DEFAULT, kw_only=True, repr=False,
+                                     compare=False)
     # Parsed once: building the key object per message would double the cost of a check.
-    public_key: Ed25519PublicKey | None = field(init=False, repr=False, compare=False)
+    verifier: ed25519.Verifier | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         _check_key_id(self.key_id)
         if not self.service:
             raise InvalidKey(f"key {self.key_id} has no owning service")
         _check_material(self.algorithm, self.material, self.key_id)
-        parsed = (
-            Ed25519PublicKey.from_public_bytes(self.material) if self.algorithm == ED25519 else None
-        )
-        object.__setattr__(self, "public_key", parsed)
+        parsed = self.backend.verifier(self.material) if self.algorithm == ED25519 else None
+        object.__setattr__(self, "verifier", parsed)
+
+    @cached_property
+    def public_key(self) -> Ed25519PublicKey | None:
+        """The key as a ``cryptography`` object (for tools; the hot path uses ``verifier``)."""
+        if self.algorithm != ED25519:
+            return None
+        return Ed25519PublicKey.from_public_bytes(self.material)
 
 
 @dataclass(frozen=True)
@@ -106,20 +116,29 @@ class SigningKey:
     key_id: str
     algorithm: Algorithm
     secret: bytes = field(repr=False)
-    private_key: Ed25519PrivateKey | None = field(init=False, repr=False, compare=False)
+    # Which library signs with this key (bus.security.ed25519; same bytes either way).
+    backend: ed25519.Backend = field(default=ed25519.DEFAULT, kw_only=True, repr=False,
+                                     compare=False)
+    signer: ed25519.Signer | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         _check_key_id(self.key_id)
         _check_material(self.algorithm, self.secret, self.key_id)
-        parsed = (
-            Ed25519PrivateKey.from_private_bytes(self.secret) if self.algorithm == ED25519 else None
-        )
-        object.__setattr__(self, "private_key", parsed)
+        parsed = self.backend.signer(self.secret) if self.algorithm == ED25519 else None
+        object.__setattr__(self, "signer", parsed)
+
+    @cached_property
+    def private_key(self) -> Ed25519PrivateKey | None:
+        """The key as a ``cryptography`` object (for tools; the hot path uses ``signer``)."""
+        if self.algorithm != ED25519:
+            return None
+        return Ed25519PrivateKey.from_private_bytes(self.secret)
 
     def verify_key(self, service: str) -> VerifyKey:
         """The matching verify key, owned by ``service``."""
         if self.algorithm == ED25519:
-            return VerifyKey(self.key_id, ED25519, service, _ed25519_public(self.secret))
+            return VerifyKey(self.key_id, ED25519, service, _ed25519_public(self.secret),
+                             backend=self.backend)
         return VerifyKey(self.key_id, self.algorithm, service, self.secret)
 
 
@@ -463,7 +482,7 @@ def _check_material(algorithm: str, material: bytes, key_id: str) -> None:
 
 
 def _ed25519_public(secret: bytes) -> bytes:
-    return Ed25519PrivateKey.from_private_bytes(secret).public_key().public_bytes_raw()
+    return ed25519.public_from_seed(secret)
 
 
 def _pem_private(data: bytes, password: bytes | None) -> bytes:

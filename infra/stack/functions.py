@@ -26,6 +26,8 @@ GATEWAY = FunctionSpec(
     packages=("bus", "functions"),
     requirements=("aiokafka", "cryptography", "fastapi", "fastjsonschema", "mangum",
                   "opentelemetry-api", "pydantic", "pyjwt",
+                  # libsodium's Ed25519 for the mesh's signatures (bus.security.ed25519)
+                  "pynacl",
                   # imported on a request's first schema refusal (every violation in the 422)
                   "jsonschema_rs",
                   # imported only when OTEL_* asks for traces (functions/shared/otel_setup)
@@ -39,7 +41,8 @@ AUTHORIZER = FunctionSpec(
     name="authorizer",
     handler="functions.authorizer.handler.handler",
     packages=("bus", "functions"),
-    requirements=("boto3", "cryptography", "opentelemetry-api", "pydantic", "pyjwt"),
+    requirements=("boto3", "cryptography", "opentelemetry-api", "pydantic", "pyjwt",
+                  "pynacl"),
     memory_mb=256,
     timeout_s=10,
     bundles_policy=True,
@@ -54,7 +57,7 @@ SERVICE_EVENTS = FunctionSpec(
     name="service-events",
     handler="functions.kafka_service.handler.handler",
     packages=("bus", "functions"),
-    requirements=("aiokafka", "cryptography", "opentelemetry-api", "pydantic",
+    requirements=("aiokafka", "cryptography", "opentelemetry-api", "pydantic", "pynacl",
                   # imported only when OTEL_* asks for traces (functions/shared/otel_setup)
                   "opentelemetry-sdk", "opentelemetry-exporter-otlp-proto-http"),
 )
