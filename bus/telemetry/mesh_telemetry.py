@@ -122,6 +122,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import metrics, trace
 from opentelemetry.context import Context
 from opentelemetry.metrics import Counter, Histogram, Meter, MeterProvider, NoOpMeterProvider
+from opentelemetry.metrics import _internal as _metrics_api
 from opentelemetry.metrics._internal import _ProxyMeterProvider
 from opentelemetry.trace import (
     INVALID_SPAN,
@@ -471,9 +472,16 @@ class MeshTelemetry:
         envelope's own traceparent, ``bus.telemetry.tracing.child_of`` the handled message's,
         carries the trace). A request span with an explicit parent is still made (it makes
         the parent current). Checked per call: an SDK installed later takes effect at once."""
-        return (not self._explicit
-                and isinstance(trace.get_tracer_provider(), _NO_SDK_TRACERS)
-                and isinstance(metrics.get_meter_provider(), _NO_SDK_METERS))
+        if self._explicit:
+            return False
+        # The globals as set (None: never), read directly: trace.get_tracer_provider() and
+        # metrics.get_meter_provider() look their environment variable up on every call while
+        # unset (~4 us a pair). A provider named by that variable was loaded and set when this
+        # object asked for its tracer and meter, so None still means "no SDK".
+        tracer_provider = trace._TRACER_PROVIDER
+        meter_provider = _metrics_api._METER_PROVIDER
+        return ((tracer_provider is None or isinstance(tracer_provider, _NO_SDK_TRACERS))
+                and (meter_provider is None or isinstance(meter_provider, _NO_SDK_METERS)))
 
     # -- propagation -------------------------------------------------------------------
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import pytest
 from opentelemetry import context as otel_context
-from opentelemetry import metrics, trace
+from opentelemetry import trace
 from opentelemetry.metrics import NoOpMeterProvider
+from opentelemetry.metrics import _internal as metrics_api
+from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.trace import ProxyTracerProvider
+from opentelemetry.trace import NoOpTracerProvider
 
 from bus.envelope import ReplyTo, new_request, reply_for
 from bus.telemetry.mesh_telemetry import MeshTelemetry
@@ -20,8 +22,8 @@ EDGE = "00-1bf7651916cd43dd8448eb211c80319c-c7ad6b7169203331-01"
 @pytest.fixture
 def no_sdk(monkeypatch: pytest.MonkeyPatch) -> None:
     """The globals as in a process that never installed an SDK."""
-    monkeypatch.setattr(trace, "get_tracer_provider", ProxyTracerProvider)
-    monkeypatch.setattr(metrics, "get_meter_provider", NoOpMeterProvider)
+    monkeypatch.setattr(trace, "_TRACER_PROVIDER", None)
+    monkeypatch.setattr(metrics_api, "_METER_PROVIDER", None)
 
 
 @pytest.mark.usefixtures("no_sdk")
@@ -73,12 +75,17 @@ def test_an_explicit_parent_is_made_current_without_an_sdk() -> None:
         assert tel.stamp(envelope).traceparent == EDGE
 
 
+@pytest.mark.usefixtures("no_sdk")
 def test_providers_given_or_installed_are_never_quiet(monkeypatch: pytest.MonkeyPatch) -> None:
     provider = TracerProvider()
     assert not MeshTelemetry("echo", tracer_provider=provider).quiet
-    monkeypatch.setattr(metrics, "get_meter_provider", NoOpMeterProvider)
     tel = MeshTelemetry("echo")  # built before the SDK is installed
-    monkeypatch.setattr(trace, "get_tracer_provider", lambda: provider)
+    assert tel.quiet
+    monkeypatch.setattr(trace, "_TRACER_PROVIDER", provider)  # trace.set_tracer_provider
     assert not tel.quiet
-    monkeypatch.setattr(trace, "get_tracer_provider", ProxyTracerProvider)
+    monkeypatch.setattr(trace, "_TRACER_PROVIDER", NoOpTracerProvider())
+    assert tel.quiet
+    monkeypatch.setattr(metrics_api, "_METER_PROVIDER", MeterProvider())
+    assert not tel.quiet  # metrics alone are recorded
+    monkeypatch.setattr(metrics_api, "_METER_PROVIDER", NoOpMeterProvider())
     assert tel.quiet
