@@ -125,6 +125,8 @@ class Builder:
         confused = hmac.new(public, canonical_bytes(body, self.topic), hashlib.sha256).digest()
         yield _case(FORGED, "hmac with the public key (alg confusion)",
                     body.with_signature(f"hmac-sha256:{key_id}:{_b64(confused)}"))
+        yield _case(FORGED, "malleated signature (S + L) of a genuine record",
+                    genuine.with_signature(f"{algorithm}:{key_id}:{_malleated(signature)}"))
         yield _case(FORGED, "signature header garbage", body.with_signature("not a signature"))
         yield _case(FORGED, "truncated signature",
                     body.with_signature(f"{algorithm}:{key_id}:{signature[:20]}"))
@@ -269,6 +271,18 @@ class Builder:
             text = next(raw for n, raw in headers if n == name) or b""
             yield MeshCase(WIRE_FORMAT, label, _set(headers, name, respell(text)), own.value,
                            own.id)
+
+
+# The group order L of edwards25519 (RFC 8032, 5.1).
+_ED25519_ORDER = 2**252 + 27742317777372353535851937790883648493
+
+
+def _malleated(signature_b64: str) -> str:
+    """The same Ed25519 signature with ``S + L``: it satisfies the verification equation too,
+    so only the ``S < L`` check (RFC 8032, required of both backends) refuses it."""
+    raw = base64.urlsafe_b64decode(signature_b64 + "=" * (-len(signature_b64) % 4))
+    s = int.from_bytes(raw[32:], "little") + _ED25519_ORDER
+    return _b64(raw[:32] + s.to_bytes(32, "little"))
 
 
 def _leading_zero(raw: bytes) -> bytes:
