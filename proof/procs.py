@@ -137,3 +137,13 @@ def free_port() -> int:
         if port + 3 <= 65_535 and all(_bindable(port + offset) for offset in (1, 2, 3)):
             return port
     raise RuntimeError("no four free consecutive loopback ports")
+
+
+def alive(pid: int) -> bool:
+    """``pid`` is running (a zombie nobody reaped yet counts as gone); for processes that
+    are not this one's children (a supervisor's), which cannot be waited for."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"

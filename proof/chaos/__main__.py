@@ -26,6 +26,7 @@ from proof.chaos import (
     rebalance,
     slow_consumer,
     worker_kill,
+    worker_procs_kill,
 )
 from proof.chaos.cluster_report import cluster_table
 from proof.chaos.runner import Scenario, run_suite, totals_line
@@ -34,6 +35,7 @@ SCENARIOS: list[tuple[str, Scenario]] = [
     (broker_restart.NAME, broker_restart.run),
     (broker_kill.NAME, broker_kill.run),
     (worker_kill.NAME, worker_kill.run),
+    (worker_procs_kill.NAME, worker_procs_kill.run),
     (slow_consumer.NAME, slow_consumer.run),
     (rebalance.NAME, rebalance.run),
     (emulator_restart.NAME, emulator_restart.run),

@@ -4,9 +4,11 @@
 The config (JSON) holds ``env`` (the ``MESH_*`` variables of its bus settings and identity),
 ``runs`` and ``ledger`` (the effect logs, ``proof.chaos.service``), ``table`` and
 ``endpoint`` (a DynamoDB idempotency table on that emulator; none: no store), ``handler_ms``,
-``lease_ms``, ``max_seconds`` and ``log`` (where its log lines go). It prints ``ready``,
-runs until SIGTERM/SIGINT, EOF on stdin or ``max_seconds`` (``proof.procs.stop_event``),
-then prints its counters as JSON.
+``lease_ms``, ``max_seconds``, ``log`` (where its log lines go) and ``processes`` (more
+than 1: the process supervises that many copies of itself in one group,
+``bus.runtime.processes``, as a service's worker with ``MESH_WORKER_PROCESSES``). It (each
+copy) prints ``ready``, runs until SIGTERM/SIGINT, EOF on stdin or ``max_seconds``
+(``proof.procs.stop_event``), then prints its counters as JSON.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Any
 
 from bus.config import BusSettings
 from bus.delivery.idempotency import IdempotencyStore
+from bus.runtime import processes
 from bus.runtime.worker import DEFAULT_LEASE_MS, ServiceWorker
 from bus.security.identity import load_identity
 from bus.transport.kafka import KafkaTransport
@@ -32,8 +35,8 @@ from proof.procs import announce_ready, report, stop_event
 
 def worker_config(env: dict[str, str], logs: EffectLogs, *, table: str | None,
                   endpoint: str | None, handler_ms: int, lease_ms: int = DEFAULT_LEASE_MS,
-                  log: Path, max_seconds: float = 600) -> dict[str, Any]:
-    return {"env": env, "log": str(log), "runs": str(logs.runs),
+                  log: Path, max_seconds: float = 600, processes: int = 1) -> dict[str, Any]:
+    return {"env": env, "log": str(log), "runs": str(logs.runs), "processes": processes,
             "ledger": str(logs.ledger) if logs.ledger else None, "table": table,
             "endpoint": endpoint, "handler_ms": handler_ms, "lease_ms": lease_ms,
             "max_seconds": max_seconds}
@@ -71,6 +74,7 @@ def main() -> None:
     config = json.loads(Path(args.config).read_text())
     logging.basicConfig(level=logging.INFO, filename=config["log"],
                         format=f"%(asctime)s {os.getpid()} %(levelname)s %(name)s %(message)s")
+    processes.enter(int(config.get("processes", 1)))  # > 1: supervises, exits here
     asyncio.run(serve(config))
 
 

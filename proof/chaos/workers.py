@@ -81,12 +81,14 @@ async def running(workers: list[InProcess]) -> AsyncIterator[list[InProcess]]:
 @asynccontextmanager
 async def spawn_worker(workdir: Path, name: str, env: dict[str, str], logs: EffectLogs, *,
                        table: str | None, endpoint: str | None, handler_ms: int,
-                       lease_ms: int = DEFAULT_LEASE_MS) -> AsyncIterator[Responder]:
+                       lease_ms: int = DEFAULT_LEASE_MS,
+                       processes: int = 1) -> AsyncIterator[Responder]:
     """A ``proof.chaos.worker`` process (ready, then yielded); stopped or killed afterwards.
-    Its log is ``workdir/<name>.log``."""
+    Its log is ``workdir/<name>.log``. With ``processes`` > 1 it is their supervisor
+    (``bus.runtime.processes``; yielded once the first child is ready)."""
     config: dict[str, Any] = worker_config(env, logs, table=table, endpoint=endpoint,
                                            handler_ms=handler_ms, lease_ms=lease_ms,
-                                           log=workdir / f"{name}.log")
+                                           log=workdir / f"{name}.log", processes=processes)
     path = workdir / f"{name}.json"
     path.write_text(json.dumps(config))
     try:

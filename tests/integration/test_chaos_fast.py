@@ -59,6 +59,10 @@ def test_every_scenario_injected_its_fault_and_kept_every_request(
     assert by_name["broker-restart"]["fault"]["calls_failed_or_waited_over_1s"] > 0
     assert by_name["emulator-restart"]["fault"]["store_errors_retried"] > 0
     assert by_name["worker-kill"]["fault"]["victim_exit"] == -9
+    # one child of a two-process worker SIGKILLed: restarted, and back in the group
+    procs = by_name["worker-procs-kill"]["fault"]
+    assert procs["restart_logged"]
+    assert procs["restarted_and_rejoined"]
     # the backlog outlived the freshness window twice over, and none of it was quarantined
     outage = by_name["long-outage"]["fault"]
     assert outage["oldest_backlog_age_ms"] >= 2 * outage["window_ms"]

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from bus.runtime.processes import RestartBudget, Supervisor
+from proof.procs import alive
 
 ROOT = Path(__file__).resolve().parents[2]
 WAIT_S = 30.0
@@ -35,15 +36,6 @@ print(os.getpid(), flush=True)
 while True:
     time.sleep(0.05)
 """
-
-
-def alive(pid: int) -> bool:
-    """Running (a zombie nobody reaped yet counts as gone)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rpartition(")")[2].split()[0] != "Z"
 
 
 def wait_until(check: object, what: str) -> None:
