@@ -28,7 +28,7 @@ from bus.security.identity import load_identity
 from bus.security.keys import KeyRing, encode_b64url, generate_ed25519
 from bus.service import Payload, Service
 from bus.transport import Transport
-from bus.transport.kafka import KafkaTransport
+from bus.transport.select import kafka_transport
 from proof.procs import announce_ready, report, stop_event
 
 ECHO = "echo"
@@ -92,7 +92,7 @@ def mesh_client(settings: BusSettings) -> MeshClient:
     WIRING POINT: everything the production caller gets (identity and signing today;
     tracing/telemetry, retries, routing rules when they land) is added here.
     """
-    return MeshClient(KafkaTransport(settings), settings, load_identity(settings))
+    return MeshClient(kafka_transport(settings), settings, load_identity(settings))
 
 
 @dataclass
@@ -116,7 +116,7 @@ def mesh_service(settings: BusSettings, group_id: str) -> MeshResponder:
     async def echo(payload: Payload, message: Envelope) -> Payload:
         return payload
 
-    transport = KafkaTransport(settings)
+    transport = kafka_transport(settings)  # settings.transport: aiokafka or rdkafka
     worker = ServiceWorker(service, transport, settings, load_identity(settings),
                            group_id=group_id, store=MemoryIdempotencyStore())
     return MeshResponder(worker, transport)
@@ -127,7 +127,7 @@ async def serve(args: argparse.Namespace) -> dict[str, int]:
     settings = BusSettings(bootstrap_servers=args.bootstrap, service_name=args.service,
                            linger_ms=args.linger_ms, fetch_max_wait_ms=args.fetch_max_wait_ms,
                            max_message_bytes=args.max_message_bytes,
-                           **identity_settings(keys, args.service))
+                           transport=args.transport, **identity_settings(keys, args.service))
     stop = stop_event(args.max_seconds)
     responder = mesh_service(settings, args.group)
     announce_ready()  # the worker joins its group in run(); the caller probes until it answers
@@ -149,6 +149,8 @@ def main() -> None:
     parser.add_argument("--max-message-bytes", type=int,
                         default=BusSettings.model_fields["max_message_bytes"].default)
     parser.add_argument("--max-seconds", type=float, default=600.0)
+    parser.add_argument("--transport", choices=("aiokafka", "rdkafka"), default="aiokafka",
+                        help="the worker's Kafka client library (bus.transport.select)")
     report(asyncio.run(serve(parser.parse_args())))
 
 

@@ -56,6 +56,9 @@ class BusSettings(BaseModel):
     idempotency_table: str | None = None
     # How every Kafka client connects (TLS, SASL): MESH_KAFKA_<FIELD> variables.
     kafka: KafkaSecurity = Field(default_factory=KafkaSecurity)
+    # Which Kafka client library the transport uses (bus.transport.select): aiokafka, or
+    # librdkafka through confluent-kafka (the "rdkafka" extra). MESH_TRANSPORT.
+    transport: Literal["aiokafka", "rdkafka"] = "aiokafka"
 
     @classmethod
     def resolve(cls, env: Mapping[str, str] | None = None, **explicit: Any) -> BusSettings:

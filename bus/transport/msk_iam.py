@@ -54,5 +54,14 @@ class MskIamTokenProvider(AbstractTokenProvider):  # type: ignore[misc]
             return self._token
 
 
+def sign_token(region: str) -> tuple[str, int]:
+    """A token and its expiry (epoch ms), signed now (blocking: for librdkafka's oauth_cb,
+    which runs in one of its threads); KafkaAuthFailed when it cannot be signed."""
+    try:
+        return _sign(region)
+    except (BotoCoreError, ClientError, ValueError) as exc:
+        raise KafkaAuthFailed(f"cannot sign an MSK IAM token in {region}: {exc}") from None
+
+
 def msk_iam_token_provider(region: str) -> MskIamTokenProvider:
     return MskIamTokenProvider(region)

@@ -29,7 +29,7 @@ from bus.runtime.worker import ServiceWorker
 from bus.security.identity import Identity
 from bus.service import Service
 from bus.telemetry.mesh_telemetry import MeshTelemetry
-from bus.transport.kafka import KafkaTransport
+from bus.transport import Transport
 from functions.errors import ConfigError
 from functions.kafka_service.discovery import find_service
 from functions.shared.durable_store import durable_store
@@ -103,7 +103,7 @@ class ServiceInstance:
                 self.telemetry.force_flush(flush_budget_s(context))
 
 
-def worker_factory(service: Service, transport: KafkaTransport, settings: BusSettings,
+def worker_factory(service: Service, transport: Transport, settings: BusSettings,
                    identity: Identity, store: IdempotencyStore, telemetry: MeshTelemetry,
                    client: MeshClient | None = None, *,
                    subset: str = "") -> Callable[[], ServiceWorker]:

@@ -1,9 +1,10 @@
 """The transport contract: every test here runs on the in-memory broker AND on real Kafka.
 
-``bus.transport.memory`` claims the broker semantics the mesh relies on; these tests hold both
-transports to the same expectations (faststream's model: one suite, two brokers). The
-``kafka`` param talks to the broker at ``MESH_BOOTSTRAP_SERVERS`` (default 127.0.0.1:9092) and
-fails, never skips, when it is not there.
+``bus.transport.memory`` claims the broker semantics the mesh relies on; these tests hold every
+transport to the same expectations (faststream's model: one suite, several brokers). The
+``kafka`` param (aiokafka) and the ``rdkafka`` param (librdkafka) talk to the broker at
+``MESH_BOOTSTRAP_SERVERS`` (default 127.0.0.1:9092), ``rdkafka-sasl`` to its SASL_SSL listener,
+and each fails, never skips, when it is not there.
 
 A case one backend is known to break carries ``@pytest.mark.deviation(backend, reason=...,
 raises=...)``: a strict xfail on that backend only, so the day it is fixed the suite says so.
@@ -23,8 +24,10 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from bus.config import BusSettings
 from bus.transport import Reader, Record, Transport
-from bus.transport.kafka import KafkaTransport
 from bus.transport.memory import MemoryBroker, MemoryTransport
+from bus.transport.select import kafka_transport
+from infra.kafka.local_listeners import local_listeners
+from infra.settings import Settings
 from localstack.kafka.probe import broker_ready
 
 KAFKA_BOOTSTRAP = os.environ.get("MESH_BOOTSTRAP_SERVERS") or "127.0.0.1:9092"
@@ -118,7 +121,7 @@ class KafkaFactory(TransportFactory):
         return cls(admin)
 
     def _make(self, settings: BusSettings) -> Transport:
-        return KafkaTransport(settings)
+        return kafka_transport(settings)
 
     async def create_topic(self, name: str, partitions: int) -> None:
         response = await asyncio.wait_for(
@@ -153,6 +156,33 @@ class KafkaFactory(TransportFactory):
             await asyncio.wait_for(self._admin.close(), CLOSE_TIMEOUT_S)
 
 
+class RdKafkaFactory(KafkaFactory):
+    """The librdkafka transport (``MESH_TRANSPORT=rdkafka``) on the same broker."""
+
+    kind = "rdkafka"
+
+    def settings(self, service_name: str = "contract", **overrides: Any) -> BusSettings:
+        return super().settings(service_name, transport="rdkafka", **overrides)
+
+
+class RdKafkaSaslFactory(KafkaFactory):
+    """The librdkafka transport over the broker's SASL_SSL listener (SCRAM-SHA-512, the local
+    CA) as its super user (topics and groups are made per test; the ACLs of the service users
+    are proved in tests/integration)."""
+
+    kind = "rdkafka-sasl"
+
+    def __init__(self, admin: Any) -> None:
+        super().__init__(admin)
+        found = local_listeners(Settings.resolve())
+        self._secure = found.secure
+        self._security = found.scram("admin")
+
+    def settings(self, service_name: str = "contract", **overrides: Any) -> BusSettings:
+        return BusSettings(bootstrap_servers=self._secure, service_name=service_name,
+                           transport="rdkafka", kafka=self._security, **overrides)
+
+
 # --- marks ---------------------------------------------------------------------------------
 
 
@@ -181,9 +211,15 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 # --- fixtures ------------------------------------------------------------------------------
 
 
-@pytest.fixture(params=["memory", pytest.param("kafka", marks=pytest.mark.integration)])
+FACTORIES: dict[str, type[KafkaFactory]] = {"kafka": KafkaFactory, "rdkafka": RdKafkaFactory,
+                                            "rdkafka-sasl": RdKafkaSaslFactory}
+
+
+@pytest.fixture(params=["memory", *(pytest.param(kind, marks=pytest.mark.integration)
+                                    for kind in FACTORIES)])
 async def transport_factory(request: pytest.FixtureRequest) -> AsyncIterator[TransportFactory]:
-    factory = MemoryFactory() if request.param == "memory" else await KafkaFactory.connect()
+    factory = (MemoryFactory() if request.param == "memory"
+               else await FACTORIES[request.param].connect())
     try:
         yield factory
     finally:
