@@ -14,14 +14,10 @@ a broker without an authorizer answers ``NoAuthorizer``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import re
 from collections.abc import Awaitable, Iterable, Mapping, Sequence
-from types import TracebackType
 from typing import Any, Final
 
-from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.errors import KafkaError, for_code
+from aiokafka.errors import for_code
 from aiokafka.protocol.admin import (
     CreateAclsRequest_v1,
     DeleteAclsRequest_v1,
@@ -29,16 +25,11 @@ from aiokafka.protocol.admin import (
 )
 from aiokafka.protocol.api import Request
 
-from bus.errors import KafkaConnectRefused, MeshError
-from bus.transport.connect_check import start_client
-from bus.transport.connection import KafkaSecurity, aiokafka_kwargs, resolve_kafka_secrets
-from infra.errors import KafkaAdminFailed, NotReachable
-from infra.kafka.connect import OperatorSecrets, operator_security
+from bus.transport.connection import KafkaSecurity
+from infra.errors import KafkaAdminFailed
+from infra.kafka.admin_connection import AdminConnection
 from infra.policy.acls import AclBinding, AclPlan, AclRule, plan_acls
 from infra.settings import Settings
-
-ADMIN_TIMEOUT_S = 20.0
-REQUEST_TIMEOUT_MS = 15_000
 
 # Kafka's enums (org.apache.kafka.common.resource / acl), as the wire carries them.
 RESOURCE_TYPES: Final = {"ANY": 1, "TOPIC": 2, "GROUP": 3, "CLUSTER": 4,
@@ -124,12 +115,6 @@ class _Delete(Request[DeleteAclsRequest_v1]):  # type: ignore[misc]
         return struct([_wire(b) for b in self._bindings])  # exact filters: one ACL each
 
 
-def _describe_error(exc: BaseException) -> str:
-    name = type(exc).__name__
-    text = re.sub(r"^\[Error -?\d+\]\s*", "", str(exc).strip())
-    return text if text and name in text else f"{name}: {text}" if text else name
-
-
 def _refusal(what: str, code: int, message: str | None, bootstrap: str) -> KafkaAdminFailed:
     cls = for_code(code)
     reason = f"{cls.__name__}: {message or getattr(cls, 'description', '') or 'no reason'}"
@@ -144,74 +129,18 @@ def _refusal(what: str, code: int, message: str | None, bootstrap: str) -> Kafka
                             retriable=bool(cls.retriable))
 
 
-class AclAdmin:
-    """``async with AclAdmin(bootstrap) as admin:`` one admin connection, closed on exit.
+class AclAdmin(AdminConnection):
+    """``async with AclAdmin(bootstrap) as admin:`` one admin connection, closed on exit
+    (``infra.kafka.admin_connection``: how it connects and fails)."""
 
-    It connects like ``infra.kafka.topic_admin.TopicAdmin``: with ``security`` (default: the
-    operator's, ``MESHGATE_KAFKA_*``, secrets read from the stack's Secrets Manager); a
-    connection refused for a reason of security leaves as its one-line
-    ``bus.errors.KafkaConnectRefused``."""
-
-    def __init__(self, bootstrap: str, *, timeout_s: float = ADMIN_TIMEOUT_S,
-                 security: KafkaSecurity | None = None,
-                 settings: Settings | None = None) -> None:
-        self.bootstrap = bootstrap
-        self.timeout_s = timeout_s
-        self._security = security
-        self._settings = settings
-        self._client: Any = None
-
-    async def _resolved(self) -> KafkaSecurity:
-        if self._security is None:
-            return await operator_security(self._settings)
-        settings = self._settings or Settings.resolve()
-        return await resolve_kafka_secrets(self._security, OperatorSecrets(settings))
-
-    async def __aenter__(self) -> AclAdmin:
-        security = await self._resolved()
-        self._client = AIOKafkaAdminClient(
-            **aiokafka_kwargs(self.bootstrap, security), client_id="meshgate-acls",
-            request_timeout_ms=min(REQUEST_TIMEOUT_MS, int(self.timeout_s * 1000)))
-        try:
-            await start_client("start the ACL admin client", self._client.start,
-                               self.bootstrap, security, self.timeout_s)
-        except KafkaConnectRefused:
-            await self._close()
-            raise  # one line naming what failed (credentials, TLS)
-        except (MeshError, OSError) as exc:
-            await self._close()
-            raise NotReachable(f"Kafka at {self.bootstrap} does not answer "
-                               f"({_describe_error(exc)})",
-                               "start it with 'localstack/kafka/kafka.sh start' or 'make up'"
-                               ) from exc
-        return self
-
-    async def __aexit__(self, exc_type: type[BaseException] | None,
-                        exc: BaseException | None, tb: TracebackType | None) -> None:
-        await self._close()
-
-    async def _close(self) -> None:
-        if self._client is None:
-            return
-        # closing a connection that failed or never opened: nothing left to release
-        with contextlib.suppress(KafkaError, OSError, TimeoutError):
-            await asyncio.wait_for(self._client.close(), self.timeout_s)
+    client_id = "meshgate-acls"
+    start_what = "start the ACL admin client"
 
     async def _send(self, what: str, request: Request) -> dict[str, Any]:
         return await self._call(what, self._client._send_request(request))
 
     async def _call(self, what: str, call: Awaitable[Any]) -> dict[str, Any]:
-        try:
-            response = await asyncio.wait_for(call, self.timeout_s)
-        except TimeoutError as exc:
-            raise KafkaAdminFailed(
-                f"Kafka at {self.bootstrap} did not answer '{what}' within {self.timeout_s:g}s",
-                "check that the broker is healthy (its log), then run the plan again",
-                retriable=True) from exc
-        except KafkaError as exc:
-            raise KafkaAdminFailed(f"{what} failed: {_describe_error(exc)}",
-                                   "check the broker log",
-                                   retriable=bool(exc.retriable)) from exc
+        response = await self._bounded(what, "check the broker log", call)
         answer: dict[str, Any] = response.to_object()
         return answer
 

@@ -13,28 +13,20 @@ which replaces every topic-level override of the topic with the set it is given.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import re
 from collections.abc import Awaitable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any, Protocol, TypeVar
 
-from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
+from aiokafka.admin import NewPartitions, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
-from aiokafka.errors import KafkaError, for_code
+from aiokafka.errors import for_code
 
-from bus.errors import KafkaConnectRefused, MeshError
-from bus.transport.connect_check import start_client
-from bus.transport.connection import KafkaSecurity, aiokafka_kwargs, resolve_kafka_secrets
-from infra.errors import KafkaAdminFailed, NotReachable
-from infra.kafka.connect import OperatorSecrets, operator_security
-from infra.settings import Settings
+from infra.errors import KafkaAdminFailed
+from infra.kafka.admin_connection import (
+    REQUEST_TIMEOUT_MS,
+    AdminConnection,
+)
 
-ADMIN_TIMEOUT_S = 20.0
-"""Upper bound of one admin call, connection included."""
-REQUEST_TIMEOUT_MS = 15_000
-"""The client's request timeout, and how long the broker may take to create or delete."""
 SETTLE_TIMEOUT_S = 5.0
 """How long a topic may report a transient metadata error (leader election) before it is
 an error."""
@@ -81,83 +73,15 @@ def _reason(code: int, message: str | None) -> str:
     return f"{cls.__name__}: {text}"
 
 
-def _describe(exc: BaseException) -> str:
-    name = type(exc).__name__
-    text = re.sub(r"^\[Error -?\d+\]\s*", "", str(exc).strip())  # aiokafka's "[Error 37] "
-    if not text:
-        return name
-    return text if name in text else f"{name}: {text}"
+class TopicAdmin(AdminConnection):
+    """``async with TopicAdmin(bootstrap) as admin:`` one admin connection, closed on exit
+    (``infra.kafka.admin_connection``: how it connects and fails)."""
 
-
-class TopicAdmin:
-    """``async with TopicAdmin(bootstrap) as admin:`` one admin connection, closed on exit.
-
-    It connects with ``security`` (default: the operator's, ``MESHGATE_KAFKA_*``); a
-    connection refused for a reason of security (credentials, TLS) leaves as its one-line
-    ``bus.errors.KafkaConnectRefused``."""
-
-    def __init__(self, bootstrap: str, *, timeout_s: float = ADMIN_TIMEOUT_S,
-                 security: KafkaSecurity | None = None,
-                 settings: Settings | None = None) -> None:
-        self.bootstrap = bootstrap
-        self.timeout_s = timeout_s
-        self._security = security
-        self._settings = settings
-        self._client: Any = None
-
-    async def _resolved(self) -> KafkaSecurity:
-        if self._security is None:
-            return await operator_security(self._settings)
-        settings = self._settings or Settings.resolve()
-        return await resolve_kafka_secrets(self._security, OperatorSecrets(settings))
-
-    async def __aenter__(self) -> TopicAdmin:
-        security = await self._resolved()
-        self._client = AIOKafkaAdminClient(
-            **aiokafka_kwargs(self.bootstrap, security),
-            client_id="meshgate-topics",
-            request_timeout_ms=min(REQUEST_TIMEOUT_MS, int(self.timeout_s * 1000)),
-        )
-        try:
-            await start_client("start the admin client", self._client.start, self.bootstrap,
-                               security, self.timeout_s)
-        except KafkaConnectRefused:
-            await self._close()
-            raise  # one line naming what failed (credentials, TLS)
-        except (MeshError, OSError) as exc:
-            await self._close()
-            raise NotReachable(
-                f"Kafka at {self.bootstrap} does not answer ({_describe(exc)})",
-                "start it with 'localstack/kafka/kafka.sh start' or 'make up'",
-            ) from exc
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self._close()
-
-    async def _close(self) -> None:
-        if self._client is None:
-            return
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(self._client.close(), self.timeout_s)
+    client_id = "meshgate-topics"
+    start_what = "start the admin client"
 
     async def _call(self, what: str, fix: str, call: Awaitable[T]) -> T:
-        try:
-            return await asyncio.wait_for(call, self.timeout_s)
-        except TimeoutError as exc:
-            raise KafkaAdminFailed(
-                f"Kafka at {self.bootstrap} did not answer '{what}' within {self.timeout_s:g}s",
-                "check that the broker is healthy (its log), then run the plan again",
-                retriable=True,
-            ) from exc
-        except KafkaError as exc:
-            raise KafkaAdminFailed(f"{what} failed: {_describe(exc)}", fix,
-                                   retriable=bool(exc.retriable)) from exc
+        return await self._bounded(what, fix, call)
 
     @staticmethod
     def _refused(what: str, fix: str, errors: Iterable[tuple[str, int, str | None]]) -> None:

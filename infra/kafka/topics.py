@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from infra.errors import InfraError
-from infra.kafka.topic_admin import ADMIN_TIMEOUT_S, LiveTopic, TopicAdmin
+from infra.kafka.admin_connection import ADMIN_TIMEOUT_S
+from infra.kafka.topic_admin import LiveTopic, TopicAdmin
 from infra.settings import Settings
 
 __all__ = [

@@ -13,7 +13,7 @@ from aiokafka.admin.config_resource import ConfigResource
 from aiokafka.errors import InvalidPartitionsError
 
 from infra.errors import InfraError, NotReachable
-from infra.kafka import topic_admin
+from infra.kafka import admin_connection, topic_admin
 from infra.kafka.topics import (
     ConfigChange,
     LiveTopic,
@@ -367,7 +367,7 @@ class FakeAdminClient:
 def broker(monkeypatch: pytest.MonkeyPatch) -> Broker:
     fresh = Broker()
     monkeypatch.setattr(FakeAdminClient, "broker", fresh)
-    monkeypatch.setattr(topic_admin, "AIOKafkaAdminClient", FakeAdminClient)
+    monkeypatch.setattr(admin_connection, "AIOKafkaAdminClient", FakeAdminClient)
     return fresh
 
 
