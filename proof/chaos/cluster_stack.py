@@ -25,7 +25,7 @@ from typing import Any
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
 
-from proof.chaos.stack import ScriptResult, StackError
+from proof.chaos.stack import ScriptResult, StackError, run_script
 from proof.procs import ROOT
 
 CLUSTER_SCRIPT = ROOT / "localstack" / "kafka" / "cluster.sh"
@@ -196,18 +196,7 @@ def _node_arg(node: int | None) -> list[str]:
 async def cluster_script(args: list[str], env: Mapping[str, str],
                          timeout_s: float) -> ScriptResult:
     """``bash cluster.sh ARGS`` with ``env`` over ours; killed after ``timeout_s``."""
-    process = await asyncio.create_subprocess_exec(
-        "bash", str(CLUSTER_SCRIPT), *args, env={**os.environ, **env},
-        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT)
-    try:
-        out, _ = await asyncio.wait_for(process.communicate(), timeout_s)
-    except TimeoutError:
-        with contextlib.suppress(ProcessLookupError):
-            process.kill()
-        await asyncio.wait_for(process.wait(), 10)
-        return ScriptResult(-1, f"cluster.sh {' '.join(args)}: no answer within {timeout_s:g}s")
-    return ScriptResult(process.returncode or 0, out.decode(errors="replace").strip())
+    return await run_script(CLUSTER_SCRIPT, args, env, timeout_s)
 
 
 async def _describe(address: str, topics: list[str]) -> dict[tuple[str, int], PartitionState]:

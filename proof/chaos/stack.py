@@ -11,7 +11,7 @@ import contextlib
 import json
 import os
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,11 +45,12 @@ class ScriptResult:
     output: str
 
 
-async def run_script(script: Path, action: str, env: Mapping[str, str],
+async def run_script(script: Path, args: str | Sequence[str], env: Mapping[str, str],
                      timeout_s: float) -> ScriptResult:
-    """``bash script action`` with ``env`` over ours; killed after ``timeout_s``."""
+    """``bash script ARGS`` with ``env`` over ours; killed after ``timeout_s``."""
+    words = [args] if isinstance(args, str) else list(args)
     process = await asyncio.create_subprocess_exec(
-        "bash", str(script), action, env={**os.environ, **env},
+        "bash", str(script), *words, env={**os.environ, **env},
         stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT)
     try:
@@ -58,7 +59,8 @@ async def run_script(script: Path, action: str, env: Mapping[str, str],
         with contextlib.suppress(ProcessLookupError):
             process.kill()
         await asyncio.wait_for(process.wait(), 10)
-        return ScriptResult(-1, f"{script.name} {action}: no answer within {timeout_s:g}s")
+        return ScriptResult(-1, f"{script.name} {' '.join(words)}: no answer within "
+                                f"{timeout_s:g}s")
     return ScriptResult(process.returncode or 0, out.decode(errors="replace").strip())
 
 
