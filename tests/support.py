@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import pytest
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
@@ -23,6 +24,7 @@ from bus.security.identity import Identity
 from bus.security.keys import KeyRing, generate_ed25519, signing_key_from_bytes
 from bus.telemetry.mesh_telemetry import MeshTelemetry
 from infra.settings import Settings
+from localstack.kafka.probe import broker_ready
 
 ROOT = Path(__file__).resolve().parent.parent
 KAFKA_SCRIPT = ROOT / "localstack" / "kafka" / "kafka.sh"
@@ -142,3 +144,14 @@ def sender_identity(settings: Settings, service: str) -> Identity:
     access = access_map(settings.root / "policies")
     return Identity(service, key, None, AccessPolicy.from_dict(access["produce"],
                                                               access["consume"]))
+
+
+def running_broker(settings: Settings) -> str:
+    """The stack's broker address; the test fails (never skips) when no broker answers there."""
+
+
+    host, _, port = settings.kafka_bootstrap.rpartition(":")
+    if not broker_ready(host, int(port)):
+        pytest.fail(f"no Kafka broker at {settings.kafka_bootstrap}: run 'make test' "
+                    "or '.venv/bin/meshgate up' first")
+    return settings.kafka_bootstrap

@@ -13,7 +13,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from bus.config import BusSettings
 from infra.deploy.aws import client
 from infra.settings import Settings
-from localstack.kafka.probe import broker_ready
+from tests.support import running_broker
 
 
 @pytest.fixture(scope="session")
@@ -23,11 +23,7 @@ def infra_settings() -> Settings:
 
 @pytest.fixture(scope="session")
 def bootstrap(infra_settings: Settings) -> str:
-    host, _, port = infra_settings.kafka_bootstrap.rpartition(":")
-    if not broker_ready(host, int(port)):
-        pytest.fail(f"no Kafka broker at {infra_settings.kafka_bootstrap}: run 'make test' "
-                    "or '.venv/bin/meshgate up' first")
-    return infra_settings.kafka_bootstrap
+    return running_broker(infra_settings)
 
 
 @pytest.fixture

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from infra.settings import Settings
-from localstack.kafka.probe import broker_ready
 from tests.interop.java_build import JavaBuildError, JavaProgram, for_settings
+from tests.support import running_broker
 
 
 @pytest.fixture(scope="session")
@@ -17,11 +17,7 @@ def infra_settings() -> Settings:
 
 @pytest.fixture(scope="session")
 def bootstrap(infra_settings: Settings) -> str:
-    host, _, port = infra_settings.kafka_bootstrap.rpartition(":")
-    if not broker_ready(host, int(port)):
-        pytest.fail(f"no Kafka broker at {infra_settings.kafka_bootstrap}: run 'make test' "
-                    "or '.venv/bin/meshgate up' first")
-    return infra_settings.kafka_bootstrap
+    return running_broker(infra_settings)
 
 
 @pytest.fixture(scope="session")
