@@ -20,14 +20,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ec
 from jwt.algorithms import ECAlgorithm
 
-from bus.errors import TransportError
-from bus.runtime.client import MeshClient
-from functions.gateway.app import EdgeDeps, LazyMeshClient, create_app
 from functions.gateway.auth.jwks import JwksCache, StaticJwks
 from functions.gateway.auth.jwt_bearer import JwtVerifier
 from functions.gateway.auth.verified_tokens import VerifiedTokens
@@ -36,6 +32,7 @@ from infra.policy.load import load_policy
 from infra.settings import Settings
 from proof.attack.accounting import CONTROL, Outcome
 from proof.attack.edge_cases import JWT_CACHE
+from proof.attack.edge_inprocess import EdgeInProcess
 
 PATH = "/v1/products/atk-cache-1"
 TEMPLATE = "/v1/products/{sku}"
@@ -90,28 +87,16 @@ async def _run(settings: Settings) -> list[Outcome]:
     verifier = JwtVerifier(JwksCache(StaticJwks(jwks)), issuer=settings_jwt.issuer,
                            audience=settings_jwt.audience, leeway_s=settings_jwt.leeway_s,
                            verified=VerifiedTokens(clock=clock))
-    routes = tuple(r for r in policy.routes if r.path == TEMPLATE)
-    asked = 0
-
-    async def factory() -> MeshClient:
-        nonlocal asked
-        asked += 1
-        raise TransportError("the attack's mesh is not connected")
-
-    app = create_app(policy.model_copy(update={"routes": routes}),
-                     EdgeDeps(mesh=LazyMeshClient(factory), guard=EdgeGuard(jwt=verifier)))
-    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False,
-                                    client=("198.51.100.78", 40000))
     token = _token(key, settings_jwt.issuer, settings_jwt.audience[0], "atk-cache-user")
     outcomes: list[Outcome] = []
-    async with httpx.AsyncClient(transport=transport, base_url="http://edge") as http:
+    async with EdgeInProcess(settings, lambda r: r.path == TEMPLATE,
+                             EdgeGuard(jwt=verifier), "198.51.100.78") as edge:
         async def one(bearer: str) -> tuple[int, str, int]:
-            nonlocal asked
-            before = asked
-            answer = await http.get(PATH, headers={"authorization": f"Bearer {bearer}"},
-                                    timeout=TIMEOUT_S)
+            before = edge.asked
+            answer = await edge.http.get(PATH, headers={"authorization": f"Bearer {bearer}"},
+                                         timeout=TIMEOUT_S)
             reason = answer.json().get("reason", "") if answer.content else ""
-            return answer.status_code, str(reason), asked - before
+            return answer.status_code, str(reason), edge.asked - before
 
         status, reason, reached = await one(token)
         outcomes.append(Outcome(CONTROL, "jwt cache: a fresh token, verified and cached",

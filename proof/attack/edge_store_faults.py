@@ -16,24 +16,20 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from pathlib import Path
 from typing import Any
 
 import httpx
 from botocore.config import Config
 
-from bus.errors import TransportError
-from bus.runtime.client import MeshClient
-from functions.gateway.app import EdgeDeps, LazyMeshClient, create_app
 from functions.gateway.guard import EdgeGuard, RateLimitStore
 from functions.gateway.ratelimit.bucket import Decision, Limit
 from functions.gateway.ratelimit.dynamodb import DynamoDBRateLimitStore
 from functions.gateway.ratelimit.leased import LeasedRateLimitStore
 from functions.gateway.ratelimit.memory import InMemoryRateLimitStore
-from infra.policy.load import load_policy
 from infra.settings import Settings
 from proof.attack.accounting import CONTROL, Outcome
 from proof.attack.edge_cases import STORE_FAULTS
+from proof.attack.edge_inprocess import EdgeInProcess
 from proof.procs import free_port
 
 ROUTE = ("POST", "/v1/orders")
@@ -75,23 +71,11 @@ def _stores(settings: Settings) -> list[tuple[str, RateLimitStore, int, str]]:
 
 async def _one(settings: Settings, store: RateLimitStore) -> tuple[httpx.Response, int]:
     """The answer to one genuine order request, and how often the mesh was asked for."""
-    policy = load_policy(Path(settings.root) / "policies")
     method, path = ROUTE
-    routes = tuple(r for r in policy.routes if r.method == method and r.path == path)
-    asked = 0
-
-    async def factory() -> MeshClient:
-        nonlocal asked
-        asked += 1
-        raise TransportError("the attack's mesh is not connected")
-
-    app = create_app(policy.model_copy(update={"routes": routes}),
-                     EdgeDeps(mesh=LazyMeshClient(factory), guard=EdgeGuard(limiter=store)))
-    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False,
-                                    client=("198.51.100.77", 40000))
-    async with httpx.AsyncClient(transport=transport, base_url="http://edge") as http:
-        answer = await http.post(path, json=ORDER, timeout=TIMEOUT_S)
-    return answer, asked
+    async with EdgeInProcess(settings, lambda r: r.method == method and r.path == path,
+                             EdgeGuard(limiter=store), "198.51.100.77") as edge:
+        answer = await edge.http.post(path, json=ORDER, timeout=TIMEOUT_S)
+    return answer, edge.asked
 
 
 def _verdict(answer: httpx.Response, status: int, reason: str) -> tuple[bool, str]:
