@@ -22,6 +22,7 @@ from typing import Any
 from bus.config import BusSettings
 from bus.delivery.idempotency import MemoryIdempotencyStore
 from bus.envelope import Envelope
+from bus.runtime import processes
 from bus.runtime.client import MeshClient
 from bus.runtime.worker import ServiceWorker
 from bus.security.identity import load_identity
@@ -151,7 +152,12 @@ def main() -> None:
     parser.add_argument("--max-seconds", type=float, default=600.0)
     parser.add_argument("--transport", choices=("aiokafka", "rdkafka"), default="aiokafka",
                         help="the worker's Kafka client library (bus.transport.select)")
-    report(asyncio.run(serve(parser.parse_args())))
+    parser.add_argument("--processes", default="1",
+                        help="worker processes in the group (bus.runtime.processes; auto: "
+                             "one per core); each prints ready and its counters")
+    args = parser.parse_args()
+    processes.enter(args.processes)  # > 1: this process supervises them and exits here
+    report(asyncio.run(serve(args)))
 
 
 if __name__ == "__main__":

@@ -148,6 +148,36 @@ def sweeps(report: Mapping[str, Any], plots: Mapping[str, str]) -> list[str]:
     return lines
 
 
+def _cores(row: Mapping[str, Any]) -> str:
+    used = row.get("mesh_cores") or {}
+    if not used:
+        return "n/a"
+    return (f"{used.get('callers', 0):.2f} / {used.get('responder', 0):.2f} / "
+            f"{used.get('broker', 0):.2f} / {used.get('machine', 0):.2f} of "
+            f"{used.get('cores', 0):g}")
+
+
+def worker_procs(report: Mapping[str, Any]) -> list[str]:
+    r = _result(report, "worker_procs")
+    lines = ["## Worker processes (one echo service, 1 and 2 processes in one group)", ""]
+    if r is None:
+        return [*lines, "Not measured (the suite failed).", ""]
+    lines += [f"{r['callers']} closed-loop callers, {r['partitions']} partitions, "
+              f"{r['rounds']} round(s) of raw, mesh, mesh, raw ({r['seconds']:g} s each); "
+              "raw is one aiokafka responder process throughout.", "",
+              table(("worker processes", "raw answered/s", "mesh answered/s",
+                     "mesh/raw answered/s", "mesh / one process (vs raw)", "raw p99 (ms)",
+                     "mesh p99 (ms)", "p99 mesh/raw",
+                     "cores, mesh loaded: callers / workers / broker / machine",
+                     "mesh answered per worker core-second"),
+                    [(n, row["raw_per_s"], row["mesh_per_s"], ratio(row["per_s_ratio"]),
+                      ratio(row["mesh_per_s_over_one_process"]), row["raw_p99_ms"],
+                      row["mesh_p99_ms"], ratio(row["p99_ratio"]), _cores(row),
+                      row.get("mesh_per_worker_core_s"))
+                     for n, row in r["by_processes"].items()]), ""]
+    return lines
+
+
 def gateway(report: Mapping[str, Any]) -> list[str]:
     r = _result(report, "gateway_overhead")
     if r is None:
@@ -191,7 +221,8 @@ def render(report: Mapping[str, Any], plots: Mapping[str, str]) -> str:
     lines = [*header(report), *overview(report), *memory(report)]
     if "memory" in plots:
         lines += [f"![memory]({plots['memory']})", ""]
-    lines += [*mesh_vs_raw(report), *sweeps(report, plots), *gateway(report),
+    lines += [*mesh_vs_raw(report), *sweeps(report, plots), *worker_procs(report),
+              *gateway(report),
               *through_emulator(report)]
     if "ratios" in plots:
         lines += ["## Ratios against the baselines", "", f"![ratios]({plots['ratios']})", ""]

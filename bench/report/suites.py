@@ -34,6 +34,8 @@ SUITES: tuple[Suite, ...] = (
            "--window", "100", "--rounds", "2"), 400.0, writes_output=True),
     Suite("sweeps", "Mesh vs raw: offered load, callers, payload size, partitions",
           "bench.sweeps", (), ("--fast",), 900.0),
+    Suite("worker_procs", "Worker processes 1 and 2: answered/s and p99 at 100 callers",
+          "bench.worker_procs", (), ("--fast",), 400.0),
     Suite("gateway_overhead", "Gateway handler vs bare FastAPI + Mangum, and cold start",
           "bench.gateway_overhead", (),
           ("--requests", "200", "--warmup", "50", "--rounds", "2", "--cold", "1",

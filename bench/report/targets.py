@@ -47,6 +47,14 @@ CHECKS: tuple[Check, ...] = (
      lambda r: (_fmt(_get(r, "added_p50_ms"), " ms", 3), _get(r, "added_p50_ok"))),
     ("mesh_vs_raw", "mesh publish rate / raw", ">= 0.70x",
      lambda r: (_fmt(_get(r, "publish_ratio"), "x"), _get(r, "publish_ratio_ok"))),
+    ("worker_procs", "answered/s at 100 callers, one worker process / raw", ">= 0.5x",
+     lambda r: (_fmt(_get(r, "by_processes", "1", "per_s_ratio"), "x"),
+                None if _get(r, "by_processes", "1", "per_s_ratio") is None
+                else _get(r, "by_processes", "1", "per_s_ratio") >= 0.5)),
+    ("worker_procs", "answered/s at 100 callers, 2 worker processes / 1", "> 1.0x",
+     lambda r: (_fmt(_get(r, "by_processes", "2", "mesh_per_s_over_one_process"), "x"),
+                None if _get(r, "by_processes", "2", "mesh_per_s_over_one_process") is None
+                else _get(r, "by_processes", "2", "mesh_per_s_over_one_process") > 1.0)),
     ("gateway_overhead", "gateway p50 / bare FastAPI+Mangum p50", "< 1.5x",
      lambda r: (_fmt(_get(r, "request_ratio"), "x"), _get(r, "request_ratio_ok"))),
     ("gateway_overhead", "gateway p50 / bare (issue 15)", "<= 2.5x",
