@@ -4,12 +4,14 @@ on the real broker, sharing one DynamoDB idempotency table on the real emulator.
 Both children join the service's group and answer (the broker spreads the partitions), and a
 signed request copied onto every partition of the request topic (so onto partitions of both
 processes) is applied once: the copies meet the shared durable replay memory and idempotency
-store, not a per-process one.
+store, not a per-process one. The first child of N warns when the request topic has fewer
+than N partitions.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import uuid
 from collections import Counter
@@ -24,6 +26,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from bus.config import BusSettings
 from bus.runtime.client import MeshClient
 from bus.transport.kafka import KafkaTransport
+from functions.shared.worker_main import warn_if_few_partitions
 from infra.kafka.connect import door_kwargs
 from infra.settings import Settings
 from proof.chaos import ledger
@@ -135,3 +138,23 @@ async def test_a_request_copied_onto_both_processes_partitions_is_applied_once(
         rf"^\S+ \S+ (\d+) \S+ \S+ (?:quarantined|duplicate).*{re.escape(request_topic)}",
         (tmp_path / "procs.log").read_text(), re.MULTILINE)}
     assert refused_by == set(children), (tmp_path / "procs.log").read_text()[-3000:]
+
+
+async def test_the_first_child_warns_when_the_topic_has_fewer_partitions_than_processes(
+    bootstrap: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+) -> None:
+    topic = f"itprocs{uuid.uuid4().hex[:8]}.requests"
+    transport = KafkaTransport(BusSettings(bootstrap_servers=bootstrap))
+    try:
+        async with topics(bootstrap, {topic: 2}):
+            for index, count, warned in ((0, 3, True), (1, 3, False), (0, 2, False)):
+                caplog.clear()
+                monkeypatch.setenv("MESH_WORKER_INDEX", str(index))
+                monkeypatch.setenv("MESH_WORKER_COUNT", str(count))
+                monkeypatch.setenv("MESH_WORKER_PARENT_PID", "1")
+                with caplog.at_level(logging.WARNING, logger="functions.shared.worker_main"):
+                    await warn_if_few_partitions(transport, topic)
+                assert (f"{topic} has 2 partition(s) for 3 worker processes" in caplog.text) \
+                    is warned, (index, count, caplog.text)
+    finally:
+        await transport.close()
