@@ -3,9 +3,11 @@ on the real broker, sharing one DynamoDB idempotency table on the real emulator.
 
 Both children join the service's group and answer (the broker spreads the partitions), and a
 signed request copied onto every partition of the request topic (so onto partitions of both
-processes) is applied once: the copies meet the shared durable replay memory and idempotency
-store, not a per-process one. The first child of N warns when the request topic has fewer
-than N partitions.
+processes) is applied once. A request's replay guard is per process (memory, bounded by the
+freshness window), so the first copy a child that never saw the request reads passes it; the
+shared idempotency store (DynamoDB) then answers it with the stored result instead of running
+it, and that child refuses every later copy as a replay. The first child of N warns when the
+request topic has fewer than N partitions.
 """
 
 from __future__ import annotations
