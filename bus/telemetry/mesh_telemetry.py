@@ -625,7 +625,7 @@ class MeshTelemetry:
 
     def count_consumed(self, records: Sequence[Record], group: str | None = None) -> None:
         """Records a fetch delivered: messaging.client.consumed.messages per partition."""
-        if not records:
+        if not records or self.quiet:
             return
         per_partition: dict[tuple[str, int], int] = {}
         for record in records:
