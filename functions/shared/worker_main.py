@@ -133,9 +133,11 @@ async def warn_if_few_partitions(transport: Transport, topic: str) -> None:
         log.warning("%s", warning)
 
 
-def main(service: Service, *, nested_calls: bool = False) -> None:
-    """The worker (``MESH_WORKER_PROCESSES`` of them, ``bus.runtime.processes``)."""
+def main(service: Service, *, nested_calls: bool = False,
+         worker_processes: int | str | None = None) -> None:
+    """The worker; ``worker_processes`` (else ``MESH_WORKER_PROCESSES``, else 1; ``auto``:
+    one per core) copies of it in one group (``bus.runtime.processes``)."""
     setup_logging(service.name)
-    processes.enter()  # N > 1: this process supervises N copies of itself and exits here
+    processes.enter(worker_processes)  # N > 1: this process supervises N copies, exits here
     run_process(service.name, lambda settings: serve(service, settings,
                                                      nested_calls=nested_calls))
