@@ -15,7 +15,7 @@ import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -90,7 +90,12 @@ async def victim(actors: Cast, bootstrap: str, ran: list[str]) -> AsyncIterator[
     settings = BusSettings.resolve(bootstrap_servers=bootstrap, kafka=door_security(),
                                    service_name=name, max_message_bytes=VALUE_LIMIT)
     transport = KafkaTransport(settings)
-    worker = ServiceWorker(service, transport, settings, actors.victim,
+    # Its operation is declared free of side effects (a policy's side_effect_free), so the
+    # worker never consults its idempotency store for it: admission alone must refuse every
+    # case, replays included, and the genuine records still run exactly once.
+    identity = replace(actors.victim, access=replace(
+        actors.victim.access, side_effect_free=frozenset({f"{name}.op"})))
+    worker = ServiceWorker(service, transport, settings, identity,
                            store=MemoryIdempotencyStore())
     stop = asyncio.Event()
     task = asyncio.create_task(worker.run(stop))
