@@ -13,8 +13,9 @@ from bus.config import BusSettings
 from bus.errors import BrokerRefused, KafkaConfigError, TransportError
 from bus.transport.connection import KafkaSecurity
 from bus.transport.kafka import KafkaTransport
-from bus.transport.rdkafka import RdKafkaTransport, mesh_error
+from bus.transport.rdkafka import RdKafkaTransport
 from bus.transport.rdkafka_config import consumer_config, producer_config, security_config
+from bus.transport.rdkafka_connection import mesh_error
 from bus.transport.select import kafka_transport
 
 PASSWORD = "hunter2-do-not-print"
