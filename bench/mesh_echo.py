@@ -14,6 +14,7 @@ import argparse
 import asyncio
 import json
 import os
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -105,7 +106,15 @@ class MeshResponder:
         await self.transport.close()
 
 
-def mesh_service(settings: BusSettings, group_id: str) -> MeshResponder:
+def busy(cpu_ms: float) -> None:
+    """Spin on this core for ``cpu_ms`` (a handler that computes, for the process sweep)."""
+    end = time.thread_time() + cpu_ms / 1000
+    while time.thread_time() < end:
+        pass
+
+
+def mesh_service(settings: BusSettings, group_id: str, handler_cpu_ms: float = 0.0
+                 ) -> MeshResponder:
     """The bench's echo service ``settings.service_name`` on a ``ServiceWorker``.
 
     WIRING POINT: everything a production service gets (identity, verification and reply
@@ -115,6 +124,8 @@ def mesh_service(settings: BusSettings, group_id: str) -> MeshResponder:
 
     @service.operation(echo_operation(service.name))
     async def echo(payload: Payload, message: Envelope) -> Payload:
+        if handler_cpu_ms:
+            busy(handler_cpu_ms)
         return payload
 
     transport = kafka_transport(settings)  # settings.transport: aiokafka or rdkafka
@@ -130,7 +141,7 @@ async def serve(args: argparse.Namespace) -> dict[str, int]:
                            max_message_bytes=args.max_message_bytes,
                            transport=args.transport, **identity_settings(keys, args.service))
     stop = stop_event(args.max_seconds)
-    responder = mesh_service(settings, args.group)
+    responder = mesh_service(settings, args.group, args.handler_cpu_ms)
     announce_ready()  # the worker joins its group in run(); the caller probes until it answers
     try:
         await responder.worker.run(stop)
@@ -152,6 +163,8 @@ def main() -> None:
     parser.add_argument("--max-seconds", type=float, default=600.0)
     parser.add_argument("--transport", choices=("aiokafka", "rdkafka"), default="aiokafka",
                         help="the worker's Kafka client library (bus.transport.select)")
+    parser.add_argument("--handler-cpu-ms", type=float, default=0.0,
+                        help="CPU the echo handler spends per request (default none)")
     parser.add_argument("--processes", default="1",
                         help="worker processes in the group (bus.runtime.processes; auto: "
                              "one per core); each prints ready and its counters")

@@ -191,6 +191,7 @@ async def run(args: argparse.Namespace, keys: Path) -> list[dict[str, Any]]:
                 async with spawn(f"mesh responder ({count} processes)", "bench.mesh_echo",
                                  ["--service", names.mesh_service, "--group", mesh_group,
                                   "--keys-dir", str(keys), "--processes", str(count),
+                                  "--handler-cpu-ms", f"{args.handler_cpu_ms:g}",
                                   *common]) as mesh_responder:
                     await group_stable(args.bootstrap, mesh_group, count, GROUP_TIMEOUT_S)
                     await probe("mesh", mesh_check)
@@ -219,6 +220,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=5.0, help="per side and round")
     parser.add_argument("--warmup", type=float, default=2.0)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--handler-cpu-ms", type=float, default=0.0,
+                        help="CPU the mesh echo handler spends per request (the raw one none): "
+                             "a worker bound by its handler, as a computing service is")
     parser.add_argument("--timeout", type=float, default=10.0, help="per request")
     args = parser.parse_args(argv)
     if args.fast:
@@ -241,6 +245,7 @@ def main(argv: list[str] | None = None) -> None:
               f"{stats.fmt_ratio(row['per_s_ratio'])}, x{row['mesh_per_s_over_one_process']} "
               "of one process", flush=True)
     print(json.dumps({"callers": args.callers, "partitions": args.partitions,
+                      "handler_cpu_ms": args.handler_cpu_ms,
                       "processes": args.processes, "rounds": args.rounds,
                       "seconds": args.seconds, "points": points, "by_processes": by,
                       "failed": failed, "ok": not failed, "machine": describe()}))
