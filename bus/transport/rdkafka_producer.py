@@ -46,13 +46,16 @@ class RdProducer:
         self._tick_handle: asyncio.TimerHandle | None = loop.call_later(IDLE_TICK_S, self._tick)
         self._fast = False
 
-    def _tick(self) -> None:  # on the loop
-        self._tick_handle = None
+    def _serve(self) -> None:  # on the loop
         try:
             self.client.poll(0)
         except KafkaException as exc:  # a fatal error: the sends see it in their reports
             log.warning("librdkafka producer poll: %s", exc)
         self._settle()
+
+    def _tick(self) -> None:  # on the loop
+        self._tick_handle = None
+        self._serve()
         self._fast = self._outstanding > 0
         self._tick_handle = self._loop.call_later(DR_TICK_S if self._fast else IDLE_TICK_S,
                                                   self._tick)
@@ -94,6 +97,10 @@ class RdProducer:
             except KafkaException as exc:
                 raise raised(f"send to {topic}", exc) from None
         self._outstanding += 1
+        if self._outstanding > 1:
+            # Others await their reports: serve what has come (a timer cannot fire sooner
+            # than every millisecond; under load the sends themselves serve the reports).
+            self._serve()
         if not self._fast and self._tick_handle is not None:  # wake the ticker up
             self._tick_handle.cancel()
             self._fast = True
