@@ -30,6 +30,7 @@ from bus.security.keys import (
     generate_ed25519,
 )
 from bus.security.signing import canonical_bytes, sign, sign_bytes, signature_valid, verify
+from infra.stack.functions import FUNCTIONS, for_access
 from tests.vectors import generate
 
 VECTORS = Path(generate.__file__).resolve().parent
@@ -201,3 +202,13 @@ def _keyring(backend: Backend) -> KeyRing:
         ring.add(VerifyKey(entry["key_id"], HMAC_SHA256, entry["service"],
                            bytes.fromhex(entry["secret_hex"])))
     return ring
+
+
+def test_every_lambda_zip_with_the_bus_vendors_libsodium() -> None:
+    """``bus.security.keys`` imports PyNaCl: a zip without it would deploy and then fail on
+    its first import (proved on the emulator by tests/e2e/test_http_orders.py)."""
+    with_bus = [spec for spec in FUNCTIONS if "bus" in spec.packages]
+    assert {spec.name for spec in with_bus} >= {"gateway", "authorizer", "service-events"}
+    for spec in with_bus:
+        assert "pynacl" in for_access(spec, msk_iam=True).requirements, spec.name
+        assert "pynacl" in for_access(spec, msk_iam=False).requirements, spec.name
