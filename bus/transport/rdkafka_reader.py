@@ -59,6 +59,26 @@ def _record(message: Message) -> Record:
     )
 
 
+def sort_out(messages: Sequence[Message], *,
+             assigned: bool) -> tuple[list[Record], MeshError | None]:
+    """The records among what librdkafka handed over, and the first error it reported with
+    them (pure): end-of-partition events are skipped, and so are an assigned reader's group
+    errors (its group id exists only because confluent-kafka wants one)."""
+    records: list[Record] = []
+    first: MeshError | None = None
+    for message in messages:
+        error = message.error()
+        if error is None:
+            records.append(_record(message))
+        elif error.code() in SKIPPED:
+            continue
+        elif assigned and error.code() in GROUP_ERRORS:
+            log.debug("assigned reader: %s (its group is never used)", error)
+        elif first is None:
+            first = mesh_error("fetch", error)
+    return records, first
+
+
 class RdReader:
     """A group member or an assigned-partition reader on one librdkafka consumer."""
 
@@ -248,19 +268,11 @@ class RdReader:
 
     def _take(self, max_records: int) -> list[Record]:
         taken, self._stash = self._stash[:max_records], self._stash[max_records:]
-        records: list[Record] = []
-        for message in taken:
-            error = message.error()
-            if error is None:
-                records.append(_record(message))
-            elif error.code() in SKIPPED:
-                continue
-            elif self._assign is not None and error.code() in GROUP_ERRORS:
-                log.debug("assigned reader: %s (its group is never used)", error)
-            elif records:
-                self._error = self._error or mesh_error("fetch", error)  # after these records
-            else:
-                raise mesh_error("fetch", error)
+        records, error = sort_out(taken, assigned=self._assign is not None)
+        if error is not None:
+            if not records:
+                raise error
+            self._error = self._error or error  # raised by the next read, after these records
         return records
 
     async def _call(self, fn: Callable[..., T], *args: Any, timeout_s: float) -> T:
