@@ -12,10 +12,15 @@ from bus.errors import EnvelopeError
 JSON = dict[str, Any]
 
 
+# json.dumps builds a new JSONEncoder whenever an argument differs from its defaults (here:
+# separators), about 3 us a call; one encoder, the same output.
+_COMPACT = json.JSONEncoder(separators=(",", ":"))
+
+
 def encode(payload: BaseModel | JSON) -> bytes:
     if isinstance(payload, BaseModel):
         return payload.model_dump_json().encode()
-    return json.dumps(payload, separators=(",", ":")).encode()
+    return _COMPACT.encode(payload).encode()
 
 
 def decode(value: bytes) -> JSON:
