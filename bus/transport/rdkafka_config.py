@@ -69,6 +69,9 @@ def _common(settings: BusSettings, security: KafkaSecurity, role: str,
         "client.id": f"{settings.service_name}-{role}",
         # Errors reach error_cb and the callers; librdkafka's own log stays at warnings.
         "log_level": 4,
+        # Nagle off, as asyncio's (so aiokafka's) sockets: small pipelined requests would
+        # wait for the previous one's ACK.
+        "socket.nagle.disable": True,
         **security_config(security, oauth_cb),
     }
 

@@ -93,6 +93,7 @@ def test_producer_keeps_the_aiokafka_transports_guarantees() -> None:
     assert config["partitioner"] == "murmur2_random"  # keyed records land where Java's do
     assert config["allow.auto.create.topics"] is False
     assert config["client.id"] == "orders-producer"
+    assert config["socket.nagle.disable"] is True  # as asyncio's sockets
     assert config["bootstrap.servers"] == settings.bootstrap_servers
 
 
