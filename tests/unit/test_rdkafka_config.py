@@ -17,6 +17,7 @@ from bus.transport.rdkafka import RdKafkaTransport
 from bus.transport.rdkafka_config import consumer_config, producer_config, security_config
 from bus.transport.rdkafka_connection import mesh_error
 from bus.transport.select import kafka_transport
+from functions.shared.kafka_connect import kafka_transport as worker_transport
 
 PASSWORD = "hunter2-do-not-print"
 
@@ -132,3 +133,7 @@ def test_transport_setting_explicit_over_environment_over_default() -> None:
 def test_the_setting_picks_the_transport() -> None:
     assert isinstance(kafka_transport(BusSettings()), KafkaTransport)
     assert isinstance(kafka_transport(BusSettings(transport="rdkafka")), RdKafkaTransport)
+    # the workers' (functions.shared.worker_main) and the Lambdas' way to make one
+    assert isinstance(worker_transport(BusSettings()), KafkaTransport)
+    assert isinstance(worker_transport(BusSettings.resolve(env={"MESH_TRANSPORT": "rdkafka"})),
+                      RdKafkaTransport)
