@@ -40,11 +40,32 @@ def _pct(value: Any) -> str:
     return "n/a" if value is None else f"{value * 100:+.1f}%"
 
 
+def _sweep_ratio(result: Result | None, sweep: str, x: float, key: str,
+                 below: float) -> tuple[str, bool | None]:
+    """The mesh/raw ``key`` ratio of a sweep's point at ``x`` or, where that point was not
+    run (the fast plan), at the largest ``x`` it ran, named in the value."""
+    points = [p for p in (_get(result, "points") or []) if p.get("sweep") == sweep]
+    if not points:
+        return "n/a", None
+    exact = [p for p in points if p.get("x") == x]
+    chosen = exact[0] if exact else max(points, key=lambda p: float(p.get("x", 0)))
+    ratio = _get(chosen, "ratio", key)
+    where = f" at {chosen['x']:g}" + ("" if exact else f" (not {x:g}: the fast plan)")
+    return _fmt(ratio, "x") + where, None if ratio is None else ratio < below
+
+
 Check = tuple[str, str, str, Callable[[Result | None], tuple[str, bool | None]]]
 
 CHECKS: tuple[Check, ...] = (
     ("mesh_vs_raw", "mesh added p50 (request/reply)", "< 0.5 ms",
      lambda r: (_fmt(_get(r, "added_p50_ms"), " ms", 3), _get(r, "added_p50_ok"))),
+    ("mesh_vs_raw", "request/reply p99 / raw p99", "< 1.3x",
+     lambda r: (_fmt(_get(r, "p99_ratio"), "x"),
+                None if _get(r, "p99_ratio") is None else _get(r, "p99_ratio") < 1.3)),
+    ("sweeps", "p50 at 1,000 concurrent callers / raw", "< 2x",
+     lambda r: _sweep_ratio(r, "callers", 1000, "p50", 2.0)),
+    ("sweeps", "p99 at 1,000 req/s offered / raw", "< 2x",
+     lambda r: _sweep_ratio(r, "load", 1000, "p99", 2.0)),
     ("mesh_vs_raw", "mesh publish rate / raw", ">= 0.70x",
      lambda r: (_fmt(_get(r, "publish_ratio"), "x"), _get(r, "publish_ratio_ok"))),
     ("worker_procs", "answered/s at 100 callers, one worker process / raw", ">= 0.5x",

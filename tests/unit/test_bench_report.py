@@ -102,6 +102,14 @@ def test_targets_and_markdown_from_a_report() -> None:
     assert found["gateway RSS after the requests"].met is True
     assert found["worker RSS growth between checkpoints"].value.startswith("+4.0%")
     assert found["mesh added p50 (request/reply)"].met is None  # the suite failed
+    assert found["request/reply p99 / raw p99"].met is None
+    # the fast plan has no 1,000-caller point: the largest it ran is judged, and named
+    callers = found["p50 at 1,000 concurrent callers / raw"]
+    assert (callers.value, callers.met) == ("2.00x at 10 (not 1000: the fast plan)", False)
+    report["suites"]["sweeps"]["result"]["points"].append(point(
+        "load", 1000, side_summary([10.0], 1, 0, 1.0), side_summary([15.0], 1, 0, 1.0), {}))
+    load = {t.name: t for t in targets(report["suites"])}["p99 at 1,000 req/s offered / raw"]
+    assert (load.value, load.met) == ("1.50x at 1000", True)
     report["targets"] = [t.__dict__ for t in found.values()]
     markdown = render(report, {"load": "report_plots/sweep_load.png"})
     assert "FAILED (exited 1)" in markdown
