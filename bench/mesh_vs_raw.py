@@ -29,13 +29,13 @@ Both sides stay up for the whole run and take turns, in ``--rounds`` ABBA rounds
 mesh, mesh, raw...), so that a slow spell of this shared 2-core machine (the broker, other
 work) falls on both sides alike; only one side is loaded at a time.
 
-Responders. Both commit offsets only after their replies were acknowledged (at-least-once).
-``ServiceWorker`` commits synchronously after each batch, before its next fetch; the raw
-responder commits the same offsets from a background task, which is how one writes it with
-aiokafka directly. On this broker (Kafka 4.1, ``group.coordinator.append.linger.ms=5``) an
-OffsetCommit takes ~6 ms, longer than the 5 ms between requests at 200 req/s, so that
-choice alone decides most of the p50 gap; ``--raw-commit sync`` makes the raw responder
-commit like the worker, to see the rest of the mesh's cost on its own.
+Responders. Both commit offsets only after their replies were acknowledged (at-least-once),
+and both commit in the background without holding back the next fetch
+(``bus.delivery.pipeline``: the lowest offset still unanswered per partition; the raw
+responder the same offsets from a background task). On this broker (Kafka 4.1,
+``group.coordinator.append.linger.ms=5``) an OffsetCommit takes ~6 ms, longer than the 5 ms
+between requests at 200 req/s, which is why neither waits for it; ``--raw-commit sync`` makes
+the raw responder wait for each commit, to see what that choice would cost.
 
 Client settings (printed with the results; both sides take them from one ``BusSettings``):
 
