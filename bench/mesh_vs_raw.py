@@ -529,8 +529,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--fetch-max-wait-ms", type=int, default=100)
     parser.add_argument("--timeout-s", type=float, default=5.0, help="per request")
     parser.add_argument("--raw-commit", choices=("background", "sync"), default="background",
-                        help="raw responder commits in the background (default), or after "
-                             "each batch before the next fetch as ServiceWorker does")
+                        help="raw responder commits in the background as ServiceWorker "
+                             "does (default), or after each batch before the next fetch")
     parser.add_argument("--insecure", action="store_true",
                         help="mesh side without signatures (to see what signing costs)")
     parser.add_argument("--signing", choices=("ed25519", "hmac-sha256"), default="ed25519",
