@@ -3,9 +3,8 @@
 The trace context travels in the envelope's W3C ``traceparent``/``tracestate`` headers.
 Spans and attributes follow the OpenTelemetry messaging semantic conventions for Kafka
 (span names ``"send {topic}"`` / ``"process {topic}"``, ``messaging.*`` attributes,
-``error.type`` on failure). The attribute names are plain constants below, checked against
-the installed ``opentelemetry.semconv`` package by the unit tests, so this module does not
-import the package's incubating (unstable) modules at runtime.
+``error.type`` on failure). The names are in ``bus.telemetry.conventions``, the span scopes in
+``bus.telemetry.scopes``.
 
 API
 ===
@@ -111,112 +110,79 @@ extraction and injection of the API's no-op path cost ~25 us per request/reply).
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import Sequence
-from contextvars import Token
-from types import TracebackType
-from typing import Final, Self
 
-from opentelemetry import context as otel_context
 from opentelemetry import metrics, trace
 from opentelemetry.context import Context
 from opentelemetry.metrics import Counter, Histogram, Meter, MeterProvider, NoOpMeterProvider
 from opentelemetry.metrics import _internal as _metrics_api
 from opentelemetry.metrics._internal import _ProxyMeterProvider
 from opentelemetry.trace import (
-    INVALID_SPAN,
     Link,
     NoOpTracerProvider,
     ProxyTracerProvider,
-    Span,
-    SpanKind,
-    Status,
-    StatusCode,
     Tracer,
     TracerProvider,
 )
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
-from opentelemetry.util.types import AttributeValue
 
 from bus.envelope import H_TRACEPARENT, H_TRACESTATE, Envelope
-from bus.errors import HandlerError, MeshError, RemoteError
+from bus.telemetry.conventions import (
+    DURATION_BUCKETS,
+    ERROR_TYPE,
+    MESH_ATTEMPT,
+    MESH_KIND,
+    MESH_OPERATION,
+    MESH_SERVICE,
+    MESH_SOURCE,
+    MESSAGING_CONSUMER_GROUP_NAME,
+    MESSAGING_DESTINATION_NAME,
+    MESSAGING_DESTINATION_PARTITION_ID,
+    MESSAGING_KAFKA_MESSAGE_KEY,
+    MESSAGING_KAFKA_OFFSET,
+    MESSAGING_MESSAGE_BODY_SIZE,
+    MESSAGING_MESSAGE_CONVERSATION_ID,
+    MESSAGING_MESSAGE_ID,
+    MESSAGING_OPERATION_NAME,
+    MESSAGING_OPERATION_TYPE,
+    MESSAGING_SYSTEM,
+    METRIC_CLIENT_CONSUMED,
+    METRIC_CLIENT_OPERATION_DURATION,
+    METRIC_CLIENT_SENT,
+    METRIC_DEAD_LETTERS,
+    METRIC_HANDLED,
+    METRIC_PROCESS_DURATION,
+    METRIC_QUARANTINED,
+    METRIC_REQUEST_DURATION,
+    METRIC_REQUESTS,
+    METRIC_RETRIES,
+    OPERATION_NAME_POLL,
+    OPERATION_PROCESS,
+    OPERATION_RECEIVE,
+    OPERATION_SEND,
+    OUTCOME_OK,
+    SCOPE_NAME,
+    SYSTEM_KAFKA,
+    Attributes,
+    error_type_of,
+    outcome_of,
+)
 from bus.telemetry.gauges import CircuitGauge, ConsumerLagGauge
 from bus.telemetry.lag import LagReport
+from bus.telemetry.scopes import ProcessScope, PublishScope, QuietScope, RequestScope, SpanScope
 from bus.traffic.breaker import Breakers
 from bus.transport import Record
 
-SCOPE_NAME: Final = "meshgate.bus"
-
-# OpenTelemetry semantic conventions (messaging, error); names as in opentelemetry.semconv.
-MESSAGING_SYSTEM: Final = "messaging.system"
-MESSAGING_OPERATION_TYPE: Final = "messaging.operation.type"
-MESSAGING_OPERATION_NAME: Final = "messaging.operation.name"
-MESSAGING_DESTINATION_NAME: Final = "messaging.destination.name"
-MESSAGING_DESTINATION_PARTITION_ID: Final = "messaging.destination.partition.id"
-MESSAGING_MESSAGE_ID: Final = "messaging.message.id"
-MESSAGING_MESSAGE_CONVERSATION_ID: Final = "messaging.message.conversation_id"
-MESSAGING_MESSAGE_BODY_SIZE: Final = "messaging.message.body.size"
-MESSAGING_KAFKA_MESSAGE_KEY: Final = "messaging.kafka.message.key"
-MESSAGING_KAFKA_OFFSET: Final = "messaging.kafka.offset"
-MESSAGING_CONSUMER_GROUP_NAME: Final = "messaging.consumer.group.name"
-ERROR_TYPE: Final = "error.type"
-SYSTEM_KAFKA: Final = "kafka"
-OPERATION_SEND: Final = "send"
-OPERATION_PROCESS: Final = "process"
-OPERATION_RECEIVE: Final = "receive"
-OPERATION_NAME_POLL: Final = "poll"  # Kafka's name for a receive
-METRIC_PROCESS_DURATION: Final = "messaging.process.duration"
-METRIC_CLIENT_OPERATION_DURATION: Final = "messaging.client.operation.duration"
-METRIC_CLIENT_SENT: Final = "messaging.client.sent.messages"
-METRIC_CLIENT_CONSUMED: Final = "messaging.client.consumed.messages"
-
-# Mesh-specific attributes (no convention covers them).
-MESH_SERVICE: Final = "mesh.service"
-MESH_OPERATION: Final = "mesh.operation"
-MESH_KIND: Final = "mesh.kind"
-MESH_SOURCE: Final = "mesh.source"
-MESH_ATTEMPT: Final = "mesh.attempt"
-
-# Metric names and their attribute keys.
-METRIC_REQUESTS: Final = "mesh.requests"
-METRIC_REQUEST_DURATION: Final = "mesh.request.duration"
-METRIC_RETRIES: Final = "mesh.retries"
-METRIC_DEAD_LETTERS: Final = "mesh.dead_letters"
-METRIC_QUARANTINED: Final = "mesh.quarantined"
-METRIC_HANDLED: Final = "mesh.messages.handled"
-OUTCOME_OK: Final = "ok"
-
-# Seconds; finer than the conventions' advice at the low end, where the mesh overhead lives.
-DURATION_BUCKETS: Final = (
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75,
-    1.0, 2.5, 5.0, 7.5, 10.0, 30.0,
-)
-
-Attributes = dict[str, AttributeValue]
-
-
-def error_type_of(exc: BaseException) -> str:
-    """The ``error.type`` / outcome for an exception: the mesh error code when there is one
-    (the remote code for ``RemoteError``, the handler's code for ``HandlerError``),
-    ``"cancelled"`` for task cancellation, else the exception's qualified class name."""
-    if isinstance(exc, RemoteError):
-        return exc.remote_code
-    if isinstance(exc, HandlerError):
-        return exc.error_code
-    if isinstance(exc, MeshError):
-        return exc.code
-    if isinstance(exc, asyncio.CancelledError):
-        return "cancelled"
-    cls = type(exc)
-    if cls.__module__ == "builtins":
-        return cls.__qualname__
-    return f"{cls.__module__}.{cls.__qualname__}"
-
-
-def outcome_of(exc: BaseException | None) -> str:
-    """``"ok"`` without an exception, else ``error_type_of(exc)``."""
-    return OUTCOME_OK if exc is None else error_type_of(exc)
+__all__ = [
+    "DURATION_BUCKETS", "ERROR_TYPE", "MESSAGING_CONSUMER_GROUP_NAME",
+    "MESSAGING_DESTINATION_NAME", "MESSAGING_DESTINATION_PARTITION_ID",
+    "MESSAGING_KAFKA_MESSAGE_KEY", "MESSAGING_KAFKA_OFFSET", "MESSAGING_MESSAGE_BODY_SIZE",
+    "MESSAGING_MESSAGE_CONVERSATION_ID", "MESSAGING_MESSAGE_ID", "MESSAGING_OPERATION_NAME",
+    "MESSAGING_OPERATION_TYPE", "MESSAGING_SYSTEM", "METRIC_CLIENT_CONSUMED",
+    "METRIC_CLIENT_OPERATION_DURATION", "METRIC_CLIENT_SENT", "METRIC_PROCESS_DURATION",
+    "OPERATION_PROCESS", "OPERATION_RECEIVE", "OPERATION_SEND", "SCOPE_NAME", "SYSTEM_KAFKA",
+    "MeshTelemetry", "SpanScope", "error_type_of", "outcome_of",
+]
 
 
 def _key_text(key: bytes | str | None) -> str | None:
@@ -226,172 +192,6 @@ def _key_text(key: bytes | str | None) -> str | None:
     try:
         return key.decode("utf-8")
     except UnicodeDecodeError:
-        return None
-
-
-class SpanScope:
-    """One span in progress; ``with`` makes it current, ``fail`` marks a non-exception error.
-
-    Returned by ``MeshTelemetry.request_span`` / ``publish_span`` / ``process_span``; use it
-    once. ``span`` is the OpenTelemetry span (for extra attributes or events).
-    """
-
-    __slots__ = (
-        "_attributes", "_kind", "_links", "_name", "_parent", "_start", "_telemetry", "_token",
-        "description", "error_type", "span",
-    )
-
-    def __init__(
-        self,
-        telemetry: MeshTelemetry,
-        name: str,
-        kind: SpanKind,
-        attributes: Attributes,
-        parent: Context | None = None,
-        links: list[Link] | None = None,
-    ) -> None:
-        self._telemetry = telemetry
-        self._name = name
-        self._kind = kind
-        self._attributes = attributes
-        self._parent = parent
-        self._links = links
-        self._start = 0.0
-        self._token: Token[Context] | None = None
-        self.span: Span = INVALID_SPAN
-        self.error_type: str | None = None
-        self.description: str | None = None
-
-    def fail(self, error_type: str, description: str | None = None) -> None:
-        """Mark the operation failed without raising (e.g. an error reply was sent)."""
-        self.error_type = error_type
-        self.description = description
-
-    def __enter__(self) -> Self:
-        span = self._telemetry.tracer.start_span(
-            self._name,
-            context=self._parent,
-            kind=self._kind,
-            attributes=self._attributes,
-            links=self._links,
-            record_exception=False,
-            set_status_on_exception=False,
-        )
-        self.span = span
-        # Keep the ambient context's other values; only the current span changes.
-        self._token = otel_context.attach(trace.set_span_in_context(span))
-        self._start = time.perf_counter()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        seconds = time.perf_counter() - self._start
-        if self._token is not None:
-            otel_context.detach(self._token)
-            self._token = None
-        span = self.span
-        if exc is not None and self.error_type is None:
-            self.error_type = error_type_of(exc)
-            if self.description is None:
-                self.description = f"{type(exc).__name__}: {exc}"
-        if span.is_recording():
-            if exc is not None:
-                span.record_exception(exc)
-            if self.error_type is not None:
-                span.set_attribute(ERROR_TYPE, self.error_type)
-                span.set_status(Status(StatusCode.ERROR, self.description))
-        span.end()
-        self._record(seconds)
-
-    def _record(self, seconds: float) -> None:
-        """Metrics for the finished operation (none for a publish)."""
-
-
-class _RequestScope(SpanScope):
-    __slots__ = ("_operation",)
-
-    def __init__(
-        self, telemetry: MeshTelemetry, operation: str, attributes: Attributes,
-        parent: Context | None,
-    ) -> None:
-        super().__init__(telemetry, operation, SpanKind.CLIENT, attributes, parent)
-        self._operation = operation
-
-    def _record(self, seconds: float) -> None:
-        self._telemetry.record_request(
-            self._operation, self.error_type or OUTCOME_OK, seconds
-        )
-
-
-class _PublishScope(SpanScope):
-    __slots__ = ("_partition", "_topic")
-
-    def __init__(
-        self, telemetry: MeshTelemetry, topic: str, partition: int | None,
-        attributes: Attributes,
-    ) -> None:
-        super().__init__(telemetry, f"{OPERATION_SEND} {topic}", SpanKind.PRODUCER, attributes)
-        self._topic = topic
-        self._partition = partition
-
-    def _record(self, seconds: float) -> None:
-        self._telemetry.record_send(self._topic, self._partition, seconds, self.error_type)
-
-
-class _ProcessScope(SpanScope):
-    __slots__ = ("_envelope", "_group", "_partition", "_topic")
-
-    def __init__(
-        self,
-        telemetry: MeshTelemetry,
-        envelope: Envelope,
-        topic: str,
-        partition: int,
-        group: str | None,
-        attributes: Attributes,
-        parent: Context,
-        links: list[Link] | None,
-    ) -> None:
-        super().__init__(
-            telemetry, f"{OPERATION_PROCESS} {topic}", SpanKind.CONSUMER, attributes, parent,
-            links,
-        )
-        self._envelope = envelope
-        self._topic = topic
-        self._partition = partition
-        self._group = group
-
-    def _record(self, seconds: float) -> None:
-        self._telemetry.record_process(
-            self._envelope, self._topic, self._partition, seconds,
-            group=self._group, error_type=self.error_type,
-        )
-
-
-class _QuietScope(SpanScope):
-    """What every span is while no SDK is installed: nothing to start, attach or record."""
-
-    __slots__ = ()
-
-    def __init__(self, telemetry: MeshTelemetry) -> None:
-        super().__init__(telemetry, "", SpanKind.INTERNAL, {})
-
-    def fail(self, error_type: str, description: str | None = None) -> None:
-        """Nothing records it."""
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
         return None
 
 
@@ -418,7 +218,7 @@ class MeshTelemetry:
         self.service_name = service_name
         # Providers given here are used whatever the globals are; else see ``quiet``.
         self._explicit = tracer_provider is not None or meter_provider is not None
-        self._quiet_scope = _QuietScope(self)
+        self._quiet_scope = QuietScope(self)
         scope_attributes: Attributes = {MESH_SERVICE: service_name}
         self.tracer: Tracer = trace.get_tracer(
             SCOPE_NAME, tracer_provider=tracer_provider, attributes=scope_attributes
@@ -526,7 +326,7 @@ class MeshTelemetry:
             MESSAGING_DESTINATION_NAME: topic,
             MESH_OPERATION: operation,
         }
-        return _RequestScope(self, operation, attributes, parent)
+        return RequestScope(self, operation, attributes, parent)
 
     def publish_span(
         self,
@@ -540,7 +340,7 @@ class MeshTelemetry:
         if self.quiet:
             return self._quiet_scope
         attributes = self._message_attributes(envelope, topic, partition, OPERATION_SEND, key)
-        return _PublishScope(self, topic, partition, attributes)
+        return PublishScope(self, topic, partition, attributes)
 
     def process_span(
         self,
@@ -566,7 +366,7 @@ class MeshTelemetry:
         parent = self.extract(envelope)
         ambient = trace.get_current_span().get_span_context()
         links = [Link(ambient)] if ambient.is_valid else None
-        return _ProcessScope(
+        return ProcessScope(
             self, envelope, topic, partition, group, attributes, parent, links
         )
 
