@@ -176,6 +176,14 @@ class Service(_Model):
         "the idempotency store (no claim, no stored result), so a redelivered or replayed "
         "copy simply runs again",
     )
+    message_auth: Literal["signature", "pair-mac"] = Field(
+        default="signature",
+        description="how messages addressed to it (requests to it, replies to its calls) are "
+        "authenticated: 'signature' (Ed25519, checkable by anyone with the keyring) or "
+        "'pair-mac' (an HMAC under a key only the sender and this service can compute: about "
+        "a sixth of the cost, but a holder of this service's own key could make it accept a "
+        "message as from any service, and the operator's tools need its secret to check one)",
+    )
 
     @model_validator(mode="after")
     def _free_ones_are_served(self) -> Service:
@@ -470,6 +478,11 @@ class Policy(_Model):
     def side_effect_free(self) -> list[str]:
         """The operations declared free of side effects (no idempotency record), sorted."""
         return sorted(op for spec in self.services.values() for op in spec.side_effect_free)
+
+    def pair_mac_services(self) -> list[str]:
+        """The services that accept per-pair MACs on messages addressed to them, sorted."""
+        return sorted(service for service, spec in self.services.items()
+                      if spec.message_auth == "pair-mac")
 
     def edges(self) -> list[str]:
         """The services that may name a principal (``bus.security.principals``), sorted."""

@@ -37,6 +37,9 @@ class AccessPolicy:
     # without the idempotency store (bus.runtime.worker). Not an access right: nothing else
     # reads it.
     side_effect_free: frozenset[str] = frozenset()
+    # Services that accept per-pair MACs on messages addressed to them
+    # (bus.security.pair_mac); every other receiver takes Ed25519 signatures only.
+    pair_mac: frozenset[str] = frozenset()
 
     @classmethod
     def open(cls) -> AccessPolicy:
@@ -53,6 +56,7 @@ class AccessPolicy:
         edges: Iterable[str] = (),
         calls: Mapping[str, Iterable[str]] | None = None,
         side_effect_free: Iterable[str] = (),
+        pair_mac: Iterable[str] = (),
     ) -> AccessPolicy:
         return cls(
             {service: frozenset(topics) for service, topics in produce.items()},
@@ -61,6 +65,7 @@ class AccessPolicy:
             edges=frozenset(edges),
             calls=None if calls is None else {s: frozenset(o) for s, o in calls.items()},
             side_effect_free=frozenset(side_effect_free),
+            pair_mac=frozenset(pair_mac),
         )
 
     def may_produce(self, service: str, topic: str) -> bool:
@@ -82,6 +87,10 @@ class AccessPolicy:
     def has_side_effects(self, operation: str) -> bool:
         """False only for an operation the policy declares free of side effects."""
         return operation not in self.side_effect_free
+
+    def accepts_pair_mac(self, service: str) -> bool:
+        """Whether messages addressed to ``service`` may carry a per-pair MAC."""
+        return service in self.pair_mac
 
     def is_edge(self, service: str) -> bool:
         """Whether ``service`` may name a principal (an open policy: everyone may)."""

@@ -10,14 +10,15 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from bus.config import BusSettings
-from bus.envelope import Envelope
+from bus.envelope import KIND_REQUEST, Envelope
 from bus.errors import MeshError
 from bus.security.access import AccessPolicy
 from bus.security.keys import (
+    ED25519,
     HMAC_SHA256,
     KeyRing,
     SecretSource,
@@ -29,6 +30,7 @@ from bus.security.keys import (
     signing_key_from_source,
 )
 from bus.security.live_keys import LiveKeys
+from bus.security.pair_mac import PairKeys
 from bus.security.principals import principal_for_call
 from bus.security.signing import sign
 
@@ -48,6 +50,14 @@ class Identity:
     # Set when the keys are reloaded while the process runs (bus.security.live_keys): it holds the
     # signing key in force; ``signing_key`` is then the one the process started with.
     live: LiveKeys | None = None
+    # Per-pair MAC keys (bus.security.pair_mac): this process's side, derived on first use.
+    pair: PairKeys | None = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        own = self.signing_key
+        pair = (PairKeys([own], current=self.key_in_force)
+                if own is not None and own.algorithm == ED25519 else None)
+        object.__setattr__(self, "pair", pair)
 
     @classmethod
     def insecure(cls, service: str) -> Identity:
@@ -58,12 +68,24 @@ class Identity:
         """The key to sign with now (it changes during a rotation when ``live`` is set)."""
         return self.live.signing_key if self.live is not None else self.signing_key
 
-    def outgoing(self, envelope: Envelope, topic: str) -> Envelope:
-        """Check this service may produce to ``topic`` and sign ``envelope`` for it."""
+    def outgoing(self, envelope: Envelope, topic: str, *, to: str | None = None) -> Envelope:
+        """Check this service may produce to ``topic`` and sign ``envelope`` for it.
+
+        ``to`` is the one service the message is for (a reply's caller; a request's is its
+        operation's service): when the policy lets it accept per-pair MACs and it has exactly
+        one published key (no rotation under way), the message carries a pair MAC for that
+        key instead of an Ed25519 signature. Events, with any number of readers, are signed.
+        """
         self.access.check_produce(self.service, topic)
         key = self.key_in_force()
         if key is None:
             return envelope
+        receiver = to if to is not None or envelope.kind != KIND_REQUEST else _owner(envelope)
+        if (receiver is not None and self.pair is not None and self.keyring is not None
+                and self.access.accepts_pair_mac(receiver)):
+            keys = self.keyring.for_service(receiver)
+            if len(keys) == 1 and keys[0].algorithm == ED25519:
+                return self.pair.seal(envelope, topic, key, keys[0])
         return sign(envelope, topic, key)
 
     def on_behalf_of(self, own: str | None, inherited: tuple[str | None, str | None], *,
@@ -74,6 +96,11 @@ class Identity:
         return principal_for_call(
             own, inherited, service=self.service, edge=self.access.is_edge(self.service),
             key=self.key_in_force(), expires_ms=expires_ms, now_ms=now_ms)
+
+
+def _owner(request: Envelope) -> str | None:
+    service, sep, _ = request.type.partition(".")
+    return service if sep else None
 
 
 def _read_json(inline: str | None, path: str | None, what: str) -> object | None:
@@ -163,7 +190,10 @@ def load_identity(
     free = access_data.get("side_effect_free", []) if isinstance(access_data, dict) else []
     if not isinstance(free, list) or not all(isinstance(op, str) for op in free):
         raise IdentityError("the access map's 'side_effect_free' must be [operation, ...]")
+    pair_mac = access_data.get("pair_mac", []) if isinstance(access_data, dict) else []
+    if not isinstance(pair_mac, list) or not all(isinstance(svc, str) for svc in pair_mac):
+        raise IdentityError("the access map's 'pair_mac' must be [service, ...]")
     return Identity(settings.service_name, key, keyring,
                     AccessPolicy.from_dict(produce, consume, replay, edges=edges, calls=calls,
-                                           side_effect_free=free))
+                                           side_effect_free=free, pair_mac=pair_mac))
 

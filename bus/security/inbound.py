@@ -23,7 +23,7 @@ from bus.security.keys import KeyRing
 from bus.security.principals import check_principal
 from bus.security.replay import PossibleReplay, ReplayGuard
 from bus.security.replay_countersign import check_replay
-from bus.security.signing import StaleMessage, check_fresh, verify
+from bus.security.signing import PairOpener, StaleMessage, check_fresh, verify
 from bus.transport import Record
 
 _DERIVED = re.compile(r"^(?P<base>.+?)(?:\.retry\.\d+|\.dlt)$")
@@ -50,6 +50,8 @@ class InboundGuard:
     # Events: no age limit up to this (None: none at all); their replay memory is the
     # durable idempotency record (bus.delivery.replay_memory), kept at least this long.
     event_max_age_ms: int | None = None
+    # Set when the policy lets this service accept per-pair MACs (bus.security.pair_mac).
+    pair: PairOpener | None = None
 
     def admit(self, record: Record, now_ms: int) -> Envelope:
         """The record's envelope if it passes every check; else raises a coded MeshError."""
@@ -59,7 +61,7 @@ class InboundGuard:
         envelope = from_record(record.headers, record.value)
         topic = base_topic(record.topic)
         if self.keyring is not None:
-            verify(envelope, topic, self.keyring)
+            verify(envelope, topic, self.keyring, self.pair)
         self.access.check_produce(envelope.source, topic)
         if envelope.kind == KIND_REQUEST:  # the operation: its topic is every operation's
             self.access.check_call(envelope.source, envelope.type)
@@ -109,4 +111,10 @@ def guard_for(identity: Identity, settings: BusSettings, *, retry_allowance_ms: 
         max_value_bytes=settings.max_message_bytes,
         retry_allowance_ms=retry_allowance_ms,
         event_max_age_ms=settings.event_max_age_ms,
+        pair=pair_opener(identity),
     )
+
+
+def pair_opener(identity: Identity) -> PairOpener | None:
+    """What checks per-pair MACs addressed to ``identity``: None unless its policy accepts them."""
+    return identity.pair if identity.access.accepts_pair_mac(identity.service) else None

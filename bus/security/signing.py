@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import struct
 from dataclasses import dataclass
+from typing import Protocol
 
 from bus.envelope import (
     H_CONTENT_TYPE,
@@ -165,23 +166,42 @@ def sign(envelope: Envelope, topic: str, key: SigningKey) -> Envelope:
     return envelope.with_signature(SignatureHeader(key.algorithm, key.key_id, signature).encode())
 
 
-def verify(envelope: Envelope, topic: str, keyring: KeyRing) -> VerifyKey:
+class PairOpener(Protocol):
+    """Checks a per-pair MAC addressed to this process (``bus.security.pair_mac.PairKeys``)."""
+
+    def open(self, envelope: Envelope, topic: str, keyring: KeyRing) -> VerifyKey: ...
+
+
+PAIR_SIGNATURE_PREFIX = "pair-hmac-sha256:"
+
+
+def verify(envelope: Envelope, topic: str, keyring: KeyRing,
+           pair: PairOpener | None = None) -> VerifyKey:
     """Check ``envelope``'s signature as received on ``topic``; return the key that made it.
 
     Raises ``MissingSignature``, ``MalformedSignature``, ``UnknownKeyId``, ``BadSignature``,
     or ``SenderMismatch`` when a valid signature's key is owned by another service than
-    ``ce_source`` (a service cannot speak for another).
+    ``ce_source`` (a service cannot speak for another). A per-pair MAC
+    (``bus.security.pair_mac``) is checked by ``pair``, and refused when there is none: only a
+    service that declared ``message_auth: pair-mac`` accepts them.
     """
-    header = parse_signature(envelope.signature)
-    key = keyring.get(header.key_id)
-    # The key decides the algorithm, never the header: otherwise an Ed25519 public key
-    # could be used as an HMAC secret by anyone who knows it.
-    if header.algorithm != key.algorithm:
-        raise BadSignature(
-            f"key {key.key_id} is {key.algorithm}, the signature claims {header.algorithm}"
-        )
-    if not signature_valid(key, canonical_bytes(envelope, topic), header.signature):
-        raise BadSignature(f"signature by key {key.key_id} does not match the message")
+    text = envelope.signature
+    if text is not None and text.startswith(PAIR_SIGNATURE_PREFIX):
+        if pair is None:
+            raise BadSignature("a pair MAC, which this receiver does not accept "
+                               "(policy: message_auth is signature)")
+        key = pair.open(envelope, topic, keyring)
+    else:
+        header = parse_signature(text)
+        key = keyring.get(header.key_id)
+        # The key decides the algorithm, never the header: otherwise an Ed25519 public key
+        # could be used as an HMAC secret by anyone who knows it.
+        if header.algorithm != key.algorithm:
+            raise BadSignature(
+                f"key {key.key_id} is {key.algorithm}, the signature claims {header.algorithm}"
+            )
+        if not signature_valid(key, canonical_bytes(envelope, topic), header.signature):
+            raise BadSignature(f"signature by key {key.key_id} does not match the message")
     # Checked after the signature, so a mismatch means a real key tried to impersonate.
     if key.service != envelope.source:
         raise SenderMismatch(

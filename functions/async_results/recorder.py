@@ -29,7 +29,7 @@ from bus.envelope import KIND_ERROR, Envelope, now_ms
 from bus.errors import EnvelopeError, MeshError
 from bus.runtime.client import remote_error
 from bus.security.identity import Identity
-from bus.security.inbound import InboundGuard
+from bus.security.inbound import InboundGuard, pair_opener
 from bus.security.replay import ReplayGuard
 from bus.security.reply_match import Expected, UnexpectedReplyType, refusal
 from bus.transport import Record
@@ -55,7 +55,8 @@ def recorder_guard(identity: Identity, settings: BusSettings, *,
     window = settings.freshness_window_ms + lag_allowance_ms
     return InboundGuard(keyring=identity.keyring, access=identity.access,
                         replay=ReplayGuard(window, settings.replay_max_entries),
-                        window_ms=window, max_value_bytes=settings.max_message_bytes)
+                        window_ms=window, max_value_bytes=settings.max_message_bytes,
+                        pair=pair_opener(identity))
 
 
 def completion_of(reply: Envelope) -> tuple[Any, dict[str, Any] | None]:

@@ -29,13 +29,15 @@ def access_map(source: PolicySource) -> dict[str, Any]:
     ``"edges": [service]``, the services that may name a principal; ``"call": {service:
     [operations]}``, the operations each may call (receivers check a request's operation:
     its request topic is shared by every operation of the service); ``"side_effect_free":
-    [operation]``, the operations whose requests skip the idempotency store."""
+    [operation]``, the operations whose requests skip the idempotency store; ``"pair_mac":
+    [service]``, the services that accept per-pair MACs (``bus.security.pair_mac``)."""
     policy = _policy(source)
     return {"produce": policy.produce_map(), "consume": policy.consume_map(),
             "replay": policy.replay_map(), "edges": policy.edges(),
             "call": {service: list(policy.callable_operations(service))
                      for service in policy.services},
-            "side_effect_free": policy.side_effect_free()}
+            "side_effect_free": policy.side_effect_free(),
+            "pair_mac": policy.pair_mac_services()}
 
 
 def consume_map(source: PolicySource) -> dict[str, list[str]]:

@@ -122,7 +122,7 @@ def test_access_written_under_a_service(tmp_path: Path) -> None:
     assert one(tmp_path, text) == (
         f"mesh.yaml:{line(text, 'produces')}: services.gateway has an unknown key 'produces'; "
         "access has its own section: move it to access.gateway.produce "
-        "(allowed here: operations, subsets, keys, edge, side_effect_free)"
+        "(allowed here: operations, subsets, keys, edge, side_effect_free, message_auth)"
     )
 
 
