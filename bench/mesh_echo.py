@@ -49,7 +49,8 @@ def provision_identities(
 ) -> None:
     """One fresh key per service of ``produce`` (``<service>.key``, raw bytes, 0600): Ed25519
     with a key ring trusting all of them, or HMAC-SHA256 secrets with a shared-secret key file;
-    and the access map ``produce`` (service -> topics)."""
+    and the access map ``produce`` (service -> topics). ``pair-mac``: Ed25519 keys, and every
+    service accepts per-pair MACs (``bus.security.pair_mac``) on messages addressed to it."""
     ring = KeyRing()
     shared: list[dict[str, str]] = []
     for service in produce:
@@ -68,8 +69,9 @@ def provision_identities(
     (directory / ALGORITHM_FILE).write_text(algorithm)
     (directory / HMAC_FILE).write_text(json.dumps({"keys": shared}))
     (directory / KEYRING_FILE).write_text(json.dumps(ring.to_dict()))
+    pair_mac = list(produce) if algorithm == "pair-mac" else []
     (directory / ACCESS_FILE).write_text(
-        json.dumps({"produce": {s: list(t) for s, t in produce.items()}}))
+        json.dumps({"produce": {s: list(t) for s, t in produce.items()}, "pair_mac": pair_mac}))
 
 
 def identity_settings(directory: Path | None, service: str) -> dict[str, Any]:

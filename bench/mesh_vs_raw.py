@@ -533,7 +533,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "does (default), or after each batch before the next fetch")
     parser.add_argument("--insecure", action="store_true",
                         help="mesh side without signatures (to see what signing costs)")
-    parser.add_argument("--signing", choices=("ed25519", "hmac-sha256"), default="ed25519",
+    parser.add_argument("--signing", choices=("ed25519", "pair-mac", "hmac-sha256"),
+                        default="ed25519",
                         help="the mesh side's signature algorithm")
     parser.add_argument("--bootstrap", default="127.0.0.1:9092")
     parser.add_argument("--output", type=Path, default=RESULTS)

@@ -8,7 +8,9 @@ round, so a slow spell of the shared machine falls on all of them) for:
   (``cryptography``) and through libsodium (PyNaCl), HMAC-SHA256 for reference;
 - the mesh's whole functions on a request envelope carrying a ``--size``-byte value:
   ``canonical_bytes`` alone, ``sign(envelope, topic, key)`` and ``verify(envelope, topic,
-  keyring)`` with a key on each Ed25519 backend and with an HMAC key.
+  keyring)`` with a key on each Ed25519 backend and with an HMAC key, and a per-pair MAC
+  (``bus.security.pair_mac``: sealed by the sender, opened by the receiver, pair key cached),
+  plus the one-off derivation of a pair key (X25519 + HKDF) that the cache saves.
 
 A number to read, never a pass/fail. The output ends with one JSON line.
 """
@@ -32,7 +34,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from bus.envelope import Envelope, ReplyTo, new_request
 from bus.security import ed25519
-from bus.security.keys import KeyRing, SigningKey, hmac_key
+from bus.security.keys import KeyRing, SigningKey, generate_ed25519, hmac_key
+from bus.security.pair_mac import PairKeys, pair_key
 from bus.security.signing import canonical_bytes, sign, verify
 
 TOPIC = "orders.requests"
@@ -81,6 +84,17 @@ def whole_cases(size: int) -> dict[str, Case]:
     hmac_signed = sign(envelope, TOPIC, signing)
     cases["sign(), hmac-sha256"] = lambda: sign(envelope, TOPIC, signing)
     cases["verify(), hmac-sha256"] = lambda: verify(hmac_signed, TOPIC, hmac_ring)
+    (sender, sender_public), (receiver, receiver_public) = (generate_ed25519("gateway"),
+                                                            generate_ed25519("orders"))
+    pair_ring = KeyRing([sender_public, receiver_public])
+    sealing, opening = PairKeys([sender]), PairKeys([receiver])
+    sealed = sealing.seal(envelope, TOPIC, sender, receiver_public)
+    cases["seal(), pair-hmac-sha256"] = partial(sealing.seal, envelope, TOPIC, sender,
+                                                receiver_public)
+    cases["verify(), pair-hmac-sha256"] = partial(verify, sealed, TOPIC, pair_ring, opening)
+    cases["pair key derivation (once per pair)"] = partial(
+        pair_key, sender, sender_public.material, receiver_public.key_id,
+        receiver_public.material, sending=True)
     return cases
 
 

@@ -160,7 +160,7 @@ async def probe(name: str, check: Callable[[], Awaitable[bool]]) -> None:
 
 
 async def topic_set(bootstrap: str, partitions: int, plan: Plan, keys: Path,
-                    budget_s: float) -> list[dict[str, Any]]:
+                    budget_s: float, signing: str = "ed25519") -> list[dict[str, Any]]:
     """Topics, responders and callers for ``partitions``; every point measured on them."""
     names = Names.fresh()
     topics = [names.raw_requests, names.mesh_requests, names.topic("raw", "replies"),
@@ -173,7 +173,7 @@ async def topic_set(bootstrap: str, partitions: int, plan: Plan, keys: Path,
     await create_topics(bootstrap, topics, partitions)
     points: list[dict[str, Any]] = []
     try:
-        provision_identities(keys, names.produce())
+        provision_identities(keys, names.produce(), signing)
         async with AsyncExitStack() as stack:
             raw_caller = RawCaller(settings, names.raw_requests, names.topic("raw", "replies"),
                                    partitions)
@@ -237,12 +237,13 @@ async def topic_set(bootstrap: str, partitions: int, plan: Plan, keys: Path,
     return points
 
 
-async def run(plan: Plan, bootstrap: str) -> list[dict[str, Any]]:
+async def run(plan: Plan, bootstrap: str, signing: str = "ed25519") -> list[dict[str, Any]]:
     points: list[dict[str, Any]] = []
     budget = 300 + 4 * plan.point_s * (len(plan.rates) + len(plan.callers) + len(plan.sizes) + 1)
     for partitions in plan.partitions:
         with tempfile.TemporaryDirectory(prefix="bench-keys-") as keys_dir:
-            points += await topic_set(bootstrap, partitions, plan, Path(keys_dir), budget)
+            points += await topic_set(bootstrap, partitions, plan, Path(keys_dir), budget,
+                                      signing)
     return points
 
 
@@ -256,14 +257,18 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Mesh vs raw sweeps on the real broker.")
     parser.add_argument("--fast", action="store_true", help="tiny plan (seconds)")
     parser.add_argument("--bootstrap", default="127.0.0.1:9092")
+    parser.add_argument("--signing", choices=("ed25519", "pair-mac"), default="ed25519",
+                        help="Ed25519 signatures, or per-pair MACs (bus.security.pair_mac)")
     args = parser.parse_args(argv)
     plan = FAST if args.fast else FULL
     ensure_broker(args.bootstrap)
     print(f"machine: {describe()}")
     print(f"plan: {plan}", flush=True)
-    points = asyncio.run(run(plan, args.bootstrap))
+    print(f"signing: {args.signing}")
+    points = asyncio.run(run(plan, args.bootstrap, args.signing))
     failed = failures(points)
-    print(json.dumps({"plan": plan.__dict__, "points": points, "failed": failed,
+    print(json.dumps({"plan": plan.__dict__, "signing": args.signing, "points": points,
+                      "failed": failed,
                       "ok": not failed, "machine": describe()}))
 
 

@@ -155,7 +155,7 @@ async def run(args: argparse.Namespace, keys: Path) -> list[dict[str, Any]]:
     await create_topics(args.bootstrap, topics, args.partitions)
     points: list[dict[str, Any]] = []
     try:
-        provision_identities(keys, names.produce())
+        provision_identities(keys, names.produce(), args.signing)
         async with AsyncExitStack() as stack:
             raw_caller = RawCaller(settings, names.raw_requests, names.topic("raw", "replies"),
                                    args.partitions)
@@ -224,6 +224,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="CPU the mesh echo handler spends per request (the raw one none): "
                              "a worker bound by its handler, as a computing service is")
     parser.add_argument("--timeout", type=float, default=10.0, help="per request")
+    parser.add_argument("--signing", choices=("ed25519", "pair-mac"), default="ed25519",
+                        help="Ed25519 signatures, or per-pair MACs (bus.security.pair_mac)")
     args = parser.parse_args(argv)
     if args.fast:
         args.seconds, args.warmup, args.rounds = 1.0, 0.5, 1
@@ -244,7 +246,8 @@ def main(argv: list[str] | None = None) -> None:
               f"raw {row['raw_per_s']}/s p99 {row['raw_p99_ms']} ms; mesh/raw answered/s "
               f"{stats.fmt_ratio(row['per_s_ratio'])}, x{row['mesh_per_s_over_one_process']} "
               "of one process", flush=True)
-    print(json.dumps({"callers": args.callers, "partitions": args.partitions,
+    print(json.dumps({"callers": args.callers, "signing": args.signing,
+                      "partitions": args.partitions,
                       "handler_cpu_ms": args.handler_cpu_ms,
                       "processes": args.processes, "rounds": args.rounds,
                       "seconds": args.seconds, "points": points, "by_processes": by,

@@ -58,12 +58,14 @@ def pid_alive(pid: int) -> bool:
 
 def identities(produce: dict[str, list[str]],
                replay: dict[str, list[str]] | None = None,
-               edges: tuple[str, ...] = ("gateway",)) -> dict[str, Identity]:
+               edges: tuple[str, ...] = ("gateway",),
+               pair_mac: tuple[str, ...] = ()) -> dict[str, Identity]:
     """A fresh Ed25519 key per service (and per operator of ``replay``), one shared keyring,
-    and the given access map; ``edges`` may name principals (as the project's gateway)."""
+    and the given access map; ``edges`` may name principals (as the project's gateway);
+    ``pair_mac`` accept per-pair MACs (bus.security.pair_mac)."""
     keys = {name: generate_ed25519(name) for name in [*produce, *(replay or {})]}
     keyring = KeyRing(verify for _, verify in keys.values())
-    access = AccessPolicy.from_dict(produce, None, replay, edges=edges)
+    access = AccessPolicy.from_dict(produce, None, replay, edges=edges, pair_mac=pair_mac)
     return {service: Identity(service, signing, keyring, access)
             for service, (signing, _) in keys.items()}
 

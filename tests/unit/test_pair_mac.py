@@ -3,6 +3,9 @@ property they give up next to signatures (key-compromise impersonation), pinned.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+
 import pytest
 
 from bus.envelope import Envelope, ReplyTo, new_request, now_ms, reply_for
@@ -171,15 +174,13 @@ def test_key_compromise_impersonation_is_the_price_and_stays_at_the_key_holder()
 
 
 def test_the_mac_covers_the_canonical_bytes() -> None:
-    import hashlib
-    import hmac
-
     message = sealed()
     header = parse_pair_header(message.signature or "")
     key = pair_key(signing("orders"), public("orders").material, public("inventory").key_id,
                    public("inventory").material, sending=True)
     expected = hmac.new(key, canonical_bytes(message, TOPIC), hashlib.sha256).digest()
-    assert header.mac == expected and len(expected) == MAC_BYTES
+    assert header.mac == expected
+    assert len(expected) == MAC_BYTES
 
 
 def _identity(name: str, ring: KeyRing, pair_mac: list[str]) -> Identity:
