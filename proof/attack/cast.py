@@ -1,6 +1,8 @@
 """Who takes part in a mesh attack (pure): the victim service, a caller it trusts, and a
 second trusted service that may not call it, and an edge (may name principals; sends the
-victim nothing itself). One fresh Ed25519 key each, one keyring."""
+victim nothing itself). One fresh Ed25519 key each, one keyring. The victim and its caller
+accept per-pair MACs (``bus.security.pair_mac``), so every attack runs against a receiver
+that takes both a signature and a MAC."""
 
 from __future__ import annotations
 
@@ -37,7 +39,7 @@ def cast(victim: str, replies: str = REPLIES) -> Cast:
     produce = {CALLER: [f"{victim}.requests"], victim: [replies], OTHER: [replies]}
     keys = {service: generate_ed25519(service) for service in (*produce, EDGE)}
     keyring = KeyRing(verify for _, verify in keys.values())
-    access = AccessPolicy.from_dict(produce, edges=[EDGE])
+    access = AccessPolicy.from_dict(produce, edges=[EDGE], pair_mac=[victim, CALLER])
     who = {service: Identity(service, signing, keyring, access)
            for service, (signing, _) in keys.items()}
     return Cast(victim=who[victim], caller=who[CALLER], other=who[OTHER], edge=who[EDGE])

@@ -32,7 +32,9 @@ from bus.envelope import (
     new_request,
     to_headers,
 )
-from bus.security.keys import generate_ed25519
+from bus.security.identity import Identity
+from bus.security.keys import VerifyKey, generate_ed25519
+from bus.security.pair_mac import PairHeader, parse_pair_header
 from bus.security.principals import assert_principal
 from bus.security.signing import canonical_bytes, sign
 from proof.attack.cast import REPLIES, Cast
@@ -52,8 +54,9 @@ RANDOM = "random_bytes"
 OVERSIZED = "oversized_value"
 PRINCIPAL_SPOOF = "principal_spoof"
 WIRE_FORMAT = "wire_format"
+PAIR_FORGED = "pair_mac_forged"
 CATEGORIES = (FORGED, TAMPERED, REPLAYED, STALE, UNSIGNED, NOT_ALLOWED, IMPERSONATION,
-              MALFORMED, RANDOM, OVERSIZED, PRINCIPAL_SPOOF, WIRE_FORMAT)
+              MALFORMED, RANDOM, OVERSIZED, PRINCIPAL_SPOOF, WIRE_FORMAT, PAIR_FORGED)
 GENUINE = "genuine"
 HOUR_MS = 3_600_000
 ALICE = '{"method":"jwt","sub":"alice"}'
@@ -272,6 +275,62 @@ class Builder:
             yield MeshCase(WIRE_FORMAT, label, _set(headers, name, respell(text)), own.value,
                            own.id)
 
+    def sealed(self, envelope: Envelope | None = None, *, by: Identity | None = None,
+               to: VerifyKey | None = None, topic: str | None = None) -> Envelope:
+        """``envelope`` with a per-pair MAC by ``by`` (the caller) for ``to`` (the victim)."""
+        sender = by or self.cast.caller
+        assert sender.pair is not None
+        return sender.pair.seal(envelope or self.request(), topic or self.topic,
+                                self.cast.key_of(sender), to or self._public(self.cast.victim))
+
+    def _public(self, identity: Identity) -> VerifyKey:
+        return self.cast.key_of(identity).verify_key(identity.service)
+
+    def pair_forged(self) -> Iterator[MeshCase]:
+        """Per-pair MACs (the victim accepts them) made by whoever is not the caller, and
+        every way to reuse a genuine one: each is refused, the genuine one runs once."""
+        cast = self.cast
+        genuine = self.sealed()
+        yield _case(GENUINE, "genuine pair-MAC request", genuine)
+        header = parse_pair_header(genuine.signature or "")
+        caller_id, victim_id = header.sender_key_id, header.receiver_key_id
+        # atk-other's own valid key: the pair (other -> victim) is genuine, the source is not.
+        claimed = self.sealed(self.request(), by=cast.other)
+        yield _case(PAIR_FORGED, "another service's pair key, claiming the caller", claimed)
+        other = parse_pair_header(claimed.signature or "")
+        yield _case(PAIR_FORGED, "another service's pair MAC relabelled as the caller's",
+                    claimed.with_signature(PairHeader(caller_id, victim_id, other.mac).encode()))
+        # Made for the edge (a pair the victim is not in), then sent to the victim.
+        for_edge = self.sealed(to=self._public(cast.edge))
+        yield _case(PAIR_FORGED, "the caller's MAC for another receiver", for_edge)
+        edge_mac = parse_pair_header(for_edge.signature or "").mac
+        yield _case(PAIR_FORGED, "the caller's MAC for another receiver, relabelled",
+                    for_edge.with_signature(PairHeader(caller_id, victim_id, edge_mac).encode()))
+        # Reflection: the victim's own MAC to the caller, turned round.
+        body = self.request()
+        reflected = self.sealed(body, by=cast.victim, to=self._public(cast.caller))
+        mac = parse_pair_header(reflected.signature or "").mac
+        yield _case(PAIR_FORGED, "the victim's MAC to the caller, reflected",
+                    body.with_signature(PairHeader(caller_id, victim_id, mac).encode()))
+        # Keyed with what everyone knows: the two public keys.
+        public = self._public(cast.caller).material + self._public(cast.victim).material
+        guess = hmac.new(public, canonical_bytes(body, self.topic), hashlib.sha256).digest()
+        yield _case(PAIR_FORGED, "HMAC keyed with the public keys",
+                    body.with_signature(PairHeader(caller_id, victim_id, guess).encode()))
+        yield _case(PAIR_FORGED, "random MAC bytes, real key ids",
+                    body.with_signature(PairHeader(caller_id, victim_id,
+                                                   secrets.token_bytes(32)).encode()))
+        yield _case(PAIR_FORGED, "genuine pair MAC, value changed",
+                    replace(self.sealed(), value=self.value + b" "))
+        yield _case(PAIR_FORGED, "genuine pair MAC, sent to another topic",
+                    self.sealed(topic="some.other.requests"))
+        yield _case(PAIR_FORGED, "genuine pair MAC, replayed (same id)", genuine)
+        stranger, _ = generate_ed25519(cast.caller.service)
+        assert cast.caller.pair is not None
+        yield _case(PAIR_FORGED, "pair MAC by an untrusted key",
+                    cast.caller.pair.seal(self.request(), self.topic, stranger,
+                                          self._public(cast.victim)))
+
 
 # The group order L of edwards25519 (RFC 8032, 5.1).
 _ED25519_ORDER = 2**252 + 27742317777372353535851937790883648493
@@ -301,7 +360,8 @@ def _set(headers: RawHeaders, name: str, value: bytes | None) -> RawHeaders:
 Family = Callable[[Builder], Iterator[MeshCase]]
 FAMILIES: tuple[Family, ...] = (Builder.forged, Builder.tampered, Builder.replayed, Builder.stale,
                                 Builder.unsigned, Builder.not_allowed, Builder.impersonation,
-                                Builder.malformed, Builder.principal_spoof, Builder.wire_format)
+                                Builder.malformed, Builder.principal_spoof, Builder.wire_format,
+                                Builder.pair_forged)
 
 
 def handcrafted(builder: Builder, rounds: int) -> list[MeshCase]:
