@@ -301,3 +301,28 @@ def test_text_and_json_lines() -> None:
                     "correlation_id": None, "attempts": 1, "detail": None}
     assert render.style_of(_call(signature=FORGED)) == "bold red"
     assert render.style_of(_call(result=TIMEOUT)) == "yellow"
+
+
+def test_pair_macs_are_verified_with_the_receivers_key_or_shown_sealed() -> None:
+    from bus.security.pair_mac import PairKeys
+    from infra.cli.tail.match import SEALED
+
+    req = request()
+    sealed = PairKeys([GATEWAY]).seal(req, "orders.requests", GATEWAY, ORDERS_VERIFY)
+
+    def judged(envelope: Envelope, pair: PairKeys | None) -> tuple[str, str | None]:
+        view = decode("orders.requests", 0, 0, envelope.time_ms, to_headers(envelope),
+                      envelope.value, KEYRING, pair)
+        return view.signature, view.signature_problem
+
+    operator = PairKeys([ORDERS, INVENTORY])  # the receivers' secrets, read by the operator
+    assert judged(sealed, operator) == (VERIFIED, None)
+    assert judged(sealed, None) == (SEALED, None)
+    assert judged(sealed, PairKeys([INVENTORY])) == (SEALED, None)
+    assert judged(replace(sealed, value=b'{"a":2}'), operator) == (FORGED, "bad_signature")
+    # A sealed request answered without a signature is still a refused reply.
+    matcher = Matcher(owners={"orders.create": "orders"})
+    assert matcher.feed(decode("orders.requests", 0, 0, req.time_ms, to_headers(sealed),
+                               sealed.value, KEYRING)) == []
+    [call] = matcher.feed(seen(reply(req, at=T0 + 5), "mesh.replies", None))
+    assert (call.result, call.detail) == (REJECTED, "missing_signature")

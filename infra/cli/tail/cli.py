@@ -2,7 +2,10 @@
 
 Reads every service's request topics and the reply topics of the policy (no consumer group),
 checks each record's signature against the local keyring (written by ``meshgate up``), and
-matches replies to requests by correlation id. A ready line goes to stderr once every
+matches replies to requests by correlation id. Per-pair MACs (services with ``message_auth:
+pair-mac``) are checked with their receiver's secret, read from the stack's Secrets Manager
+(the operator's right); a record whose receiver's secret could not be read shows as
+``sealed``. A ready line goes to stderr once every
 partition is positioned, so a script can start traffic after it.
 """
 
@@ -19,11 +22,13 @@ from pathlib import Path
 from typing import Any
 
 from bus.policy.model import Policy
-from bus.security.keys import InvalidKey, KeyRing
+from bus.security.keys import InvalidKey, KeyRing, SigningKey
+from bus.security.pair_mac import PairKeys
 from infra.cli.tail import render
 from infra.cli.tail.match import Call, CallFilter, Matcher, decode
 from infra.cli.tail.reader import TailReader
 from infra.errors import InfraError
+from infra.keys.mesh_keys import read_secret
 from infra.policy import load_policy
 from infra.settings import Settings
 
@@ -63,8 +68,25 @@ def load_keyring(settings: Settings) -> KeyRing:
                          "rewrite it with 'meshgate deploy'") from None
 
 
+def load_pair_keys(settings: Settings, policy: Policy, note: Callable[[str], None]
+                   ) -> PairKeys | None:
+    """The secrets of the services that accept per-pair MACs, to check the MACs sent to
+    them; a secret that cannot be read leaves that service's records ``sealed``."""
+    keys: list[SigningKey] = []
+    for service in policy.pair_mac_services():
+        try:
+            secret = read_secret(settings, service)
+        except InfraError as exc:
+            note(f"tail: cannot read {service}'s key ({exc}): pair MACs sent to it show as "
+                 "sealed")
+            continue
+        keys += [key for key in (secret.current, secret.next) if key is not None]
+    return PairKeys(keys) if keys else None
+
+
 async def follow(settings: Settings, policy: Policy, keyring: KeyRing, options: Options,
-                 emit: Callable[[Call], None], ready: Callable[[str], None]) -> Matcher:
+                 emit: Callable[[Call], None], ready: Callable[[str], None],
+                 pair: PairKeys | None = None) -> Matcher:
     """Read until ``options.count`` calls were emitted (forever without a count)."""
     topics = topics_of(policy)
     since_ms = None if options.since_s is None else int((time.time() - options.since_s) * 1000)
@@ -80,7 +102,8 @@ async def follow(settings: Settings, policy: Policy, keyring: KeyRing, options: 
             calls: list[Call] = []
             for record in await reader.read(READ_S):
                 seen = decode(record.topic, record.partition, record.offset,
-                              record.timestamp_ms, record.headers, record.value, keyring)
+                              record.timestamp_ms, record.headers, record.value, keyring,
+                              pair)
                 calls.extend(matcher.feed(seen))
             calls.extend(matcher.expire(time.time_ns() // 1_000_000))
             for call in calls:
@@ -135,8 +158,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     options = Options(CallFilter(args.operation, args.service, args.trace), args.since,
                       args.count, args.json)
     try:
+        pair = load_pair_keys(settings, policy, _note)
         matcher = asyncio.run(follow(settings, policy, keyring, options,
-                                     _printer(args.json), _note))
+                                     _printer(args.json), _note, pair))
     except KeyboardInterrupt:
         _note("tail: stopped")
         return 0

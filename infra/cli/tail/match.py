@@ -23,16 +23,20 @@ from typing import Final, Literal
 from bus.envelope import KIND_ERROR, KIND_REPLY, KIND_REQUEST, Envelope, from_record
 from bus.errors import EnvelopeError, MeshError
 from bus.security.keys import KeyRing
+from bus.security.pair_mac import NotForThisService, PairKeys
 from bus.security.reply_match import Expected, refusal
 from bus.security.signing import verify
 from bus.topics import BadOperationName
 
-Signature = Literal["verified", "FORGED", "unsigned"]
+Signature = Literal["verified", "FORGED", "unsigned", "sealed"]
 VERIFIED: Final = "verified"
 FORGED: Final = "FORGED"
 UNSIGNED: Final = "unsigned"
+# A per-pair MAC whose receiver's secret the operator did not load: only that receiver can
+# say whether it is genuine (bus.security.pair_mac).
+SEALED: Final = "sealed"
 # Worst first: a call shows the worst signature among its records.
-_RANK: Final[dict[str, int]] = {FORGED: 0, UNSIGNED: 1, VERIFIED: 2}
+_RANK: Final[dict[str, int]] = {FORGED: 0, UNSIGNED: 1, SEALED: 2, VERIFIED: 3}
 
 OK: Final = "ok"
 TIMEOUT: Final = "timeout"
@@ -41,6 +45,9 @@ MALFORMED: Final = "malformed"  # not a mesh envelope at all
 HIJACK: Final = "HIJACK"  # a signed reply to a call from someone who may not answer it
 MAX_EARLY_PER_CALL: Final = 8
 NO_DEADLINE_WAIT_MS: Final = 60_000
+
+
+_NO_PAIR_KEYS: Final = PairKeys([])
 
 
 @dataclass(frozen=True)
@@ -57,14 +64,18 @@ class Seen:
     parse_error: str | None = None
 
 
-def check_signature(envelope: Envelope, topic: str, keyring: KeyRing
-                    ) -> tuple[Signature, str | None]:
+def check_signature(envelope: Envelope, topic: str, keyring: KeyRing,
+                    pair: PairKeys | None = None) -> tuple[Signature, str | None]:
     """``verified``, ``unsigned``, or ``FORGED`` with the reason (``bad_signature``,
-    ``unknown_key_id``, ``sender_mismatch``, ``malformed_signature``)."""
+    ``unknown_key_id``, ``sender_mismatch``, ``malformed_signature``); a per-pair MAC is
+    checked with its receiver's key from ``pair`` (the operator's copy of the receivers'
+    secrets), and is ``sealed`` when that key was not loaded."""
     if envelope.signature is None:
         return UNSIGNED, None
     try:
-        verify(envelope, topic, keyring)
+        verify(envelope, topic, keyring, pair or _NO_PAIR_KEYS)
+    except NotForThisService:
+        return SEALED, None
     except MeshError as exc:
         return FORGED, exc.code
     return VERIFIED, None
@@ -72,14 +83,14 @@ def check_signature(envelope: Envelope, topic: str, keyring: KeyRing
 
 def decode(topic: str, partition: int, offset: int, timestamp_ms: int,
            headers: Sequence[tuple[str, bytes | None]], value: bytes | None,
-           keyring: KeyRing) -> Seen:
+           keyring: KeyRing, pair: PairKeys | None = None) -> Seen:
     """A record as ``Seen``: never raises on what the record holds."""
     try:
         envelope = from_record(headers, value)
     except EnvelopeError as exc:
         return Seen(topic, partition, offset, timestamp_ms, None, UNSIGNED,
                     parse_error=str(exc))
-    signature, problem = check_signature(envelope, topic, keyring)
+    signature, problem = check_signature(envelope, topic, keyring, pair)
     return Seen(topic, partition, offset, timestamp_ms, envelope, signature, problem)
 
 
@@ -225,7 +236,7 @@ class Matcher:
 
     def _request(self, seen: Seen, envelope: Envelope) -> list[Call]:
         correlation = envelope.correlation_id or envelope.id
-        if seen.signature != VERIFIED:  # receivers park it: no reply will come
+        if seen.signature not in (VERIFIED, SEALED):  # receivers park it: no reply comes
             return [Call(envelope.time_ms, envelope.type, envelope.source,
                          self.owners.get(envelope.type), None, REJECTED, seen.signature,
                          principal_subject(envelope.principal), trace_id(envelope.traceparent),
@@ -272,7 +283,7 @@ class Matcher:
         """The line for a reply the caller would refuse (it does not end the call)."""
         request = pending.envelope
         result, problem = REJECTED, seen.signature_problem
-        if seen.signature == UNSIGNED and pending.seen.signature == VERIFIED:
+        if seen.signature == UNSIGNED and pending.seen.signature in (VERIFIED, SEALED):
             problem = "missing_signature"
         elif seen.signature != FORGED:
             refused = reply_refusal(request.type, reply, self.owners)
