@@ -106,11 +106,12 @@ def memory(report: Mapping[str, Any]) -> list[str]:
     return lines
 
 
-def mesh_vs_raw(report: Mapping[str, Any]) -> list[str]:
-    r = _result(report, "mesh_vs_raw")
+def mesh_vs_raw(report: Mapping[str, Any], suite: str = "mesh_vs_raw",
+                title: str = "Mesh vs raw aiokafka") -> list[str]:
+    r = _result(report, suite)
     if r is None:
-        return ["## Mesh vs raw aiokafka", "", "Not measured (the suite failed).", ""]
-    return ["## Mesh vs raw aiokafka", "",
+        return [f"## {title}", "", "Not measured (the suite failed).", ""]
+    return [f"## {title}", "",
             f"{r['rate_per_s']:g} req/s open loop, {r['size_bytes']} B values, "
             f"{r['partitions']} partitions, {r['rounds']} ABBA rounds; publish "
             f"{r['messages']} events.", "",
@@ -157,9 +158,11 @@ def _cores(row: Mapping[str, Any]) -> str:
             f"{used.get('cores', 0):g}")
 
 
-def worker_procs(report: Mapping[str, Any]) -> list[str]:
-    r = _result(report, "worker_procs")
-    lines = ["## Worker processes (one echo service, 1 and 2 processes in one group)", ""]
+def worker_procs(report: Mapping[str, Any], suite: str = "worker_procs",
+                 title: str = "Worker processes (one echo service, 1 and 2 processes in one "
+                 "group)") -> list[str]:
+    r = _result(report, suite)
+    lines = [f"## {title}", ""]
     if r is None:
         return [*lines, "Not measured (the suite failed).", ""]
     lines += [f"{r['callers']} closed-loop callers, {r['partitions']} partitions, "
@@ -222,6 +225,10 @@ def render(report: Mapping[str, Any], plots: Mapping[str, str]) -> str:
     if "memory" in plots:
         lines += [f"![memory]({plots['memory']})", ""]
     lines += [*mesh_vs_raw(report), *sweeps(report, plots), *worker_procs(report),
+              *mesh_vs_raw(report, "mesh_vs_raw_pair",
+                           "Mesh vs raw aiokafka, per-pair MACs (message_auth: pair-mac)"),
+              *worker_procs(report, "worker_procs_pair",
+                            "One worker process, per-pair MACs (message_auth: pair-mac)"),
               *gateway(report),
               *through_emulator(report)]
     if "ratios" in plots:

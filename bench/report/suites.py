@@ -36,6 +36,16 @@ SUITES: tuple[Suite, ...] = (
           "bench.sweeps", (), ("--fast",), 900.0),
     Suite("worker_procs", "Worker processes 1 and 2: answered/s and p99 at 100 callers",
           "bench.worker_procs", (), ("--fast",), 400.0),
+    # The same two, with per-pair MACs instead of signatures (bus.security.pair_mac: the
+    # policy's message_auth: pair-mac).
+    Suite("mesh_vs_raw_pair", "Mesh vs raw aiokafka with per-pair MACs",
+          "bench.mesh_vs_raw", ("--signing", "pair-mac"),
+          ("--signing", "pair-mac", "--rate", "100", "--duration", "1", "--warmup", "0.5",
+           "--messages", "300", "--window", "100", "--rounds", "2"), 400.0,
+          writes_output=True),
+    Suite("worker_procs_pair", "One worker process with per-pair MACs: answered/s at 100 "
+          "callers", "bench.worker_procs", ("--signing", "pair-mac", "--processes", "1"),
+          ("--fast", "--signing", "pair-mac", "--processes", "1"), 300.0),
     Suite("gateway_overhead", "Gateway handler vs bare FastAPI + Mangum, and cold start",
           "bench.gateway_overhead", (),
           ("--requests", "200", "--warmup", "50", "--rounds", "2", "--cold", "1",

@@ -76,6 +76,16 @@ CHECKS: tuple[Check, ...] = (
      lambda r: (_fmt(_get(r, "by_processes", "2", "mesh_per_s_over_one_process"), "x"),
                 None if _get(r, "by_processes", "2", "mesh_per_s_over_one_process") is None
                 else _get(r, "by_processes", "2", "mesh_per_s_over_one_process") > 1.0)),
+    ("mesh_vs_raw_pair", "pair-mac: mesh added p50 (request/reply)", "< 0.5 ms",
+     lambda r: (_fmt(_get(r, "added_p50_ms"), " ms", 3), _get(r, "added_p50_ok"))),
+    ("mesh_vs_raw_pair", "pair-mac: request/reply p99 / raw p99", "< 1.3x",
+     lambda r: (_fmt(_get(r, "p99_ratio"), "x"),
+                None if _get(r, "p99_ratio") is None else _get(r, "p99_ratio") < 1.3)),
+    ("worker_procs_pair", "pair-mac: answered/s at 100 callers, one worker process / raw",
+     ">= 0.5x",
+     lambda r: (_fmt(_get(r, "by_processes", "1", "per_s_ratio"), "x"),
+                None if _get(r, "by_processes", "1", "per_s_ratio") is None
+                else _get(r, "by_processes", "1", "per_s_ratio") >= 0.5)),
     ("gateway_overhead", "gateway p50 / bare FastAPI+Mangum p50", "< 1.5x",
      lambda r: (_fmt(_get(r, "request_ratio"), "x"), _get(r, "request_ratio_ok"))),
     ("gateway_overhead", "gateway p50 / bare (issue 15)", "<= 2.5x",
