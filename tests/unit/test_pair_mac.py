@@ -206,3 +206,30 @@ def test_identity_signs_while_the_receiver_rotates_its_key() -> None:
     ring = KeyRing([*RING, generate_ed25519("inventory")[1]])
     message = _identity("orders", ring, ["inventory"]).outgoing(request(), TOPIC)
     assert (message.signature or "").startswith("ed25519:")
+
+
+def test_the_pair_key_as_docs_wire_format_writes_it_with_another_library() -> None:
+    """An independent derivation from docs/wire-format.md §3a (OpenSSL's X25519 through
+    ``cryptography``, the Edwards-to-Montgomery map by hand) gives libsodium's pair key."""
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+
+    prime = 2**255 - 19
+
+    def montgomery(ed_public: bytes) -> bytes:
+        y = int.from_bytes(ed_public, "little") & ((1 << 255) - 1)
+        u = (1 + y) * pow(1 - y, prime - 2, prime) % prime
+        return u.to_bytes(32, "little")
+
+    def lp(data: bytes) -> bytes:
+        return len(data).to_bytes(8, "big") + data
+
+    sender, receiver = public("orders"), public("inventory")
+    scalar = hashlib.sha512(signing("orders").secret).digest()[:32]  # X25519 clamps it
+    shared = X25519PrivateKey.from_private_bytes(scalar).exchange(
+        X25519PublicKey.from_public_bytes(montgomery(receiver.material)))
+    info = (lp(sender.key_id.encode()) + lp(sender.material)
+            + lp(receiver.key_id.encode()) + lp(receiver.material))
+    prk = hmac.new(b"meshgate-pair-v1", shared, hashlib.sha256).digest()
+    expected = hmac.new(prk, info + b"\x01", hashlib.sha256).digest()
+    assert expected == pair_key(signing("orders"), sender.material, receiver.key_id,
+                                receiver.material, sending=True)
