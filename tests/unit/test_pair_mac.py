@@ -233,3 +233,24 @@ def test_the_pair_key_as_docs_wire_format_writes_it_with_another_library() -> No
     expected = hmac.new(prk, info + b"\x01", hashlib.sha256).digest()
     assert expected == pair_key(signing("orders"), sender.material, receiver.key_id,
                                 receiver.material, sending=True)
+
+
+def test_the_async_recorder_opens_pair_macs_addressed_to_its_service() -> None:
+    from bus.config import BusSettings
+    from bus.envelope import to_headers
+    from bus.transport import Record
+    from functions.async_results.recorder import recorder_guard
+
+    access = AccessPolicy.from_dict({"inventory": ["mesh.async.replies"]}, pair_mac=["orders"])
+    reply = reply_for(request(), source="inventory", value=b"{}")
+    sealed = Identity("inventory", signing("inventory"), RING, access).outgoing(
+        reply, "mesh.async.replies", to="orders")
+    assert is_pair_mac(sealed.signature)
+    record = Record("mesh.async.replies", 0, 0, sealed.value, headers=to_headers(sealed))
+    settings = BusSettings(service_name="orders")
+    accepting = recorder_guard(Identity("orders", signing("orders"), RING, access), settings)
+    assert accepting.admit(record, now_ms()).id == sealed.id
+    plain = AccessPolicy.from_dict({"inventory": ["mesh.async.replies"]})
+    refusing = recorder_guard(Identity("orders", signing("orders"), RING, plain), settings)
+    with pytest.raises(BadSignature):
+        refusing.admit(record, now_ms())
