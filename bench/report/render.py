@@ -67,10 +67,11 @@ def header(report: Mapping[str, Any]) -> list[str]:
 def overview(report: Mapping[str, Any]) -> list[str]:
     rows = [(name, "ok" if e["ok"] else f"FAILED ({e['error']})", e["seconds"], e["log"])
             for name, e in report["suites"].items()]
-    targets = [(t["suite"], t["name"], t["value"], t["target"], met(t["met"]))
+    targets = [(t["suite"], t["name"], t["value"], t["target"], met(t["met"]), t.get("why", ""))
                for t in report["targets"]]
     return ["## Suites", "", table(("suite", "status", "seconds", "log"), rows), "",
-            "## Targets", "", table(("suite", "what", "measured", "target", ""), targets), ""]
+            "## Targets", "", table(("suite", "what", "measured", "target", "",
+                                     "why, where missed (measured)"), targets), ""]
 
 
 def memory(report: Mapping[str, Any]) -> list[str]:

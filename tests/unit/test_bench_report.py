@@ -140,3 +140,17 @@ def test_the_echo_part_routes_in_the_gateway_api_beside_default() -> None:
     assert resources["DefaultRoute"]["Properties"]["RouteKey"] == "$default"
     assert resources[FUNCTION]["Properties"]["Handler"] == BENCH_ECHO.handler
     assert resources[FUNCTION]["Properties"]["Role"] != {"Fn::GetAtt": ["FunctionRole", "Arn"]}
+
+
+def test_every_reason_names_a_target_and_is_shown_only_when_missed() -> None:
+    from bench.report.targets import CHECKS, WHY_MISSED
+
+    assert set(WHY_MISSED) <= {name for _, name, _, _ in CHECKS}
+    result = {"added_p50_ms": 0.9, "added_p50_ok": False, "p99_ratio": 1.1}
+    found = {t.name: t for t in targets({"mesh_vs_raw": {"ok": True, "result": result}})}
+    assert found["mesh added p50 (request/reply)"].why == WHY_MISSED[
+        "mesh added p50 (request/reply)"]
+    assert found["request/reply p99 / raw p99"].met is True
+    assert found["request/reply p99 / raw p99"].why == ""
+    assert found["mesh publish rate / raw"].met is None
+    assert found["mesh publish rate / raw"].why == ""
