@@ -6,10 +6,10 @@ import os
 import socket
 import subprocess
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import pytest
 from opentelemetry.sdk.metrics import MeterProvider
@@ -19,12 +19,18 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from bus.delivery.retry import RetryBudget
+from bus.errors import MeshError
 from bus.security.access import AccessPolicy
 from bus.security.identity import Identity
 from bus.security.keys import KeyRing, generate_ed25519, signing_key_from_bytes
 from bus.telemetry.mesh_telemetry import MeshTelemetry
+from bus.transport import Record
 from infra.settings import Settings
 from localstack.kafka.probe import broker_ready
+
+if TYPE_CHECKING:
+    from bus.security.inbound import InboundGuard
+    from proof.attack.mesh_cases import MeshCase
 
 ROOT = Path(__file__).resolve().parent.parent
 KAFKA_SCRIPT = ROOT / "localstack" / "kafka" / "kafka.sh"
@@ -157,3 +163,20 @@ def running_broker(settings: Settings) -> str:
         pytest.fail(f"no Kafka broker at {settings.kafka_bootstrap}: run 'make test' "
                     "or '.venv/bin/meshgate up' first")
     return settings.kafka_bootstrap
+
+
+def admission_verdicts(guard: InboundGuard, topic: str, cases: Iterable[MeshCase],
+                       now_ms: int) -> dict[str, str]:
+    """Each attack case's label -> ``admitted`` or the code ``guard`` refuses it with, judged
+    by admission alone (no broker), the cases read in order as offsets 0, 1, ..."""
+    verdicts: dict[str, str] = {}
+    for offset, case in enumerate(cases):
+        record = Record(topic, 0, offset, case.value,
+                        headers=cast(Sequence[tuple[str, bytes]], case.headers))
+        try:
+            guard.admit(record, now_ms)
+        except MeshError as exc:
+            verdicts[case.label] = exc.code
+        else:
+            verdicts[case.label] = "admitted"
+    return verdicts

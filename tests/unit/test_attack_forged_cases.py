@@ -4,21 +4,18 @@ malleated copy of a genuine signature (``S + L``) as ``bad_signature`` on both."
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import replace
-from typing import cast as typing_cast
 
 import pytest
 
 from bus.config import BusSettings
 from bus.envelope import now_ms
-from bus.errors import MeshError
 from bus.security.ed25519 import BACKENDS, Backend
 from bus.security.inbound import guard_for
 from bus.security.keys import ED25519, KeyRing, VerifyKey
-from bus.transport import Record
 from proof.attack.cast import cast
 from proof.attack.mesh_cases import FORGED, Builder
+from tests.support import admission_verdicts
 
 
 @pytest.mark.parametrize("backend", BACKENDS, ids=lambda b: b.name)
@@ -31,16 +28,7 @@ def test_every_forged_signature_is_refused_on_each_backend(backend: Backend) -> 
         VerifyKey(key.key_id, key.algorithm, key.service, key.material, backend=backend)
         if key.algorithm == ED25519 else key for key in guard.keyring))
     cases = [*Builder(actors, now).forged(), Builder(actors, now).control()]
-    reasons: dict[str, str] = {}
-    for offset, case in enumerate(cases):
-        record = Record(actors.topic, 0, offset, case.value,
-                        headers=typing_cast(Sequence[tuple[str, bytes]], case.headers))
-        try:
-            guard.admit(record, now)
-        except MeshError as exc:
-            reasons[case.label] = exc.code
-        else:
-            reasons[case.label] = "admitted"
+    reasons = admission_verdicts(guard, actors.topic, cases, now)
     assert [case.category for case in cases].count(FORGED) == len(cases) - 1
     assert reasons.pop("genuine signed request") == "admitted"
     assert reasons["malleated signature (S + L) of a genuine record"] == "bad_signature"

@@ -4,16 +4,12 @@ every forgery is refused with the reason a receiver must give."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import cast as typing_cast
-
 from bus.config import BusSettings
 from bus.envelope import now_ms
-from bus.errors import MeshError
 from bus.security.inbound import guard_for
-from bus.transport import Record
 from proof.attack.cast import cast
 from proof.attack.mesh_cases import GENUINE, PAIR_FORGED, Builder
+from tests.support import admission_verdicts
 
 
 def test_every_pair_mac_forgery_is_refused_and_the_genuine_one_admitted() -> None:
@@ -21,16 +17,7 @@ def test_every_pair_mac_forgery_is_refused_and_the_genuine_one_admitted() -> Non
     now = now_ms()
     guard = guard_for(actors.victim, BusSettings(service_name="atk-victim"))
     cases = [*Builder(actors, now).pair_forged(), Builder(actors, now).control()]
-    reasons: dict[str, str] = {}
-    for offset, case in enumerate(cases):
-        record = Record(actors.topic, 0, offset, case.value,
-                        headers=typing_cast(Sequence[tuple[str, bytes]], case.headers))
-        try:
-            guard.admit(record, now)
-        except MeshError as exc:
-            reasons[case.label] = exc.code
-        else:
-            reasons[case.label] = "admitted"
+    reasons = admission_verdicts(guard, actors.topic, cases, now)
     assert [case.category for case in cases].count(GENUINE) == 1
     assert [case.category for case in cases].count(PAIR_FORGED) == len(cases) - 2
     assert reasons == {
