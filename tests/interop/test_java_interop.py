@@ -6,7 +6,8 @@ fresh Ed25519 key in the keyring, allowed by the access map), connected as its o
 identity (SCRAM-SHA-512 over the SASL_SSL listener, the ACLs its policy derives); the worker
 answers and the Java side verifies the reply. A copy it tampers with after signing is
 quarantined by the worker. And every test vector under tests/vectors/ checks out in Java as
-the files say."""
+the files say, the per-pair MAC vectors included (X25519 and HKDF from the document, with the
+JDK's XDH)."""
 
 from __future__ import annotations
 
@@ -213,5 +214,12 @@ async def test_java_checks_every_wire_format_vector(java: JavaProgram) -> None:
         assert {name for name, value in entry.items() if value is True} == expected, entry
     assert [(entry["name"], entry["got"]) for entry in checked["tampered"]] == [
         (record["name"], record["expect"]) for record in records]
+    # Per-pair MACs (docs/wire-format.md §3a), opened with the receiver's seed alone: the
+    # file's verdicts, and for the valid ones the same pair key from both ends.
+    pairs = json.loads((VECTORS / "pair.json").read_text())["vectors"]
+    assert [(entry["name"], entry["got"], entry["signed_bytes"]) for entry in checked["pair"]] == [
+        (vector["name"], vector["expect"], True) for vector in pairs]
+    assert [entry.get("same_pair_key") for entry in checked["pair"]] == [
+        True if vector["expect"] == "valid" else None for vector in pairs]
     assert status == 0
     assert checked["ok"]

@@ -8,6 +8,8 @@ test proves the files are what ``python -m tests.vectors.generate`` writes today
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import re
 import struct
@@ -27,6 +29,7 @@ from bus.security.keys import (
     VerifyKey,
     decode_b64url,
 )
+from bus.security.pair_mac import PairKeys, pair_key, parse_pair_header
 from bus.security.principals import assertion_bytes, parse_assertion
 from bus.security.replay_countersign import (
     BadReplayCountersignature,
@@ -195,3 +198,39 @@ def test_tampered_vectors_include_refusals_and_acceptances() -> None:
 def test_regenerating_gives_the_same_files() -> None:
     for name, text in generate.render().items():
         assert (VECTORS / name).read_text() == text, f"{name}: run python -m tests.vectors.generate"
+
+
+PAIR = json.loads((VECTORS / "pair.json").read_text())
+
+
+@pytest.mark.parametrize("vector", PAIR["vectors"], ids=lambda v: v["name"])
+def test_pair_mac_vector(vector: Json) -> None:
+    """docs/wire-format.md §3a: the receiver opens (or refuses) the record with its own key;
+    a valid one's MAC is HMAC(pair key, signed bytes), the pair key both ends derive."""
+    keys, ring = signing_keys(), keyring()
+    receiver = keys[vector["receiver"]["key_id"]]
+    envelope = from_record(*record(vector))
+    try:
+        verify(envelope, vector["topic"], ring, PairKeys([receiver]))
+        outcome = "valid"
+    except MeshError as exc:
+        outcome = exc.code
+    assert outcome == vector["expect"]
+    header = parse_pair_header(envelope.signature or "")
+    signed = doc_signed_bytes(vector["topic"], dict(vector["headers"]), vector["value"].encode())
+    assert signed.hex() == vector["signed_bytes_hex"]
+    if vector["expect"] == "valid":
+        sender = ring.get(header.sender_key_id)
+        at_receiver = pair_key(receiver, ring.get(receiver.key_id).material, sender.key_id,
+                               sender.material, sending=False)
+        own = keys[sender.key_id]
+        at_sender = pair_key(own, sender.material, receiver.key_id,
+                             ring.get(receiver.key_id).material, sending=True)
+        assert at_receiver.hex() == at_sender.hex() == vector["pair_key_hex"]
+        assert hmac.new(at_sender, signed, hashlib.sha256).digest() == header.mac
+
+
+def test_pair_vectors_include_both_directions_and_refusals() -> None:
+    expectations = [vector["expect"] for vector in PAIR["vectors"]]
+    assert expectations.count("valid") == 2
+    assert {"bad_signature", "pair_key_unknown"} <= set(expectations)

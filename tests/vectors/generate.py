@@ -12,7 +12,10 @@ deterministic (RFC 8032) and HMAC-SHA256 is a function.
   signature covers, the exact signed bytes, and the expected signature; with the principal
   assertion's and the replay countersignature's signed bytes where the record carries them;
 - ``tampered.json``: records derived from those that a receiver must refuse (with the
-  refusal's code) or must still accept (``"expect": "valid"``: unsigned headers changed).
+  refusal's code) or must still accept (``"expect": "valid"``: unsigned headers changed);
+- ``pair.json``: per-pair MACs (docs/wire-format.md §3a): a request and a reply sealed for
+  their one receiver, with the pair key both ends derive, and the ways a MAC must be refused
+  (relabelled, turned round, made for another receiver).
 """
 
 from __future__ import annotations
@@ -53,6 +56,7 @@ from bus.security.keys import (
     encode_b64url,
     fingerprint,
 )
+from bus.security.pair_mac import PairHeader, PairKeys, pair_key, parse_pair_header
 from bus.security.principals import assert_principal, assertion_bytes
 from bus.security.replay_countersign import countersign, countersign_bytes
 from bus.security.signing import DOMAIN, canonical_bytes, sign
@@ -309,12 +313,65 @@ def _tampered() -> list[Json]:
             for name, description, topic, headers, value, expect in cases]
 
 
+def _pair_vector(name: str, description: str, vector: Vector, receiver: str,
+                 header: str | None = None, expect: str = "valid") -> Json:
+    sender_key, receiver_key = vector.signer, ED_KEYS[receiver]
+    receiving = receiver_key.verify_key(receiver)
+    sealed = PairKeys([sender_key]).seal(vector.envelope, vector.topic, sender_key, receiving)
+    if header is not None:
+        sealed = sealed.with_signature(header)
+    sender_public = sender_key.verify_key(sealed.source).material
+    key = pair_key(sender_key, sender_public, receiving.key_id, receiving.material, sending=True)
+    return {"name": name, "description": description, "topic": vector.topic,
+            "receiver": {"service": receiver, "key_id": receiver_key.key_id},
+            "headers": _text_headers(to_headers(sealed)), "value": sealed.value.decode(),
+            "pair_key_hex": key.hex(), "signed_bytes_hex": canonical_bytes(sealed,
+                                                                          vector.topic).hex(),
+            "expect": expect}
+
+
+def _pair() -> list[Json]:
+    vectors = {vector.name: vector for vector in _vectors()}
+    request, reply = vectors["request-ed25519"], vectors["reply-ed25519"]
+    gateway, orders = ED_KEYS["gateway"], ED_KEYS["orders"]
+    to_orders = PairKeys([gateway]).seal(request.envelope, request.topic, gateway,
+                                         orders.verify_key("orders"))
+    mac = parse_pair_header(to_orders.signature or "").mac
+    to_gateway = PairKeys([orders]).seal(reply.envelope, reply.topic, orders,
+                                         gateway.verify_key("gateway"))
+    reply_mac = parse_pair_header(to_gateway.signature or "").mac
+    operator = ED_KEYS["meshgate-operator"]
+    for_operator = PairKeys([gateway]).seal(request.envelope, request.topic, gateway,
+                                            operator.verify_key("meshgate-operator"))
+    return [
+        _pair_vector("request-pair", "request-ed25519 sealed by the gateway for orders",
+                     request, "orders"),
+        _pair_vector("reply-pair", "reply-ed25519 sealed by orders for the gateway",
+                     reply, "gateway"),
+        _pair_vector("request-pair-relabelled", "the request's MAC with the key ids swapped "
+                     "(as if orders had sent it to the gateway)", request, "orders",
+                     PairHeader(orders.key_id, gateway.key_id, mac).encode(),
+                     "pair_key_unknown"),
+        _pair_vector("reply-pair-reflected", "orders' MAC to the gateway presented to orders "
+                     "as the gateway's: the direction is in the key", reply, "orders",
+                     PairHeader(gateway.key_id, orders.key_id, reply_mac).encode(),
+                     "bad_signature"),
+        _pair_vector("request-pair-other-receiver", "a MAC the gateway made for another "
+                     "receiver, relabelled for orders", request, "orders",
+                     PairHeader(gateway.key_id, orders.key_id,
+                                parse_pair_header(for_operator.signature or "").mac).encode(),
+                     "bad_signature"),
+    ]
+
+
 FILES: dict[str, Callable[[], Any]] = {
     "keys.json": _keys,
     "keyring.json": _keyring,
     "messages.json": lambda: {"signature_domain": DOMAIN.decode(),
                               "messages": [_message(vector) for vector in _vectors()]},
     "tampered.json": lambda: {"signature_domain": DOMAIN.decode(), "records": _tampered()},
+    "pair.json": lambda: {"signature_domain": DOMAIN.decode(), "pair_domain": "meshgate-pair-v1",
+                          "vectors": _pair()},
 }
 
 

@@ -22,7 +22,8 @@ final class Vectors {
 
     private Vectors() {}
 
-    static ObjectNode check(File dir) throws IOException, GeneralSecurityException {
+    static ObjectNode check(File dir) throws IOException, GeneralSecurityException,
+            Wire.Refused {
         Keyring ring = Keyring.load(new File(dir, "keyring.json"), null);
         JsonNode keys = Main.JSON.readTree(new File(dir, "keys.json"));
         for (JsonNode entry : keys.path(Keyring.HMAC_SHA256)) {
@@ -72,7 +73,52 @@ final class Vectors {
             ok &= got.equals(vector.path("expect").asText());
             tampered.addObject().put("name", vector.path("name").asText()).put("got", got);
         }
-        return out.put("ok", ok && !messages.isEmpty() && !tampered.isEmpty());
+        ArrayNode pairs = out.putArray("pair");
+        for (JsonNode vector : Main.JSON.readTree(new File(dir, "pair.json")).path("vectors")) {
+            ok &= checkPair(vector, ring, keys, pairs.addObject());
+        }
+        return out.put("ok", ok && !messages.isEmpty() && !tampered.isEmpty()
+                && !pairs.isEmpty());
+    }
+
+    /** A pair-MAC vector, opened with its receiver's seed only; a valid one's pair key made
+     * again from the sender's side and from the receiver's must equal the file's. */
+    private static boolean checkPair(JsonNode vector, Keyring ring, JsonNode keys,
+            ObjectNode result) throws GeneralSecurityException, Wire.Refused {
+        String topic = vector.path("topic").asText();
+        String receiverId = vector.path("receiver").path("key_id").asText();
+        Map<String, byte[]> seeds = seeds(keys);
+        Wire.Message message = record(vector);
+        String got = "valid";
+        try {
+            Checks.envelope(message);
+            Keyring.Key sender = PairMac.open(message, topic, ring,
+                    Map.of(receiverId, seeds.get(receiverId)));
+            Keyring.Key receiver = ring.get(receiverId);
+            String atSender = HEX.formatHex(PairMac.pairKey(seeds.get(sender.keyId()), sender,
+                    receiver, true));
+            String atReceiver = HEX.formatHex(PairMac.pairKey(seeds.get(receiverId), receiver,
+                    sender, false));
+            result.put("same_pair_key", atSender.equals(atReceiver)
+                    && atSender.equals(vector.path("pair_key_hex").asText()));
+        } catch (Wire.Refused refusal) {
+            got = refusal.code;
+        }
+        result.put("name", vector.path("name").asText()).put("got", got)
+                .put("signed_bytes", same(Wire.signedBytes(message, topic),
+                        vector.path("signed_bytes_hex")));
+        return got.equals(vector.path("expect").asText())
+                && result.path("signed_bytes").asBoolean()
+                && result.path("same_pair_key").asBoolean(true);
+    }
+
+    private static Map<String, byte[]> seeds(JsonNode keys) {
+        Map<String, byte[]> seeds = new java.util.HashMap<>();
+        for (JsonNode entry : keys.path(Keyring.ED25519)) {
+            seeds.put(entry.path("key_id").asText(),
+                    HEX.parseHex(entry.path("private_seed_hex").asText()));
+        }
+        return seeds;
     }
 
     /** The vector's signature made again here, with its private key from keys.json. */
