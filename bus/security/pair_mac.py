@@ -153,9 +153,6 @@ class PairKeys:
         if key.algorithm == ED25519 and key.key_id not in self._own:
             self._own[key.key_id] = (key, key.verify_key("_").material)
 
-    def holds(self, key_id: str) -> bool:
-        return key_id in self._own
-
     def seal(self, envelope: Envelope, topic: str, own: SigningKey, receiver: VerifyKey
              ) -> Envelope:
         """``envelope`` with a pair MAC for ``receiver``'s key, sent to ``topic``."""
