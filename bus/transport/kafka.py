@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -23,6 +22,7 @@ from bus.security.keys import SecretSource
 from bus.transport import Record, positions_after
 from bus.transport.connect_check import start_client
 from bus.transport.connection import KafkaSecurity, aiokafka_kwargs, resolve_kafka_secrets
+from bus.transport.partitions import TopicPartitions
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -30,8 +30,6 @@ T = TypeVar("T")
 _BROKEN_PRODUCER = (OutOfOrderSequenceNumber, UnknownProducerId, InvalidProducerEpoch,
                     InvalidProducerIdMapping)
 START_TIMEOUT_S = 15.0
-METADATA_WAIT_S = 3.0
-METADATA_RETRY_S = 0.1
 
 
 async def _guard(what: str, awaitable: Awaitable[T], timeout_s: float = START_TIMEOUT_S) -> T:
@@ -158,7 +156,7 @@ class KafkaTransport:
         self._security_lock = asyncio.Lock()
         self._producer: AIOKafkaProducer | None = None
         self._producer_lock = asyncio.Lock()
-        self._partitions: dict[str, frozenset[int]] = {}
+        self._topics = TopicPartitions(self._look_up)
 
     async def _connection(self) -> tuple[dict[str, Any], KafkaSecurity]:
         """The clients' connection arguments, the secrets read on the first call."""
@@ -197,28 +195,11 @@ class KafkaTransport:
                 self._producer = producer
             return self._producer
 
-    async def _fetch_partitions(self, topic: str) -> frozenset[int]:
-        """The topic's partitions from fresh metadata. A topic created a moment ago may be
-        missing from the broker's metadata for a while (the controller answered CreateTopics
-        before the broker's cache caught up, longer on a busy machine), so a missing topic is
-        looked up again for up to ``METADATA_WAIT_S`` before it is refused, as Kafka's own
-        producer waits for an unknown topic's metadata."""
+    async def _look_up(self, topic: str) -> frozenset[int]:
+        """One look at the broker's metadata (``TopicPartitions`` waits for a new topic)."""
         producer = await self._ready_producer()
-        give_up = time.monotonic() + METADATA_WAIT_S
-        while True:
-            metadata = await _guard("metadata", producer.client.fetch_all_metadata())
-            partitions = frozenset(metadata.partitions_for_topic(topic) or ())
-            if partitions:
-                self._partitions[topic] = partitions
-                return partitions
-            if time.monotonic() >= give_up:
-                raise BrokerRefused(f"topic {topic} does not exist")
-            await asyncio.sleep(METADATA_RETRY_S)
-
-    async def _require(self, topic: str) -> frozenset[int]:
-        """The topic's partitions (cached after the first look); BrokerRefused if missing."""
-        known = self._partitions.get(topic)
-        return known if known is not None else await self._fetch_partitions(topic)
+        metadata = await _guard("metadata", producer.client.fetch_all_metadata())
+        return frozenset(metadata.partitions_for_topic(topic) or ())
 
     async def send(
         self,
@@ -229,11 +210,7 @@ class KafkaTransport:
         key: bytes | None = None,
         partition: int | None = None,
     ) -> None:
-        partitions = self._partitions.get(topic) or await self._fetch_partitions(topic)
-        if partition is not None and partition not in partitions:
-            partitions = await self._fetch_partitions(topic)  # it may have grown since
-            if partition not in partitions:
-                raise BrokerRefused(f"{topic} has no partition {partition}")
+        await self._topics.check(topic, partition)
         producer = self._producer or await self._ready_producer()
         # The hot path: no timer of ours, aiokafka bounds a send by request_timeout_ms.
         try:
@@ -260,7 +237,7 @@ class KafkaTransport:
             log.warning("stopping a broken producer failed: %s", exc)
 
     async def partition_count(self, topic: str) -> int:
-        return len(await self._fetch_partitions(topic))
+        return len(await self._topics.fresh(topic))
 
     def _consumer(self, *topics: str, group_id: str | None) -> Build:
         """Makes the consumer when its reader starts (the connection's secrets are read by
@@ -286,11 +263,11 @@ class KafkaTransport:
     ) -> _KafkaReader:
         tp = TopicPartition(topic, partition)
         return _KafkaReader(self._consumer(group_id=None), [topic], tp, from_beginning,
-                            self._require)
+                            self._topics.known)
 
     def group_reader(self, topics: Sequence[str], group_id: str) -> _KafkaReader:
         return _KafkaReader(self._consumer(*topics, group_id=group_id), topics, None, False,
-                            self._require)
+                            self._topics.known)
 
     async def close(self) -> None:
         producer, self._producer = self._producer, None

@@ -42,9 +42,10 @@ from typing import TypeVar
 from confluent_kafka import KafkaError, KafkaException
 
 from bus.config import BusSettings
-from bus.errors import BrokerRefused, TransportError
+from bus.errors import TransportError
 from bus.security.keys import SecretSource
 from bus.transport.connection import KafkaSecurity, resolve_kafka_secrets
+from bus.transport.partitions import TopicPartitions
 from bus.transport.rdkafka_config import START_TIMEOUT_S, OAuthCallback
 from bus.transport.rdkafka_connection import (
     CLOSE_TIMEOUT_S,
@@ -59,8 +60,6 @@ from bus.transport.rdkafka_reader import RdReader
 
 T = TypeVar("T")
 CHECK_SLICE_S = 1.0
-METADATA_WAIT_S = 3.0
-METADATA_RETRY_S = 0.1
 
 
 class RdKafkaTransport:
@@ -74,7 +73,7 @@ class RdKafkaTransport:
         self._lock = asyncio.Lock()
         self._producer: RdProducer | None = None
         self._executor: ThreadPoolExecutor | None = None
-        self._partitions: dict[str, frozenset[int]] = {}
+        self._topics = TopicPartitions(self._look_up)
 
     async def connection(self) -> Connection:
         if self._connection is None:
@@ -138,37 +137,25 @@ class RdKafkaTransport:
         except (KafkaException, TimeoutError) as exc:  # replaced either way; say so
             log.warning("closing a librdkafka producer failed: %r", exc)
 
-    async def _fetch_partitions(self, topic: str) -> frozenset[int]:
-        """The topic's partitions from fresh metadata, waiting up to ``METADATA_WAIT_S`` for a
-        topic created a moment ago (as ``KafkaTransport`` does)."""
+    async def _look_up(self, topic: str) -> frozenset[int]:
+        """One look at the broker's metadata (``TopicPartitions`` waits for a new topic)."""
         producer = await self._ready_producer()
-        give_up = time.monotonic() + METADATA_WAIT_S
-        while True:
-            try:
-                metadata = await self._run(partial(producer.client.list_topics, topic,
-                                                   START_TIMEOUT_S), START_TIMEOUT_S + 5)
-            except KafkaException as exc:
-                raise raised("metadata", exc) from None
-            except TimeoutError:
-                raise TransportError(f"metadata: no answer in {START_TIMEOUT_S:g}s") from None
-            found = metadata.topics.get(topic)
-            error = getattr(found, "error", None)
-            if found is not None and error is None and found.partitions:
-                partitions = frozenset(found.partitions)
-                self._partitions[topic] = partitions
-                return partitions
-            if isinstance(error, KafkaError) and error.code() not in (
-                    KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_TOPIC,
-                    KafkaError.LEADER_NOT_AVAILABLE):
-                raise mesh_error(f"metadata of {topic}", error)
-            if time.monotonic() >= give_up:
-                raise BrokerRefused(f"topic {topic} does not exist")
-            await asyncio.sleep(METADATA_RETRY_S)
-
-    async def require(self, topic: str) -> frozenset[int]:
-        """The topic's partitions (cached after the first look); BrokerRefused if missing."""
-        known = self._partitions.get(topic)
-        return known if known is not None else await self._fetch_partitions(topic)
+        try:
+            metadata = await self._run(partial(producer.client.list_topics, topic,
+                                               START_TIMEOUT_S), START_TIMEOUT_S + 5)
+        except KafkaException as exc:
+            raise raised("metadata", exc) from None
+        except TimeoutError:
+            raise TransportError(f"metadata: no answer in {START_TIMEOUT_S:g}s") from None
+        found = metadata.topics.get(topic)
+        error = getattr(found, "error", None)
+        if isinstance(error, KafkaError) and error.code() not in (
+                KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_TOPIC,
+                KafkaError.LEADER_NOT_AVAILABLE):
+            raise mesh_error(f"metadata of {topic}", error)
+        if found is None or error is not None:
+            return frozenset()
+        return frozenset(found.partitions)
 
     async def send(
         self,
@@ -179,26 +166,22 @@ class RdKafkaTransport:
         key: bytes | None = None,
         partition: int | None = None,
     ) -> None:
-        partitions = self._partitions.get(topic) or await self._fetch_partitions(topic)
-        if partition is not None and partition not in partitions:
-            partitions = await self._fetch_partitions(topic)  # it may have grown since
-            if partition not in partitions:
-                raise BrokerRefused(f"{topic} has no partition {partition}")
+        await self._topics.check(topic, partition)
         producer = self._producer
         if producer is None or producer.broken:
             producer = await self._ready_producer()
         await producer.send(topic, value, headers, key, partition)
 
     async def partition_count(self, topic: str) -> int:
-        return len(await self._fetch_partitions(topic))
+        return len(await self._topics.fresh(topic))
 
     def assigned_reader(self, topic: str, partition: int, *,
                         from_beginning: bool = False) -> RdReader:
-        return RdReader(self.require, self.connection, [topic], None,
+        return RdReader(self._topics.known, self.connection, [topic], None,
                         (partition, from_beginning))
 
     def group_reader(self, topics: Sequence[str], group_id: str) -> RdReader:
-        return RdReader(self.require, self.connection, topics, group_id, None)
+        return RdReader(self._topics.known, self.connection, topics, group_id, None)
 
     async def close(self) -> None:
         producer, self._producer = self._producer, None

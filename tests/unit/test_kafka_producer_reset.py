@@ -12,6 +12,7 @@ from aiokafka.errors import OutOfOrderSequenceNumber, UnknownTopicOrPartitionErr
 from bus.config import BusSettings
 from bus.errors import BrokerRefused, TransportError, is_retriable
 from bus.transport.kafka import KafkaTransport
+from bus.transport.partitions import TopicPartitions
 
 
 class FakeProducer:
@@ -31,7 +32,11 @@ class FakeProducer:
 
 def transport_with(producer: FakeProducer, replacement: FakeProducer) -> KafkaTransport:
     transport = KafkaTransport(BusSettings(service_name="t"))
-    transport._partitions["orders.requests"] = frozenset({0})
+
+    async def one_partition(topic: str) -> frozenset[int]:
+        return frozenset({0})
+
+    transport._topics = TopicPartitions(one_partition)
     transport._producer = producer
 
     async def ready() -> Any:
