@@ -33,6 +33,7 @@ from bus.security.live_keys import LiveKeys
 from bus.security.pair_mac import PairKeys
 from bus.security.principals import principal_for_call
 from bus.security.signing import sign
+from bus.topics import BadOperationName, service_of
 
 SIGNING_KEY_ENV = "MESH_SIGNING_KEY"
 
@@ -99,8 +100,10 @@ class Identity:
 
 
 def _owner(request: Envelope) -> str | None:
-    service, sep, _ = request.type.partition(".")
-    return service if sep else None
+    try:
+        return service_of(request.type)
+    except BadOperationName:
+        return None
 
 
 def _read_json(inline: str | None, path: str | None, what: str) -> object | None:
