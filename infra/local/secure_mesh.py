@@ -12,38 +12,18 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.conn import create_conn
-from aiokafka.errors import KafkaError, SaslAuthenticationFailed
-from aiokafka.helpers import create_ssl_context
+from aiokafka.errors import KafkaError
 
-from infra.errors import KafkaAdminFailed, NotReachable, ProcessFailed
+from infra.errors import KafkaAdminFailed, ProcessFailed
 from infra.kafka.connect import operator_kwargs
 from infra.kafka.scram_users import upsert_user
 from infra.keys import kafka_scram
 from infra.local.kafka_env import MECHANISM, ca_file
+from infra.local.scram_login import LOGIN_TIMEOUT_MS, login_accepted
 from infra.settings import Settings
 
 Say = Callable[[str], None]
-LOGIN_TIMEOUT_MS = 10_000
 SETTLE_S = 10.0  # a new credential reaches the listener through the metadata log
-
-
-async def _login(bootstrap: str, cafile: Path, user: str, password: str) -> bool:
-    """True when ``user`` logs in; False when the broker refuses the credential."""
-    host, _, port = bootstrap.split(",")[0].rpartition(":")
-    try:
-        conn = await create_conn(host, int(port), ssl_context=create_ssl_context(
-                                     cafile=str(cafile)),
-                                 security_protocol="SASL_SSL", sasl_mechanism=MECHANISM,
-                                 sasl_plain_username=user, sasl_plain_password=password,
-                                 request_timeout_ms=LOGIN_TIMEOUT_MS)
-    except SaslAuthenticationFailed:
-        return False
-    except (KafkaError, OSError) as exc:
-        raise NotReachable(f"the broker's SASL_SSL listener {bootstrap} does not answer ({exc})",
-                           "start the broker (localstack/kafka/kafka.sh start)") from exc
-    conn.close()
-    return True
 
 
 async def create_users(settings: Settings, passwords: Mapping[str, str]) -> None:
@@ -69,7 +49,8 @@ async def refused(bootstrap: str, cafile: Path, passwords: Mapping[str, str]) ->
     """The users whose password the SASL_SSL listener refuses, sorted."""
     users = sorted(passwords)
     async with asyncio.timeout(LOGIN_TIMEOUT_MS / 1000 * 2):
-        ok = await asyncio.gather(*(_login(bootstrap, cafile, u, passwords[u]) for u in users))
+        ok = await asyncio.gather(*(login_accepted(bootstrap, cafile, u, passwords[u])
+                                    for u in users))
     return [user for user, accepted in zip(users, ok, strict=True) if not accepted]
 
 

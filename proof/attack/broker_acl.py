@@ -188,7 +188,7 @@ async def close_scene(scene: Scene) -> None:
     try:
         for user in scene.made:
             if user in scene.passwords:
-                await asyncio.wait_for(scram_users.delete_user(admin, user), WAIT_S)
+                await asyncio.wait_for(scram_users.retire_user(admin, user), WAIT_S)
         if "topics" in scene.made:
             await asyncio.wait_for(admin.delete_topics(scene.own_topics), WAIT_S)
     finally:

@@ -21,7 +21,7 @@ from bus.errors import KafkaAuthFailed
 from bus.transport.connect_check import start_client
 from bus.transport.connection import KafkaSecurity, aiokafka_kwargs, resolve_kafka_secrets
 from infra.kafka.connect import OperatorSecrets
-from infra.kafka.scram_users import delete_user, upsert_user
+from infra.kafka.scram_users import retire_user, upsert_user
 from infra.keys import kafka_scram
 from infra.local import kafka_env, secure_mesh
 from infra.local import workers as local
@@ -93,14 +93,14 @@ def test_every_service_logs_in_with_its_own_secret_and_no_other(
 
 
 async def _admin_call(settings: Settings, user: str, *, password: str | None) -> None:
-    """As the operator (PLAINTEXT door): set ``user``'s password, or delete the user."""
+    """As the operator (PLAINTEXT door): set ``user``'s password, or retire the user."""
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap,
                                 request_timeout_ms=10_000)
     async with asyncio.timeout(BOUND_S):
         await admin.start()
         try:
             if password is None:
-                await delete_user(admin, user)
+                await retire_user(admin, user)
             else:
                 await upsert_user(admin, user, password)
         finally:

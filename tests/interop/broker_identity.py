@@ -72,6 +72,6 @@ async def broker_identity(operator_bootstrap: str, secure_bootstrap: str, policy
                 await acls.delete([b for b in await acls.acls() if b.principal in managed])
         finally:
             try:
-                await asyncio.wait_for(scram_users.delete_user(admin, user, MECHANISM), WAIT_S)
+                await asyncio.wait_for(scram_users.retire_user(admin, user, MECHANISM), WAIT_S)
             finally:
                 await admin.close()
