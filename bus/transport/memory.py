@@ -25,7 +25,8 @@ class MemoryBroker:
     def __init__(self) -> None:
         self._logs: dict[str, list[list[Record]]] = {}
         self._groups: dict[str, _Group] = {}
-        self._waiters: list[asyncio.Future[None]] = []
+        # Readers waiting for a record, by topic (None: waiting for any change).
+        self._waiters: dict[str | None, set[asyncio.Future[None]]] = {}
         self._round_robin = 0
 
     def create_topic(self, name: str, partitions: int = 1) -> None:
@@ -56,10 +57,8 @@ class MemoryBroker:
         log = self.partition(topic, partition)
         record = Record(topic, partition, len(log), value, key, tuple(headers))
         log.append(record)
-        waiters, self._waiters = self._waiters, []
-        for waiter in waiters:
-            if not waiter.done():
-                waiter.set_result(None)
+        for waiter in (*self._waiters.pop(topic, ()), *self._waiters.pop(None, ())):
+            _settle(waiter)
         return record
 
     def group(self, group_id: str) -> _Group:
@@ -68,16 +67,33 @@ class MemoryBroker:
     def committed(self, group_id: str, topic: str, partition: int) -> int:
         return self.group(group_id).committed.get((topic, partition), 0)
 
-    async def wait_for_change(self, timeout_s: float) -> None:
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters.append(waiter)
+    async def wait_for_change(self, timeout_s: float,
+                              topics: Sequence[str] | None = None) -> None:
+        """Until a record is appended to one of ``topics`` (any topic: None), or
+        ``timeout_s``. Only the readers of the appended topic wake, with one future and one
+        timer each (``asyncio.wait_for`` per wait, every reader woken by every append, was
+        most of an in-memory round trip's cost)."""
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
+        keys: tuple[str | None, ...] = (None,) if topics is None else tuple(topics)
+        for key in keys:
+            self._waiters.setdefault(key, set()).add(waiter)
+        timer = loop.call_later(timeout_s, _settle, waiter)
         try:
-            await asyncio.wait_for(waiter, timeout_s)
-        except TimeoutError:
-            return
+            await waiter
         finally:
-            if waiter in self._waiters:
-                self._waiters.remove(waiter)
+            timer.cancel()
+            for key in keys:
+                waiting = self._waiters.get(key)
+                if waiting is not None:
+                    waiting.discard(waiter)
+                    if not waiting:
+                        del self._waiters[key]
+
+
+def _settle(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 class _AssignedReader:
@@ -97,7 +113,7 @@ class _AssignedReader:
     async def read(self, timeout_s: float, max_records: int = 100) -> list[Record]:
         log = self._broker.partition(self._topic, self._partition)
         if self._position >= len(log):
-            await self._broker.wait_for_change(timeout_s)
+            await self._broker.wait_for_change(timeout_s, (self._topic,))
         records = log[self._position : self._position + max_records]
         self._position += len(records)
         return records
@@ -139,7 +155,7 @@ class _GroupReader:
     async def read(self, timeout_s: float, max_records: int = 100) -> list[Record]:
         records = self._take(max_records)
         if not records:
-            await self._broker.wait_for_change(timeout_s)
+            await self._broker.wait_for_change(timeout_s, self._topics)
             records = self._take(max_records)
         return records
 

@@ -226,3 +226,32 @@ async def test_group_reader_wakes_up_on_append(transport: MemoryTransport) -> No
     await _send(transport, b"x")
     assert _values(await asyncio.wait_for(pending, 5.0)) == [b"x"]
 
+
+
+async def test_only_the_appended_topics_readers_wake(transport: MemoryTransport) -> None:
+    broker = transport.broker
+    reader = transport.group_reader(["t"], "g")
+    await reader.start()
+    pending = asyncio.create_task(reader.read(60.0))
+    anywhere = asyncio.create_task(broker.wait_for_change(60.0))
+    await asyncio.sleep(0)  # both waiting
+    await _send(transport, b"elsewhere", topic="wide")
+    await asyncio.wait_for(anywhere, 5.0)  # a wait for any topic wakes
+    await asyncio.sleep(0.01)
+    assert not pending.done()  # the reader of "t" does not
+    await _send(transport, b"x")
+    assert _values(await asyncio.wait_for(pending, 5.0)) == [b"x"]
+
+
+async def test_waits_time_out_and_leave_no_waiter_behind(transport: MemoryTransport) -> None:
+    broker = transport.broker
+    await asyncio.wait_for(broker.wait_for_change(0.01, ["t", "wide"]), 5.0)
+    woken = asyncio.create_task(broker.wait_for_change(60.0, ["t"]))
+    cancelled = asyncio.create_task(broker.wait_for_change(60.0, ["wide"]))
+    await asyncio.sleep(0)
+    await _send(transport, b"x")
+    await asyncio.wait_for(woken, 5.0)
+    cancelled.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await cancelled
+    assert broker._waiters == {}
