@@ -73,7 +73,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -247,6 +247,14 @@ async def delete_topics(bootstrap: str, topics: list[str]) -> None:
         await admin.close()
 
 
+async def delete_topics_or_warn(bootstrap: str, topics: list[str], tag: str) -> None:
+    """Delete a run's topics; a failure is reported, never raised over the bench's own error."""
+    try:
+        await delete_topics(bootstrap, topics)
+    except Exception as exc:
+        print(f"bench: warning: could not delete topics {tag}.*: {exc!r}", file=sys.stderr)
+
+
 # --- load ---------------------------------------------------------------------------------
 
 async def open_loop(call: Callable[[], Awaitable[object]], rate: float, duration_s: float,
@@ -347,24 +355,30 @@ def _responder_args(settings: BusSettings, args: argparse.Namespace) -> list[str
             "--max-seconds", f"{budget:g}"]
 
 
+async def raw_side(stack: AsyncExitStack, settings: BusSettings, names: Names,
+                   args: argparse.Namespace, probe_timeout_s: float) -> Side:
+    """The raw contender (AIOKafkaProducer + AIOKafkaConsumer on one reply partition),
+    started, closed when ``stack`` unwinds; ``args.size`` bytes a request and an event."""
+    value = stats.encoded(stats.payload_of_size(args.size))
+    caller = RawCaller(settings, names.raw_requests, names.topic("raw", "replies"),
+                       args.partitions)
+    stack.push_async_callback(caller.close)
+    await caller.start()
+    raw_events = names.topic("raw", "events")
+
+    async def raw_check() -> bool:
+        return await caller.request(value, probe_timeout_s) == value
+
+    return Side("raw", lambda: caller.request(value, args.timeout_s), raw_check,
+                lambda: caller.producer.send_and_wait(raw_events, value))
+
+
 async def run_sides(settings: BusSettings, names: Names, args: argparse.Namespace,
                     keys: Path | None) -> tuple[Side, Side]:
     """Both callers and both responders up, latency rounds, responders down, publish rounds.
     Everything started here is stopped on the way out, whatever happens."""
     async with AsyncExitStack() as stack:
-        # raw: AIOKafkaProducer + AIOKafkaConsumer on one reply partition
-        value = stats.encoded(stats.payload_of_size(args.size))
-        caller = RawCaller(settings, names.raw_requests, names.topic("raw", "replies"),
-                           args.partitions)
-        stack.push_async_callback(caller.close)
-        await caller.start()
-        raw_events = names.topic("raw", "events")
-
-        async def raw_check() -> bool:
-            return await caller.request(value, PROBE_TIMEOUT_S) == value
-
-        raw = Side("raw", lambda: caller.request(value, args.timeout_s), raw_check,
-                   lambda: caller.producer.send_and_wait(raw_events, value))
+        raw = await raw_side(stack, settings, names, args, PROBE_TIMEOUT_S)
 
         # mesh: MeshClient (reply partition self-assigned)
         payload = stats.payload_of_size(args.size)
@@ -499,11 +513,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 provision_identities(keys, names.produce(), args.signing)
             raw, mesh = await run_sides(settings, names, args, keys)
     finally:
-        try:
-            await delete_topics(args.bootstrap, names.topics())
-        except Exception as exc:  # report, but do not hide the bench's own error
-            print(f"bench: warning: could not delete topics {names.tag}.*: {exc!r}",
-                  file=sys.stderr)
+        await delete_topics_or_warn(args.bootstrap, names.topics(), names.tag)
     for side in (raw, mesh):
         if not side.load.latencies_ms:
             raise RuntimeError(f"{side.name}: no request was answered "
@@ -556,17 +566,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
+def run_on_broker(args: argparse.Namespace,
+                  run: Callable[[argparse.Namespace], Coroutine[Any, Any, dict[str, Any]]]
+                  ) -> None:
+    """A broker bench's main: check the broker, name the machine, run, write ``args.output``
+    and print the result as the last line."""
     ensure_broker(args.bootstrap)
     print(f"machine: {describe()}")
     try:
         result = asyncio.run(run(args))
-    except KeyboardInterrupt:  # run() has stopped the responders and deleted its topics
+    except KeyboardInterrupt:  # run() has stopped what it started and deleted its topics
         raise SystemExit("bench: interrupted") from None
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result))
+
+
+def main(argv: list[str] | None = None) -> None:
+    run_on_broker(parse_args(argv), run)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,6 @@ import argparse
 import asyncio
 import functools
 import json
-import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
@@ -39,18 +38,18 @@ from typing import Any
 from aiokafka.admin import NewTopic
 
 from bench import rss, stats
+from bench.callers import started_callers
 from bench.machine import describe
-from bench.mesh_echo import echo_operation, identity_settings, mesh_client, provision_identities
+from bench.mesh_echo import echo_operation, provision_identities
 from bench.mesh_vs_raw import (
     ADMIN_TIMEOUT_S,
     Names,
     _admin,
     _wait_until_readable,
-    delete_topics,
+    delete_topics_or_warn,
     ensure_broker,
     open_loop,
 )
-from bench.raw_echo import RawCaller
 from bench.sweep_plan import FAST, FULL, MAX_MESSAGE_BYTES, Plan, point, side_summary
 from bus.config import BusSettings
 from proof.procs import Responder, spawn
@@ -175,15 +174,7 @@ async def topic_set(bootstrap: str, partitions: int, plan: Plan, keys: Path,
     try:
         provision_identities(keys, names.produce(), signing)
         async with AsyncExitStack() as stack:
-            raw_caller = RawCaller(settings, names.raw_requests, names.topic("raw", "replies"),
-                                   partitions)
-            stack.push_async_callback(raw_caller.close)
-            await raw_caller.start()
-            client = mesh_client(settings.model_copy(update={
-                "service_name": names.mesh_caller, "reply_topic": names.topic("mesh", "replies"),
-                **identity_settings(keys, names.mesh_caller)}))
-            stack.push_async_callback(client.close)
-            await client.start()
+            raw_caller, client = await started_callers(stack, settings, names, keys, partitions)
             operation = echo_operation(names.mesh_service)
             values = {size: stats.encoded(stats.payload_of_size(size))
                       for size in (200, *plan.sizes)}
@@ -229,11 +220,7 @@ async def topic_set(bootstrap: str, partitions: int, plan: Plan, keys: Path,
             points.append(await measure("partitions", partitions, pair, plan,
                                         rate=plan.partitions_rate))
     finally:
-        try:
-            await delete_topics(bootstrap, topics)
-        except Exception as exc:  # report, but do not hide the sweep's own error
-            print(f"bench: warning: could not delete topics {names.tag}.*: {exc!r}",
-                  file=sys.stderr)
+        await delete_topics_or_warn(bootstrap, topics, names.tag)
     return points
 
 

@@ -21,9 +21,6 @@ same run. The last line is one JSON object (also in ``bench/results/transport_co
 from __future__ import annotations
 
 import argparse
-import asyncio
-import json
-import sys
 import tempfile
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
@@ -31,19 +28,18 @@ from pathlib import Path
 from typing import Any
 
 from bench import stats
-from bench.machine import describe
 from bench.mesh_echo import echo_operation, identity_settings, mesh_client, provision_identities
 from bench.mesh_vs_raw import (
     Names,
     Side,
     create_topics,
-    delete_topics,
-    ensure_broker,
+    delete_topics_or_warn,
     open_loop,
     probe,
     publish_for,
+    raw_side,
+    run_on_broker,
 )
-from bench.raw_echo import RawCaller
 from bench.sweeps import closed_loop
 from bus.config import BusSettings
 from bus.runtime.client import MeshClient
@@ -163,20 +159,9 @@ async def publish(sides: list[Side], args: argparse.Namespace) -> None:
 async def run_sides(settings: BusSettings, layout: Layout, args: argparse.Namespace,
                     keys: Path) -> tuple[list[Side], dict[str, Closed]]:
     names = layout.names
-    value = stats.encoded(stats.payload_of_size(args.size))
     payload = stats.payload_of_size(args.size)
     async with AsyncExitStack() as stack:
-        caller = RawCaller(settings, names.raw_requests, names.topic("raw", "replies"),
-                           args.partitions)
-        stack.push_async_callback(caller.close)
-        await caller.start()
-        raw_events = names.topic("raw", "events")
-
-        async def raw_check() -> bool:
-            return await caller.request(value, args.timeout_s) == value
-
-        sides = [Side("raw", lambda: caller.request(value, args.timeout_s), raw_check,
-                      lambda: caller.producer.send_and_wait(raw_events, value))]
+        sides = [await raw_side(stack, settings, names, args, args.timeout_s)]
         for name, transport in MESH_SIDES.items():
             client = mesh_client(settings.model_copy(update={
                 "service_name": layout.caller(name), "transport": transport,
@@ -263,11 +248,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             provision_identities(Path(keys_dir), layout.produce())
             sides, closed = await run_sides(settings, layout, args, Path(keys_dir))
     finally:
-        try:
-            await delete_topics(args.bootstrap, topics)
-        except Exception as exc:  # report, but do not hide the bench's own error
-            print(f"bench: warning: could not delete topics {layout.names.tag}.*: {exc!r}",
-                  file=sys.stderr)
+        await delete_topics_or_warn(args.bootstrap, topics, layout.names.tag)
     result = result_of(sides, closed, args)
     print_report(result, sides)
     return result
@@ -299,16 +280,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
-    ensure_broker(args.bootstrap)
-    print(f"machine: {describe()}")
-    try:
-        result = asyncio.run(run(args))
-    except KeyboardInterrupt:
-        raise SystemExit("bench: interrupted") from None
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result))
+    run_on_broker(parse_args(argv), run)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,6 @@ import asyncio
 import functools
 import json
 import os
-import sys
 import tempfile
 import time
 from contextlib import AsyncExitStack
@@ -32,11 +31,11 @@ from pathlib import Path
 from typing import Any
 
 from bench import stats
+from bench.callers import started_callers
 from bench.cpu import Snapshot
 from bench.machine import describe
-from bench.mesh_echo import echo_operation, identity_settings, mesh_client, provision_identities
-from bench.mesh_vs_raw import Names, delete_topics, ensure_broker, open_loop
-from bench.raw_echo import RawCaller
+from bench.mesh_echo import echo_operation, provision_identities
+from bench.mesh_vs_raw import Names, delete_topics_or_warn, ensure_broker, open_loop
 from bench.sweep_plan import MAX_MESSAGE_BYTES, Plan, point, side_summary
 from bench.sweeps import Pair, closed_loop, create_topics, probe
 from bus.config import BusSettings
@@ -157,15 +156,8 @@ async def run(args: argparse.Namespace, keys: Path) -> list[dict[str, Any]]:
     try:
         provision_identities(keys, names.produce(), args.signing)
         async with AsyncExitStack() as stack:
-            raw_caller = RawCaller(settings, names.raw_requests, names.topic("raw", "replies"),
-                                   args.partitions)
-            stack.push_async_callback(raw_caller.close)
-            await raw_caller.start()
-            client = mesh_client(settings.model_copy(update={
-                "service_name": names.mesh_caller, "reply_topic": names.topic("mesh", "replies"),
-                **identity_settings(keys, names.mesh_caller)}))
-            stack.push_async_callback(client.close)
-            await client.start()
+            raw_caller, client = await started_callers(stack, settings, names, keys,
+                                                       args.partitions)
             operation = echo_operation(names.mesh_service)
             value = stats.encoded(stats.payload_of_size(SIZE))
             payload = stats.payload_of_size(SIZE)
@@ -201,11 +193,7 @@ async def run(args: argparse.Namespace, keys: Path) -> list[dict[str, Any]]:
                     pair = Pair(raw, mesh, {"raw": raw_responder, "mesh": mesh_responder})
                     points.append(await measure_point(count, pair, plan, args.callers))
     finally:
-        try:
-            await delete_topics(args.bootstrap, topics)
-        except Exception as exc:  # report, but do not hide the bench's own error
-            print(f"bench: warning: could not delete topics {names.tag}.*: {exc!r}",
-                  file=sys.stderr)
+        await delete_topics_or_warn(args.bootstrap, topics, names.tag)
     return points
 
 
