@@ -71,5 +71,8 @@ def ensure_users(settings: Settings, principals: Iterable[str], say: Say) -> lis
             raise ProcessFailed(f"SCRAM users {', '.join(still)} still refused {SETTLE_S:g}s "
                                 "after they were created", "see .local/kafka/kafka.log")
         time.sleep(0.2)
-    say(f"SCRAM users created: {', '.join(wrong)}")
+    # Not only new users: a broker can lose credentials it had (docs/decisions.md, "SCRAM
+    # credentials lost on restart"); the operator should see that they were set again.
+    say(f"SCRAM users set, their logins having been refused (new, or lost by the broker): "
+        f"{', '.join(wrong)}")
     return wrong

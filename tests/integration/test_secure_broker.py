@@ -143,6 +143,8 @@ def test_users_are_made_once_left_alone_and_repaired(
     with pytest.raises(KafkaAuthFailed):
         asyncio.run(_describe_cluster(stack, _security(stack, users[0])))
     assert secure_mesh.ensure_users(stack, users, said.append) == [users[0]]
+    assert said[-1].endswith(f"logins having been refused (new, or lost by the broker): "
+                             f"{users[0]}")
     assert asyncio.run(_describe_cluster(stack, _security(stack, users[0])))
 
     # the local copy lost: restored from Secrets Manager, the same password, nothing changed
