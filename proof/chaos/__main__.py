@@ -18,6 +18,7 @@ from infra.settings import Settings
 from proof.chaos import (
     broker_kill,
     broker_restart,
+    broker_scram,
     cluster_freeze,
     cluster_leader_kill,
     cluster_rolling,
@@ -34,6 +35,7 @@ from proof.chaos.runner import Scenario, run_suite, totals_line
 SCENARIOS: list[tuple[str, Scenario]] = [
     (broker_restart.NAME, broker_restart.run),
     (broker_kill.NAME, broker_kill.run),
+    (broker_scram.NAME, broker_scram.run),
     (worker_kill.NAME, worker_kill.run),
     (worker_procs_kill.NAME, worker_procs_kill.run),
     (slow_consumer.NAME, slow_consumer.run),

@@ -12,12 +12,14 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from bus.config import BusSettings
 from bus.delivery.idempotency import MemoryIdempotencyStore
+from bus.transport.connection import KafkaSecurity
 from bus.transport.kafka import KafkaTransport
 from proof.chaos.load import Load, caller, logged_numbers, settle, warm_up
 from proof.chaos.runner import Context, ScenarioResult, result_of
@@ -76,7 +78,25 @@ async def run(ctx: Context) -> ScenarioResult:
     return await run_with(ctx, NAME, stop_and_start)
 
 
-async def run_with(ctx: Context, name: str, inject: Inject) -> ScenarioResult:
+class SecureUsers(Protocol):
+    """The worker's and the caller's own broker users (``broker_scram``)."""
+
+    @property
+    def address(self) -> str: ...  # the listener they connect to
+
+    @property
+    def security(self) -> dict[str, KafkaSecurity]: ...  # by user (service or caller)
+
+    async def problems(self) -> list[str]: ...  # what is wrong with them after the run
+
+
+MakeUsers = Callable[[Private, list[str]], Awaitable[SecureUsers]]
+
+
+async def run_with(ctx: Context, name: str, inject: Inject, *, scram: MakeUsers | None = None,
+                   broker_env: Mapping[str, str] | None = None) -> ScenarioResult:
+    """The scenario with ``inject`` as its fault; with ``scram``, the worker and the caller
+    log in as users it makes (plaintext and unauthenticated otherwise)."""
     size = FAST if ctx.fast else FULL
     service = f"chaosbroker{uuid.uuid4().hex[:8]}"
     operation = operation_of(service)
@@ -84,13 +104,17 @@ async def run_with(ctx: Context, name: str, inject: Inject) -> ScenarioResult:
     mesh = identities(service)
     logs = EffectLogs(ctx.workdir / "runs.log")
     outage = Outage()
-    async with private("kafka", ctx.workdir) as broker, \
+    async with private("kafka", ctx.workdir, broker_env) as broker, \
             topics(broker.address, mesh_topics(service, 3)):
-        settings = BusSettings(bootstrap_servers=broker.address, service_name=service)
+        users = None if scram is None else await scram(broker, [service, CALLER])
+        address = broker.address if users is None else users.address
+        security = {} if users is None else users.security
+        settings = BusSettings(bootstrap_servers=address, service_name=service,
+                               kafka=security.get(service, KafkaSecurity()))
         worker = InProcess(settings, mesh[service], logs, store=MemoryIdempotencyStore(),
                            handler_s=size.handler_s)
-        async with running([worker]), caller(broker.address, mesh[CALLER],
-                                             request_topic) as (client, acks):
+        async with running([worker]), caller(address, mesh[CALLER], request_topic,
+                                             security.get(CALLER)) as (client, acks):
             await warm_up(client, operation, size.timeout_s)
             load = Load(client, operation, count=size.count, spacing_s=size.spacing_s,
                         timeout_s=size.timeout_s)
@@ -108,6 +132,8 @@ async def run_with(ctx: Context, name: str, inject: Inject) -> ScenarioResult:
             await tail.run()
             await settle(logs.runs, 1.0, size.timeout_s)
             worker_alive = worker.alive
+        if users is not None:
+            outage.problems += await users.problems()
         reader = KafkaTransport(BusSettings(bootstrap_servers=broker.address,
                                             service_name=service))
         try:

@@ -20,6 +20,7 @@ from bus.errors import MeshError
 from bus.runtime.client import MeshClient
 from bus.security.identity import Identity
 from bus.transport import Reader
+from bus.transport.connection import KafkaSecurity
 from bus.transport.kafka import KafkaTransport
 from proof.chaos import ledger
 from proof.chaos.accounting import CallResult, Outcome
@@ -207,10 +208,12 @@ async def warm_up(client: MeshClient, operation: str, timeout_s: float,
 
 
 @asynccontextmanager
-async def caller(bootstrap: str, identity: Identity, request_topic: str
+async def caller(bootstrap: str, identity: Identity, request_topic: str,
+                 security: KafkaSecurity | None = None,
                  ) -> AsyncIterator[tuple[MeshClient, AckRecorder]]:
     """A ``MeshClient`` as ``identity`` whose sends to ``request_topic`` are recorded."""
-    settings = BusSettings(bootstrap_servers=bootstrap, service_name=identity.service)
+    settings = BusSettings(bootstrap_servers=bootstrap, service_name=identity.service,
+                           kafka=security or KafkaSecurity())
     recorder = AckRecorder(KafkaTransport(settings), request_topic)
     client = MeshClient(recorder, settings, identity)
     try:

@@ -80,18 +80,19 @@ class Private:
 
 
 @asynccontextmanager
-async def private(kind: str, workdir: Path) -> AsyncIterator[Private]:
-    """A private ``kafka`` or ``emulator`` on free ports, data under ``workdir``; always
-    stopped afterwards."""
+async def private(kind: str, workdir: Path,
+                  env: Mapping[str, str] | None = None) -> AsyncIterator[Private]:
+    """A private ``kafka`` or ``emulator`` on free ports, data under ``workdir`` (``env``: more
+    settings of its script); always stopped afterwards."""
     port = free_port()
     if kind == "kafka":
         instance = Private(KAFKA_SCRIPT, {
             "KAFKA_PORT": str(port), "KAFKA_STATE_DIR": str(workdir / "kafka"),
-            "KAFKA_HEAP": "512m"}, f"127.0.0.1:{port}")
+            "KAFKA_HEAP": "512m", **(env or {})}, f"127.0.0.1:{port}")
     else:
         instance = Private(EMULATOR_SCRIPT, {
-            "MINISTACK_PORT": str(port), "MINISTACK_STATE_DIR": str(workdir / "ministack")},
-            f"http://127.0.0.1:{port}")
+            "MINISTACK_PORT": str(port), "MINISTACK_STATE_DIR": str(workdir / "ministack"),
+            **(env or {})}, f"http://127.0.0.1:{port}")
     try:
         started = await instance.start()
         if started.returncode != 0:

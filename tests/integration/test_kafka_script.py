@@ -16,6 +16,7 @@ from aiokafka.errors import KafkaError
 from aiokafka.helpers import create_ssl_context
 
 from infra.kafka import scram_users
+from proof.chaos.broker_scram import visited_first
 from proof.procs import free_port
 from tests.support import KAFKA_SCRIPT, ROOT, pid_alive, port_open, run
 
@@ -197,21 +198,6 @@ def test_killed_broker_starts_again_at_once(secure_env: dict[str, str], tmp_path
 
 # --- SCRAM credentials across restarts (docs/decisions.md, "SCRAM credentials lost on restart") ---
 
-def _java_bucket(name: str, capacity: int = 16) -> int:
-    """The bucket of ``name`` in a java.util.HashMap of ``capacity`` (the order in which
-    Kafka's ScramDelta.apply visits a replayed log's users)."""
-    h = 0
-    for char in name:
-        h = (31 * h + ord(char)) & 0xFFFFFFFF
-    return (h ^ (h >> 16)) & (capacity - 1)
-
-
-def _visited_first(prefix: str, others: list[str]) -> str:
-    lowest = min(_java_bucket(name) for name in others)
-    return next(name for n in range(10_000)
-                if _java_bucket(name := f"{prefix}{n}") < lowest)
-
-
 async def _operator(port: int, action: str, user: str, password: str = "") -> None:
     admin = AIOKafkaAdminClient(bootstrap_servers=f"127.0.0.1:{port}", request_timeout_ms=10_000)
     async with asyncio.timeout(30):
@@ -253,7 +239,7 @@ def test_scram_credentials_survive_a_restart_after_a_user_is_retired_and_admin_i
     assert run(["bash", str(KAFKA_SCRIPT), "start"], env).returncode == 0
     admin = (state / "secrets" / "admin").read_text().strip()
     kept, kept_password = "kept-user", "kept-password-1"
-    gone = _visited_first("gone-user-", ["admin", kept])
+    gone = visited_first("gone-user-", ["admin", kept])
     asyncio.run(_operator(port, "upsert", kept, kept_password))
     asyncio.run(_operator(port, "upsert", gone, "gone-password-1"))
     assert asyncio.run(_login_soon(port + 2, state, gone, "gone-password-1")) == "ok"

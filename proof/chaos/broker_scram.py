@@ -1,0 +1,125 @@
+"""Scenario: a broker restart keeps the services' SCRAM logins, after a user was retired.
+
+The load of ``broker_restart``, but the worker and the caller connect to the private broker's
+SASL_SSL listener as SCRAM users of their own (with ACLs on their topics and groups), and
+before the restart the operator makes a throwaway user and retires it, as the project's
+tests and attack scenes do. The broker defers its metadata snapshots, so the restart
+replays its whole metadata log: with the user deleted instead of retired, Kafka (4.1.1 to
+4.4.0) would drop every SCRAM credential there and the worker and caller could not log in
+again (docs/decisions.md, "SCRAM credentials lost on restart"). Afterwards the retired user
+must still be refused and every request sent once the broker is back must succeed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+from aiokafka.admin import AIOKafkaAdminClient
+from pydantic import SecretStr
+
+from bus.transport.connection import KafkaSecurity
+from infra.kafka import acl_admin, scram_users
+from infra.local.scram_login import login_accepted
+from infra.policy.acls import AclBinding
+from proof.chaos.broker_restart import run_with, stop_and_start
+from proof.chaos.runner import Context, ScenarioResult
+from proof.chaos.stack import Private
+
+NAME = "broker-restart-scram"
+WAIT_S = 30.0
+SETTLE_S = 10.0  # a new credential reaches the listener through the metadata log
+MECHANISM: Final = "SCRAM-SHA-512"
+# The broker replays its whole metadata log at the restart (no snapshot in between).
+BROKER_ENV = {"KAFKA_SNAPSHOT_INTERVAL_MS": "3600000"}
+
+
+def java_bucket(name: str, capacity: int = 16) -> int:
+    """The bucket of ``name`` in a java.util.HashMap of ``capacity``: the order in which
+    Kafka's ``ScramDelta.apply`` visits the users of a replayed log."""
+    h = 0
+    for char in name:
+        h = (31 * h + ord(char)) & 0xFFFFFFFF
+    return (h ^ (h >> 16)) & (capacity - 1)
+
+
+def visited_first(prefix: str, others: Iterable[str]) -> str:
+    """A name starting with ``prefix`` that a replay visits before every one of ``others``."""
+    lowest = min(java_bucket(name) for name in others)
+    return next(name for n in range(10_000)
+                if java_bucket(name := f"{prefix}{n}") < lowest)
+
+
+def secure_address(broker: Private) -> str:
+    return f"127.0.0.1:{int(broker.env['KAFKA_PORT']) + 2}"
+
+
+def ca_file(broker: Private) -> Path:
+    return Path(broker.env["KAFKA_STATE_DIR"]) / "tls" / "ca.pem"
+
+
+def _grants(user: str) -> list[AclBinding]:
+    principal = f"User:{user}"
+    return [AclBinding(principal, kind, "*", "LITERAL", "ALL") for kind in ("TOPIC", "GROUP")]
+
+
+@dataclass(frozen=True)
+class ScramScene:
+    """The SCRAM users of a run on ``broker``: their connection settings, and a user made
+    and retired before the restart, whose old password must stay refused."""
+
+    broker: Private
+    security: dict[str, KafkaSecurity]
+    retired: tuple[str, str]
+
+    @property
+    def address(self) -> str:
+        return secure_address(self.broker)
+
+    async def problems(self) -> list[str]:
+        user, password = self.retired
+        if await login_accepted(self.address, ca_file(self.broker), user, password):
+            return [f"the retired user {user} still logs in with its old password"]
+        return []
+
+
+async def _until_accepted(broker: Private, user: str, password: str) -> None:
+    """Poll the listener: the broker says nothing when a credential reaches it."""
+    while True:
+        if await login_accepted(secure_address(broker), ca_file(broker), user, password):
+            return
+        await asyncio.sleep(0.2)
+
+
+async def scram_users_for(broker: Private, users: Iterable[str]) -> ScramScene:
+    """Each of ``users`` a SCRAM user with a random password and every right on topics and
+    groups, made through the operator's PLAINTEXT door; one more user, visited before them
+    all in a replay, made and retired."""
+    passwords = {user: secrets.token_hex(16) for user in users}
+    retired = (visited_first("chaosretired", ["admin", *passwords]), secrets.token_hex(16))
+    admin = AIOKafkaAdminClient(bootstrap_servers=broker.address, request_timeout_ms=10_000)
+    await asyncio.wait_for(admin.start(), WAIT_S)
+    try:
+        for user, password in (*passwords.items(), retired):
+            await asyncio.wait_for(scram_users.upsert_user(admin, user, password), WAIT_S)
+        await asyncio.wait_for(scram_users.retire_user(admin, retired[0]), WAIT_S)
+    finally:
+        await admin.close()
+    async with acl_admin.AclAdmin(broker.address, security=KafkaSecurity()) as acls:
+        await acls.create([b for user in passwords for b in _grants(user)])
+    async with asyncio.timeout(SETTLE_S):
+        for user, password in passwords.items():
+            await _until_accepted(broker, user, password)
+    return ScramScene(broker, {
+        user: KafkaSecurity(protocol="SASL_SSL", sasl_mechanism=MECHANISM, sasl_username=user,
+                            sasl_password=SecretStr(password), ssl_cafile=str(ca_file(broker)))
+        for user, password in passwords.items()}, retired)
+
+
+async def run(ctx: Context) -> ScenarioResult:
+    return await run_with(ctx, NAME, stop_and_start, scram=scram_users_for,
+                          broker_env=BROKER_ENV)
