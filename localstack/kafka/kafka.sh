@@ -73,6 +73,7 @@ admin_scram() { echo "SCRAM-SHA-512=[name=admin,password=$(cat "$SECRETS_DIR/adm
 configure() {
   mkdir -p "$STATE/data"
   credentials
+  rm -f "$STATE/scram-admin.stamp"  # what an older kafka.sh trusted instead of a login
   sed -e "s#@PORT@#$PORT#g" -e "s#@CONTROLLER_PORT@#$CONTROLLER_PORT#g" -e "s#@DATA_DIR@#$STATE/data#g" \
     -e "s#@SECURE_PORT@#$SECURE_PORT#g" -e "s#@MTLS_PORT@#$MTLS_PORT#g" -e "s#@TLS_DIR@#$TLS_DIR#g" \
     -e "s#@KEYSTORE_PASSWORD@#$(cat "$TLS_DIR/broker.password")#g" \
