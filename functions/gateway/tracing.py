@@ -33,7 +33,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from opentelemetry.util.types import AttributeValue
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from functions.gateway.trace_context import incoming_trace
+from functions.gateway.trace_context import IncomingTrace, incoming_trace
 
 SCOPE_NAME: Final = "meshgate.gateway"
 TRACEPARENT: Final = b"traceparent"
@@ -43,8 +43,10 @@ _PROPAGATOR = TraceContextTextMapPropagator()
 def parent_context(scope: Scope) -> Context:
     """The remote parent of a request (an empty context when it continues no trace)."""
     incoming = incoming_trace(scope.get("headers", ()))
-    if incoming is None:
-        return Context()
+    return Context() if incoming is None else _remote_parent(incoming)
+
+
+def _remote_parent(incoming: IncomingTrace) -> Context:
     if incoming.tracestate:  # the propagator parses and bounds the vendors' state
         carrier = {"traceparent": incoming.traceparent, "tracestate": incoming.tracestate}
         return _PROPAGATOR.extract(carrier, context=Context())
@@ -86,8 +88,11 @@ def _request_attributes(scope: Scope) -> dict[str, AttributeValue]:
 
 
 def _no_sdk() -> bool:
-    """No tracer provider that records is installed (none set: the API's proxy; or no-op)."""
-    return isinstance(trace.get_tracer_provider(), ProxyTracerProvider | NoOpTracerProvider)
+    """No tracer provider that records is installed (none set, or the API's no-op). The
+    global is read directly: ``trace.get_tracer_provider()`` looks its environment variable
+    up on every call while none is set (as ``bus.telemetry.mesh_telemetry`` does)."""
+    provider = trace._TRACER_PROVIDER
+    return provider is None or isinstance(provider, ProxyTracerProvider | NoOpTracerProvider)
 
 
 class TracingMiddleware:
@@ -141,14 +146,15 @@ class TracingMiddleware:
         incoming trace is current (the mesh calls carry it on) and goes back on the answer;
         no attributes are gathered for a span nobody records (the AWS default: no
         ``MESHGATE_OTEL_*``)."""
-        parent = parent_context(scope)
-        header = traceparent_of(trace.get_current_span(parent))
-        token = otel_context.attach(parent)
+        incoming = incoming_trace(scope.get("headers", ()))
+        token = otel_context.attach(Context() if incoming is None else _remote_parent(incoming))
         try:
-            if header is None:
+            if incoming is None:
                 await self.app(scope, receive, send)
                 return
-            value = header.encode()
+            # The W3C form of the parent made current, byte for byte what traceparent_of()
+            # prints for it (tests/unit/test_gateway_tracing.py).
+            value = incoming.traceparent.encode()
 
             async def send_traced(message: Message) -> None:
                 if message["type"] == "http.response.start":
