@@ -5,7 +5,8 @@ start instead of trusting that what was set once is still there (a KRaft broker 
 without its SCRAM credentials; see ``infra.kafka.scram_users.retire_user``):
 
     python -m infra.local.scram_login HOST:PORT CAFILE USER < password
-    exit 0: logged in; 1: the broker refused the credential; 2: the listener did not answer
+    exit 0: logged in; 3: the broker refused the credential; 2: the listener did not answer
+    (1, Python's own for an uncaught error such as a missing module, is never "refused")
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from infra.errors import NotReachable
 from infra.local.kafka_env import MECHANISM
 
 LOGIN_TIMEOUT_MS = 10_000
+REFUSED = 3  # the exit code for a refused credential
 
 
 async def login_accepted(bootstrap: str, cafile: Path, user: str, password: str) -> bool:
@@ -52,7 +54,7 @@ def main(argv: list[str]) -> int:
     try:
         return 0 if asyncio.run(asyncio.wait_for(
             login_accepted(bootstrap, Path(cafile), user, password),
-            LOGIN_TIMEOUT_MS / 1000 * 2)) else 1
+            LOGIN_TIMEOUT_MS / 1000 * 2)) else REFUSED
     except (NotReachable, TimeoutError) as exc:
         print(f"scram_login: {exc}", file=sys.stderr)
         return 2
