@@ -97,3 +97,29 @@ def ensure_passwords(settings: Settings, principals: Iterable[str], say: Say) ->
             write_private(secrets_dir(settings) / principal, password)
         passwords[principal] = password
     return passwords
+
+
+BROKER_ADMIN = "admin"  # the broker script's super user, whose password shares the folder
+
+
+def stored_principals(settings: Settings) -> set[str]:
+    """The principals with a password in the local secrets folder (not the broker's admin)."""
+    folder = secrets_dir(settings)
+    if not folder.is_dir():
+        return set()
+    return {path.name for path in folder.iterdir()
+            if path.is_file() and not path.name.endswith(".tmp") and path.name != BROKER_ADMIN}
+
+
+def forget(settings: Settings, principal: str) -> None:
+    """Remove ``principal``'s password: its secret (at once, no recovery window: it names a
+    retired user) and its local copy."""
+    client = deploy.client(settings, "secretsmanager")
+    name = scram_secret_name(settings.stack_name, principal)
+    with deploy.aws_errors(settings, f"Kafka SCRAM secret of {principal}"):
+        try:
+            client.delete_secret(SecretId=name, ForceDeleteWithoutRecovery=True)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
+                raise
+    (secrets_dir(settings) / principal).unlink(missing_ok=True)

@@ -77,7 +77,9 @@ def up(settings: Settings, say: Say, *, smoke_call: bool = True) -> dict[str, An
                 say(line)
     if kafka_env.secure(settings):
         with step(say, "Kafka users (SCRAM-SHA-512)"):
-            secure_mesh.ensure_users(settings, local.kafka_principals(settings), say)
+            principals = local.kafka_principals(settings)
+            secure_mesh.ensure_users(settings, principals, say)
+            secure_mesh.retire_removed(settings, principals, say)
     with step(say, "package and deploy"):
         endpoint = deploy_stack(settings, say)
     with step(say, "service workers"):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from pathlib import Path
 
 from aiokafka.admin import AIOKafkaAdminClient
@@ -16,7 +16,7 @@ from aiokafka.errors import KafkaError
 
 from infra.errors import KafkaAdminFailed, ProcessFailed
 from infra.kafka.connect import operator_kwargs
-from infra.kafka.scram_users import upsert_user
+from infra.kafka.scram_users import retire_user, upsert_user
 from infra.keys import kafka_scram
 from infra.local.kafka_env import MECHANISM, ca_file
 from infra.local.scram_login import LOGIN_TIMEOUT_MS, login_accepted
@@ -26,23 +26,41 @@ Say = Callable[[str], None]
 SETTLE_S = 10.0  # a new credential reaches the listener through the metadata log
 
 
-async def create_users(settings: Settings, passwords: Mapping[str, str]) -> None:
-    """Create (or reset) each user's SCRAM-SHA-512 credential, as the operator."""
+async def _as_operator(settings: Settings, what: str,
+                       change: Callable[[AIOKafkaAdminClient], Awaitable[None]]) -> None:
+    """Run ``change`` on an admin connection as the operator, bounded."""
     kwargs, _ = await operator_kwargs(settings.kafka_bootstrap, settings)
     admin = AIOKafkaAdminClient(**kwargs, request_timeout_ms=LOGIN_TIMEOUT_MS)
     try:
         async with asyncio.timeout(LOGIN_TIMEOUT_MS / 1000 * 3):
             await admin.start()
             try:
-                for user in sorted(passwords):
-                    await upsert_user(admin, user, passwords[user], MECHANISM)
+                await change(admin)
             finally:
                 await admin.close()
     except (KafkaError, TimeoutError) as exc:
-        raise KafkaAdminFailed(f"cannot create SCRAM users on {settings.kafka_bootstrap} "
+        raise KafkaAdminFailed(f"cannot {what} on {settings.kafka_bootstrap} "
                                f"({type(exc).__name__}: {exc})",
                                "is the broker running? (localstack/kafka/kafka.sh status)",
                                retriable=True) from exc
+
+
+async def create_users(settings: Settings, passwords: Mapping[str, str]) -> None:
+    """Create (or reset) each user's SCRAM-SHA-512 credential, as the operator."""
+    async def change(admin: AIOKafkaAdminClient) -> None:
+        for user in sorted(passwords):
+            await upsert_user(admin, user, passwords[user], MECHANISM)
+
+    await _as_operator(settings, "create SCRAM users", change)
+
+
+async def retire_users(settings: Settings, users: Iterable[str]) -> None:
+    """Make each user's credential one nobody knows (``scram_users.retire_user``)."""
+    async def change(admin: AIOKafkaAdminClient) -> None:
+        for user in sorted(users):
+            await retire_user(admin, user, MECHANISM)
+
+    await _as_operator(settings, "retire SCRAM users", change)
 
 
 async def refused(bootstrap: str, cafile: Path, passwords: Mapping[str, str]) -> list[str]:
@@ -76,3 +94,18 @@ def ensure_users(settings: Settings, principals: Iterable[str], say: Say) -> lis
     say(f"SCRAM users set, their logins having been refused (new, or lost by the broker): "
         f"{', '.join(wrong)}")
     return wrong
+
+
+def retire_removed(settings: Settings, principals: Iterable[str], say: Say) -> list[str]:
+    """The users this stack made on the local broker for principals the policy no longer
+    names (a password in its secrets folder, ``admin`` aside): each retired on the broker,
+    its secret and local copy removed, so a service taken out of the policy can no longer
+    log in. Returns them, sorted."""
+    gone = kafka_scram.stored_principals(settings) - set(principals)
+    if not gone:
+        return []
+    asyncio.run(retire_users(settings, gone))
+    for user in gone:
+        kafka_scram.forget(settings, user)
+    say(f"SCRAM users retired (no longer in the policy): {', '.join(sorted(gone))}")
+    return sorted(gone)

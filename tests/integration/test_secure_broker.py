@@ -7,6 +7,7 @@ leaves good ones alone and repairs a wrong one."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
 import uuid
 from collections.abc import Iterator
@@ -121,8 +122,9 @@ def scratch(settings: Settings, tmp_path: Path,
     yield settings.model_copy(update={"stack_name": name}), users
     client = boto3.client("secretsmanager", **settings.aws_client_args())
     for user in users:
-        client.delete_secret(SecretId=kafka_env.scram_secret_name(name, user),
-                             ForceDeleteWithoutRecovery=True)
+        with contextlib.suppress(client.exceptions.ResourceNotFoundException):  # retired
+            client.delete_secret(SecretId=kafka_env.scram_secret_name(name, user),
+                                 ForceDeleteWithoutRecovery=True)
         asyncio.run(_admin_call(settings, user, password=None))
 
 
@@ -152,3 +154,27 @@ def test_users_are_made_once_left_alone_and_repaired(
     (kafka_scram.secrets_dir(stack) / users[1]).unlink()
     assert secure_mesh.ensure_users(stack, users, said.append) == []
     assert kafka_scram.read_local(stack, users[1]) == kept
+
+
+def test_a_principal_gone_from_the_policy_can_no_longer_log_in(
+        scratch: tuple[Settings, list[str]]) -> None:
+    stack, users = scratch
+    said: list[str] = []
+    secure_mesh.ensure_users(stack, users, said.append)
+    gone_password = kafka_scram.read_local(stack, users[1])
+    assert asyncio.run(_describe_cluster(stack, _security(stack, users[1])))
+    (kafka_scram.secrets_dir(stack) / "admin").write_text("the broker's, never touched\n")
+
+    assert secure_mesh.retire_removed(stack, users[:1], said.append) == [users[1]]
+    assert said[-1] == f"SCRAM users retired (no longer in the policy): {users[1]}"
+    with pytest.raises(KafkaAuthFailed):  # its password no longer logs in
+        asyncio.run(_describe_cluster(stack, _security(stack, users[1],
+                                                       password=str(gone_password))))
+    assert kafka_scram.read_local(stack, users[1]) is None
+    client = boto3.client("secretsmanager", **stack.aws_client_args())
+    with pytest.raises(client.exceptions.ResourceNotFoundException):
+        client.get_secret_value(SecretId=kafka_env.scram_secret_name(stack.stack_name, users[1]))
+    # the one still in the policy, and the broker's admin file, are left as they were
+    assert asyncio.run(_describe_cluster(stack, _security(stack, users[0])))
+    assert (kafka_scram.secrets_dir(stack) / "admin").exists()
+    assert secure_mesh.retire_removed(stack, users[:1], said.append) == []  # idempotent

@@ -10,6 +10,7 @@ import pytest
 
 from bus.config import BusSettings
 from infra.cli.main import _status_rows
+from infra.keys import kafka_scram
 from infra.keys.kafka_scram import password_of, secret_document
 from infra.local import kafka_env, lifecycle
 from infra.local import workers as local
@@ -114,3 +115,12 @@ def test_a_second_stack_derives_its_secure_port(settings: Settings) -> None:
     assert second.script_environment()["KAFKA_SECURE_PORT"] == "19094"
     moved = Settings.resolve(env={"MESHGATE_KAFKA_SECURE_BOOTSTRAP": "127.0.0.1:29999"})
     assert moved.script_environment()["KAFKA_SECURE_PORT"] == "29999"
+
+
+def test_stored_principals_are_the_password_files_but_the_brokers_admin(
+        settings: Settings) -> None:
+    folder = kafka_scram.secrets_dir(settings)
+    assert kafka_scram.stored_principals(settings) == set()  # no folder yet
+    for name in ("orders", "gone", "admin", "orders.tmp"):
+        kafka_scram.write_private(folder / name, "x")
+    assert kafka_scram.stored_principals(settings) == {"orders", "gone"}
