@@ -19,7 +19,9 @@ PLAINTEXT, where every one of these clients wrote its record.
 
 from __future__ import annotations
 
+import asyncio
 import datetime
+import secrets
 import tempfile
 import uuid
 from pathlib import Path
@@ -35,7 +37,11 @@ from bus.errors import KafkaConnectRefused, MeshError
 from bus.transport.connect_check import start_client
 from bus.transport.connection import KafkaSecurity, aiokafka_kwargs
 from infra.errors import InfraError
+from infra.kafka.acl_admin import AclAdmin
 from infra.kafka.local_listeners import LocalListeners, local_listeners
+from infra.kafka.scram_users import upsert_user
+from infra.local import secure_mesh
+from infra.policy.acls import AclBinding
 from infra.settings import Settings
 from proof.attack.accounting import CONTROL, Outcome
 
@@ -120,6 +126,31 @@ async def try_write(bootstrap: str, security: KafkaSecurity, topic: str) -> str 
     return None
 
 
+def _grants(user: str, topic: str) -> list[AclBinding]:
+    return [AclBinding(f"User:{user}", "TOPIC", topic, "LITERAL", op)
+            for op in ("WRITE", "DESCRIBE")]
+
+
+async def _retired_principal(settings: Settings, admin: AIOKafkaAdminClient,
+                             listeners: LocalListeners, topic: str
+                             ) -> tuple[str, str, KafkaSecurity]:
+    """A principal that wrote to ``topic`` with its own password and ACLs, then left the
+    policy: retired as ``meshgate up`` retires one (``secure_mesh.retire_users``), its ACLs
+    left in place (as they are). The case is its old password: only the retirement stands
+    between it and the topic."""
+    user, password = f"attack{uuid.uuid4().hex[:8]}gone", secrets.token_hex(16)
+    security = listeners.scram(user, password=password)
+    await asyncio.wait_for(upsert_user(admin, user, password), WAIT_S)
+    async with AclAdmin(settings.kafka_bootstrap, security=KafkaSecurity()) as acls:
+        await acls.create(_grants(user, topic))
+    async with asyncio.timeout(WAIT_S):  # the credential and the ACLs arrive a moment later
+        while await try_write(listeners.secure, security, topic) is not None:  # noqa: ASYNC110
+            await asyncio.sleep(0.2)
+    await secure_mesh.retire_users(settings, [user])
+    return ("a principal retired when it left the policy, its old password", listeners.secure,
+            security)
+
+
 async def run_kafka_connect(settings: Settings) -> tuple[list[Outcome], list[str]]:
     try:
         listeners = local_listeners(settings)
@@ -134,8 +165,9 @@ async def run_kafka_connect(settings: Settings) -> tuple[list[Outcome], list[str
     outcomes: list[Outcome] = []
     try:
         await admin.create_topics([NewTopic(topic, 1, 1)])
+        gone = await _retired_principal(settings, admin, listeners, topic)
         with tempfile.TemporaryDirectory(prefix="meshgate-attack-") as folder:
-            for case, bootstrap, security in foreign_clients(listeners, Path(folder)):
+            for case, bootstrap, security in [*foreign_clients(listeners, Path(folder)), gone]:
                 before = await _end_offset(door, topic)
                 reason = await try_write(bootstrap, security, topic)
                 landed = await _end_offset(door, topic) - before
@@ -148,6 +180,11 @@ async def run_kafka_connect(settings: Settings) -> tuple[list[Outcome], list[str
         outcomes.append(Outcome(CONTROL, "kafka_connect: admin, right password, SASL_SSL",
                                 True, landed, reason or "written"))
     finally:
-        await admin.delete_topics([topic])
-        await admin.close()
+        try:
+            async with AclAdmin(door, security=KafkaSecurity()) as acls:
+                await acls.delete([b for b in await acls.acls()
+                                   if b.resource_type == "TOPIC" and b.resource_name == topic])
+        finally:
+            await admin.delete_topics([topic])
+            await admin.close()
     return outcomes, []
