@@ -198,6 +198,15 @@ def _key_text(key: bytes | str | None) -> str | None:
 _NO_SDK_TRACERS = (ProxyTracerProvider, NoOpTracerProvider)
 
 
+def no_tracer_sdk() -> bool:
+    """No tracer provider that records is installed (none set, or the API's proxy or no-op).
+    The global is read directly: ``trace.get_tracer_provider()`` looks its environment
+    variable up on every call while none is set. A provider named by that variable is loaded
+    and set when a tracer is first asked for, so None still means "no SDK" after that."""
+    provider = trace._TRACER_PROVIDER
+    return provider is None or isinstance(provider, _NO_SDK_TRACERS)
+
+
 def _ambient_span() -> bool:
     """Whether a valid span context is current (e.g. one an edge extracted from an HTTP
     request): even without an SDK, ``stamp`` must carry it on."""
@@ -274,14 +283,11 @@ class MeshTelemetry:
         the parent current). Checked per call: an SDK installed later takes effect at once."""
         if self._explicit:
             return False
-        # The globals as set (None: never), read directly: trace.get_tracer_provider() and
-        # metrics.get_meter_provider() look their environment variable up on every call while
-        # unset (~4 us a pair). A provider named by that variable was loaded and set when this
-        # object asked for its tracer and meter, so None still means "no SDK".
-        tracer_provider = trace._TRACER_PROVIDER
+        # The meter global read directly too (metrics.get_meter_provider() also looks its
+        # environment variable up per call while unset: ~4 us a pair with the tracer's).
         meter_provider = _metrics_api._METER_PROVIDER
-        return ((tracer_provider is None or isinstance(tracer_provider, _NO_SDK_TRACERS))
-                and (meter_provider is None or isinstance(meter_provider, _NO_SDK_METERS)))
+        return no_tracer_sdk() and (meter_provider is None
+                                    or isinstance(meter_provider, _NO_SDK_METERS))
 
     # -- propagation -------------------------------------------------------------------
 

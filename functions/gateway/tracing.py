@@ -19,8 +19,6 @@ from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.trace import (
     NonRecordingSpan,
-    NoOpTracerProvider,
-    ProxyTracerProvider,
     Span,
     SpanContext,
     SpanKind,
@@ -33,6 +31,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from opentelemetry.util.types import AttributeValue
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from bus.telemetry.mesh_telemetry import no_tracer_sdk
 from functions.gateway.trace_context import IncomingTrace, incoming_trace
 
 SCOPE_NAME: Final = "meshgate.gateway"
@@ -42,11 +41,12 @@ _PROPAGATOR = TraceContextTextMapPropagator()
 
 def parent_context(scope: Scope) -> Context:
     """The remote parent of a request (an empty context when it continues no trace)."""
-    incoming = incoming_trace(scope.get("headers", ()))
-    return Context() if incoming is None else _remote_parent(incoming)
+    return _parent_of(incoming_trace(scope.get("headers", ())))
 
 
-def _remote_parent(incoming: IncomingTrace) -> Context:
+def _parent_of(incoming: IncomingTrace | None) -> Context:
+    if incoming is None:
+        return Context()
     if incoming.tracestate:  # the propagator parses and bounds the vendors' state
         carrier = {"traceparent": incoming.traceparent, "tracestate": incoming.tracestate}
         return _PROPAGATOR.extract(carrier, context=Context())
@@ -87,14 +87,6 @@ def _request_attributes(scope: Scope) -> dict[str, AttributeValue]:
     return attributes
 
 
-def _no_sdk() -> bool:
-    """No tracer provider that records is installed (none set, or the API's no-op). The
-    global is read directly: ``trace.get_tracer_provider()`` looks its environment variable
-    up on every call while none is set (as ``bus.telemetry.mesh_telemetry`` does)."""
-    provider = trace._TRACER_PROVIDER
-    return provider is None or isinstance(provider, ProxyTracerProvider | NoOpTracerProvider)
-
-
 class TracingMiddleware:
     def __init__(self, app: ASGIApp, tracer_provider: TracerProvider | None = None) -> None:
         self.app = app
@@ -105,7 +97,7 @@ class TracingMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        if self._provider is None and _no_sdk():
+        if self._provider is None and no_tracer_sdk():
             await self._untraced(scope, receive, send)
             return
         method = str(scope.get("method", "_OTHER"))
@@ -147,13 +139,13 @@ class TracingMiddleware:
         no attributes are gathered for a span nobody records (the AWS default: no
         ``MESHGATE_OTEL_*``)."""
         incoming = incoming_trace(scope.get("headers", ()))
-        token = otel_context.attach(Context() if incoming is None else _remote_parent(incoming))
+        token = otel_context.attach(_parent_of(incoming))
         try:
             if incoming is None:
                 await self.app(scope, receive, send)
                 return
             # The W3C form of the parent made current, byte for byte what traceparent_of()
-            # prints for it (tests/unit/test_gateway_tracing.py).
+            # prints for it (tests/unit/test_gateway_tracing_untraced.py).
             value = incoming.traceparent.encode()
 
             async def send_traced(message: Message) -> None:

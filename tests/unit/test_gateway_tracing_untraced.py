@@ -32,8 +32,9 @@ def _app(provider: Any) -> TestClient:
 
 @pytest.fixture
 def no_sdk(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """No SDK installed (the global provider unset, what tracing._no_sdk reads), and a
-    count of the requests that took the fast path."""
+    """No SDK installed (the global provider unset, what
+    ``bus.telemetry.mesh_telemetry.no_tracer_sdk`` reads), and a count of the requests that
+    took the fast path."""
     calls: list[int] = []
     untraced = TracingMiddleware._untraced
 
