@@ -17,14 +17,14 @@ import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
 
 from aiokafka.admin import AIOKafkaAdminClient
-from pydantic import SecretStr
 
 from bus.transport.connection import KafkaSecurity
 from infra.kafka import acl_admin, scram_users
+from infra.kafka.local_listeners import LocalListeners
 from infra.local.scram_login import login_accepted
+from infra.local.secure_mesh import SETTLE_S, refused
 from infra.policy.acls import AclBinding
 from proof.chaos.broker_restart import run_with, stop_and_start
 from proof.chaos.runner import Context, ScenarioResult
@@ -32,8 +32,6 @@ from proof.chaos.stack import Private
 
 NAME = "broker-restart-scram"
 WAIT_S = 30.0
-SETTLE_S = 10.0  # a new credential reaches the listener through the metadata log
-MECHANISM: Final = "SCRAM-SHA-512"
 # The broker replays its whole metadata log at the restart (no snapshot in between).
 BROKER_ENV = {"KAFKA_SNAPSHOT_INTERVAL_MS": "3600000"}
 
@@ -54,12 +52,12 @@ def visited_first(prefix: str, others: Iterable[str]) -> str:
                 if java_bucket(name := f"{prefix}{n}") < lowest)
 
 
-def secure_address(broker: Private) -> str:
-    return f"127.0.0.1:{int(broker.env['KAFKA_PORT']) + 2}"
-
-
-def ca_file(broker: Private) -> Path:
-    return Path(broker.env["KAFKA_STATE_DIR"]) / "tls" / "ca.pem"
+def listeners_of(broker: Private) -> LocalListeners:
+    """A private broker's listeners, as ``kafka.sh`` lays them out (SASL_SSL on port + 2)."""
+    port, state = int(broker.env["KAFKA_PORT"]), Path(broker.env["KAFKA_STATE_DIR"])
+    return LocalListeners(plaintext=broker.address, secure=f"127.0.0.1:{port + 2}",
+                          mtls=f"127.0.0.1:{port + 3}", tls_dir=state / "tls",
+                          secrets_dir=state / "secrets")
 
 
 def _grants(user: str) -> list[AclBinding]:
@@ -69,36 +67,29 @@ def _grants(user: str) -> list[AclBinding]:
 
 @dataclass(frozen=True)
 class ScramScene:
-    """The SCRAM users of a run on ``broker``: their connection settings, and a user made
-    and retired before the restart, whose old password must stay refused."""
+    """The SCRAM users of a run on a private broker: their connection settings, and a user
+    made and retired before the restart, whose old password must stay refused."""
 
-    broker: Private
+    listeners: LocalListeners
     security: dict[str, KafkaSecurity]
     retired: tuple[str, str]
 
     @property
     def address(self) -> str:
-        return secure_address(self.broker)
+        return self.listeners.secure
 
     async def problems(self) -> list[str]:
         user, password = self.retired
-        if await login_accepted(self.address, ca_file(self.broker), user, password):
+        if await login_accepted(self.address, self.listeners.ca_file, user, password):
             return [f"the retired user {user} still logs in with its old password"]
         return []
-
-
-async def _until_accepted(broker: Private, user: str, password: str) -> None:
-    """Poll the listener: the broker says nothing when a credential reaches it."""
-    while True:
-        if await login_accepted(secure_address(broker), ca_file(broker), user, password):
-            return
-        await asyncio.sleep(0.2)
 
 
 async def scram_users_for(broker: Private, users: Iterable[str]) -> ScramScene:
     """Each of ``users`` a SCRAM user with a random password and every right on topics and
     groups, made through the operator's PLAINTEXT door; one more user, visited before them
     all in a replay, made and retired."""
+    listeners = listeners_of(broker)
     passwords = {user: secrets.token_hex(16) for user in users}
     retired = (visited_first("chaosretired", ["admin", *passwords]), secrets.token_hex(16))
     admin = AIOKafkaAdminClient(bootstrap_servers=broker.address, request_timeout_ms=10_000)
@@ -111,13 +102,11 @@ async def scram_users_for(broker: Private, users: Iterable[str]) -> ScramScene:
         await admin.close()
     async with acl_admin.AclAdmin(broker.address, security=KafkaSecurity()) as acls:
         await acls.create([b for user in passwords for b in _grants(user)])
-    async with asyncio.timeout(SETTLE_S):
-        for user, password in passwords.items():
-            await _until_accepted(broker, user, password)
-    return ScramScene(broker, {
-        user: KafkaSecurity(protocol="SASL_SSL", sasl_mechanism=MECHANISM, sasl_username=user,
-                            sasl_password=SecretStr(password), ssl_cafile=str(ca_file(broker)))
-        for user, password in passwords.items()}, retired)
+    async with asyncio.timeout(SETTLE_S):  # a new credential reaches the listener later
+        while await refused(listeners.secure, listeners.ca_file, passwords):  # noqa: ASYNC110
+            await asyncio.sleep(0.2)
+    return ScramScene(listeners, {user: listeners.scram(user, password)
+                                  for user, password in passwords.items()}, retired)
 
 
 async def run(ctx: Context) -> ScenarioResult:
