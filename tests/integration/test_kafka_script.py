@@ -16,9 +16,10 @@ from aiokafka.errors import KafkaError
 from aiokafka.helpers import create_ssl_context
 
 from infra.kafka import scram_users
+from infra.settings import Settings
 from proof.chaos.broker_scram import visited_first
 from proof.procs import free_port
-from tests.support import KAFKA_SCRIPT, ROOT, pid_alive, port_open, run
+from tests.support import KAFKA_SCRIPT, pid_alive, port_open, run
 
 pytestmark = pytest.mark.integration
 
@@ -228,7 +229,7 @@ def _restart(env: dict[str, str]) -> str:
 
 
 def test_scram_credentials_survive_a_restart_after_a_user_is_retired_and_admin_is_repaired(
-        secure_env: dict[str, str]) -> None:
+        secure_env: dict[str, str], infra_settings: Settings) -> None:
     """Kafka (4.1.1 here; 4.2.1 and 4.4.0 checked too) loses every SCRAM credential when a
     broker replays, from the start of its metadata log, a user's removal that its hash order
     visits first. The project's tools retire users instead (a random password), and the
@@ -256,7 +257,7 @@ def test_scram_credentials_survive_a_restart_after_a_user_is_retired_and_admin_i
         == "SaslAuthenticationFailed"
 
     # Removed with Kafka's own tool: after the next restart the broker has no SCRAM credential.
-    libs = Path(os.environ.get("KAFKA_LIBS", ROOT / ".local" / "kafka-libs"))
+    libs = (infra_settings.tools_dir or infra_settings.local_dir) / "kafka-libs"  # the broker's
     removed = run(["java", "-cp", f"{libs}/*", "kafka.admin.ConfigCommand",
                    "--bootstrap-server", f"127.0.0.1:{port}", "--alter", "--entity-type",
                    "users", "--entity-name", gone, "--delete-config", "SCRAM-SHA-512"])
