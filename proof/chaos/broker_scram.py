@@ -45,11 +45,12 @@ def java_bucket(name: str, capacity: int = 16) -> int:
     return (h ^ (h >> 16)) & (capacity - 1)
 
 
-def visited_first(prefix: str, others: Iterable[str]) -> str:
-    """A name starting with ``prefix`` that a replay visits before every one of ``others``."""
-    lowest = min(java_bucket(name) for name in others)
-    return next(name for n in range(10_000)
-                if java_bucket(name := f"{prefix}{n}") < lowest)
+def visited_first(prefix: str) -> str:
+    """A name starting with ``prefix`` in a HashMap's first bucket: a replay visits it before
+    every other user, provided it was made before any other user of that bucket (a bucket
+    keeps its entries in insertion order). No name can be in a lower bucket than another
+    random name's 0, so callers make this user first rather than compare buckets."""
+    return next(name for n in range(10_000) if java_bucket(name := f"{prefix}{n}") == 0)
 
 
 def listeners_of(broker: Private) -> LocalListeners:
@@ -91,11 +92,11 @@ async def scram_users_for(broker: Private, users: Iterable[str]) -> ScramScene:
     all in a replay, made and retired."""
     listeners = listeners_of(broker)
     passwords = {user: secrets.token_hex(16) for user in users}
-    retired = (visited_first("chaosretired", ["admin", *passwords]), secrets.token_hex(16))
+    retired = (visited_first("chaosretired"), secrets.token_hex(16))
     admin = AIOKafkaAdminClient(bootstrap_servers=broker.address, request_timeout_ms=10_000)
     await asyncio.wait_for(admin.start(), WAIT_S)
     try:
-        for user, password in (*passwords.items(), retired):
+        for user, password in (retired, *passwords.items()):  # the retired one first
             await asyncio.wait_for(scram_users.upsert_user(admin, user, password), WAIT_S)
         await asyncio.wait_for(scram_users.retire_user(admin, retired[0]), WAIT_S)
     finally:
