@@ -132,7 +132,12 @@ def canonical_bytes(envelope: Envelope, topic: str) -> bytes:
     telemetry and may be rewritten by tracing; and unknown extra headers.
     """
     reply_to = envelope.reply_to
-    contents: tuple[str | bytes | None, ...] = (
+    deadline = envelope.deadline_ms
+    parts = [_DOMAIN_FIELD]
+    append = parts.append
+    # One pass over the text fields, then the value; the hot path of every signature and
+    # MAC (each message is encoded once by its sender and once by each receiver).
+    for present, absent, text in zip(_PRESENT_PREFIXES, _ABSENT_PREFIXES, (
         topic,
         SPECVERSION,
         envelope.id,
@@ -142,21 +147,23 @@ def canonical_bytes(envelope: Envelope, topic: str) -> bytes:
         envelope.kind,
         envelope.correlation_id,
         None if reply_to is None else reply_to.encode(),
-        None if envelope.deadline_ms is None else str(envelope.deadline_ms),
+        None if deadline is None else str(deadline),
         envelope.content_type,
         envelope.principal,
         envelope.principal_assertion,
-        envelope.value,
-    )
-    parts = [_DOMAIN_FIELD]
-    for prefix, content in zip(_FIELD_PREFIXES, contents, strict=True):
-        parts.append(prefix)
-        if content is None:
-            parts.append(_ABSENT)
+    ), strict=True):
+        if text is None:
+            append(absent)
         else:
-            data = _as_bytes(content)
-            parts.append(_PRESENT + _LENGTH.pack(len(data)))
-            parts.append(data)
+            # surrogatepass: never raise on odd strings; the wire form is strict UTF-8 anyway.
+            data = text.encode("utf-8", "surrogatepass")
+            append(present)
+            append(_pack_length(len(data)))
+            append(data)
+    value = envelope.value
+    append(_VALUE_PREFIX)
+    append(_pack_length(len(value)))
+    append(value)
     return b"".join(parts)
 
 
@@ -270,13 +277,6 @@ def _hmac(secret: bytes, message: bytes) -> bytes:
     return hmac.new(secret, message, hashlib.sha256).digest()
 
 
-def _as_bytes(content: str | bytes) -> bytes:
-    if isinstance(content, bytes):
-        return content
-    # surrogatepass: never raise on odd strings; the wire form is strict UTF-8 anyway.
-    return content.encode("utf-8", "surrogatepass")
-
-
 def _length_prefixed(data: bytes) -> bytes:
     return _LENGTH.pack(len(data)) + data
 
@@ -286,3 +286,8 @@ _FIELD_NAMES = ("topic", H_SPECVERSION, H_ID, H_SOURCE, H_TYPE, H_TIME, H_KIND, 
                 H_REPLY_TO, H_DEADLINE, H_CONTENT_TYPE, H_PRINCIPAL, H_PRINCIPAL_SIG, "value")
 _FIELD_PREFIXES = tuple(_length_prefixed(name.encode()) for name in _FIELD_NAMES)
 _DOMAIN_FIELD = _length_prefixed(DOMAIN)
+# Each text field's name followed by its presence byte, ready to append.
+_PRESENT_PREFIXES = tuple(prefix + _PRESENT for prefix in _FIELD_PREFIXES[:-1])
+_ABSENT_PREFIXES = tuple(prefix + _ABSENT for prefix in _FIELD_PREFIXES[:-1])
+_VALUE_PREFIX = _FIELD_PREFIXES[-1] + _PRESENT  # the value is always present (maybe empty)
+_pack_length = _LENGTH.pack
