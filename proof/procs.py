@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import os
 import signal
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+_profiled = itertools.count(1)
 READY = b"ready"
 STOP_TIMEOUT_S = 10.0
 KILL_TIMEOUT_S = 5.0
@@ -98,9 +100,18 @@ async def _stop(responder: Responder) -> None:
 @asynccontextmanager
 async def spawn(name: str, module: str, args: list[str],
                 ready_timeout_s: float = 60.0) -> AsyncIterator[Responder]:
-    """Run ``python -m module args`` until the block ends; always stopped (or killed)."""
+    """Run ``python -m module args`` until the block ends; always stopped (or killed).
+
+    With ``BENCH_PROFILE`` set to a folder, the child runs under cProfile and writes
+    ``<folder>/<module>-<n>.pstats`` when it stops (where a responder's time goes, on the
+    real broker)."""
+    profile = os.environ.get("BENCH_PROFILE")
+    wrapper: list[str] = []
+    if profile:
+        out = Path(profile) / f"{module}-{next(_profiled)}.pstats"
+        wrapper = ["-m", "cProfile", "-o", str(out)]
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", module, *args,
+        sys.executable, *wrapper, "-m", module, *args,
         cwd=ROOT, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
     )
     responder = Responder(name, process)
