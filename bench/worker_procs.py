@@ -105,6 +105,13 @@ def ratio_of(a: float | None, b: float | None) -> float | None:
     return None if found is None else round(found, 3)
 
 
+def per_request_us(cores: float | None, per_s: float | None) -> float | None:
+    """Microseconds of a core per answered request, from cores busy at ``per_s``."""
+    if cores is None or not per_s:
+        return None
+    return round(cores / per_s * 1_000_000, 1)
+
+
 def summary(points: list[dict[str, Any]]) -> dict[str, Any]:
     """Per process count, answered/s and p99 of both sides pooled over the rounds (mean of
     the points), mesh/raw ratios, and the mesh's answered/s relative to one process."""
@@ -126,6 +133,11 @@ def summary(points: list[dict[str, Any]]) -> dict[str, Any]:
         # while the callers and the broker keep up
         row["mesh_per_worker_core_s"] = ratio_of(row["mesh_per_s"],
                                                  row["mesh_cores"].get("responder"))
+        # what one request cost each side's processes, in microseconds of a core: the
+        # measured reason behind the answered/s ratio on a machine with no idle core
+        row["cpu_us_per_request"] = {
+            side: {part: per_request_us(row[f"{side}_cores"].get(part), row[f"{side}_per_s"])
+                   for part in ("responder", "callers")} for side in ("raw", "mesh")}
         row["per_s_ratio"] = ratio_of(row["mesh_per_s"], row["raw_per_s"])
         row["p99_ratio"] = ratio_of(row["mesh_p99_ms"], row["raw_p99_ms"])
         by[str(n)] = row

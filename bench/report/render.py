@@ -159,6 +159,16 @@ def _cores(row: Mapping[str, Any]) -> str:
             f"{used.get('cores', 0):g}")
 
 
+def _cpu(row: Mapping[str, Any]) -> str:
+    cpu = row.get("cpu_us_per_request") or {}
+    figures = [(cpu.get(side) or {}).get(part) for part in ("responder", "callers")
+               for side in ("mesh", "raw")]
+    if not all(isinstance(f, (int, float)) for f in figures):
+        return "n/a"
+    worker, raw_worker, callers, raw_callers = figures
+    return f"{worker:.0f} / {raw_worker:.0f}, {callers:.0f} / {raw_callers:.0f}"
+
+
 def worker_procs(report: Mapping[str, Any], suite: str = "worker_procs",
                  title: str = "Worker processes (one echo service, 1 and 2 processes in one "
                  "group)") -> list[str]:
@@ -173,11 +183,12 @@ def worker_procs(report: Mapping[str, Any], suite: str = "worker_procs",
                      "mesh/raw answered/s", "mesh / one process (vs raw)", "raw p99 (ms)",
                      "mesh p99 (ms)", "p99 mesh/raw",
                      "cores, mesh loaded: callers / workers / broker / machine",
-                     "mesh answered per worker core-second"),
+                     "mesh answered per worker core-second",
+                     "us of a core per request: workers mesh / raw, callers mesh / raw"),
                     [(n, row["raw_per_s"], row["mesh_per_s"], ratio(row["per_s_ratio"]),
                       ratio(row["mesh_per_s_over_one_process"]), row["raw_p99_ms"],
                       row["mesh_p99_ms"], ratio(row["p99_ratio"]), _cores(row),
-                      row.get("mesh_per_worker_core_s"))
+                      row.get("mesh_per_worker_core_s"), _cpu(row))
                      for n, row in r["by_processes"].items()]), ""]
     return lines
 

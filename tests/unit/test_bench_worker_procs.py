@@ -7,7 +7,7 @@ from typing import Any
 
 from bench.cpu import TICKS_PER_S, Snapshot, parse_machine, parse_stat
 from bench.report.render import worker_procs
-from bench.report.targets import targets
+from bench.report.targets import WHY_MISSED, targets
 from bench.sweep_plan import point, side_summary
 from bench.worker_procs import parse_args, process_order, summary
 
@@ -43,19 +43,32 @@ def test_summary_per_process_count() -> None:
     assert by["2"]["mesh_cores"]["responder"] == 0.8  # the mean over its points
     assert by["1"]["raw_cores"]["machine"] == 1.5
     assert by["1"]["mesh_per_worker_core_s"] == 80.0  # 40/s on half a core
+    # half a core at 40/s: 12,500 us a request; the raw responder 0.4 core at 100/s
+    assert by["1"]["cpu_us_per_request"] == {
+        "raw": {"responder": 4000.0, "callers": 6000.0},
+        "mesh": {"responder": 12500.0, "callers": 22500.0}}
 
 
 def test_targets_and_section() -> None:
+    by = summary(points())
     result = {"callers": 100, "partitions": 6, "rounds": 2, "seconds": 5.0,
-              "by_processes": summary(points()), "ok": True}
+              "by_processes": by, "ok": True}
     suites = {"worker_procs": {"ok": True, "result": result}}
     found = {t.name: t for t in targets(suites) if t.suite == "worker_procs"}
-    assert found["answered/s at 100 callers, one worker process / raw"].met is False
+    one = found["answered/s at 100 callers, one worker process / raw"]
+    assert one.met is False
+    assert one.why.startswith("this run, per answered request: the mesh worker 12500 us of a "
+                              "core vs raw 4000 us (3.1x), the mesh callers 22500 us vs raw "
+                              "6000 us")
     assert found["answered/s at 100 callers, 2 worker processes / 1"].met is True
     assert found["answered/s at 100 callers, 2 worker processes / 1"].value == "1.75x"
     text = "\n".join(worker_procs({"suites": suites}))
     assert "| 2 | 100.0 | 70.0 | 0.70x | 1.75x |" in text
     assert "| 0.90 / 0.80 / 0.00 / 2.00 of 2 |" in text
+    assert "| 12500 / 4000, 22500 / 6000 |" in text
+    by["1"].pop("cpu_us_per_request")  # an older result: the written reason
+    older = {t.name: t for t in targets(suites)}
+    assert older[one.name].why == WHY_MISSED[one.name]
     missing = {t.name: t for t in targets({}) if t.suite == "worker_procs"}
     assert all(t.met is None for t in missing.values())
     assert "Not measured" in "\n".join(worker_procs({"suites": {}}))
