@@ -118,7 +118,7 @@ CHECKS: tuple[Check, ...] = (
 )
 
 
-_WORKER_PATH = ("the worker's per-message Python path: 6-9x raw aiokafka's CPU per request "
+_WORKER_PATH = ("the worker's per-message Python path: 7-11x raw aiokafka's CPU per request "
                 "(the worker rows measure it in each run; profile by area in "
                 "docs/decisions.md, 'Where a worker's time goes')")
 _EDGE_BUS = "the in-memory mesh call alone is ~3.6x the bare handler (the 'bus' row)"
@@ -144,6 +144,10 @@ WHY_MISSED: Mapping[str, str] = {
     "metrics, request id, CORS, body limit; ~14 us measured alone) and what they cost inside "
     "FastAPI; with none at all it measured 1.36-1.44x",
     "JWT route / bare": _EDGE_BUS + "; the JWT itself is cached",
+    "gateway cold start / bare cold start": "the imports a deployment needs before its first "
+    "answer: the mesh (bus: policy models, keys, client ~160 ms), botocore for Secrets Manager "
+    "and DynamoDB (~55 ms), cryptography for JWTs (~43 ms); this suite's log lists them by "
+    "package (-X importtime)",
     "POST /v1/orders p50 - echo Lambda p50, same HTTP API": "per hop in bench.edge_hops: the "
     "gateway's span flush to the collector (~4 ms), SASL_SSL produce and reply, the worker's "
     "idempotency claim and completion on the emulator's DynamoDB (~5 ms)",
