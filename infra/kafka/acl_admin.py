@@ -182,15 +182,15 @@ SETTLE_POLL_S = 0.2
 
 async def plan_live(bootstrap: str, rules: Sequence[AclRule], managed: Iterable[str], *,
                     security: KafkaSecurity | None = None,
-                    settings: Settings | None = None) -> AclPlan:
+                    settings: Settings | None = None, stack: str | None = None) -> AclPlan:
     """``plan_acls`` against the broker at ``bootstrap`` (``NoAuthorizer`` without one)."""
     async with AclAdmin(bootstrap, security=security, settings=settings) as admin:
-        return plan_acls(rules, await admin.acls(), managed)
+        return plan_acls(rules, await admin.acls(), managed, stack=stack)
 
 
 async def apply_live(bootstrap: str, plan: AclPlan, rules: Sequence[AclRule],
                      managed: Iterable[str], *, security: KafkaSecurity | None = None,
-                     settings: Settings | None = None) -> list[str]:
+                     settings: Settings | None = None, stack: str | None = None) -> list[str]:
     """Add, then remove (a changed rule never leaves a moment with neither), then wait
     (bounded) until the broker shows the result. One line per change; a last ``!`` line
     if the broker does not show them all in time."""
@@ -208,7 +208,9 @@ async def apply_live(bootstrap: str, plan: AclPlan, rules: Sequence[AclRule],
         done += [f"- removed acl {b.describe()}" for b in plan.remove]
         loop = asyncio.get_running_loop()
         give_up = loop.time() + SETTLE_TIMEOUT_S
-        while not (left := plan_acls(rules, await admin.acls(), owned)).empty:
+        # Whoever departed is in ``owned`` now: its marker may be gone before its ACLs are.
+        owned |= frozenset(plan.departed)
+        while not (left := plan_acls(rules, await admin.acls(), owned, stack=stack)).empty:
             if loop.time() >= give_up:
                 done.append(f"! after {SETTLE_TIMEOUT_S:g}s the broker does not show "
                             f"{len(left.add) + len(left.remove)} of the ACL changes yet "

@@ -55,6 +55,10 @@ PatternType = Literal["LITERAL", "PREFIXED"]
 CLUSTER_NAME: Final = "kafka-cluster"
 """The one name a CLUSTER resource has in Kafka's ACLs."""
 PRINCIPAL_TYPE: Final = "User"
+STACK_MARKER_PREFIX: Final = "meshgate.stack."
+"""A principal of stack S holds DESCRIBE on the topic ``meshgate.stack.S`` (which never
+exists): the broker's own record that this stack manages it, so its ACLs go with it when it
+leaves the policy, while another stack's principals on a shared broker are left alone."""
 REPLY_TOPICS: Final = frozenset({REPLY_TOPIC, ASYNC_REPLY_TOPIC})
 
 
@@ -123,6 +127,17 @@ def managed_principals(policy: Policy) -> frozenset[str]:
     return frozenset(principal(n) for n in (*policy.services, *policy.operators))
 
 
+def stack_marker(stack: str) -> str:
+    """The (never created) topic whose DESCRIBE ACL marks a principal of ``stack``."""
+    return f"{STACK_MARKER_PREFIX}{stack}"
+
+
+def is_marker_of(binding: AclBinding, stack: str) -> bool:
+    return (binding.resource_type == "TOPIC" and binding.pattern_type == "LITERAL"
+            and binding.resource_name == stack_marker(stack) and binding.operation == "DESCRIBE"
+            and binding.permission == "ALLOW")
+
+
 class _Rules:
     def __init__(self) -> None:
         self.rules: dict[AclBinding, str] = {}
@@ -134,10 +149,17 @@ class _Rules:
             self.rules.setdefault(binding, reason)  # the first reason found is kept
 
 
-def derive_acls(policy: Policy, names: GroupNames = GROUP_NAMES) -> list[AclRule]:
-    """Every ACL the policy asks for, sorted, each with its reason. Raises ``AclConflict``
+def derive_acls(policy: Policy, names: GroupNames = GROUP_NAMES, *,
+                stack: str | None = None) -> list[AclRule]:
+    """Every ACL the policy asks for, sorted, each with its reason; with ``stack``, each
+    principal's marker of that stack too (``STACK_MARKER_PREFIX``). Raises ``AclConflict``
     when two principals would be granted the same consumer group."""
     rules = _Rules()
+    if stack is not None:
+        for who in sorted((*policy.services, *policy.operators)):
+            rules.add(who, "TOPIC", stack_marker(stack), ("DESCRIBE",),
+                      f"marks it as a principal of stack {stack}: its ACLs go when it "
+                      "leaves the policy")
     request_topics = {t for s in policy.services for t in policy.request_topics(s)}
     for service, spec in policy.services.items():
         produce = policy.produce_topics(service)
@@ -231,9 +253,9 @@ def _overlap(one: AclBinding, other: AclBinding) -> bool:
 class AclPlan:
     """What to change so that the broker's ACLs of the managed principals are the wanted
     ones. ACLs of any other principal are never added or removed; ``others`` counts, for a
-    note, those another principal holds on the policy's topics (a service removed from the
-    policy keeps its rights until someone removes them: the broker cannot tell it from
-    another team's reader)."""
+    note, those another principal holds on the policy's topics (one without this stack's
+    marker: another stack's, or granted by hand or before markers existed; the broker cannot
+    tell a service removed from such a policy from another team's reader)."""
 
     add: tuple[AclBinding, ...]
     remove: tuple[AclBinding, ...]
@@ -241,6 +263,8 @@ class AclPlan:
     principals: int
     reasons: Mapping[AclBinding, str]
     others: Mapping[str, int] = field(default_factory=dict)
+    # Principals marked as this stack's that the policy no longer names: all their ACLs go.
+    departed: tuple[str, ...] = ()
 
     @property
     def empty(self) -> bool:
@@ -252,20 +276,28 @@ class AclPlan:
                 *(f"- acl {b.describe()}" for b in self.remove)]
 
     def notes(self) -> list[str]:
-        """``?`` one line per other principal with ACLs on the policy's topics."""
-        return [f"? {who} holds {_count(n, 'ACL')} on the policy's topics and is not one of "
-                "its principals (left alone; if it was a service removed from the policy, "
-                "remove them with kafka-acls.sh --remove)"
-                for who, n in sorted(self.others.items())]
+        """``!`` one line per principal that left the policy (its ACLs are removed), ``?``
+        one line per other principal with ACLs on the policy's topics."""
+        gone = [f"! {who} left the policy: its "
+                f"{_count(sum(1 for b in self.remove if b.principal == who), 'ACL')} "
+                "are removed with it" for who in self.departed]
+        return [*gone, *(f"? {who} holds {_count(n, 'ACL')} on the policy's topics and is not "
+                         "one of its principals (left alone: another stack's, or marked by "
+                         "none; if it was a service removed from the policy, remove them with "
+                         "kafka-acls.sh --remove)" for who, n in sorted(self.others.items()))]
 
 
 def plan_acls(rules: Sequence[AclRule], live: Iterable[AclBinding],
-              managed: Iterable[str]) -> AclPlan:
+              managed: Iterable[str], *, stack: str | None = None) -> AclPlan:
     """Compare the derived ``rules`` with the broker's ACLs (``live``): add what is missing,
-    remove the ACLs of ``managed`` principals that no rule asks for."""
+    remove the ACLs of ``managed`` principals that no rule asks for, and, with ``stack``, of
+    every principal the broker shows marked as that stack's (one that left the policy)."""
     wanted = {rule.binding: rule.reason for rule in rules}
-    owned = frozenset(managed) | {b.principal for b in wanted}
     live = list(live)
+    current = frozenset(managed) | {b.principal for b in wanted}
+    marked = ({b.principal for b in live if is_marker_of(b, stack)} if stack is not None
+              else set())
+    owned = current | marked
     have = {b for b in live if b.principal in owned}
     topics = {b.resource_name for b in wanted if b.resource_type == "TOPIC"}
     others = Counter(b.principal for b in live if b.principal not in owned
@@ -277,6 +309,7 @@ def plan_acls(rules: Sequence[AclRule], live: Iterable[AclBinding],
         principals=len({b.principal for b in wanted}),
         reasons=wanted,
         others=dict(others),
+        departed=tuple(sorted(marked - current)),
     )
 
 

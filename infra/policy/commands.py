@@ -100,19 +100,21 @@ def acl_command(settings: Settings, *, apply: bool) -> list[str]:
     from infra.kafka import acl_admin
 
     policy = load_policy(settings.root / "policies")
-    rules = derive_acls(policy)
+    stack = settings.stack_name  # its principals carry its marker: they are removed with it
+    rules = derive_acls(policy, stack=stack)
     managed = managed_principals(policy)
     if not managed:
         return []
     bootstrap = settings.kafka_bootstrap
     try:
-        plan = asyncio.run(acl_admin.plan_live(bootstrap, rules, managed, settings=settings))
+        plan = asyncio.run(acl_admin.plan_live(bootstrap, rules, managed, settings=settings,
+                                               stack=stack))
     except acl_admin.NoAuthorizer:
         return [no_authorizer_sentence(len(rules), bootstrap)]
     lines = [*plan.changes(), *plan.notes(), plan_sentence(plan)]
     if apply and not plan.empty:
         lines += asyncio.run(acl_admin.apply_live(bootstrap, plan, rules, managed,
-                                                  settings=settings))
+                                                  settings=settings, stack=stack))
         lines.append(apply_sentence(plan))
     return lines
 

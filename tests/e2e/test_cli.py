@@ -72,10 +72,11 @@ def acls_in_place(settings: Settings) -> str:
     """The ACL sentence of a plan with nothing to do: the derived ACLs in place, or (a broker
     without an authorizer) that they are not in force."""
     policy = load_policy(ROOT / "policies")
-    rules = derive_acls(policy)
+    rules = derive_acls(policy, stack=settings.stack_name)  # with the stack's markers
     try:
         asyncio.run(acl_admin.plan_live(settings.kafka_bootstrap, rules,
-                                        managed_principals(policy), settings=settings))
+                                        managed_principals(policy), settings=settings,
+                                        stack=settings.stack_name))
     except acl_admin.NoAuthorizer:
         return no_authorizer_sentence(len(rules), settings.kafka_bootstrap)
     return plan_sentence(plan_acls(rules, [r.binding for r in rules], []))

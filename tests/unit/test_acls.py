@@ -27,6 +27,7 @@ from infra.policy.acls import (
     no_authorizer_sentence,
     plan_acls,
     plan_sentence,
+    stack_marker,
 )
 from infra.policy.commands import acl_command
 from infra.settings import ROOT, Settings
@@ -172,8 +173,9 @@ def test_the_plan_adds_removes_and_leaves_others_alone() -> None:
     # another principal's ACL on one of the policy's topics is a note, never a change
     assert plan.others == {"User:stranger": 1}
     assert plan.notes() == ["? User:stranger holds 1 ACL on the policy's topics and is not one "
-                            "of its principals (left alone; if it was a service removed from "
-                            "the policy, remove them with kafka-acls.sh --remove)"]
+                            "of its principals (left alone: another stack's, or marked by none; "
+                            "if it was a service removed from the policy, remove them with "
+                            "kafka-acls.sh --remove)"]
     # a managed principal with no rule left loses every ACL it has
     gone = plan_acls(rules, [*live, _b("b", "t3")], {"User:a", "User:b"})
     assert _b("b", "t3") in gone.remove
@@ -228,5 +230,42 @@ def test_the_plan_command_on_a_broker_without_authorizer_is_one_sentence(
                                "  mesh.replies: {partitions: 1}\n"
                                "access:\n  a: {produce: [mesh.replies]}\n")
     assert acl_command(settings, apply=True) == [
-        no_authorizer_sentence(len(derive_acls(load_policy(tmp_path / "policies"))),
+        no_authorizer_sentence(len(derive_acls(load_policy(tmp_path / "policies"),
+                                               stack=settings.stack_name)),
                                settings.kafka_bootstrap)]
+
+
+def test_every_principal_carries_its_stacks_marker() -> None:
+    policy = _policy(SMALL)
+    plain, marked = derive_acls(policy), derive_acls(policy, stack="s1")
+    markers = _acls(marked) - _acls(plain)
+    assert markers == {(f"User:{who}", "TOPIC", "meshgate.stack.s1", "LITERAL", "DESCRIBE")
+                       for who in ("edge", "shop", "audit", "ops")}  # "ops": an operator
+    assert stack_marker("s1") == "meshgate.stack.s1"
+
+
+def test_a_principal_that_left_the_policy_loses_its_acls_with_its_stacks_marker() -> None:
+    rules = [AclRule(_b("a", "t1"), "x"), AclRule(_marker("a", "s1"), "m")]
+    live = [_b("a", "t1"), _marker("a", "s1"),
+            _b("gone", "t1"), _b("gone", "t2"), _marker("gone", "s1"),  # left the policy
+            _b("neighbour", "t1"), _marker("neighbour", "s2"),  # another stack's service
+            _b("unmarked", "t1")]  # granted before markers, or by hand
+    plan = plan_acls(rules, live, {"User:a"}, stack="s1")
+    assert set(plan.remove) == {_b("gone", "t1"), _b("gone", "t2"), _marker("gone", "s1")}
+    assert plan.add == ()
+    assert plan.departed == ("User:gone",)
+    assert plan.others == {"User:neighbour": 1, "User:unmarked": 1}
+    assert plan.notes()[0] == "! User:gone left the policy: its 3 ACLs are removed with it"
+    # without the stack (the plan as it was), the departed principal's rights stay
+    assert plan_acls(rules, live, {"User:a"}).remove == ()
+    # only a plain ALLOW DESCRIBE on the literal marker topic marks a principal
+    lookalikes = [_b("x", "meshgate.stack.s1"),
+                  AclBinding("User:y", "TOPIC", "meshgate.stack.s1", "PREFIXED", "DESCRIBE"),
+                  AclBinding("User:z", "TOPIC", "meshgate.stack.s1", "LITERAL", "DESCRIBE",
+                             permission="DENY")]
+    assert plan_acls(rules, [_b("a", "t1"), _marker("a", "s1"), *lookalikes], {"User:a"},
+                     stack="s1").departed == ()
+
+
+def _marker(who: str, stack: str) -> AclBinding:
+    return AclBinding(f"User:{who}", "TOPIC", stack_marker(stack), "LITERAL", "DESCRIBE")
