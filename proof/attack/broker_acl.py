@@ -40,7 +40,11 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, TopicAuthorizationFailedError
+from aiokafka.errors import (
+    ClusterAuthorizationFailedError,
+    KafkaError,
+    TopicAuthorizationFailedError,
+)
 from pydantic import SecretStr
 
 from bus.config import BusSettings
@@ -64,6 +68,7 @@ from proof.attack.accounting import CONTROL, Outcome
 
 CATEGORY = "broker_acl"
 OPERATION = "operation_not_allowed"
+DEPARTED = "acl_departed_principal"
 SCENE_PRINCIPAL = re.compile(r"^User:acl[0-9a-f]{8}(srv|rogue|cli|aud|other)$")
 WAIT_S = 20.0
 
@@ -129,24 +134,46 @@ class Scene:
         return Identity(service, self.keys[service], ring, access)
 
 
+def scene_policy(scene: Scene, *, without: str | None = None) -> Policy:
+    """The scene's policy; ``without`` a service: as it reads once that service left it
+    (its topics stay declared)."""
+    server, rogue, client, auditor = scene.server, scene.rogue, scene.client, scene.auditor
+    events = scene.events
+    one = {"partitions": 1}
+    services: dict[str, object] = {server: {"operations": [f"{server}.add", f"{server}.admin"]},
+                                   rogue: {}, client: {}, auditor: {}}
+    access: dict[str, object] = {rogue: {"produce": [scene.allowed]},
+                                 server: {"produce": [REPLY_TOPIC, events]},
+                                 client: {"call": [f"{server}.add"], "consume": [REPLY_TOPIC]},
+                                 auditor: {"consume": [events, f"{events}.retry.*"]}}
+    if without is not None:
+        services.pop(without)
+        access.pop(without, None)
+    return Policy.from_json(json.dumps({
+        "services": services,
+        "topics": {scene.requests: one, scene.allowed: one, events: one,
+                   f"{events}.retry.1": one, f"{events}.dlt": one,
+                   REPLY_TOPIC: {"partitions": 16}, QUARANTINE_TOPIC: {"partitions": 3}},
+        "access": access,
+    }))
+
+
+async def apply_policy(scene: Scene, policy: Policy, stack: str | None) -> list[str]:
+    """``policy``'s ACLs applied as ``meshgate policy apply`` applies them: with ``stack``,
+    its principals carry that stack's marker and one that left the policy loses its ACLs."""
+    rules = derive_acls(policy, stack=stack)
+    managed = managed_principals(policy)
+    plan = await acl_admin.plan_live(scene.admin, rules, managed, security=KafkaSecurity(),
+                                     stack=stack)
+    return await acl_admin.apply_live(scene.admin, plan, rules, managed,
+                                      security=KafkaSecurity(), stack=stack)
+
+
 def scene_for(settings: Settings) -> Scene:
     prefix = f"acl{uuid.uuid4().hex[:8]}"
     scene = Scene(prefix, settings.kafka_bootstrap, settings.secure_bootstrap,
                   settings.local_dir / "kafka" / "tls" / "ca.pem")
-    server, rogue, client, auditor = scene.server, scene.rogue, scene.client, scene.auditor
-    events = scene.events
-    one = {"partitions": 1}
-    scene.policy = Policy.from_json(json.dumps({
-        "services": {server: {"operations": [f"{server}.add", f"{server}.admin"]},
-                     rogue: {}, client: {}, auditor: {}},
-        "topics": {scene.requests: one, scene.allowed: one, events: one,
-                   f"{events}.retry.1": one, f"{events}.dlt": one,
-                   REPLY_TOPIC: {"partitions": 16}, QUARANTINE_TOPIC: {"partitions": 3}},
-        "access": {rogue: {"produce": [scene.allowed]},
-                   server: {"produce": [REPLY_TOPIC, events]},
-                   client: {"call": [f"{server}.add"], "consume": [REPLY_TOPIC]},
-                   auditor: {"consume": [events, f"{events}.retry.*"]}},
-    }))
+    scene.policy = scene_policy(scene)
     for service in scene.policy.services:
         scene.passwords[service] = secrets.token_hex(16)
         scene.keys[service] = generate_ed25519(service)[0]
@@ -166,11 +193,7 @@ async def open_scene(scene: Scene) -> list[str]:
             scene.made.append(user)
     finally:
         await admin.close()
-    rules = derive_acls(scene.policy)
-    managed = managed_principals(scene.policy)
-    plan = await acl_admin.plan_live(scene.admin, rules, managed, security=KafkaSecurity())
-    return await acl_admin.apply_live(scene.admin, plan, rules, managed,
-                                      security=KafkaSecurity())
+    return await apply_policy(scene, scene.policy, scene.prefix)  # the scene is its own stack
 
 
 async def close_scene(scene: Scene) -> None:
@@ -216,8 +239,8 @@ async def produce(bootstrap: str, security: KafkaSecurity, record: Record) -> No
     """Write ``record`` as the mesh's producer does (idempotent, acks all)."""
     producer = AIOKafkaProducer(**aiokafka_kwargs(bootstrap, security),
                                 enable_idempotence=True, acks="all", request_timeout_ms=10_000)
-    await asyncio.wait_for(producer.start(), WAIT_S)
     try:
+        await asyncio.wait_for(producer.start(), WAIT_S)
         await asyncio.wait_for(producer.send_and_wait(
             record.topic, record.value, partition=0, headers=list(record.headers)), WAIT_S)
     finally:
@@ -313,6 +336,33 @@ async def operation_attempts(scene: Scene) -> list[Outcome]:
     return outcomes
 
 
+async def departed_attempts(scene: Scene, stack: str | None) -> list[Outcome]:
+    """A service that left the policy, its identity living on (a cluster whose users or
+    client certificates are not the stack's to retire), writes the topic it used to be
+    allowed after ``meshgate policy apply`` (with ``stack``: its marker says it was this
+    stack's, so its ACLs went with it). Control: a service still in the policy writes its
+    own topic, taken and admitted. Leaves the rogue out of the scene's ACLs."""
+    await apply_policy(scene, scene_policy(scene, without=scene.rogue), stack)
+    record = signed_event(scene, scene.rogue, scene.allowed)
+    before = await end_offset(scene, scene.allowed)
+    try:
+        await produce(scene.secure, scene.security(scene.rogue), record)
+        reason, refused = "the broker took it", False
+    except (TopicAuthorizationFailedError, ClusterAuthorizationFailedError) as exc:
+        # its idempotent producer asks the cluster first: that right went with the others
+        reason, refused = type(exc).__name__.removesuffix("Error"), True
+    landed = await end_offset(scene, scene.allowed) - before
+    outcomes = [Outcome(DEPARTED, f"{scene.rogue}, gone from the policy, writes {scene.allowed}",
+                        refused and landed == 0, 0, f"{reason}; {landed} landed")]
+    at = await end_offset(scene, scene.events)
+    await produce(scene.secure, scene.security(scene.server),
+                  signed_event(scene, scene.server, scene.events))
+    code = guard_verdict(scene, await read_at(scene, scene.events, at))
+    outcomes.append(Outcome(CONTROL, "broker_acl: a service still in the policy, after the "
+                            "apply", code is not None, 0 if code else 1, code or "admitted"))
+    return outcomes
+
+
 async def run_broker_acl(settings: Settings, timeout_s: float) -> tuple[list[Outcome], list[str]]:
     """The two refusals and the control on a scratch mesh, removed afterwards."""
     scene = scene_for(settings)
@@ -323,10 +373,13 @@ async def run_broker_acl(settings: Settings, timeout_s: float) -> tuple[list[Out
             except acl_admin.NoAuthorizer as exc:  # nothing stops the first write
                 return ([Outcome(CATEGORY, "broker ACLs", False, 0, "no authorizer")],
                         [f"broker_acl: {exc}"])
-            live = await acl_admin.plan_live(scene.admin, derive_acls(scene.policy),
+            live = await acl_admin.plan_live(scene.admin,
+                                             derive_acls(scene.policy, stack=scene.prefix),
                                              managed_principals(scene.policy),
-                                             security=KafkaSecurity())
+                                             security=KafkaSecurity(), stack=scene.prefix)
             notes = [] if live.empty else [f"broker_acl: ACLs not in place: {live.changes()}"]
-            return [*await attempts(scene), *await operation_attempts(scene)], notes
+            return [*await attempts(scene), *await operation_attempts(scene),
+                    *await departed_attempts(scene, scene.prefix)], notes  # the last: it
+            # takes the rogue out of the policy
     finally:
         await close_scene(scene)

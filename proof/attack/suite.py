@@ -16,6 +16,7 @@ from infra.settings import Settings
 from proof.attack import edge_cases, mesh_cases, reply_cases
 from proof.attack.accounting import CONTROL, Outcome, Report
 from proof.attack.broker_acl import CATEGORY as BROKER_ACL
+from proof.attack.broker_acl import DEPARTED as ACL_DEPARTED
 from proof.attack.broker_acl import OPERATION as OPERATION_NOT_ALLOWED
 from proof.attack.broker_acl import run_broker_acl
 from proof.attack.dlq_replay import CATEGORY as DLQ_REPLAY
@@ -36,8 +37,8 @@ from proof.attack.service_functions import run_service_functions
 
 CATEGORIES = (*(f"mesh.{c}" for c in (*mesh_cases.CATEGORIES, *reply_cases.CATEGORIES,
                                         EVENT_REPLAYED, RETIRED_KEY, DLQ_REPLAY,
-                                        BROKER_ACL, OPERATION_NOT_ALLOWED, KAFKA_CONNECT,
-                                        SERVICE_FUNCTIONS)),
+                                        BROKER_ACL, OPERATION_NOT_ALLOWED, ACL_DEPARTED,
+                                        KAFKA_CONNECT, SERVICE_FUNCTIONS)),
               *(f"edge.{c}" for c in (*edge_cases.CATEGORIES, *reply_cases.CATEGORIES)),
               PARSER_FUZZ)
 

@@ -21,7 +21,7 @@ from bus.service import Payload, Service
 from bus.transport.connection import KafkaSecurity
 from bus.transport.kafka import KafkaTransport
 from infra.kafka import acl_admin
-from infra.policy.acls import AclBinding, derive_acls, managed_principals
+from infra.policy.acls import AclBinding, derive_acls, managed_principals, stack_marker
 from infra.settings import Settings
 from proof.attack import broker_acl
 from proof.attack.accounting import CONTROL
@@ -205,3 +205,43 @@ async def test_the_derived_acls_are_enough_for_an_event_subscriber(
     assert attempts == {"good": 1, "busy": 2, "fatal": 1}
     assert subscriber.counts.retried == 1
     assert subscriber.quarantined == 0
+
+
+async def test_a_service_that_left_the_policy_loses_its_acls_and_another_stacks_stay(
+        scene: broker_acl.Scene) -> None:
+    """The stack's marker: once the rogue leaves the policy, ``policy apply`` removes every
+    ACL it had (its identity still logs in: it is refused by the broker), while a principal
+    marked as another stack's, on the same topics, keeps its own."""
+    await broker_acl.open_scene(scene)
+    marker = stack_marker(scene.prefix)
+    assert AclBinding(f"User:{scene.rogue}", "TOPIC", marker, "LITERAL", "DESCRIBE") \
+        in await _acls(scene)
+    neighbour = f"User:{scene.prefix}other"
+    theirs = {AclBinding(neighbour, "TOPIC", scene.allowed, "LITERAL", "WRITE"),
+              AclBinding(neighbour, "TOPIC", stack_marker(f"{scene.prefix}x"), "LITERAL",
+                         "DESCRIBE")}
+    await _create(scene, *theirs)
+
+    departed, control = await broker_acl.departed_attempts(scene, scene.prefix)
+    assert departed.refused, departed
+    assert departed.reason in ("ClusterAuthorizationFailed; 0 landed",  # the producer's id
+                               "TopicAuthorizationFailed; 0 landed")
+    assert (control.category, control.refused, control.reached_handler) == (CONTROL, False, 1)
+    live = await _acls(scene)
+    assert not [b for b in live if b.principal == f"User:{scene.rogue}"]
+    assert theirs <= live
+    # applied again: nothing left to do
+    rules = derive_acls(broker_acl.scene_policy(scene, without=scene.rogue), stack=scene.prefix)
+    again = await acl_admin.plan_live(scene.admin, rules, managed_principals(scene.policy),
+                                      security=ADMIN, stack=scene.prefix)
+    assert again.empty, again.changes()
+
+
+async def test_without_the_marker_a_service_that_left_keeps_its_rights(
+        scene: broker_acl.Scene) -> None:
+    """What the marker changes: the same departure applied as before it existed (no stack),
+    and the departed service's write lands."""
+    await broker_acl.open_scene(scene)
+    departed, _ = await broker_acl.departed_attempts(scene, None)
+    assert not departed.refused
+    assert departed.reason == "the broker took it; 1 landed"
