@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from infra.deploy.bytecode import builds_for, compiled, pyc_name
 from infra.errors import PackagingFailed
 from infra.settings import Settings
 from infra.stack.functions import FunctionSpec
@@ -46,15 +47,23 @@ def _files(base: Path) -> list[tuple[str, Path]]:
     return found
 
 
-def write_zip(entries: list[tuple[str, Path]], target: Path) -> str:
-    """Write a reproducible zip and return its sha256."""
+def write_zip(entries: list[tuple[str, Path]], target: Path, *,
+              bytecode: bool = False) -> str:
+    """Write a reproducible zip and return its sha256; with ``bytecode``, each ``.py`` with
+    its ``.pyc`` (``infra.deploy.bytecode``)."""
     target.parent.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED, compresslevel=6) as archive:
-        for name, path in sorted(entries):
+        contents = {name: path.read_bytes() for name, path in entries}
+        if bytecode:
+            for name, data in list(contents.items()):
+                pyc = compiled(data, name) if name.endswith(".py") else None
+                if pyc is not None:
+                    contents[pyc_name(name)] = pyc
+        for name in sorted(contents):
             info = zipfile.ZipInfo(name, FIXED_TIME)
             info.external_attr = 0o644 << 16
             info.compress_type = zipfile.ZIP_DEFLATED
-            archive.writestr(info, path.read_bytes())
+            archive.writestr(info, contents[name])
     return hashlib.sha256(target.read_bytes()).hexdigest()
 
 
@@ -110,5 +119,5 @@ def build(spec: FunctionSpec, settings: Settings,
         entries += [(f"{package}/{name}", path) for name, path in _files(settings.root / package)]
     entries += list(extra)
     target = (target_dir or settings.build_dir) / f"{spec.name}.zip"
-    sha = write_zip(entries, target)
+    sha = write_zip(entries, target, bytecode=builds_for(settings.lambda_python))
     return Artifact(spec, target, sha)
