@@ -70,8 +70,13 @@ def check_clock() -> None:
 
 
 def child_env(policy_file: str, event_file: str) -> dict[str, str]:
+    """The children's environment. Both sides load bytecode, as a deployed function does (its
+    zip carries a ``.pyc`` per module, ``infra.deploy.bytecode``): ``PYTHONDONTWRITEBYTECODE``
+    is dropped so that the warm-up start writes what is missing; with it, every sample would
+    compile the project's own modules (the gateway's, not the bare app's) from source."""
     pythonpath = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
-    return {**os.environ, "MESH_POLICY_FILE": policy_file, "BENCH_EVENT_FILE": event_file,
+    inherited = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    return {**inherited, "MESH_POLICY_FILE": policy_file, "BENCH_EVENT_FILE": event_file,
             "PYTHONPATH": pythonpath}
 
 
