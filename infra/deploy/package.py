@@ -108,9 +108,12 @@ def vendor(spec: FunctionSpec, settings: Settings) -> Path:
 
 
 def build(spec: FunctionSpec, settings: Settings,
-          extra: Sequence[tuple[str, Path]] = (), *, target_dir: Path | None = None) -> Artifact:
+          extra: Sequence[tuple[str, Path]] = (), *, target_dir: Path | None = None,
+          bytecode: bool | None = None) -> Artifact:
     """The function's zip (in ``target_dir``, default the build folder); ``extra`` adds
-    (name in the zip, file) entries, such as the policy bundled into the gateway."""
+    (name in the zip, file) entries, such as the policy bundled into the gateway.
+    ``bytecode``: a ``.pyc`` per module (default: when this interpreter is the functions'
+    Python version, ``infra.deploy.bytecode``)."""
     deps = vendor(spec, settings)
     entries = [(name, path) for name, path in _files(deps) if name != ".complete"]
     entries = [e for e in entries if not e[0].split("/")[0].endswith(".dist-info")
@@ -119,5 +122,7 @@ def build(spec: FunctionSpec, settings: Settings,
         entries += [(f"{package}/{name}", path) for name, path in _files(settings.root / package)]
     entries += list(extra)
     target = (target_dir or settings.build_dir) / f"{spec.name}.zip"
-    sha = write_zip(entries, target, bytecode=builds_for(settings.lambda_python))
+    if bytecode is None:
+        bytecode = builds_for(settings.lambda_python)
+    sha = write_zip(entries, target, bytecode=bytecode)
     return Artifact(spec, target, sha)
