@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from bench.report.targets import cpu_per_request
 from bench.sweep_plan import SWEEPS
 
 SWEEP_AXIS = {"load": "offered load (req/s, open loop)", "callers": "concurrent callers",
@@ -160,10 +161,8 @@ def _cores(row: Mapping[str, Any]) -> str:
 
 
 def _cpu(row: Mapping[str, Any]) -> str:
-    cpu = row.get("cpu_us_per_request") or {}
-    figures = [(cpu.get(side) or {}).get(part) for part in ("responder", "callers")
-               for side in ("mesh", "raw")]
-    if not all(isinstance(f, (int, float)) for f in figures):
+    figures = cpu_per_request(row)
+    if figures is None:
         return "n/a"
     worker, raw_worker, callers, raw_callers = figures
     return f"{worker:.0f} / {raw_worker:.0f}, {callers:.0f} / {raw_callers:.0f}"

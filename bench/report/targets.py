@@ -154,12 +154,21 @@ WHY_MISSED: Mapping[str, str] = {
 }
 
 
+def cpu_per_request(row: Result | None) -> tuple[float, float, float, float] | None:
+    """A worker_procs row's microseconds of a core per request: the mesh's and raw's workers,
+    then their callers (None when the row does not have all four)."""
+    figures = [_get(row, "cpu_us_per_request", side, part) for part in ("responder", "callers")
+               for side in ("mesh", "raw")]
+    if not all(isinstance(f, (int, float)) for f in figures):
+        return None
+    worker, raw_worker, callers, raw_callers = (float(f) for f in figures)
+    return worker, raw_worker, callers, raw_callers
+
+
 def _cpu_per_request(result: Result | None) -> str | None:
     """The one-process point's CPU per request of both sides, as this run measured it."""
-    cpu = _get(result, "by_processes", "1", "cpu_us_per_request")
-    figures = [_get(cpu, side, part) for part in ("responder", "callers")
-               for side in ("mesh", "raw")]
-    if any(not isinstance(f, (int, float)) for f in figures):
+    figures = cpu_per_request(_get(result, "by_processes", "1"))
+    if figures is None:
         return None
     worker, raw_worker, callers, raw_callers = figures
     return (f"this run, per answered request: the mesh worker {worker:.0f} us of a core vs "
