@@ -61,7 +61,7 @@ from bus.topics import REPLY_TOPIC
 from bus.transport import Record
 from bus.transport.connection import KafkaSecurity, aiokafka_kwargs
 from infra.kafka import acl_admin, scram_users
-from infra.policy.acls import derive_acls, managed_principals
+from infra.policy.acls import AclPlan, derive_acls, managed_principals
 from infra.policy.derive import access_map
 from infra.settings import Settings
 from proof.attack.accounting import CONTROL, Outcome
@@ -163,10 +163,16 @@ async def apply_policy(scene: Scene, policy: Policy, stack: str | None) -> list[
     its principals carry that stack's marker and one that left the policy loses its ACLs."""
     rules = derive_acls(policy, stack=stack)
     managed = managed_principals(policy)
-    plan = await acl_admin.plan_live(scene.admin, rules, managed, security=KafkaSecurity(),
-                                     stack=stack)
+    plan = await plan_policy(scene, policy, stack)
     return await acl_admin.apply_live(scene.admin, plan, rules, managed,
                                       security=KafkaSecurity(), stack=stack)
+
+
+async def plan_policy(scene: Scene, policy: Policy, stack: str | None) -> AclPlan:
+    """What ``meshgate policy plan`` would change on the broker for ``policy``."""
+    return await acl_admin.plan_live(scene.admin, derive_acls(policy, stack=stack),
+                                     managed_principals(policy), security=KafkaSecurity(),
+                                     stack=stack)
 
 
 def scene_for(settings: Settings) -> Scene:
@@ -283,24 +289,37 @@ def guard_verdict(scene: Scene, record: Record) -> str | None:
     return None
 
 
+TOOK_IT = "the broker took it"
+
+
+async def write_as(scene: Scene, user: str, record: Record,
+                   refusals: tuple[type[KafkaError], ...]) -> tuple[str, int, int]:
+    """``user``'s SCRAM identity writes ``record``: what the broker said (``TOOK_IT``, or the
+    name of one of ``refusals``, without ``Error``), how many records landed on its topic,
+    and the topic's end offset after it."""
+    before = await end_offset(scene, record.topic)
+    try:
+        await produce(scene.secure, scene.security(user), record)
+        reason = TOOK_IT
+    except refusals as exc:
+        reason = type(exc).__name__.removesuffix("Error")
+    end = await end_offset(scene, record.topic)
+    return reason, end - before, end
+
+
 async def attempts(scene: Scene) -> list[Outcome]:
     rogue = scene.security(scene.rogue)
     forged = signed(scene, scene.rogue, scene.requests)
     outcomes: list[Outcome] = []
 
-    before = await end_offset(scene, scene.requests)
-    try:
-        await produce(scene.secure, rogue, forged)
-        reason = "the broker took it"
-    except TopicAuthorizationFailedError:
-        reason = "TopicAuthorizationFailed"
-    landed = await end_offset(scene, scene.requests) - before
+    reason, landed, end = await write_as(scene, scene.rogue, forged,
+                                         (TopicAuthorizationFailedError,))
     outcomes.append(Outcome(CATEGORY, f"{scene.rogue} (SCRAM) writes {scene.requests}",
                             reason == "TopicAuthorizationFailed" and landed == 0, 0,
                             f"{reason}; {landed} landed"))
 
     await produce(scene.admin, KafkaSecurity(), forged)  # as if the broker had let it in
-    code = guard_verdict(scene, await read_at(scene, scene.requests, before + landed))
+    code = guard_verdict(scene, await read_at(scene, scene.requests, end))
     outcomes.append(Outcome(CATEGORY, f"the same record past the broker, at {scene.server}",
                             code is not None, 0 if code else 1, code or "admitted"))
 
@@ -343,17 +362,12 @@ async def departed_attempts(scene: Scene, stack: str | None) -> list[Outcome]:
     stack's, so its ACLs went with it). Control: a service still in the policy writes its
     own topic, taken and admitted. Leaves the rogue out of the scene's ACLs."""
     await apply_policy(scene, scene_policy(scene, without=scene.rogue), stack)
-    record = signed_event(scene, scene.rogue, scene.allowed)
-    before = await end_offset(scene, scene.allowed)
-    try:
-        await produce(scene.secure, scene.security(scene.rogue), record)
-        reason, refused = "the broker took it", False
-    except (TopicAuthorizationFailedError, ClusterAuthorizationFailedError) as exc:
-        # its idempotent producer asks the cluster first: that right went with the others
-        reason, refused = type(exc).__name__.removesuffix("Error"), True
-    landed = await end_offset(scene, scene.allowed) - before
+    # its idempotent producer asks the cluster first: that right went with the others
+    reason, landed, _ = await write_as(
+        scene, scene.rogue, signed_event(scene, scene.rogue, scene.allowed),
+        (TopicAuthorizationFailedError, ClusterAuthorizationFailedError))
     outcomes = [Outcome(DEPARTED, f"{scene.rogue}, gone from the policy, writes {scene.allowed}",
-                        refused and landed == 0, 0, f"{reason}; {landed} landed")]
+                        reason != TOOK_IT and landed == 0, 0, f"{reason}; {landed} landed")]
     at = await end_offset(scene, scene.events)
     await produce(scene.secure, scene.security(scene.server),
                   signed_event(scene, scene.server, scene.events))
@@ -373,10 +387,7 @@ async def run_broker_acl(settings: Settings, timeout_s: float) -> tuple[list[Out
             except acl_admin.NoAuthorizer as exc:  # nothing stops the first write
                 return ([Outcome(CATEGORY, "broker ACLs", False, 0, "no authorizer")],
                         [f"broker_acl: {exc}"])
-            live = await acl_admin.plan_live(scene.admin,
-                                             derive_acls(scene.policy, stack=scene.prefix),
-                                             managed_principals(scene.policy),
-                                             security=KafkaSecurity(), stack=scene.prefix)
+            live = await plan_policy(scene, scene.policy, scene.prefix)
             notes = [] if live.empty else [f"broker_acl: ACLs not in place: {live.changes()}"]
             return [*await attempts(scene), *await operation_attempts(scene),
                     *await departed_attempts(scene, scene.prefix)], notes  # the last: it
