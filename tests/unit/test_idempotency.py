@@ -8,6 +8,7 @@ cases on DynamoDB in the emulator.
 from __future__ import annotations
 
 import asyncio
+import gc
 import uuid
 from collections import Counter
 from typing import ClassVar
@@ -249,6 +250,29 @@ class TestMemoryStore(StoreContract):
     @pytest.fixture
     def store(self) -> MemoryIdempotencyStore:
         return MemoryIdempotencyStore()
+
+    def test_its_records_leave_the_cyclic_collectors_walks(self) -> None:
+        """A worker's store holds up to 100,000 records; kept as plain tuples, one
+        collection untracks them, so later full collections do not walk them all."""
+        store = MemoryIdempotencyStore()
+
+        async def fill() -> None:
+            for index in range(200):
+                claim = await store.begin(f"k{index}", now_ms=T0, lease_ms=LEASE_MS)
+                assert claim.token is not None
+                if index % 2:
+                    await store.complete(f"k{index}", RESULT, token=claim.token,
+                                         now_ms=T0 + 1, keep_ms=KEEP_MS)
+
+        asyncio.run(fill())
+        gc.collect()
+        tracked = [key for key, entry in store._records.items() if gc.is_tracked(entry)]
+        assert tracked == []
+        assert store.record("k1") == IdempotencyRecord(COMPLETED, expiry_s(T0 + 1 + KEEP_MS),
+                                                       result=RESULT)
+        claimed = store.record("k0")
+        assert claimed is not None
+        assert (claimed.status, claimed.lease_until_ms) == (IN_PROGRESS, T0 + LEASE_MS)
 
 
 # The pure decision logic.
