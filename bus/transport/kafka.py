@@ -22,6 +22,7 @@ from bus.security.keys import SecretSource
 from bus.transport import Record, positions_after
 from bus.transport.connect_check import start_client
 from bus.transport.connection import KafkaSecurity, aiokafka_kwargs, resolve_kafka_secrets
+from bus.transport.key_partitioner import KeyPartitioner
 from bus.transport.partitions import TopicPartitions
 
 log = logging.getLogger(__name__)
@@ -185,6 +186,7 @@ class KafkaTransport:
                     acks="all",
                     enable_idempotence=True,
                     max_request_size=self._settings.max_message_bytes + 64 * 1024,
+                    partitioner=KeyPartitioner(),  # aiokafka's choice, hashed faster
                 )
                 try:
                     await start_client("start producer", producer.start,
