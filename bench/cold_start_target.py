@@ -2,11 +2,12 @@
 bare|gateway`` does what a fresh Lambda instance does, then prints one JSON line.
 
 bare: import FastAPI and Mangum, build the hello-world app, answer the recorded event.
-gateway: the handler's imports (``mangum``, ``functions.gateway.wiring``), the policy read
-from the bundle ``MESH_POLICY_FILE`` names, the guard and the app built (``build_app``),
-Mangum, the first invocation (``POST /v1/partner/orders`` with an API key). The in-memory
-stand-ins for Kafka and DynamoDB (``bench.gateway_apps``) are set up in phases of their own
-(``standins``), after the handler's imports, so the parent can leave them out.
+gateway: the handler's imports (``mangum``, ``functions.gateway.wiring``) with the collector
+paused as the handler pauses it (``functions.shared.init_gc``), the policy read from the
+bundle ``MESH_POLICY_FILE`` names, the guard and the app built (``build_app``), Mangum, the
+init's objects frozen, the first invocation (``POST /v1/partner/orders`` with an API key).
+The in-memory stand-ins for Kafka and DynamoDB (``bench.gateway_apps``) are set up in phases
+of their own (``standins``), after the handler's imports, so the parent can leave them out.
 
 The JSON line has ``phases``: ``[name, end]`` in order, each phase running from the end of
 the one before (the first from ``started``), all ``time.perf_counter_ns()`` marks
@@ -57,7 +58,10 @@ def bare(phases: Phases) -> tuple[bool, int]:
 
 
 def gateway(phases: Phases) -> tuple[bool, int]:
-    from mangum import Mangum  # what functions/gateway/handler.py imports
+    from functions.shared import init_gc  # as functions/gateway/handler.py does
+
+    init_gc.pause_collection()
+    from mangum import Mangum  # what the handler imports
 
     from functions.gateway.wiring import build_app, load_bundled_policy
 
@@ -70,6 +74,7 @@ def gateway(phases: Phases) -> tuple[bool, int]:
     app = build_app(os.environ, policy, mesh_factory=stand_ins.mesh_client,
                     guard=stand_ins.guard(policy))
     adapter = Mangum(app, lifespan="off")
+    init_gc.settle_for_serving()
     phases.end("build", "standins")
     gw = gateway_apps.serve(app, adapter, stand_ins)  # the worker, on Mangum's loop
     event = gateway_apps.event_for(gateway_apps.API_KEY_ROUTE,

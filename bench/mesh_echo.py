@@ -31,6 +31,7 @@ from bus.security.keys import KeyRing, encode_b64url, generate_ed25519
 from bus.service import Payload, Service
 from bus.transport import Transport
 from bus.transport.select import kafka_transport
+from functions.shared import init_gc
 from proof.procs import announce_ready, report, stop_event
 
 ECHO = "echo"
@@ -144,6 +145,7 @@ async def serve(args: argparse.Namespace) -> dict[str, int]:
                            transport=args.transport, **identity_settings(keys, args.service))
     stop = stop_event(args.max_seconds)
     responder = mesh_service(settings, args.group, args.handler_cpu_ms)
+    init_gc.settle_for_serving()  # as functions.shared.worker_main does before it serves
     announce_ready()  # the worker joins its group in run(); the caller probes until it answers
     try:
         await responder.worker.run(stop)

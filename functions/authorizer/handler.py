@@ -8,7 +8,12 @@ JWKS cache and the DynamoDB client live on across them). Each decision is bounde
 ``$MESH_AUTHORIZER_TIMEOUT_S`` (default 5 s), well inside API Gateway's 10 s authorizer limit.
 """
 
+# ruff: noqa: E402  (the collector is paused before the imports it would slow down)
 from __future__ import annotations
+
+from functions.shared import init_gc
+
+init_gc.pause_collection()
 
 import asyncio
 import functools
@@ -90,3 +95,6 @@ def handler(event: object, context: Any) -> dict[str, Any]:
             "authorizer: refused an event that is %s, not an object", type(event).__name__)
         return UNREADABLE_EVENT
     return runtime().handle(event)
+
+
+init_gc.settle_for_serving()  # last: the imports frozen, the serving threshold

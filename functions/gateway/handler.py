@@ -6,7 +6,12 @@ from Secrets Manager) and the AWS clients behind the stores are created on first
 Mangum keeps one event loop per process so they survive warm invocations.
 """
 
+# ruff: noqa: E402  (the collector is paused before the imports it would slow down)
 from __future__ import annotations
+
+from functions.shared import init_gc
+
+init_gc.pause_collection()
 
 import itertools
 import logging
@@ -26,6 +31,7 @@ _telemetry = setup_telemetry("gateway")
 setup_logging("gateway")  # stdout is CloudWatch Logs: JSON lines with the trace ids
 app = build_app()
 _adapter = Mangum(app, lifespan="off")
+init_gc.settle_for_serving()
 log = logging.getLogger(__name__)
 # This process's id and invocation count, in refusals of unreadable events (a direct invoker
 # sees the process lived on) and in their log lines.

@@ -11,7 +11,12 @@ warm: one event loop, the Kafka transport (replies, quarantine, nested calls), t
 Returns the partial batch response.
 """
 
+# ruff: noqa: E402  (the collector is paused before the imports it would slow down)
 from __future__ import annotations
+
+from functions.shared import init_gc
+
+init_gc.pause_collection()
 
 import asyncio
 import logging
@@ -144,3 +149,6 @@ def handler(event: object, context: Any) -> dict[str, Any]:
     except MalformedKafkaEvent as exc:
         return refused(exc)
     return instance().handle_batch(batch, context)
+
+
+init_gc.settle_for_serving()  # last: the imports frozen, the serving threshold

@@ -27,7 +27,7 @@ from bus.security.identity import Identity
 from bus.service import Service
 from bus.telemetry.mesh_telemetry import MeshTelemetry
 from bus.transport import Transport
-from functions.shared import key_reload
+from functions.shared import init_gc, key_reload
 from functions.shared.durable_store import durable_store
 from functions.shared.json_logs import setup_logging
 from functions.shared.kafka_connect import kafka_transport
@@ -109,6 +109,7 @@ async def serve(service: Service, settings: BusSettings, *, nested_calls: bool =
                 await client.start()  # the first nested call does not pay for the listener
         worker = ServiceWorker(service, transport, settings, identity, store=store,
                                client=client, telemetry=telemetry)
+        init_gc.settle_for_serving()  # the start frozen, the serving threshold (init_gc)
         await worker.run(stop)
     finally:
         if client is not None:
