@@ -61,7 +61,7 @@ from bus.topics import REPLY_TOPIC
 from bus.transport import Record
 from bus.transport.connection import KafkaSecurity, aiokafka_kwargs
 from infra.kafka import acl_admin, scram_users
-from infra.policy.acls import AclPlan, derive_acls, managed_principals
+from infra.policy.acls import AclPlan, AclRule, derive_acls, managed_principals
 from infra.policy.derive import access_map
 from infra.settings import Settings
 from proof.attack.accounting import CONTROL, Outcome
@@ -161,18 +161,19 @@ def scene_policy(scene: Scene, *, without: str | None = None) -> Policy:
 async def apply_policy(scene: Scene, policy: Policy, stack: str | None) -> list[str]:
     """``policy``'s ACLs applied as ``meshgate policy apply`` applies them: with ``stack``,
     its principals carry that stack's marker and one that left the policy loses its ACLs."""
-    rules = derive_acls(policy, stack=stack)
-    managed = managed_principals(policy)
-    plan = await plan_policy(scene, policy, stack)
+    plan, rules, managed = await plan_policy(scene, policy, stack)
     return await acl_admin.apply_live(scene.admin, plan, rules, managed,
                                       security=KafkaSecurity(), stack=stack)
 
 
-async def plan_policy(scene: Scene, policy: Policy, stack: str | None) -> AclPlan:
-    """What ``meshgate policy plan`` would change on the broker for ``policy``."""
-    return await acl_admin.plan_live(scene.admin, derive_acls(policy, stack=stack),
-                                     managed_principals(policy), security=KafkaSecurity(),
+async def plan_policy(scene: Scene, policy: Policy, stack: str | None
+                      ) -> tuple[AclPlan, list[AclRule], frozenset[str]]:
+    """What ``meshgate policy plan`` would change on the broker for ``policy``, with the rules
+    and principals it was planned from (what ``apply_live`` takes with the plan)."""
+    rules, managed = derive_acls(policy, stack=stack), managed_principals(policy)
+    plan = await acl_admin.plan_live(scene.admin, rules, managed, security=KafkaSecurity(),
                                      stack=stack)
+    return plan, rules, managed
 
 
 def scene_for(settings: Settings) -> Scene:
@@ -387,7 +388,7 @@ async def run_broker_acl(settings: Settings, timeout_s: float) -> tuple[list[Out
             except acl_admin.NoAuthorizer as exc:  # nothing stops the first write
                 return ([Outcome(CATEGORY, "broker ACLs", False, 0, "no authorizer")],
                         [f"broker_acl: {exc}"])
-            live = await plan_policy(scene, scene.policy, scene.prefix)
+            live, _, _ = await plan_policy(scene, scene.policy, scene.prefix)
             notes = [] if live.empty else [f"broker_acl: ACLs not in place: {live.changes()}"]
             return [*await attempts(scene), *await operation_attempts(scene),
                     *await departed_attempts(scene, scene.prefix)], notes  # the last: it
