@@ -32,6 +32,8 @@ from bus.envelope import (
     time_text,
 )
 from bus.errors import MeshError
+from bus.security.batch_roots import BatchRoots
+from bus.security.batch_sig import BATCH_PREFIX, leaf_hash, parse_batch, root_for, root_message
 from bus.security.keys import (
     ED25519,
     HMAC_SHA256,
@@ -43,6 +45,13 @@ from bus.security.keys import (
     VerifyKey,
     decode_b64url,
     encode_b64url,
+)
+from bus.security.signature_errors import (
+    BadSignature,
+    MalformedSignature,
+    MissingSignature,
+    SenderMismatch,
+    SignatureError,
 )
 
 __all__ = [
@@ -72,30 +81,6 @@ SIGNATURE_BYTES = {ED25519: 64, HMAC_SHA256: 32}
 _ABSENT = b"\x00"
 _PRESENT = b"\x01"
 _LENGTH = struct.Struct(">Q")
-
-
-class SignatureError(MeshError):
-    """The message's signature does not prove who sent it."""
-
-    code = "signature_error"
-
-
-class MissingSignature(SignatureError):
-    code = "missing_signature"
-
-
-class MalformedSignature(SignatureError):
-    code = "malformed_signature"
-
-
-class BadSignature(SignatureError):
-    code = "bad_signature"
-
-
-class SenderMismatch(SignatureError):
-    """A validly signed message whose key belongs to another service than its ``ce_source``."""
-
-    code = "sender_mismatch"
 
 
 class StaleMessage(MeshError):
@@ -183,14 +168,16 @@ PAIR_SIGNATURE_PREFIX = "pair-hmac-sha256:"
 
 
 def verify(envelope: Envelope, topic: str, keyring: KeyRing,
-           pair: PairOpener | None = None) -> VerifyKey:
+           pair: PairOpener | None = None, roots: BatchRoots | None = None) -> VerifyKey:
     """Check ``envelope``'s signature as received on ``topic``; return the key that made it.
 
     Raises ``MissingSignature``, ``MalformedSignature``, ``UnknownKeyId``, ``BadSignature``,
     or ``SenderMismatch`` when a valid signature's key is owned by another service than
     ``ce_source`` (a service cannot speak for another). A per-pair MAC
     (``bus.security.pair_mac``) is checked by ``pair``, and refused when there is none: only a
-    service that declared ``message_auth: pair-mac`` accepts them.
+    service that declared ``message_auth: pair-mac`` accepts them. A message of a signed batch
+    (``bus.security.batch_sig``) is checked through its path to the batch's root; ``roots``
+    remembers the roots verified before, so a batch's signature is verified once.
     """
     text = envelope.signature
     if text is not None and text.startswith(PAIR_SIGNATURE_PREFIX):
@@ -198,6 +185,8 @@ def verify(envelope: Envelope, topic: str, keyring: KeyRing,
             raise BadSignature("a pair MAC, which this receiver does not accept "
                                "(policy: message_auth is signature)")
         key = pair.open(envelope, topic, keyring)
+    elif text is not None and text.startswith(BATCH_PREFIX):
+        key = _verify_batch(text, envelope, topic, keyring, roots)
     else:
         header = parse_signature(text)
         key = keyring.get(header.key_id)
@@ -214,6 +203,26 @@ def verify(envelope: Envelope, topic: str, keyring: KeyRing,
         raise SenderMismatch(
             f"key {key.key_id} belongs to {key.service!r}, the message claims another source"
         )
+    return key
+
+
+def _verify_batch(text: str, envelope: Envelope, topic: str, keyring: KeyRing,
+                  roots: BatchRoots | None) -> VerifyKey:
+    header = parse_batch(text)
+    key = keyring.get(header.key_id)
+    if key.algorithm != ED25519:
+        raise BadSignature(f"key {key.key_id} is {key.algorithm}, a batch is signed with ed25519")
+    root = root_for(leaf_hash(canonical_bytes(envelope, topic)), header.index, header.count,
+                    header.path)
+    if root is None:
+        raise BadSignature(f"the path is no inclusion proof for message {header.index} of "
+                           f"{header.count}")
+    if roots is not None and roots.known(key, header.count, root, header.signature):
+        return key
+    if not signature_valid(key, root_message(header.count, root), header.signature):
+        raise BadSignature(f"batch signature by key {key.key_id} does not match the message")
+    if roots is not None:
+        roots.remember(key, header.count, root, header.signature)
     return key
 
 
