@@ -43,6 +43,9 @@ class BusSettings(BaseModel):
     # never in the public keyring, never committed.
     hmac_keys_file: str | None = None
     insecure: bool = False
+    # Ed25519-signed messages sent in one event-loop turn share one signature over a Merkle
+    # root, at most this many (bus.security.batch_signer); 1 signs every message alone.
+    signature_batch_max: int = Field(default=64, ge=1, le=2048)
     # Requests (and replies) must be this fresh; events are bound by it only on the future
     # side (clock skew): a backlog that waited out an outage is still handled.
     freshness_window_ms: int = Field(default=300_000, gt=0)

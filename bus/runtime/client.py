@@ -310,7 +310,8 @@ class MeshClient:
                  if valid_traceparent(traceparent) else None)
         try:
             with self._telemetry.publish_span(envelope, topic, key=key):
-                sealed = self.identity.outgoing(self._telemetry.stamp(envelope), topic)
+                sealed = await self.identity.outgoing_batched(self._telemetry.stamp(envelope),
+                                                             topic)
                 try:
                     async with asyncio.timeout(send_s):
                         await self._transport.send(topic, sealed.value,
@@ -344,7 +345,7 @@ class MeshClient:
 
         async def send() -> None:
             try:
-                sealed = self.identity.outgoing(copy, topic)
+                sealed = await self.identity.outgoing_batched(copy, topic)
                 async with asyncio.timeout_at(self._loop_deadline(deadline_ms)):
                     await self._transport.send(topic, sealed.value,
                                                headers=to_headers(sealed))
@@ -366,7 +367,8 @@ class MeshClient:
         waiter = listener.expect(correlation_id, envelope.type)  # owner: bus.security.reply_match
         try:
             with self._telemetry.publish_span(envelope, topic, key=key):
-                sealed = self.identity.outgoing(self._telemetry.stamp(envelope), topic)
+                sealed = await self.identity.outgoing_batched(self._telemetry.stamp(envelope),
+                                                             topic)
                 try:
                     async with asyncio.timeout_at(self._loop_deadline(deadline_ms)):
                         await self._transport.send(topic, sealed.value,
@@ -399,7 +401,7 @@ class MeshClient:
             traceparent=self._trace(None),
         )
         with self._telemetry.publish_span(envelope, topic, key=key):
-            sealed = self.identity.outgoing(self._telemetry.stamp(envelope), topic)
+            sealed = await self.identity.outgoing_batched(self._telemetry.stamp(envelope), topic)
             await self._transport.send(topic, sealed.value, headers=to_headers(sealed), key=key)
         return envelope.id
 

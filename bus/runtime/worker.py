@@ -261,8 +261,8 @@ class ServiceWorker:
         assert request.reply_to is not None
         target = request.reply_to
         with self._telemetry.publish_span(reply, target.topic, target.partition):
-            sealed = self._identity.outgoing(self._telemetry.stamp(reply), target.topic,
-                                             to=request.source)
+            sealed = await self._identity.outgoing_batched(self._telemetry.stamp(reply),
+                                                           target.topic, to=request.source)
             await self._intake.retrying(lambda: self._transport.send(
                 target.topic, sealed.value, headers=to_headers(sealed), partition=target.partition,
             ), deadline_ms)

@@ -12,12 +12,13 @@ the topic *name* (never from a header, which is not signed).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from bus.config import BusSettings
 from bus.envelope import KIND_EVENT, KIND_REQUEST, Envelope, from_record
 from bus.errors import MeshError
 from bus.security.access import AccessPolicy
+from bus.security.batch_roots import BatchRoots
 from bus.security.identity import Identity
 from bus.security.keys import KeyRing
 from bus.security.principals import check_principal
@@ -52,6 +53,8 @@ class InboundGuard:
     event_max_age_ms: int | None = None
     # Set when the policy lets this service accept per-pair MACs (bus.security.pair_mac).
     pair: PairOpener | None = None
+    # Batch roots verified before (bus.security.batch_sig): a batch's signature checked once.
+    roots: BatchRoots = field(default_factory=BatchRoots)
 
     def admit(self, record: Record, now_ms: int) -> Envelope:
         """The record's envelope if it passes every check; else raises a coded MeshError."""
@@ -61,7 +64,7 @@ class InboundGuard:
         envelope = from_record(record.headers, record.value)
         topic = base_topic(record.topic)
         if self.keyring is not None:
-            verify(envelope, topic, self.keyring, self.pair)
+            verify(envelope, topic, self.keyring, self.pair, self.roots)
         self.access.check_produce(envelope.source, topic)
         if envelope.kind == KIND_REQUEST:  # the operation: its topic is every operation's
             self.access.check_call(envelope.source, envelope.type)
