@@ -223,3 +223,34 @@ async def test_java_checks_every_wire_format_vector(java: JavaProgram) -> None:
         True if vector["expect"] == "valid" else None for vector in pairs]
     assert status == 0
     assert checked["ok"]
+
+
+async def test_java_verifies_events_python_signed_in_batches(
+        topics: tuple[str, str, str], bootstrap: str, java: JavaProgram, tmp_path: Path
+        ) -> None:
+    """Events a Python service publishes concurrently share signatures (one per event-loop
+    turn, docs/wire-format.md §3b): Java reads every one from the broker and verifies it alone
+    with the sender's public key, and refuses each with one value bit changed."""
+    name, events_topic, _ = topics
+    mesh = identities({name: [events_topic]})
+    keyring = mesh[name].keyring
+    assert keyring is not None
+    (tmp_path / "keyring.json").write_text(json.dumps(keyring.to_dict()))
+    settings = BusSettings.resolve(bootstrap_servers=bootstrap, service_name=name)
+    publisher = MeshClient(KafkaTransport(settings), settings, mesh[name])
+    count = 40
+    try:
+        await asyncio.gather(*(publisher.publish(events_topic, f"{name}.happened", {"n": n})
+                               for n in range(count)))
+    finally:
+        await publisher.close()
+    status, checked = await run_java(
+        java, "events", "--keyring", str(tmp_path / "keyring.json"), "--window-ms", "300000",
+        "--timeout-ms", str(int(CALL_TIMEOUT_S * 1000)), "--bootstrap", bootstrap,
+        "--topic", events_topic, "--count", str(count))
+    assert checked["refusals"] == []
+    assert (checked["events"], checked["verified"], checked["tampered_refused"]) == (
+        count, count, count)
+    assert checked["batch_signed"] >= count // 2, checked  # most shared a signature
+    assert status == 0
+    assert checked["ok"]

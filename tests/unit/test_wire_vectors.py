@@ -234,3 +234,62 @@ def test_pair_vectors_include_both_directions_and_refusals() -> None:
     expectations = [vector["expect"] for vector in PAIR["vectors"]]
     assert expectations.count("valid") == 2
     assert {"bad_signature", "pair_key_unknown"} <= set(expectations)
+
+
+BATCH = json.loads((VECTORS / "batch.json").read_text())
+
+
+def doc_root(leaf: bytes, index: int, count: int, path: bytes) -> bytes:
+    """docs/wire-format.md §3b, folding the path as RFC 9162 §2.1.3.2 reads."""
+    fn, sn, node = index, count - 1, leaf
+    for offset in range(0, len(path), 32):
+        sibling = path[offset:offset + 32]
+        if fn % 2 == 1 or fn == sn:
+            node = hashlib.sha256(b"\x01" + sibling + node).digest()
+            while fn % 2 == 0 and fn != 0:
+                fn, sn = fn // 2, sn // 2
+        else:
+            node = hashlib.sha256(b"\x01" + node + sibling).digest()
+        fn, sn = fn // 2, sn // 2
+    assert sn == 0
+    return node
+
+
+@pytest.mark.parametrize("vector", BATCH["records"], ids=lambda v: v["name"])
+def test_batch_vector(vector: Json) -> None:
+    try:
+        verify(from_record(*record(vector)), vector["topic"], keyring())
+        outcome = "valid"
+    except MeshError as exc:
+        outcome = exc.code
+    assert outcome == vector["expect"]
+
+
+def test_a_batch_vector_is_rebuilt_from_the_document() -> None:
+    """Each valid message's leaf, its path's root, the root's signed bytes and the one
+    signature, from the document alone (the library's tree is not used)."""
+    batch, ring = BATCH["batch"], keyring()
+    valid = [v for v in BATCH["records"] if v["expect"] == "valid"]
+    assert len(valid) == batch["count"] == 3
+    domain = BATCH["batch_domain"].encode()
+    for index, vector in enumerate(valid):
+        headers = dict(vector["headers"])
+        leaf = hashlib.sha256(b"\x00" + doc_signed_bytes(
+            vector["topic"], headers, vector["value"].encode())).digest()
+        assert leaf.hex() == vector["leaf_hex"]
+        algorithm, key_id, position, signature, path = headers["mesh_sig"].split(":")
+        assert (algorithm, key_id, position) == ("ed25519-batch", batch["signed_by"]["key_id"],
+                                                 f"{index}.3")
+        assert decode_b64url(path).hex() == vector["path_hex"]
+        root = doc_root(leaf, index, 3, decode_b64url(path))
+        assert root.hex() == batch["root_hex"]
+        signed = struct.pack(">Q", len(domain)) + domain + struct.pack(">Q", 3) + root
+        assert signed.hex() == batch["root_message_hex"]
+        assert signature == batch["signature_b64url"]
+        assert signature_valid(ring.get(key_id), signed, decode_b64url(signature))
+
+
+def test_batch_vectors_include_refusals_of_each_kind() -> None:
+    expectations = {vector["expect"] for vector in BATCH["records"]}
+    assert {"valid", "bad_signature", "malformed_signature", "sender_mismatch",
+            "unknown_key_id"} <= expectations

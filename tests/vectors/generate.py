@@ -13,6 +13,9 @@ deterministic (RFC 8032) and HMAC-SHA256 is a function.
   assertion's and the replay countersignature's signed bytes where the record carries them;
 - ``tampered.json``: records derived from those that a receiver must refuse (with the
   refusal's code) or must still accept (``"expect": "valid"``: unsigned headers changed);
+- ``batch.json``: three events signed as one batch (docs/wire-format.md §3b), with the
+  batch's root, the root's signed bytes and each message's leaf and path, and the ways a
+  batch message must be refused;
 - ``pair.json``: per-pair MACs (docs/wire-format.md §3a): a request and a reply sealed for
   their one receiver, with the pair key both ends derive, and the ways a MAC must be refused
   (relabelled, turned round, made for another receiver).
@@ -47,6 +50,9 @@ from bus.envelope import (
     ReplyTo,
     to_headers,
 )
+from bus.security.batch_sig import DOMAIN as BATCH_DOMAIN
+from bus.security.batch_sig import leaf_hash, parse_batch, root_message, tree
+from bus.security.batch_signer import seal_batch
 from bus.security.keys import (
     ED25519,
     HMAC_SHA256,
@@ -59,7 +65,7 @@ from bus.security.keys import (
 from bus.security.pair_mac import PairHeader, PairKeys, pair_key, parse_pair_header
 from bus.security.principals import assert_principal, assertion_bytes
 from bus.security.replay_countersign import countersign, countersign_bytes
-from bus.security.signing import DOMAIN, canonical_bytes, sign
+from bus.security.signing import DOMAIN, canonical_bytes, sign, sign_bytes
 from proof.attack.legacy_wire import v3_headers
 
 HERE = Path(__file__).resolve().parent
@@ -364,6 +370,74 @@ def _pair() -> list[Json]:
     ]
 
 
+def _batch_events() -> list[Envelope]:
+    return [Envelope(id=f"3c9a1f0e5b7d4e2a9c8b7a6f5e4d3c{n:02d}", source="orders",
+                     type="orders.created", kind=KIND_EVENT,
+                     value=b'{"order_id":"o-%d","total":"15.00"}' % n, time_ms=T0 + n,
+                     traceparent=TRACEPARENT) for n in range(3)]
+
+
+BATCH_TOPIC = "orders.events"
+
+
+def _batch() -> Json:
+    """docs/wire-format.md §3b: three events signed as one batch, and the ways a batch
+    message must be refused."""
+    orders, gateway = ED_KEYS["orders"], ED_KEYS["gateway"]
+    events = _batch_events()
+    sealed = seal_batch([(event, BATCH_TOPIC) for event in events], orders)
+    leaves = [leaf_hash(canonical_bytes(event, BATCH_TOPIC)) for event in events]
+    root, paths = tree(leaves)
+    records: list[Json] = []
+
+    def add(name: str, description: str, envelope: Envelope, expect: str,
+            topic: str = BATCH_TOPIC, **extra: Any) -> None:
+        records.append({"name": name, "description": description, "topic": topic,
+                        "headers": _text_headers(to_headers(envelope)),
+                        "value": envelope.value.decode(), "expect": expect, **extra})
+
+    for index, envelope in enumerate(sealed):
+        add(f"batch-{index}", f"message {index} of a batch of 3 events signed by orders",
+            envelope, "valid", leaf_hex=leaves[index].hex(), path_hex=paths[index].hex())
+    second = parse_batch(sealed[1].signature or "")
+
+    def header(**changes: Any) -> str:
+        return dataclasses.replace(second, **changes).encode()
+
+    add("batch-value-changed", "message 1 with its value changed", sealed[1]._with(
+        value=b'{"order_id":"o-1","total":"0.01"}'), "bad_signature")
+    add("batch-other-topic", "message 1 as if sent to another topic", sealed[1],
+        "bad_signature", topic="billing.events")
+    add("batch-path-of-another", "message 1 carrying message 2's mesh_sig",
+        sealed[1].with_signature(sealed[2].signature or ""), "bad_signature")
+    add("batch-count-changed", "message 1 claiming a batch of 4 (the path folds to the "
+        "same root, which was signed with count 3)", sealed[1].with_signature(
+            header(count=4)), "bad_signature")
+    add("batch-path-truncated", "message 1 with the last hash of its path dropped",
+        sealed[1].with_signature(header(path=second.path[:-32])), "bad_signature")
+    add("batch-bare-root", "the root signed without the batch domain and count",
+        sealed[1].with_signature(header(signature=sign_bytes(root, orders))), "bad_signature")
+    add("batch-index-respelled", "the index with a leading zero: not its one spelling",
+        sealed[1].with_signature(header().replace(":1.3:", ":01.3:")), "malformed_signature")
+    add("batch-of-one", "a batch of one (a lone message is signed as 'ed25519')",
+        sealed[1].with_signature(header().replace(":1.3:", ":0.1:")), "malformed_signature")
+    impostor = seal_batch([(dataclasses.replace(event, source="gateway"), BATCH_TOPIC)
+                           for event in events], orders)
+    add("batch-sender-mismatch", "a batch signed by orders' key whose events claim the "
+        "gateway as their source", impostor[0], "sender_mismatch")
+    add("batch-unknown-key", "message 1 naming a key id nobody published",
+        sealed[1].with_signature(header(key_id="nobody-2026")), "unknown_key_id")
+    add("batch-wrong-signer", "the same batch, its root signed by the gateway's key under "
+        "orders' key id", sealed[1].with_signature(header(signature=sign_bytes(
+            root_message(3, root), gateway))), "bad_signature")
+    return {"signature_domain": DOMAIN.decode(), "batch_domain": BATCH_DOMAIN.decode(),
+            "batch": {"signed_by": {"service": "orders", "key_id": orders.key_id},
+                      "count": 3, "root_hex": root.hex(),
+                      "root_message_hex": root_message(3, root).hex(),
+                      "signature_b64url": encode_b64url(second.signature)},
+            "records": records}
+
+
 FILES: dict[str, Callable[[], Any]] = {
     "keys.json": _keys,
     "keyring.json": _keyring,
@@ -372,6 +446,7 @@ FILES: dict[str, Callable[[], Any]] = {
     "tampered.json": lambda: {"signature_domain": DOMAIN.decode(), "records": _tampered()},
     "pair.json": lambda: {"signature_domain": DOMAIN.decode(), "pair_domain": "meshgate-pair-v1",
                           "vectors": _pair()},
+    "batch.json": _batch,
 }
 
 

@@ -30,8 +30,11 @@ final class Checks {
     static Keyring.Key authentic(Wire.Message message, String topic, Keyring ring)
             throws Wire.Refused {
         envelope(message);
-        Keyring.Key key = signature(message, "mesh_sig", 3, Wire.signedBytes(message, topic),
-                ring, "malformed_signature", "bad_signature");
+        String sig = message.text("mesh_sig");
+        Keyring.Key key = sig != null && sig.startsWith(Batch.PREFIX)
+                ? Batch.verify(message, topic, ring)
+                : signature(message, "mesh_sig", 3, Wire.signedBytes(message, topic), ring,
+                        "malformed_signature", "bad_signature");
         if (!key.service().equals(message.text("ce_source"))) {
             throw new Wire.Refused("sender_mismatch", key.keyId() + " is " + key.service() + "'s");
         }

@@ -30,7 +30,8 @@ import org.apache.kafka.common.serialization.ByteArraySerializer;
  * A mesh participant in Java. {@code observe}: read a request and its reply from the broker,
  * check both, and check that a copy with any signed byte changed is refused. {@code call}:
  * send a signed request as its own service and check the reply. {@code vectors}: check the
- * test vectors. Each prints one JSON object; the exit status is 0 only if every check held.
+ * test vectors. {@code events}: read a topic's first {@code --count} events from the broker,
+ * check each, and check that a copy of each with one value bit changed is refused. Each prints one JSON object; the exit status is 0 only if every check held.
  */
 public final class Main {
     static final ObjectMapper JSON = new ObjectMapper();
@@ -44,7 +45,9 @@ public final class Main {
             case "observe" -> observe(args);
             case "call" -> call(args);
             case "vectors" -> Vectors.check(new File(args.get("dir")));
-            default -> throw new IllegalArgumentException("usage: observe|call|vectors --opt v");
+            case "events" -> events(args);
+            default -> throw new IllegalArgumentException(
+                    "usage: observe|call|vectors|events --opt v");
         };
         System.out.println(JSON.writeValueAsString(result));
         System.exit(result.path("ok").asBoolean() ? 0 : 1);
@@ -95,6 +98,45 @@ public final class Main {
                     message, topic + ".other", ring);
         }
         return out.put("ok", ok);
+    }
+
+    static ObjectNode events(Map<String, String> args) throws Exception {
+        Keyring ring = keyring(args);
+        String topic = args.get("topic");
+        int count = Integer.parseInt(args.get("count"));
+        long deadline = System.currentTimeMillis() + Long.parseLong(args.get("timeout-ms"));
+        List<Wire.Message> seen = new ArrayList<>();
+        try (KafkaConsumer<byte[], byte[]> consumer = consumer(args)) {
+            List<TopicPartition> all = new ArrayList<>();
+            consumer.partitionsFor(topic).forEach(
+                    p -> all.add(new TopicPartition(topic, p.partition())));
+            first(consumer, all, deadline, m -> seen.add(m) && seen.size() >= count);
+        }
+        int verified = 0;
+        int batchSigned = 0;
+        int tamperedRefused = 0;
+        ArrayNode refusals = JSON.createArrayNode();
+        for (Wire.Message message : seen) {
+            String sig = text(message, "mesh_sig");
+            batchSigned += sig != null && sig.startsWith(Batch.PREFIX) ? 1 : 0;
+            try {
+                Checks.admit(message, topic, ring, System.currentTimeMillis(),
+                        Long.parseLong(args.get("window-ms")));
+                verified++;
+            } catch (Wire.Refused refusal) {
+                refusals.add(refusal.code + ": " + refusal.getMessage());
+            }
+            byte[] flipped = message.value().clone();
+            flipped[flipped.length / 2] ^= 0x01;
+            tamperedRefused += refused(JSON.createObjectNode(),
+                    new Wire.Message(message.headers(), flipped), topic, ring) ? 1 : 0;
+        }
+        ObjectNode out = JSON.createObjectNode().put("events", seen.size())
+                .put("verified", verified).put("batch_signed", batchSigned)
+                .put("tampered_refused", tamperedRefused);
+        out.set("refusals", refusals);
+        return out.put("ok", seen.size() == count && verified == count
+                && tamperedRefused == count);
     }
 
     static ObjectNode call(Map<String, String> args) throws Exception {

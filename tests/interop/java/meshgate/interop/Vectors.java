@@ -63,7 +63,24 @@ final class Vectors {
             }
         }
         ArrayNode tampered = out.putArray("tampered");
-        for (JsonNode vector : Main.JSON.readTree(new File(dir, "tampered.json")).path("records")) {
+        ok &= checkRecords(new File(dir, "tampered.json"), ring, tampered);
+        JsonNode batchFile = Main.JSON.readTree(new File(dir, "batch.json"));
+        ok &= Batch.DOMAIN.equals(batchFile.path("batch_domain").asText());
+        ArrayNode batch = out.putArray("batch");
+        ok &= checkRecords(new File(dir, "batch.json"), ring, batch);
+        ArrayNode pairs = out.putArray("pair");
+        for (JsonNode vector : Main.JSON.readTree(new File(dir, "pair.json")).path("vectors")) {
+            ok &= checkPair(vector, ring, keys, pairs.addObject());
+        }
+        return out.put("ok", ok && !messages.isEmpty() && !tampered.isEmpty()
+                && !pairs.isEmpty() && !batch.isEmpty());
+    }
+
+    /** Each record of {@code file} gets the file's refusal code, or passes where it says so. */
+    private static boolean checkRecords(File file, Keyring ring, ArrayNode results)
+            throws IOException {
+        boolean ok = true;
+        for (JsonNode vector : Main.JSON.readTree(file).path("records")) {
             String got = "valid";
             try {
                 Checks.authentic(record(vector), vector.path("topic").asText(), ring);
@@ -71,14 +88,9 @@ final class Vectors {
                 got = refusal.code;
             }
             ok &= got.equals(vector.path("expect").asText());
-            tampered.addObject().put("name", vector.path("name").asText()).put("got", got);
+            results.addObject().put("name", vector.path("name").asText()).put("got", got);
         }
-        ArrayNode pairs = out.putArray("pair");
-        for (JsonNode vector : Main.JSON.readTree(new File(dir, "pair.json")).path("vectors")) {
-            ok &= checkPair(vector, ring, keys, pairs.addObject());
-        }
-        return out.put("ok", ok && !messages.isEmpty() && !tampered.isEmpty()
-                && !pairs.isEmpty());
+        return ok;
     }
 
     /** A pair-MAC vector, opened with its receiver's seed only; a valid one's pair key made
