@@ -32,11 +32,13 @@ from bus.envelope import (
     new_request,
     to_headers,
 )
+from bus.security.batch_sig import BatchHeader, leaf_hash, parse_batch, root_for
+from bus.security.batch_signer import seal_batch
 from bus.security.identity import Identity
 from bus.security.keys import VerifyKey, generate_ed25519
 from bus.security.pair_mac import PairHeader, parse_pair_header
 from bus.security.principals import assert_principal
-from bus.security.signing import canonical_bytes, sign
+from bus.security.signing import canonical_bytes, sign, sign_bytes
 from proof.attack.cast import REPLIES, Cast
 from proof.attack.legacy_wire import v3_headers, v3_signature
 
@@ -55,8 +57,10 @@ OVERSIZED = "oversized_value"
 PRINCIPAL_SPOOF = "principal_spoof"
 WIRE_FORMAT = "wire_format"
 PAIR_FORGED = "pair_mac_forged"
+BATCH_FORGED = "batch_signature_forged"
 CATEGORIES = (FORGED, TAMPERED, REPLAYED, STALE, UNSIGNED, NOT_ALLOWED, IMPERSONATION,
-              MALFORMED, RANDOM, OVERSIZED, PRINCIPAL_SPOOF, WIRE_FORMAT, PAIR_FORGED)
+              MALFORMED, RANDOM, OVERSIZED, PRINCIPAL_SPOOF, WIRE_FORMAT, PAIR_FORGED,
+              BATCH_FORGED)
 GENUINE = "genuine"
 HOUR_MS = 3_600_000
 ALICE = '{"method":"jwt","sub":"alice"}'
@@ -332,6 +336,55 @@ class Builder:
                                           self._public(cast.victim)))
 
 
+    def batch(self, count: int = 3, *, by: Identity | None = None, source: str | None = None,
+              topic: str | None = None) -> list[Envelope]:
+        """``count`` requests signed as one batch (docs/wire-format.md §3b) by ``by``'s key."""
+        sender = by or self.cast.caller
+        return seal_batch([(self.request(source), topic or self.topic) for _ in range(count)],
+                          self.cast.key_of(sender))
+
+    def batch_forged(self) -> Iterator[MeshCase]:
+        """Batch signatures: two genuine messages of the caller's batch run once each (the
+        victim verifies the root once), and every way to stretch a batch is refused."""
+        cast = self.cast
+        first, second, third = self.batch()
+        yield _case(GENUINE, "genuine batch request (first of its batch)", first)
+        yield _case(GENUINE, "genuine batch request (second, root already verified)", second)
+        header = parse_batch(third.signature or "")
+        # The root of first/second/third is verified by now: each copy below must still fail.
+        yield _case(BATCH_FORGED, "genuine batch message, value changed (root verified)",
+                    replace(third, value=self.value + b" "))
+        yield _case(BATCH_FORGED, "a batch message carrying another's path",
+                    third.with_signature(second.signature or ""))
+        yield _case(BATCH_FORGED, "a batch message claiming a larger batch",
+                    third.with_signature(replace(header, count=4).encode()))
+        yield _case(BATCH_FORGED, "a batch message with random signature bytes",
+                    third.with_signature(replace(header, signature=secrets.token_bytes(64))
+                                         .encode()))
+        yield _case(BATCH_FORGED, "the caller's batch signed for another topic",
+                    self.batch(2, topic="some.other.requests")[0])
+        # atk-other's own valid key: its batch is genuine, the source it claims is not.
+        claimed = self.batch(2, by=cast.other, source=cast.caller.service)
+        yield _case(BATCH_FORGED, "another service's batch key, claiming the caller", claimed[0])
+        other = parse_batch(claimed[1].signature or "")
+        yield _case(BATCH_FORGED, "another service's batch relabelled with the caller's key id",
+                    claimed[1].with_signature(replace(other, key_id=header.key_id).encode()))
+        pair = self.batch(2)
+        bare = parse_batch(pair[0].signature or "")
+        root = root_for(leaf_hash(canonical_bytes(pair[0], self.topic)), 0, 2, bare.path)
+        assert root is not None
+        yield _case(BATCH_FORGED, "a batch root signed without its domain and count",
+                    pair[0].with_signature(replace(
+                        bare, signature=sign_bytes(root, cast.key_of(cast.caller))).encode()))
+        stranger, _ = generate_ed25519(cast.caller.service)
+        yield _case(BATCH_FORGED, "a batch signed by an untrusted key",
+                    seal_batch([(self.request(), self.topic) for _ in range(2)], stranger)[0])
+        yield _case(BATCH_FORGED, "genuine batch message, replayed (same id)", first)
+        yield _case(BATCH_FORGED, "a batch of one in batch form",
+                    third.with_signature(BatchHeader(header.key_id, 0, 1, header.signature,
+                                                     header.path).encode()))
+
+
 # The group order L of edwards25519 (RFC 8032, 5.1).
 _ED25519_ORDER = 2**252 + 27742317777372353535851937790883648493
 
@@ -361,7 +414,7 @@ Family = Callable[[Builder], Iterator[MeshCase]]
 FAMILIES: tuple[Family, ...] = (Builder.forged, Builder.tampered, Builder.replayed, Builder.stale,
                                 Builder.unsigned, Builder.not_allowed, Builder.impersonation,
                                 Builder.malformed, Builder.principal_spoof, Builder.wire_format,
-                                Builder.pair_forged)
+                                Builder.pair_forged, Builder.batch_forged)
 
 
 def handcrafted(builder: Builder, rounds: int) -> list[MeshCase]:
