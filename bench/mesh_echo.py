@@ -35,6 +35,7 @@ from functions.shared import init_gc
 from proof.procs import announce_ready, report, stop_event
 
 ECHO = "echo"
+BATCH_MAX_ENV = "MESH_SIGNATURE_BATCH_MAX"
 KEYRING_FILE = "keyring.json"
 HMAC_FILE = "hmac.json"
 ALGORITHM_FILE = "algorithm"
@@ -85,6 +86,12 @@ def identity_settings(directory: Path | None, service: str) -> dict[str, Any]:
         "keyring_file": str(directory / KEYRING_FILE),
         "access_file": str(directory / ACCESS_FILE),
     }
+    # The benches build their settings explicitly; this one follows the environment as
+    # BusSettings.resolve would, so one run can compare signing in batches with signing alone
+    # (MESH_SIGNATURE_BATCH_MAX=1) on the same code, callers and responders alike.
+    batch_max = os.environ.get(BATCH_MAX_ENV)
+    if batch_max is not None:
+        fields["signature_batch_max"] = int(batch_max)
     if (directory / ALGORITHM_FILE).read_text() == "hmac-sha256":
         fields.update(signing_algorithm="hmac-sha256", signing_key_id=f"{service}-hmac",
                       hmac_keys_file=str(directory / HMAC_FILE))
