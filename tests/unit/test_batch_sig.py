@@ -10,7 +10,8 @@ import hashlib
 
 import pytest
 
-from bus.envelope import KIND_EVENT, Envelope
+from bus.envelope import KIND_EVENT, Envelope, ReplyTo, new_request
+from bus.security.access import NotAllowed
 from bus.security.batch_roots import BatchRoots
 from bus.security.batch_sig import (
     BATCH_PREFIX,
@@ -33,6 +34,7 @@ from bus.security.signing import (
     sign_bytes,
     verify,
 )
+from tests.support import identities
 
 TOPIC = "orders.events"
 NOW = 1_700_000_000_000
@@ -343,3 +345,28 @@ def test_a_verified_root_spares_the_rest_of_its_batch_the_ed25519_check(
     for envelope in sealed(8, key):  # no cache: each message checked alone
         verify(envelope, TOPIC, ring)
     assert len(checks) == 9
+
+
+async def test_an_identity_batches_what_it_would_have_signed_and_nothing_else() -> None:
+    mesh = identities({"orders": [TOPIC, "billing.requests"], "billing": []},
+                      pair_mac=("billing",))
+    orders = mesh["orders"]
+    ring = orders.keyring
+    assert ring is not None
+    events = await asyncio.gather(*(orders.outgoing_batched(event(i), TOPIC)
+                                    for i in range(5)))
+    assert {parse_batch(e.signature or "").count for e in events} == {5}
+    for envelope in events:
+        verify(envelope, TOPIC, ring)
+    # A request to a service that accepts per-pair MACs is sealed for it, not batched.
+    request = new_request(source="orders", operation="billing.charge", value=b"{}",
+                          reply_to=ReplyTo("mesh.replies", 0), deadline_ms=NOW + 5_000,
+                          at_ms=NOW)
+    sealed = await asyncio.gather(*(orders.outgoing_batched(request, "billing.requests")
+                                    for _ in range(3)))
+    assert all((e.signature or "").startswith("pair-hmac-sha256:") for e in sealed)
+    with pytest.raises(NotAllowed):
+        await orders.outgoing_batched(event(9), "payments.events")
+    alone = dataclasses.replace(orders, batch_max=1)
+    lone = await asyncio.gather(*(alone.outgoing_batched(event(i), TOPIC) for i in range(3)))
+    assert all((e.signature or "").startswith("ed25519:") for e in lone)
