@@ -180,12 +180,18 @@ def test_a_changed_message_is_refused_even_with_its_root_verified(
             verify(envelope, topic, ring, roots=roots)
 
 
+def with_root_verified(count: int, key: SigningKey, ring: KeyRing
+                       ) -> tuple[list[Envelope], BatchRoots]:
+    """A batch whose first message has been admitted, so its root is remembered."""
+    batch, roots = sealed(count, key), BatchRoots()
+    verify(batch[0], TOPIC, ring, roots=roots)
+    return batch, roots
+
+
 def test_other_signature_bytes_on_a_verified_root_are_checked_in_full(
         keys: tuple[SigningKey, KeyRing]) -> None:
     key, ring = keys
-    batch = sealed(4, key)
-    roots = BatchRoots()
-    verify(batch[0], TOPIC, ring, roots=roots)
+    batch, roots = with_root_verified(4, key, ring)
     mangled = parse_batch(batch[1].signature or "")
     mangled = dataclasses.replace(mangled, signature=bytes(64))
     with pytest.raises(BadSignature):
@@ -195,9 +201,7 @@ def test_other_signature_bytes_on_a_verified_root_are_checked_in_full(
 def test_a_key_removed_from_the_keyring_is_refused_even_with_its_root_cached(
         keys: tuple[SigningKey, KeyRing]) -> None:
     key, ring = keys
-    batch = sealed(3, key)
-    roots = BatchRoots()
-    verify(batch[0], TOPIC, ring, roots=roots)
+    batch, roots = with_root_verified(3, key, ring)
     ring.remove(key.key_id)
     with pytest.raises(UnknownKeyId):
         verify(batch[1], TOPIC, ring, roots=roots)
