@@ -130,11 +130,13 @@ WHY_MISSED: Mapping[str, str] = {
     "p50 at 1,000 concurrent callers / raw": "the worker is saturated, latency is its queue: "
     + _WORKER_PATH,
     "p99 at 1,000 req/s offered / raw": "1,000 req/s is ~40 % of a signed worker core: queueing",
-    "mesh publish rate / raw": "an Ed25519 signature (~30 us) and ~10 CloudEvents headers (more "
-    "bytes than a 200 B value) per event; raw sends the value alone",
+    "mesh publish rate / raw": "the mesh's own path per event (envelope, JSON, telemetry, ~10 "
+    "CloudEvents headers: more bytes than a 200 B value; raw sends the value alone); the "
+    "signature is shared by a batch (~10 us an event, was ~28 alone)",
     "answered/s at 100 callers, one worker process / raw": _WORKER_PATH,
     "answered/s at 100 callers, 2 worker processes / 1": "no idle core: callers, broker and "
-    "worker already take 1.7-1.8 of the 2 cores",
+    "worker already take 1.7-1.8 of the 2 cores (and two processes split each caller's "
+    "batches: fewer messages per signature)",
     "pair-mac: mesh added p50 (request/reply)": _WORKER_PATH,
     "pair-mac: request/reply p99 / raw p99": "one slow spell of the 2 shared cores decides a p99",
     "pair-mac: answered/s at 100 callers, one worker process / raw": _WORKER_PATH,
