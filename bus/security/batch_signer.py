@@ -59,13 +59,22 @@ class BatchSigner:
         """A future of ``envelope`` signed for ``topic``, resolved in the next loop turn."""
         loop = asyncio.get_running_loop()
         if self._pending and loop is not self._loop:
-            self._flush()  # another loop's batch (tests run several): signed now, not lost
+            self._orphaned()
         future: asyncio.Future[Envelope] = loop.create_future()
         if not self._pending:
             self._loop = loop
             loop.call_soon(self._flush)
         self._pending.append((envelope, topic, future))
         return future
+
+    def _orphaned(self) -> None:
+        """The pending batch of a loop this process no longer runs (tests run several, one
+        after another): signed now if that loop is still open, else dropped with the loop,
+        whose tasks can no longer wait for it."""
+        if self._loop is not None and not self._loop.is_closed():
+            self._flush()
+        else:
+            self._pending = []
 
     def _flush(self) -> None:
         pending, self._pending = self._pending, []

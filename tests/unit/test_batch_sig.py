@@ -374,3 +374,26 @@ async def test_an_identity_batches_what_it_would_have_signed_and_nothing_else() 
     alone = dataclasses.replace(orders, batch_max=1)
     lone = await asyncio.gather(*(alone.outgoing_batched(event(i), TOPIC) for i in range(3)))
     assert all((e.signature or "").startswith("ed25519:") for e in lone)
+
+
+def test_a_batch_left_on_a_closed_loop_does_not_break_the_next_loop(
+        keys: tuple[SigningKey, KeyRing]) -> None:
+    key, ring = keys
+    signer = BatchSigner(lambda: key)
+
+    async def seal_and_stop() -> None:
+        sealing = signer.seal(event(1), TOPIC)
+        asyncio.get_running_loop().stop()  # stops before the turn with the flush
+        await sealing  # a waiter on the loop that is about to close
+
+    first = asyncio.new_event_loop()
+    with pytest.raises(RuntimeError, match="stopped before"):
+        first.run_until_complete(seal_and_stop())
+    first.close()
+
+    async def seal_again() -> Envelope:
+        return await signer.seal(event(2), TOPIC)
+
+    sealed = asyncio.run(seal_again())
+    verify(sealed, TOPIC, ring)
+    assert (sealed.signature or "").startswith("ed25519:")  # alone: the orphan was dropped
