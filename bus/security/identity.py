@@ -82,37 +82,37 @@ class Identity:
         one published key (no rotation under way), the message carries a pair MAC for that
         key instead of an Ed25519 signature. Events, with any number of readers, are signed.
         """
-        self.access.check_produce(self.service, topic)
-        key = self.key_in_force()
-        if key is None:
-            return envelope
-        return self._pair_sealed(envelope, topic, key, to) or sign(envelope, topic, key)
+        sealed, key = self._sealed_unless_owed(envelope, topic, to)
+        return sealed if key is None else sign(envelope, topic, key)
 
     async def outgoing_batched(self, envelope: Envelope, topic: str, *, to: str | None = None
                                ) -> Envelope:
         """``outgoing``, with an Ed25519 signature shared by the messages this process seals in
         the same event-loop turn (``bus.security.batch_signer``): a message alone in its turn
         is signed alone, one turn later."""
-        self.access.check_produce(self.service, topic)
-        key = self.key_in_force()
+        sealed, key = self._sealed_unless_owed(envelope, topic, to)
         if key is None:
-            return envelope
-        sealed = self._pair_sealed(envelope, topic, key, to)
-        if sealed is not None:
             return sealed
         if key.algorithm != ED25519 or self.batch_max == 1:
             return sign(envelope, topic, key)
         return await self.batch.seal(envelope, topic)
 
-    def _pair_sealed(self, envelope: Envelope, topic: str, key: SigningKey, to: str | None
-                     ) -> Envelope | None:
+    def _sealed_unless_owed(self, envelope: Envelope, topic: str, to: str | None
+                            ) -> tuple[Envelope, SigningKey | None]:
+        """After the access check: ``envelope`` as it is sent and None when it owes no
+        signature (no key: insecure; a pair MAC for its one receiver), else ``envelope`` and
+        the key to sign it with."""
+        self.access.check_produce(self.service, topic)
+        key = self.key_in_force()
+        if key is None:
+            return envelope, None
         receiver = to if to is not None or envelope.kind != KIND_REQUEST else _owner(envelope)
         if (receiver is not None and self.pair is not None and self.keyring is not None
                 and self.access.accepts_pair_mac(receiver)):
             keys = self.keyring.for_service(receiver)
             if len(keys) == 1 and keys[0].algorithm == ED25519:
-                return self.pair.seal(envelope, topic, key, keys[0])
-        return None
+                return self.pair.seal(envelope, topic, key, keys[0]), None
+        return envelope, key
 
     def on_behalf_of(self, own: str | None, inherited: tuple[str | None, str | None], *,
                      expires_ms: int, now_ms: int) -> tuple[str | None, str | None]:
