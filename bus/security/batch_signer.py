@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import Final
 
 from bus.envelope import Envelope
+from bus.errors import MeshError
 from bus.security.batch_sig import BatchHeader, leaf_hash, root_message, tree
 from bus.security.keys import ED25519, SigningKey
 from bus.security.signing import canonical_bytes, sign, sign_bytes
@@ -26,6 +27,13 @@ from bus.security.signing import canonical_bytes, sign, sign_bytes
 MAX_BATCH: Final = 64
 
 _Pending = tuple[Envelope, str, "asyncio.Future[Envelope]"]
+
+
+class NoKeyAtFlush(MeshError):
+    """The signing key in force when a batch was queued was gone when it was flushed: its
+    messages are refused, never sent unsigned."""
+
+    code = "no_signing_key"
 
 
 def seal_batch(messages: list[tuple[Envelope, str]], key: SigningKey) -> list[Envelope]:
@@ -84,8 +92,10 @@ class BatchSigner:
         for start in range(0, len(pending), self._max_batch):
             chunk = pending[start:start + self._max_batch]
             try:
-                sealed = (seal_batch([(envelope, topic) for envelope, topic, _ in chunk], key)
-                          if key is not None else [envelope for envelope, _, _ in chunk])
+                if key is None:
+                    raise NoKeyAtFlush("no signing key in force when the batch was signed; "
+                                       "its messages were not sent")
+                sealed = seal_batch([(envelope, topic) for envelope, topic, _ in chunk], key)
             except Exception as exc:  # every caller hears it; none waits forever
                 for _, _, future in chunk:
                     if not future.done():

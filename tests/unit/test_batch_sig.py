@@ -24,7 +24,7 @@ from bus.security.batch_sig import (
     root_message,
     tree,
 )
-from bus.security.batch_signer import BatchSigner, seal_batch
+from bus.security.batch_signer import BatchSigner, NoKeyAtFlush, seal_batch
 from bus.security.keys import KeyRing, SigningKey, UnknownKeyId, generate_ed25519, hmac_key
 from bus.security.signing import (
     BadSignature,
@@ -325,6 +325,18 @@ async def test_a_failed_signature_reaches_every_caller_of_the_batch(
     results = await asyncio.gather(*(signer.seal(event(i), TOPIC) for i in range(3)),
                                    return_exceptions=True)
     assert all(isinstance(result, RuntimeError) for result in results)
+
+
+async def test_a_batch_whose_key_is_gone_at_the_flush_is_refused_not_sent_unsigned(
+        keys: tuple[SigningKey, KeyRing]) -> None:
+    key, _ = keys
+    in_force: list[SigningKey | None] = [key]
+    signer = BatchSigner(lambda: in_force[0])
+    futures = [signer.seal(event(i), TOPIC) for i in range(3)]
+    in_force[0] = None  # queued under a key, flushed without one
+    results = await asyncio.gather(*futures, return_exceptions=True)
+    assert all(isinstance(result, NoKeyAtFlush) for result in results)
+    assert not any(isinstance(result, Envelope) for result in results)
 
 
 def test_a_verified_root_spares_the_rest_of_its_batch_the_ed25519_check(
