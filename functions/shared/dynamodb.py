@@ -5,6 +5,7 @@ connection trouble are retriable, anything else is a refusal."""
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -16,6 +17,7 @@ from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from functions.errors import FunctionError
+from functions.shared.aws_json.dynamodb_client import FastDynamoDB
 
 CONDITION_FAILED = "ConditionalCheckFailedException"
 RETRIABLE_CODES = frozenset({
@@ -82,12 +84,25 @@ def translated(
         raise refused(f"{where}: {exc}") from exc
 
 
+FAST_CLIENT_ENV = "MESH_DYNAMODB_FAST"
+
+
+def fast_client_wanted(fast: bool | None, env: Mapping[str, str]) -> bool:
+    """The item calls skip botocore's pipeline (``functions.shared.aws_json``) unless
+    ``fast`` is False, or it is None and ``MESH_DYNAMODB_FAST`` is ``0``."""
+    return fast if fast is not None else env.get(FAST_CLIENT_ENV, "1") != "0"
+
+
 class LazyDynamoDB:
     """A DynamoDB client created on first use, once (thread-safe: stores call it from
-    ``asyncio.to_thread``), with this project's timeouts unless ``client_args`` override."""
+    ``asyncio.to_thread``), with this project's timeouts unless ``client_args`` override.
+    Its item calls take the fast path (``functions.shared.aws_json.dynamodb_client``)
+    unless ``fast_client_wanted`` says otherwise."""
 
-    def __init__(self, client_args: Mapping[str, Any] | None = None) -> None:
+    def __init__(self, client_args: Mapping[str, Any] | None = None, *,
+                 fast: bool | None = None) -> None:
         self._args = {"config": DEFAULT_CONFIG, **(client_args or {})}
+        self._fast = fast_client_wanted(fast, os.environ)
         self._lock = threading.Lock()
         self._client: Any = None
 
@@ -97,5 +112,6 @@ class LazyDynamoDB:
                 # botocore, not boto3: what every Lambda runtime (and the emulator's) has,
                 # and cheaper to import at cold start.
                 session = botocore.session.get_session()
-                self._client = session.create_client("dynamodb", **self._args)
+                client = session.create_client("dynamodb", **self._args)
+                self._client = FastDynamoDB.wrap(client) if self._fast else client
             return self._client

@@ -1,0 +1,150 @@
+"""``FastDynamoDB``'s HTTP behaviour against a scripted local server (real sockets): what a
+refusal, throttling, a wrong CRC32, a closed idle connection and a dead endpoint become.
+Its calls against the AWS emulator are the DynamoDB stores' integration tests."""
+
+from __future__ import annotations
+
+import json
+import threading
+import zlib
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import botocore.session
+import pytest
+from botocore.config import Config
+from botocore.exceptions import ChecksumError, ClientError, EndpointConnectionError
+
+from functions.shared.aws_json.dynamodb_client import FastDynamoDB
+from functions.shared.dynamodb import ConditionFailed, translated
+from proof.procs import free_port
+
+Reply = tuple[int, dict[str, Any], bool]  # status, body, correct CRC32
+
+
+class Scripted(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, port: int) -> None:
+        super().__init__(("127.0.0.1", port), Handler)
+        self.replies: list[Reply] = []
+        self.seen: list[dict[str, Any]] = []
+        self.close_after_reply = False
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: Scripted
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["content-length"]))
+        self.server.seen.append({"target": self.headers["x-amz-target"],
+                                 "authorization": self.headers["authorization"],
+                                 "body": json.loads(body)})
+        status, answer, good_crc = self.server.replies.pop(0)
+        data = json.dumps(answer).encode()
+        self.send_response(status)
+        self.send_header("content-type", "application/x-amz-json-1.0")
+        self.send_header("content-length", str(len(data)))
+        self.send_header("x-amz-crc32", str(zlib.crc32(data) + (0 if good_crc else 1)))
+        self.end_headers()
+        self.wfile.write(data)
+        if self.server.close_after_reply:
+            self.close_connection = True
+
+    def log_message(self, *_: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def server() -> Iterator[Scripted]:
+    scripted = Scripted(free_port())
+    thread = threading.Thread(target=scripted.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    yield scripted
+    scripted.shutdown()
+    scripted.server_close()
+
+
+def client_for(port: int, attempts: int = 3) -> FastDynamoDB:
+    botocore_client = botocore.session.get_session().create_client(
+        "dynamodb", endpoint_url=f"http://127.0.0.1:{port}", region_name="eu-west-1",
+        aws_access_key_id="AKIDEXAMPLE", aws_secret_access_key="secret",
+        config=Config(connect_timeout=1, read_timeout=2,
+                      retries={"mode": "standard", "total_max_attempts": attempts}))
+    fast = FastDynamoDB.wrap(botocore_client)
+    assert isinstance(fast, FastDynamoDB)
+    return FastDynamoDB(botocore_client, sleep=lambda _: None)
+
+
+def test_an_item_call_is_signed_json_and_binary_values_come_back_as_bytes(
+        server: Scripted) -> None:
+    server.replies = [(200, {"Item": {"id": {"S": "k"}, "result": {"B": "b2s="}}}, True)]
+    answer = client_for(server.server_port).get_item(TableName="t", Key={"id": {"S": "k"}})
+    assert answer == {"Item": {"id": {"S": "k"}, "result": {"B": b"ok"}}}
+    (request,) = server.seen
+    assert request["target"] == "DynamoDB_20120810.GetItem"
+    assert request["body"] == {"TableName": "t", "Key": {"id": {"S": "k"}}}
+    assert request["authorization"].startswith(
+        "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/")
+
+
+def test_a_failed_condition_is_a_client_error_with_the_old_item(server: Scripted) -> None:
+    server.replies = [(400, {"__type": "com.amazonaws.dynamodb.v20120810#"
+                             "ConditionalCheckFailedException", "message": "failed",
+                             "Item": {"result": {"B": "b2s="}}}, True)]
+    client = client_for(server.server_port)
+    with pytest.raises(ConditionFailed) as failed, translated(
+            "claim", retriable=RuntimeError, refused=ValueError):
+        client.put_item(TableName="t", Item={"id": {"S": "k"}})
+    assert failed.value.item == {"result": {"B": b"ok"}}
+    assert len(server.seen) == 1  # a refusal is not retried
+
+
+def test_throttling_is_retried_until_it_passes(server: Scripted) -> None:
+    throttled = {"__type": "com.amazonaws.dynamodb.v20120810#ThrottlingException",
+                 "message": "slow down"}
+    server.replies = [(400, throttled, True), (400, throttled, True), (200, {}, True)]
+    assert client_for(server.server_port).put_item(TableName="t", Item={}) == {}
+    assert len(server.seen) == 3
+
+
+def test_throttling_past_the_attempts_is_raised_as_botocore_would(server: Scripted) -> None:
+    throttled = {"__type": "com.amazonaws.dynamodb.v20120810#ThrottlingException",
+                 "message": "slow down"}
+    server.replies = [(400, throttled, True)] * 2
+    with pytest.raises(ClientError, match="ThrottlingException") as raised:
+        client_for(server.server_port, attempts=2).put_item(TableName="t", Item={})
+    assert raised.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+
+
+def test_a_body_whose_crc32_is_wrong_is_asked_again_then_refused(server: Scripted) -> None:
+    server.replies = [(200, {}, False), (200, {"Attributes": {}}, True)]
+    assert client_for(server.server_port).update_item(TableName="t") == {"Attributes": {}}
+    server.replies = [(200, {}, False)] * 3
+    with pytest.raises(ChecksumError):
+        client_for(server.server_port).delete_item(TableName="t", Key={})
+
+
+def test_an_idle_connection_the_server_closed_is_replaced_without_an_attempt(
+        server: Scripted) -> None:
+    client = client_for(server.server_port, attempts=1)
+    server.close_after_reply = True
+    server.replies = [(200, {}, True), (200, {"Item": {}}, True)]
+    client.put_item(TableName="t", Item={})
+    assert client.get_item(TableName="t", Key={}) == {"Item": {}}
+    assert len(server.seen) == 2
+
+
+def test_an_endpoint_that_is_not_there_is_a_connection_error() -> None:
+    client = client_for(free_port(), attempts=2)
+    with pytest.raises(EndpointConnectionError):
+        client.put_item(TableName="t", Item={})
+
+
+def test_a_proxy_keeps_botocore_on_every_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.invalid:3128")
+    botocore_client = botocore.session.get_session().create_client(
+        "dynamodb", region_name="eu-west-1", aws_access_key_id="a", aws_secret_access_key="b")
+    assert FastDynamoDB.wrap(botocore_client) is botocore_client
