@@ -29,14 +29,12 @@ import multiprocessing
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import boto3
-
 from bench.machine import describe
+from bench.tables import scratch_table
 from functions.gateway.ratelimit.bucket import BucketState, Decision, Limit, bucket_key
 from functions.gateway.ratelimit.dynamodb import DynamoDBRateLimitStore, RateLimitError
 from functions.gateway.ratelimit.leased import LeasedRateLimitStore, lease_size
@@ -156,22 +154,6 @@ def one_round(pool: Any, args: argparse.Namespace, table: str, client_args: dict
             "calls_per_request": round((writes + reads) / max(1, sent), 3)}
 
 
-@contextmanager
-def scratch_table(client_args: dict[str, Any]) -> Iterator[str]:
-    ddb: Any = boto3.session.Session().client("dynamodb", **client_args)
-    name = f"bench-ratelimit-{uuid.uuid4().hex[:10]}"
-    props = rate_limit_table()["Properties"]
-    ddb.create_table(TableName=name, BillingMode=props["BillingMode"],
-                     AttributeDefinitions=props["AttributeDefinitions"],
-                     KeySchema=props["KeySchema"])
-    try:
-        ddb.get_waiter("table_exists").wait(TableName=name,
-                                            WaiterConfig={"Delay": 1, "MaxAttempts": 60})
-        yield name
-    finally:
-        ddb.delete_table(TableName=name)
-
-
 def summarize(rounds: list[dict[str, Any]], args: argparse.Namespace) -> dict[str, Any]:
     result: dict[str, Any] = {"rounds": rounds}
     for mode in MODES:
@@ -220,8 +202,8 @@ def main(argv: list[str] | None = None) -> None:
     client_args = Settings.resolve().aws_client_args()
     rounds: list[dict[str, Any]] = []
     modes = (args.only,) if args.only else MODES
-    with scratch_table(client_args) as table, multiprocessing.get_context("spawn").Pool(
-            args.processes) as pool:
+    with scratch_table(client_args, "ratelimit", rate_limit_table()) as table, \
+            multiprocessing.get_context("spawn").Pool(args.processes) as pool:
         pool.map(warm, [client_args] * args.processes)
         for index in range(args.rounds):
             for mode in modes if index % 2 == 0 else tuple(reversed(modes)):

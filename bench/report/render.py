@@ -230,6 +230,25 @@ def through_emulator(report: Mapping[str, Any]) -> list[str]:
     return lines
 
 
+def dynamodb_client(report: Mapping[str, Any]) -> list[str]:
+    r = _result(report, "dynamodb_client")
+    if r is None:
+        return []
+    rows = [(f"{level} in flight", side, found["p50_ms"], found["p99_ms"], found["per_s"],
+             found["cpu_us_per_request"])
+            for level, point in r["points"].items() for side in ("botocore", "fast")
+            for found in (point[side],)]
+    ratios = "; ".join(f"{level} in flight: p50 {ratio(p['ratios']['p50'])}, CPU "
+                       f"{ratio(p['ratios']['cpu'])}, req/s {ratio(p['ratios']['per_s'])}"
+                       for level, p in r["points"].items())
+    return ["## A worker's durable idempotency per request (emulator's DynamoDB)", "",
+            "Claim and completion (two conditional PutItems, as `ServiceWorker` makes around a "
+            "handler with side effects), through botocore and through the fast item calls "
+            "(`functions.shared.aws_json`), ABBA rounds.", "",
+            table(("load", "client", "p50 (ms)", "p99 (ms)", "requests/s",
+                   "client CPU per request (us)"), rows), "", f"fast/botocore: {ratios}.", ""]
+
+
 def render(report: Mapping[str, Any], plots: Mapping[str, str]) -> str:
     """The markdown; ``plots`` maps a plot name to its path relative to the report."""
     lines = [*header(report), *overview(report), *memory(report)]
@@ -241,7 +260,7 @@ def render(report: Mapping[str, Any], plots: Mapping[str, str]) -> str:
               *worker_procs(report, "worker_procs_pair",
                             "One worker process, per-pair MACs (message_auth: pair-mac)"),
               *gateway(report),
-              *through_emulator(report)]
+              *through_emulator(report), *dynamodb_client(report)]
     if "ratios" in plots:
         lines += ["## Ratios against the baselines", "", f"![ratios]({plots['ratios']})", ""]
     return "\n".join(lines).rstrip() + "\n"

@@ -58,6 +58,9 @@ SUITES: tuple[Suite, ...] = (
     Suite("ratelimit_overload", "Rate limiter at 10x overload, several processes, emulator",
           "bench.ratelimit_overload", (),
           ("--duration", "3", "--rounds", "1", "--processes", "3", "--only", "leased"), 300.0),
+    Suite("dynamodb_client", "Idempotency claim + completion per request: botocore vs "
+          "the fast item calls, emulator", "bench.dynamodb_client", (),
+          ("--requests", "40", "--rounds", "2", "--concurrency", "1,8"), 300.0),
     Suite("skeleton", "Through the emulator: GET /healthz vs POST /v1/orders",
           "bench.skeleton_latency", (), ("--count", "10", "--warmup", "2"), 300.0),
     Suite("memory", "Memory: gateway RSS, worker RSS growth, cache bounds",

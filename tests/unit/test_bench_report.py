@@ -85,6 +85,11 @@ def sample_report() -> dict[str, Any]:
                    "caches": [{"name": "g", "max_size": 5, "bound": 5, "ok": True}]},
         "targets_met": {"caches_bounded": True},
     }
+    side = {"requests": 8, "p50_ms": 2.0, "p99_ms": 3.0, "per_s": 400.0,
+            "cpu_us_per_request": 700.0}
+    dynamodb = {"points": {"1": {"botocore": {**side, "p50_ms": 4.0}, "fast": side,
+                                 "ratios": {"p50": 0.5, "p99": 1.0, "cpu": 0.35,
+                                            "per_s": 2.0}}}}
     ok = {"ok": True, "error": None, "seconds": 1.0, "log": "x.log"}
     return {
         "mode": "fast", "seconds": 3.0, "ok": False,
@@ -92,6 +97,7 @@ def sample_report() -> dict[str, Any]:
                   "machine": {"cpu": "cpu", "cores": 2, "system": "Linux", "python": "3.11"},
                   "versions": {"aiokafka": "1"}},
         "suites": {"sweeps": {**ok, "result": sweeps}, "memory": {**ok, "result": memory},
+                   "dynamodb_client": {**ok, "result": dynamodb},
                    "mesh_vs_raw": {**ok, "ok": False, "error": "exited 1", "result": None}},
     }
 
@@ -116,6 +122,8 @@ def test_targets_and_markdown_from_a_report() -> None:
     assert "![load](report_plots/sweep_load.png)" in markdown
     assert "| 70.0 (peak 71.0, target < 128: **met**) |" in markdown
     assert "not measured" in markdown
+    assert "| 1 in flight | botocore | 4.000 | 3.000 | 400.0 | 700.0 |" in markdown
+    assert "fast/botocore: 1 in flight: p50 0.50x, CPU 0.35x, req/s 2.00x." in markdown
     json.dumps(report)  # what report.json holds stays JSON
 
 
