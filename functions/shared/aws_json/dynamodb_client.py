@@ -6,7 +6,10 @@ kept-alive connection, signed with SigV4, and come back as botocore would return
 condition; a connection failure as botocore's ``EndpointConnectionError`` or
 ``ReadTimeoutError``), so the stores and ``functions.shared.dynamodb.translated`` read
 them unchanged. Every other call goes to the botocore client it wraps, which also supplies
-what the fast path uses: the resolved endpoint, region, timeouts and attempt count.
+what the fast path uses: the resolved endpoint, region, timeouts, attempt count, credentials
+and event hooks (``provide-client-params`` and ``before-call`` are emitted as botocore emits
+them). Tools that patch botocore's ``_make_api_call`` do not see these calls
+(``MESH_DYNAMODB_FAST=0``: ``functions.shared.dynamodb.fast_client_wanted``).
 
 Retries as botocore's: throttling, 5xx, a wrong CRC32 and connection errors are tried
 again (up to the configured attempts, exponential backoff from 50 ms with full jitter, as
