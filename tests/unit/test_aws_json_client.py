@@ -17,7 +17,13 @@ from botocore.config import Config
 from botocore.exceptions import ChecksumError, ClientError, EndpointConnectionError
 
 from functions.shared.aws_json.dynamodb_client import FastDynamoDB
-from functions.shared.dynamodb import ConditionFailed, translated
+from functions.shared.dynamodb import (
+    FAST_CLIENT_ENV,
+    ConditionFailed,
+    LazyDynamoDB,
+    fast_client_wanted,
+    translated,
+)
 from proof.procs import free_port
 
 Reply = tuple[int, dict[str, Any], bool]  # status, body, correct CRC32
@@ -148,3 +154,19 @@ def test_a_proxy_keeps_botocore_on_every_call(monkeypatch: pytest.MonkeyPatch) -
     botocore_client = botocore.session.get_session().create_client(
         "dynamodb", region_name="eu-west-1", aws_access_key_id="a", aws_secret_access_key="b")
     assert FastDynamoDB.wrap(botocore_client) is botocore_client
+
+
+def test_explicit_choice_over_environment_over_default() -> None:
+    assert fast_client_wanted(None, {}) is True
+    assert fast_client_wanted(None, {FAST_CLIENT_ENV: "0"}) is False
+    assert fast_client_wanted(True, {FAST_CLIENT_ENV: "0"}) is True
+    assert fast_client_wanted(False, {}) is False
+
+
+def test_the_lazy_client_is_the_fast_one_unless_turned_off() -> None:
+    args = {"endpoint_url": "http://127.0.0.1:1", "region_name": "eu-west-1",
+            "aws_access_key_id": "a", "aws_secret_access_key": "b"}
+    assert isinstance(LazyDynamoDB(args).get(), FastDynamoDB)
+    plain = LazyDynamoDB(args, fast=False).get()
+    assert not isinstance(plain, FastDynamoDB)
+    assert plain.meta.service_model.service_name == "dynamodb"
