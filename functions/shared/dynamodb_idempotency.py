@@ -33,6 +33,7 @@ from bus.delivery.idempotency import (
     claim_record,
     completed_record,
     decide,
+    holds,
     new_token,
 )
 from functions.shared.dynamodb import ConditionFailed, LazyDynamoDB, translated
@@ -121,7 +122,13 @@ class DynamoDBIdempotencyStore:
                 return Claim("claimed", token=record.token, lease_until_ms=record.lease_until_ms)
             except ConditionFailed as failed:
                 item = failed.item if failed.item is not None else self._read(key)
-            duplicate = decide(from_item(key, item), now_ms)
+            found = from_item(key, item)
+            if record.token is not None and holds(found, record.token):
+                # Our own write, answered late: the client retried a claim whose first try
+                # landed (its answer lost with the connection). The token is new per claim.
+                return Claim("claimed", token=record.token,
+                             lease_until_ms=record.lease_until_ms)
+            duplicate = decide(found, now_ms)
             if duplicate is not None:
                 return duplicate
         raise IdempotencyError(f"could not claim {key!r} in {self.table_name}: "

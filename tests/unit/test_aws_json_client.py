@@ -7,7 +7,8 @@ from __future__ import annotations
 import json
 import threading
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -26,7 +27,9 @@ from functions.shared.dynamodb import (
 )
 from proof.procs import free_port
 
-Reply = tuple[int, dict[str, Any], bool]  # status, body, correct CRC32
+# status (0: close the connection unanswered), body (or a function of the requests seen so
+# far), correct CRC32
+Reply = tuple[int, dict[str, Any] | Callable[[list[dict[str, Any]]], dict[str, Any]], bool]
 
 
 class Scripted(ThreadingHTTPServer):
@@ -49,7 +52,10 @@ class Handler(BaseHTTPRequestHandler):
                                  "authorization": self.headers["authorization"],
                                  "body": json.loads(body)})
         status, answer, good_crc = self.server.replies.pop(0)
-        data = json.dumps(answer).encode()
+        if status == 0:  # the request arrived; its answer is lost with the connection
+            self.close_connection = True
+            return
+        data = json.dumps(answer(self.server.seen) if callable(answer) else answer).encode()
         self.send_response(status)
         self.send_header("content-type", "application/x-amz-json-1.0")
         self.send_header("content-length", str(len(data)))
@@ -63,14 +69,22 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
 
-@pytest.fixture
-def server() -> Iterator[Scripted]:
+@contextmanager
+def running_server() -> Iterator[Scripted]:
     scripted = Scripted(free_port())
     thread = threading.Thread(target=scripted.serve_forever, args=(0.05,), daemon=True)
     thread.start()
-    yield scripted
-    scripted.shutdown()
-    scripted.server_close()
+    try:
+        yield scripted
+    finally:
+        scripted.shutdown()
+        scripted.server_close()
+
+
+@pytest.fixture
+def server() -> Iterator[Scripted]:
+    with running_server() as scripted:
+        yield scripted
 
 
 def client_for(port: int, attempts: int = 3) -> FastDynamoDB:
