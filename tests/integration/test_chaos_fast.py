@@ -3,7 +3,8 @@ broker and emulator with a small load. Asserts what must hold, not how fast: not
 nothing applied twice, every call ended with a reply or a clear error, and each scenario
 really injected its fault (the broker and the emulator went down and came back, a worker
 died of SIGKILL, handlers stalled past their lease while a rebalance moved them, the group's
-members changed, an event subscriber was down for twice its freshness window). Private
+members changed, an event subscriber was down for twice its freshness window, the
+idempotency store's answers were lost after its writes landed). Private
 brokers and emulators only; the shared ones are only loaded.
 """
 
@@ -58,6 +59,10 @@ def test_every_scenario_injected_its_fault_and_kept_every_request(
     # the outages were felt by the callers: calls failed or waited through them
     assert by_name["broker-restart"]["fault"]["calls_failed_or_waited_over_1s"] > 0
     assert by_name["emulator-restart"]["fault"]["store_errors_retried"] > 0
+    # writes landed and their answers were lost, and the calls were still answered once
+    lost = by_name["lost-answers"]["fault"]
+    assert lost["dropped_answers"] > 0
+    assert lost["claims_left_in_progress"] == 0
     assert by_name["worker-kill"]["fault"]["victim_exit"] == -9
     # one child of a two-process worker SIGKILLed: restarted, and back in the group
     procs = by_name["worker-procs-kill"]["fault"]
