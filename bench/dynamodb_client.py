@@ -23,7 +23,7 @@ from typing import Any
 
 from bench.machine import describe
 from bench.stats import ratio, summarize
-from bench.tables import scratch_table
+from bench.tables import dynamodb_client, scratch_table
 from functions.shared.dynamodb_idempotency import DynamoDBIdempotencyStore
 from infra.settings import Settings
 from infra.stack.tables import idempotency_table
@@ -126,7 +126,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     client_args = Settings.resolve().aws_client_args()
     print(f"machine: {describe()}", flush=True)
-    with scratch_table(client_args, "idempotency", idempotency_table()) as table:
+    with scratch_table(dynamodb_client(client_args), "bench-idempotency",
+                       idempotency_table()) as table:
         points = asyncio.run(measure(table, client_args, args))
     print(json.dumps({"points": points, "requests": args.requests, "rounds": args.rounds,
                       "machine": describe()}))

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bench.machine import describe
-from bench.tables import scratch_table
+from bench.tables import dynamodb_client, scratch_table
 from functions.gateway.ratelimit.bucket import BucketState, Decision, Limit, bucket_key
 from functions.gateway.ratelimit.dynamodb import DynamoDBRateLimitStore, RateLimitError
 from functions.gateway.ratelimit.leased import LeasedRateLimitStore, lease_size
@@ -202,7 +202,8 @@ def main(argv: list[str] | None = None) -> None:
     client_args = Settings.resolve().aws_client_args()
     rounds: list[dict[str, Any]] = []
     modes = (args.only,) if args.only else MODES
-    with scratch_table(client_args, "ratelimit", rate_limit_table()) as table, \
+    with scratch_table(dynamodb_client(client_args), "bench-ratelimit",
+                       rate_limit_table()) as table, \
             multiprocessing.get_context("spawn").Pool(args.processes) as pool:
         pool.map(warm, [client_args] * args.processes)
         for index in range(args.rounds):

@@ -1,5 +1,6 @@
-"""A scratch DynamoDB table on the emulator for a bench run, made from the stack's own
-CloudFormation table resource and deleted afterwards."""
+"""A scratch DynamoDB table made from the stack's own CloudFormation table resource (the API
+takes the same property names) and deleted afterwards: for bench runs on the emulator and
+the integration tests (``tests.support.scratch_table``)."""
 
 from __future__ import annotations
 
@@ -11,19 +12,26 @@ from typing import Any
 import boto3
 
 
+def dynamodb_client(client_args: Mapping[str, Any]) -> Any:
+    return boto3.session.Session().client("dynamodb", **client_args)
+
+
 @contextmanager
-def scratch_table(client_args: Mapping[str, Any], prefix: str,
-                  resource: Mapping[str, Any]) -> Iterator[str]:
-    """``bench-<prefix>-<random>`` with ``resource``'s key schema and billing mode."""
-    ddb: Any = boto3.session.Session().client("dynamodb", **client_args)
-    name = f"bench-{prefix}-{uuid.uuid4().hex[:10]}"
+def scratch_table(dynamodb: Any, prefix: str, resource: Mapping[str, Any], *,
+                  ttl: bool = False, wait_s: int = 60) -> Iterator[str]:
+    """``<prefix>-<random>`` with ``resource``'s keys and billing mode, and its TTL turned on
+    when ``ttl`` is set."""
+    name = f"{prefix}-{uuid.uuid4().hex[:10]}"
     props = resource["Properties"]
-    ddb.create_table(TableName=name, BillingMode=props["BillingMode"],
-                     AttributeDefinitions=props["AttributeDefinitions"],
-                     KeySchema=props["KeySchema"])
+    dynamodb.create_table(TableName=name, BillingMode=props["BillingMode"],
+                          AttributeDefinitions=props["AttributeDefinitions"],
+                          KeySchema=props["KeySchema"])
     try:
-        ddb.get_waiter("table_exists").wait(TableName=name,
-                                            WaiterConfig={"Delay": 1, "MaxAttempts": 60})
+        dynamodb.get_waiter("table_exists").wait(
+            TableName=name, WaiterConfig={"Delay": 1, "MaxAttempts": wait_s})
+        if ttl and "TimeToLiveSpecification" in props:
+            dynamodb.update_time_to_live(
+                TableName=name, TimeToLiveSpecification=props["TimeToLiveSpecification"])
         yield name
     finally:
-        ddb.delete_table(TableName=name)
+        dynamodb.delete_table(TableName=name)

@@ -5,11 +5,12 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
-import uuid
+import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from http.server import HTTPServer
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import pytest
 from opentelemetry.sdk.metrics import MeterProvider
@@ -18,6 +19,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from bench import tables
 from bus.delivery.retry import RetryBudget
 from bus.errors import MeshError
 from bus.security.access import AccessPolicy
@@ -100,23 +102,27 @@ class Telemetry:
 @contextmanager
 def scratch_table(dynamodb: Any, prefix: str, resource: Mapping[str, Any], *,
                   ttl: bool = True, wait_s: int = 60) -> Iterator[str]:
-    """A fresh table ``itest-<prefix>-<random>`` made from a CloudFormation table resource
-    (the API takes the same property names), with the resource's TTL turned on unless
-    ``ttl`` is false; deleted afterwards."""
-    name = f"itest-{prefix}-{uuid.uuid4().hex[:10]}"
-    props = resource["Properties"]
-    dynamodb.create_table(TableName=name, BillingMode=props["BillingMode"],
-                          AttributeDefinitions=props["AttributeDefinitions"],
-                          KeySchema=props["KeySchema"])
-    try:
-        dynamodb.get_waiter("table_exists").wait(
-            TableName=name, WaiterConfig={"Delay": 1, "MaxAttempts": wait_s})
-        if ttl and "TimeToLiveSpecification" in props:
-            dynamodb.update_time_to_live(
-                TableName=name, TimeToLiveSpecification=props["TimeToLiveSpecification"])
+    """A fresh table ``itest-<prefix>-<random>`` made from a CloudFormation table resource,
+    with the resource's TTL turned on unless ``ttl`` is false; deleted afterwards."""
+    with tables.scratch_table(dynamodb, f"itest-{prefix}", resource, ttl=ttl,
+                              wait_s=wait_s) as name:
         yield name
+
+
+Server = TypeVar("Server", bound=HTTPServer)
+
+
+@contextmanager
+def serving(server: Server) -> Iterator[Server]:
+    """``server`` answering from a thread of its own; shut down and closed afterwards."""
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        yield server
     finally:
-        dynamodb.delete_table(TableName=name)
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
 
 
 class CountingBudget(RetryBudget):

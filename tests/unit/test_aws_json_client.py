@@ -5,7 +5,6 @@ Its calls against the AWS emulator are the DynamoDB stores' integration tests.""
 from __future__ import annotations
 
 import json
-import threading
 import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -26,6 +25,7 @@ from functions.shared.dynamodb import (
     translated,
 )
 from proof.procs import free_port
+from tests.support import serving
 
 # status (0: close the connection unanswered), body (or a function of the requests seen so
 # far), correct CRC32
@@ -71,14 +71,8 @@ class Handler(BaseHTTPRequestHandler):
 
 @contextmanager
 def running_server() -> Iterator[Scripted]:
-    scripted = Scripted(free_port())
-    thread = threading.Thread(target=scripted.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
+    with serving(Scripted(free_port())) as scripted:
         yield scripted
-    finally:
-        scripted.shutdown()
-        scripted.server_close()
 
 
 @pytest.fixture

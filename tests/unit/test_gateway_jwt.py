@@ -12,7 +12,6 @@ import base64
 import hashlib
 import hmac
 import json
-import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -42,6 +41,7 @@ from functions.gateway.auth.jwks import (
     select_key,
 )
 from functions.gateway.auth.jwt_bearer import JwtVerifier, parse_bearer
+from tests.support import serving
 
 ISSUER = "https://idp.example.test/"
 AUDIENCE = "meshgate-api"
@@ -109,14 +109,8 @@ def jwks_server() -> Iterator[JwksServer]:
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     state.url = f"http://127.0.0.1:{server.server_address[1]}/.well-known/jwks.json"
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
+    with serving(server):
         yield state
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
 
 
 @pytest.fixture
