@@ -70,8 +70,14 @@ class Handler(BaseHTTPRequestHandler):
 
 
 @contextmanager
+def running_server_on(port: int) -> Iterator[Scripted]:
+    with serving(Scripted(port)) as scripted:
+        yield scripted
+
+
+@contextmanager
 def running_server() -> Iterator[Scripted]:
-    with serving(Scripted(free_port())) as scripted:
+    with running_server_on(free_port()) as scripted:
         yield scripted
 
 
@@ -149,6 +155,24 @@ def test_an_idle_connection_the_server_closed_is_replaced_without_an_attempt(
     client.put_item(TableName="t", Item={})
     assert client.get_item(TableName="t", Key={}) == {"Item": {}}
     assert len(server.seen) == 2
+
+
+def test_when_every_idle_connection_was_closed_the_retry_takes_a_new_one() -> None:
+    """The emulator closes idle connections after a while: a pool of several goes stale at
+    once, and the one free retry must not take another of them."""
+    port = free_port()
+    with running_server_on(port) as first:
+        client = client_for(port, attempts=1)
+        first.replies = [(200, {}, True)]
+        client.put_item(TableName="t", Item={})
+        pool = client._connections
+        idle = [pool.take()[0], pool.take()[0]]  # the used one and a second, connected
+        for connection in idle:
+            pool.give_back(connection)
+    with running_server_on(port) as second:  # the first server's connections are dead
+        second.replies = [(200, {"Item": {}}, True)]
+        assert client.get_item(TableName="t", Key={}) == {"Item": {}}
+        assert len(second.seen) == 1
 
 
 def test_an_endpoint_that_is_not_there_is_a_connection_error() -> None:

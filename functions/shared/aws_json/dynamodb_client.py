@@ -127,12 +127,13 @@ class _Connections:
         self._tls = ssl.create_default_context(cafile=get_cert_path(True)) if self.secure \
             else None
 
-    def take(self) -> tuple[http.client.HTTPConnection, bool]:
-        """A connection and whether it was used before."""
-        try:
-            return self._idle.get_nowait(), True
-        except queue.Empty:
-            pass
+    def take(self, *, fresh: bool = False) -> tuple[http.client.HTTPConnection, bool]:
+        """A connection (an idle one unless ``fresh``) and whether it was used before."""
+        if not fresh:
+            try:
+                return self._idle.get_nowait(), True
+            except queue.Empty:
+                pass
         connection: http.client.HTTPConnection
         if self._tls is not None:
             connection = http.client.HTTPSConnection(self.host, self.port, context=self._tls,
@@ -262,15 +263,17 @@ class FastDynamoDB:
 
     def _exchange(self, headers: dict[str, str], body: bytes
                   ) -> tuple[int, dict[str, str], bytes]:
-        for _ in range(2):  # a second try only for an idle connection the server closed
-            connection, reused = self._connections.take()
+        fresh = False
+        while True:  # a second try, on a new connection, only after an idle one was closed
+            connection, reused = self._connections.take(fresh=fresh)
             try:
                 connection.request("POST", "/", body, headers)
                 response = connection.getresponse()
                 data = response.read()
             except _STALE as exc:
                 connection.close()
-                if reused:
+                if reused:  # every idle one may be closed by now: the next is a new one
+                    fresh = True
                     continue
                 raise EndpointConnectionError(
                     endpoint_url=self._connections.endpoint_url, error=exc) from exc
@@ -288,4 +291,3 @@ class FastDynamoDB:
             else:
                 self._connections.give_back(connection)
             return response.status, found, data
-        raise AssertionError("unreachable: a fresh connection either answers or raises")
