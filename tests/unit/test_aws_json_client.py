@@ -14,7 +14,12 @@ from typing import Any
 import botocore.session
 import pytest
 from botocore.config import Config
-from botocore.exceptions import ChecksumError, ClientError, EndpointConnectionError
+from botocore.exceptions import (
+    ChecksumError,
+    ClientError,
+    EndpointConnectionError,
+    HTTPClientError,
+)
 
 from functions.shared.aws_json.dynamodb_client import FastDynamoDB
 from functions.shared.dynamodb import (
@@ -29,7 +34,8 @@ from tests.support import serving
 
 # status (0: close the connection unanswered), body (or a function of the requests seen so
 # far), correct CRC32
-Reply = tuple[int, dict[str, Any] | Callable[[list[dict[str, Any]]], dict[str, Any]], bool]
+Reply = tuple[int, dict[str, Any] | bytes | Callable[[list[dict[str, Any]]], dict[str, Any]],
+              bool]
 
 
 class Scripted(ThreadingHTTPServer):
@@ -55,7 +61,8 @@ class Handler(BaseHTTPRequestHandler):
         if status == 0:  # the request arrived; its answer is lost with the connection
             self.close_connection = True
             return
-        data = json.dumps(answer(self.server.seen) if callable(answer) else answer).encode()
+        data = answer if isinstance(answer, bytes) else json.dumps(
+            answer(self.server.seen) if callable(answer) else answer).encode()
         self.send_response(status)
         self.send_header("content-type", "application/x-amz-json-1.0")
         self.send_header("content-length", str(len(data)))
@@ -173,6 +180,19 @@ def test_when_every_idle_connection_was_closed_the_retry_takes_a_new_one() -> No
         second.replies = [(200, {"Item": {}}, True)]
         assert client.get_item(TableName="t", Key={}) == {"Item": {}}
         assert len(second.seen) == 1
+
+
+def test_a_page_that_is_not_json_is_a_client_error_or_a_parser_error(
+        server: Scripted) -> None:
+    page = b"<html><body>502 Bad Gateway</body></html>"
+    server.replies = [(502, page, True)] * 2
+    with pytest.raises(ClientError, match="502 Bad Gateway") as raised:
+        client_for(server.server_port, attempts=2).put_item(TableName="t", Item={})
+    assert raised.value.response["ResponseMetadata"]["HTTPStatusCode"] == 502
+    assert len(server.seen) == 2  # a 5xx is retried
+    server.replies = [(200, b"[1, 2]", True)]
+    with pytest.raises(HTTPClientError, match="not a JSON object"):
+        client_for(server.server_port).get_item(TableName="t", Key={})
 
 
 def test_an_endpoint_that_is_not_there_is_a_connection_error() -> None:

@@ -38,6 +38,7 @@ from botocore.exceptions import (
     ChecksumError,
     ClientError,
     EndpointConnectionError,
+    HTTPClientError,
     NoCredentialsError,
     ReadTimeoutError,
 )
@@ -77,6 +78,17 @@ def error_response(status: int, body: Mapping[str, Any], request_id: str | None
                          "Message": str(body.get("message", body.get("Message", "")))}
     response["ResponseMetadata"] = {"HTTPStatusCode": status, "RequestId": request_id or ""}
     return response
+
+
+def decoded_body(data: bytes) -> dict[str, Any] | None:
+    """A JSON object answer (empty: ``{}``), else None."""
+    if not data:
+        return {}
+    try:
+        found = json.loads(data)
+    except ValueError:
+        return None
+    return found if isinstance(found, dict) else None
 
 
 def retriable(status: int, code: str) -> bool:
@@ -251,14 +263,19 @@ class FastDynamoDB:
             headers.setdefault(name, value)
         status, response_headers, data = self._exchange(headers, body)
         expected_crc = response_headers.get("x-amz-crc32")
-        if expected_crc is not None and int(expected_crc) != zlib.crc32(data):
+        if expected_crc is not None and expected_crc != str(zlib.crc32(data)):
             raise ChecksumError(checksum_type="crc32", expected_checksum=expected_crc,
                                 actual_checksum=str(zlib.crc32(data)))
-        decoded: dict[str, Any] = json.loads(data) if data else {}
+        decoded = decoded_body(data)
         if status != 200:
-            raise ClientError(error_response(status, decoded,  # type: ignore[arg-type]
+            fields = decoded if decoded is not None else {
+                "message": data[:200].decode("utf-8", "replace")}  # a proxy's HTML page
+            raise ClientError(error_response(status, fields,  # type: ignore[arg-type]
                                              response_headers.get("x-amzn-requestid")),
                               operation)
+        if decoded is None:  # what a stores' translation reads as retriable, as a 5xx
+            raise HTTPClientError(error=f"{operation}: the answer is not a JSON object: "
+                                        f"{data[:200]!r}")
         return from_wire(decoded)
 
     def _exchange(self, headers: dict[str, str], body: bytes
