@@ -1,7 +1,10 @@
-"""A TCP proxy in front of the emulator that loses answers: every ``every``-th request whose
-``x-amz-target`` ends with one of ``targets`` is forwarded and answered by the emulator
-(the write lands), then the client's connection is closed without that answer, as a network
-that drops a connection at the wrong moment would. Everything else is relayed unchanged.
+"""A TCP proxy in front of the emulator that loses answers: of the requests whose
+``x-amz-target`` ends with one of ``targets``, every ``every``-th distinct one (by its body:
+a client's retry sends the same body, and is then relayed) is forwarded and answered by the
+emulator (the write lands), then the client's connection is closed without that answer, as
+a network that drops a connection at the wrong moment would. Counting distinct bodies keeps
+the choice independent of timing: a worker's claims and completions alternate, so both lose
+answers. Everything else is relayed unchanged.
 
 HTTP/1.1 with ``content-length`` bodies only (what the DynamoDB clients send and the
 emulator answers); one upstream connection per client connection.
@@ -10,7 +13,7 @@ emulator answers); one upstream connection per client connection.
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import hashlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -42,24 +45,27 @@ class AnswerDropper:
     upstream: str  # the emulator's URL
     every: int
     targets: tuple[str, ...] = ("PutItem",)
-    matched: int = 0
+    matched: int = 0  # distinct bodies of the targets
     dropped: int = 0
     relayed: int = 0
-    _connections: set[asyncio.Task[None]] = field(default_factory=set)
+    _seen: set[bytes] = field(default_factory=set)
+    _writers: set[asyncio.StreamWriter] = field(default_factory=set)
 
-    def _drop_this(self, headers: dict[str, str]) -> bool:
+    def _drop_this(self, headers: dict[str, str], raw: bytes) -> bool:
         if not headers.get("x-amz-target", "").endswith(self.targets):
             return False
+        body = hashlib.sha256(raw.partition(b"\r\n\r\n")[2]).digest()
+        if body in self._seen:
+            return False  # a retry of a request seen before
+        self._seen.add(body)
         self.matched += 1
         return self.matched % self.every == 0
 
     async def _serve(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter
                      ) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._connections.add(task)
         parts = urlsplit(self.upstream)
         up_r, up_w = await asyncio.open_connection(parts.hostname, parts.port)
+        self._writers.update((client_w, up_w))
         try:
             while (request := await read_message(client_r)) is not None:
                 raw, headers = request
@@ -68,7 +74,7 @@ class AnswerDropper:
                 answer = await read_message(up_r)
                 if answer is None:
                     return
-                if self._drop_this(headers):
+                if self._drop_this(headers, raw):
                     self.dropped += 1
                     return  # the write landed; its answer goes nowhere
                 self.relayed += 1
@@ -79,7 +85,12 @@ class AnswerDropper:
         finally:
             for writer in (client_w, up_w):
                 writer.close()
-            self._connections.discard(task)
+                self._writers.discard(writer)
+
+    def close_all(self) -> None:
+        """End every connection: its task sees the end of its stream and returns."""
+        for writer in list(self._writers):
+            writer.close()
 
 
 @asynccontextmanager
@@ -93,7 +104,5 @@ async def dropping_answers(upstream: str, every: int) -> AsyncIterator[tuple[Ans
         yield dropper, f"http://127.0.0.1:{port}"
     finally:
         server.close()
-        for task in list(dropper._connections):
-            task.cancel()
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(server.wait_closed(), 5)
+        dropper.close_all()
+        await asyncio.wait_for(server.wait_closed(), 5)

@@ -1,8 +1,9 @@
 """Scenario: the idempotency store's answers are lost on the way back.
 
 A proxy in front of the shared emulator (``proof.chaos.answer_dropper``) lets every third
-``PutItem`` reach DynamoDB and then drops the connection before its answer: claims and
-completions that landed look, to the worker, like failures. The store's client tries them
+distinct ``PutItem`` reach DynamoDB and then drops the connection before its answer (its
+retry passes): claims and completions that landed look, to the worker, like failures, about
+as many of each. The store's client tries them
 again; a retried claim meets its own write, a retried completion finds the record already
 complete. Every call must still be answered once, well inside the 5 s claim lease (the
 callers give up after 3 s, so a worker that waited out its own lease would fail them), no
@@ -68,7 +69,7 @@ async def run(ctx: Context) -> ScenarioResult:
         left_in_progress = await asyncio.to_thread(in_progress_claims, ctx.aws, table)
     calls = list(load.calls.values())
     fault = {"dropped_answers": dropper.dropped, "relayed": dropper.relayed,
-             "puts_seen": dropper.matched, "worker": worker.counters(),
+             "distinct_puts": dropper.matched, "worker": worker.counters(),
              "claims_left_in_progress": left_in_progress,
              "answered": f"{load.answered()}/{size.count}"}
     problems = []
