@@ -25,14 +25,16 @@ from proof.procs import alive
 
 ROOT = Path(__file__).resolve().parents[2]
 WAIT_S = 30.0
-# A stand-in worker: the entry point's first call is processes.enter(); a child prints its
-# pid and runs until SIGTERM.
+# A stand-in worker: the entry point's first call is processes.enter(); a child writes its
+# pid and runs until SIGTERM. One write() of a short line is atomic on a pipe; print()
+# writes the number and the newline apart when PYTHONUNBUFFERED is set (as on this machine),
+# and two children's lines then interleave (seen in CI: a line "pid1pid2", then "\n").
 CHILD = """
 import os, signal, sys, time
 from bus.runtime import processes
 processes.enter()
 signal.signal(signal.SIGTERM, lambda s, f: sys.exit(0))
-print(os.getpid(), flush=True)
+os.write(1, f"{os.getpid()}\\n".encode())
 while True:
     time.sleep(0.05)
 """
