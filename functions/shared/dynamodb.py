@@ -17,22 +17,13 @@ from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from functions.errors import FunctionError
-from functions.shared.aws_json.dynamodb_client import FastDynamoDB
+from functions.shared.aws_json.dynamodb_client import (
+    FAST_CLIENT_ENV,
+    FastDynamoDB,
+    retriable_answer,
+)
 
 CONDITION_FAILED = "ConditionalCheckFailedException"
-RETRIABLE_CODES = frozenset({
-    "InternalServerError",
-    "LimitExceededException",
-    "ProvisionedThroughputExceededException",
-    "RequestLimitExceeded",
-    "ServiceUnavailable",
-    "ThrottlingException",
-    "TransactionConflictException",
-    "Throttling",  # SSM, Secrets Manager
-    "TooManyUpdates",
-    "InternalServiceError",
-    "InternalServiceErrorException",
-})
 
 
 def transient(exc: BaseException) -> bool:
@@ -41,7 +32,7 @@ def transient(exc: BaseException) -> bool:
     if isinstance(exc, ClientError):
         code = str(exc.response.get("Error", {}).get("Code", ""))
         status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
-        return code in RETRIABLE_CODES or status >= 500
+        return retriable_answer(status, code)
     return isinstance(exc, BotoConnectionError | HTTPClientError)
 DEFAULT_CONFIG = Config(
     connect_timeout=2, read_timeout=5, retries={"mode": "standard", "max_attempts": 3}
@@ -75,16 +66,13 @@ def translated(
             raise ConditionFailed(old if isinstance(old, Mapping) else None) from None
         status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
         message = f"{where}: {code}: {error.get('Message', '')}"
-        if code in RETRIABLE_CODES or status >= 500:
+        if retriable_answer(status, code):
             raise retriable(message) from exc
         raise refused(message) from exc
     except (BotoConnectionError, HTTPClientError) as exc:
         raise retriable(f"{where}: {exc}") from exc
     except BotoCoreError as exc:
         raise refused(f"{where}: {exc}") from exc
-
-
-FAST_CLIENT_ENV = "MESH_DYNAMODB_FAST"
 
 
 def fast_client_wanted(fast: bool | None, env: Mapping[str, str]) -> bool:

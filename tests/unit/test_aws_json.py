@@ -23,7 +23,7 @@ from functions.shared.aws_json.dynamodb_client import (
     backoff_s,
     code_of,
     error_response,
-    retriable,
+    retriable_answer,
 )
 from functions.shared.aws_json.sigv4 import (
     Credentials,
@@ -122,11 +122,11 @@ def test_an_error_body_becomes_the_response_botocore_raises_with() -> None:
 
 
 def test_throttling_and_5xx_are_retried_refusals_are_not() -> None:
-    assert retriable(400, "ProvisionedThroughputExceededException")
-    assert retriable(400, "ThrottlingException")
-    assert retriable(503, "")
-    assert not retriable(400, "ConditionalCheckFailedException")
-    assert not retriable(400, "ValidationException")
+    assert retriable_answer(400, "ProvisionedThroughputExceededException")
+    assert retriable_answer(400, "ThrottlingException")
+    assert retriable_answer(503, "")
+    assert not retriable_answer(400, "ConditionalCheckFailedException")
+    assert not retriable_answer(400, "ValidationException")
 
 
 def test_backoff_is_full_jitter_doubling_from_50_ms() -> None:

@@ -21,9 +21,8 @@ from botocore.exceptions import (
     HTTPClientError,
 )
 
-from functions.shared.aws_json.dynamodb_client import FastDynamoDB
+from functions.shared.aws_json.dynamodb_client import FAST_CLIENT_ENV, FastDynamoDB
 from functions.shared.dynamodb import (
-    FAST_CLIENT_ENV,
     ConditionFailed,
     LazyDynamoDB,
     fast_client_wanted,

@@ -52,12 +52,23 @@ TARGET_PREFIX: Final = "DynamoDB_20120810."
 CONTENT_TYPE: Final = "application/x-amz-json-1.0"
 OPERATIONS: Final = {"put_item": "PutItem", "get_item": "GetItem",
                      "update_item": "UpdateItem", "delete_item": "DeleteItem"}
-FAST_ENV_HINT: Final = "MESH_DYNAMODB_FAST"
+FAST_CLIENT_ENV: Final = "MESH_DYNAMODB_FAST"
 BACKOFF_BASE_S: Final = 0.05
 BACKOFF_MAX_S: Final = 20.0
-THROTTLING: Final = frozenset({
-    "ThrottlingException", "ProvisionedThroughputExceededException", "RequestLimitExceeded",
-    "LimitExceededException", "TransactionConflictException", "Throttling",
+# What may go away on retry besides any 5xx: throttling and the services' internal errors
+# (one list for this client's retries and functions.shared.dynamodb's translation).
+RETRIABLE_CODES: Final = frozenset({
+    "InternalServerError",
+    "LimitExceededException",
+    "ProvisionedThroughputExceededException",
+    "RequestLimitExceeded",
+    "ServiceUnavailable",
+    "ThrottlingException",
+    "TransactionConflictException",
+    "Throttling",  # SSM, Secrets Manager
+    "TooManyUpdates",
+    "InternalServiceError",
+    "InternalServiceErrorException",
 })
 _STALE = (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError)
 
@@ -91,8 +102,9 @@ def decoded_body(data: bytes) -> dict[str, Any] | None:
     return found if isinstance(found, dict) else None
 
 
-def retriable(status: int, code: str) -> bool:
-    return status >= 500 or code in THROTTLING
+def retriable_answer(status: int, code: str) -> bool:
+    """Whether a refusal with this HTTP status and error code may go away on retry."""
+    return status >= 500 or code in RETRIABLE_CODES
 
 
 def backoff_s(attempt: int, rng: Callable[[], float] = random.random) -> float:
@@ -216,7 +228,7 @@ class FastDynamoDB:
                 return self._once(operation, body, extra_headers)
             except ClientError as exc:
                 status = int(exc.response["ResponseMetadata"]["HTTPStatusCode"])
-                if attempt >= self._attempts or not retriable(status,
+                if attempt >= self._attempts or not retriable_answer(status,
                                                               exc.response["Error"]["Code"]):
                     raise
             except (EndpointConnectionError, ReadTimeoutError, ChecksumError):
@@ -247,7 +259,7 @@ class FastDynamoDB:
                    if r is not None]
         if answers:
             raise NotImplementedError("a before-call handler that answers for the service "
-                                      f"needs botocore: set {FAST_ENV_HINT}=0")
+                                      f"needs botocore: set {FAST_CLIENT_ENV}=0")
         return params, {str(k).lower(): str(v) for k, v in request["headers"].items()}
 
     def _once(self, operation: str, body: bytes, extra_headers: Mapping[str, str]
