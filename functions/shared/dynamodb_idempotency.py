@@ -67,14 +67,16 @@ class DynamoDBIdempotencyStore:
 
     ``client_args`` go to ``boto3`` (``region_name``, ``endpoint_url``, credentials, a
     botocore ``config``); without them boto3's defaults apply (in Lambda: the function's
-    region and role). The client is created on first use, once per store.
+    region and role). The client is created on first use, once per store; ``fast`` chooses
+    its item calls' path (``functions.shared.dynamodb.fast_client_wanted``).
     """
 
-    def __init__(self, table_name: str, *, client_args: Mapping[str, Any] | None = None) -> None:
+    def __init__(self, table_name: str, *, client_args: Mapping[str, Any] | None = None,
+                 fast: bool | None = None) -> None:
         if not table_name:
             raise ValueError("table_name must not be empty")
         self.table_name = table_name
-        self._dynamodb = LazyDynamoDB(client_args)
+        self._dynamodb = LazyDynamoDB(client_args, fast=fast)
 
     def client(self) -> Any:
         """The boto3 DynamoDB client, created on first use."""
@@ -104,6 +106,7 @@ class DynamoDBIdempotencyStore:
                                            Item=to_item(key, record), **args))
 
     def _begin(self, key: str, record: IdempotencyRecord, now_ms: int) -> Claim:
+        claimed = Claim("claimed", token=record.token, lease_until_ms=record.lease_until_ms)
         for _ in range(BEGIN_ATTEMPTS):
             try:
                 with self._errors("claim", key):
@@ -119,15 +122,14 @@ class DynamoDBIdempotencyStore:
                         },
                         ReturnValuesOnConditionCheckFailure="ALL_OLD",
                     )
-                return Claim("claimed", token=record.token, lease_until_ms=record.lease_until_ms)
+                return claimed
             except ConditionFailed as failed:
                 item = failed.item if failed.item is not None else self._read(key)
             found = from_item(key, item)
             if record.token is not None and holds(found, record.token):
                 # Our own write, answered late: the client retried a claim whose first try
                 # landed (its answer lost with the connection). The token is new per claim.
-                return Claim("claimed", token=record.token,
-                             lease_until_ms=record.lease_until_ms)
+                return claimed
             duplicate = decide(found, now_ms)
             if duplicate is not None:
                 return duplicate
