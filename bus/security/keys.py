@@ -30,6 +30,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from bus.errors import MeshError
 from bus.security import ed25519
 
+# Re-exported: keys, signatures and paths share the one strict codec.
+from bus.security.b64url import decode_b64url as decode_b64url
+from bus.security.b64url import encode_b64url as encode_b64url
+
 Algorithm = Literal["ed25519", "hmac-sha256"]
 ED25519: Final = "ed25519"
 HMAC_SHA256: Final = "hmac-sha256"
@@ -47,7 +51,6 @@ KeyState = Literal["next", "current", "retiring"]
 KEY_STATES: Final = ("next", "current", "retiring")
 
 _PEM_PREFIX = b"-----BEGIN "
-_B64URL_PATTERN = re.compile(r"[A-Za-z0-9_-]*")
 
 
 class UnknownKeyId(MeshError):
@@ -441,22 +444,6 @@ def verify_key_from_dict(data: Mapping[str, object]) -> VerifyKey:
     except ValueError as exc:
         raise InvalidKey(f"key {key_id}: public_key is not base64url") from exc
     return VerifyKey(key_id, ED25519, service, material)
-
-
-def encode_b64url(raw: bytes) -> str:
-    """Unpadded base64url."""
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
-
-
-def decode_b64url(text: str) -> bytes:
-    """Strict inverse of ``encode_b64url``: one canonical text per byte string, else ValueError."""
-    if not _B64URL_PATTERN.fullmatch(text) or len(text) % 4 == 1:
-        raise ValueError("not unpadded base64url")
-    raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-    # Unused trailing bits would give several texts for one signature; allow only one.
-    if encode_b64url(raw) != text:
-        raise ValueError("non-canonical base64url")
-    return raw
 
 
 def _check_key_id(key_id: str) -> None:
