@@ -61,6 +61,14 @@ class BatchHeader:
                 f"{encode_b64url(self.signature)}:{encode_b64url(self.path)}")
 
 
+def batch_signatures(key_id: str, signature: bytes, paths: Sequence[bytes]) -> list[str]:
+    """The ``mesh_sig`` of each message of one batch, in order: ``BatchHeader.encode`` of each
+    with the shared parts (the key id, the count, the signature) encoded once per batch."""
+    head = f"{BATCH_ED25519}:{key_id}:"
+    tail = f".{len(paths)}:{encode_b64url(signature)}:"
+    return [f"{head}{index}{tail}{encode_b64url(path)}" for index, path in enumerate(paths)]
+
+
 def leaf_hash(canonical: bytes) -> bytes:
     return _sha256(_LEAF + canonical).digest()
 

@@ -20,7 +20,7 @@ from typing import Final
 
 from bus.envelope import Envelope
 from bus.errors import MeshError
-from bus.security.batch_sig import BatchHeader, leaf_hash, root_message, tree
+from bus.security.batch_sig import batch_signatures, leaf_hash, root_message, tree
 from bus.security.keys import ED25519, SigningKey
 from bus.security.signing import canonical_bytes, sign, sign_bytes
 
@@ -42,11 +42,9 @@ def seal_batch(messages: list[tuple[Envelope, str]], key: SigningKey) -> list[En
         return [sign(envelope, topic, key) for envelope, topic in messages]
     root, paths = tree([leaf_hash(canonical_bytes(envelope, topic))
                         for envelope, topic in messages])
-    count = len(messages)
-    signature = sign_bytes(root_message(count, root), key)
-    return [envelope.with_signature(BatchHeader(key.key_id, index, count, signature,
-                                                paths[index]).encode())
-            for index, (envelope, _) in enumerate(messages)]
+    signature = sign_bytes(root_message(len(messages), root), key)
+    return [envelope.with_signature(text) for (envelope, _), text
+            in zip(messages, batch_signatures(key.key_id, signature, paths), strict=True)]
 
 
 class BatchSigner:

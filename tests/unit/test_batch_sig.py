@@ -18,6 +18,7 @@ from bus.security.batch_sig import (
     HASH_BYTES,
     MAX_COUNT,
     BatchHeader,
+    batch_signatures,
     leaf_hash,
     parse_batch,
     root_for,
@@ -105,6 +106,14 @@ def header(**changes: object) -> str:
 
 def test_parse_reads_what_encode_writes() -> None:
     assert parse_batch(header()) == BatchHeader("k1", 2, 5, b"s" * 64, b"p" * 96)
+
+
+@pytest.mark.parametrize("count", [2, 3, 13, 64])
+def test_a_batch_s_signatures_are_each_message_s_header(count: int) -> None:
+    _, paths = tree([leaf_hash(bytes([index])) for index in range(count)])
+    assert batch_signatures("k1", b"s" * 64, paths) == [
+        BatchHeader("k1", index, count, b"s" * 64, path).encode()
+        for index, path in enumerate(paths)]
 
 
 @pytest.mark.parametrize("text", [
