@@ -23,10 +23,10 @@ from typing import Any
 
 from bench.machine import describe
 from bench.stats import ratio, summarize
-from bench.tables import dynamodb_client, scratch_table
 from functions.shared.dynamodb_idempotency import DynamoDBIdempotencyStore
 from infra.settings import Settings
 from infra.stack.tables import idempotency_table
+from proof.tables import dynamodb_client, scratch_table
 
 SIDES = ("botocore", "fast")
 LEASE_MS = 30_000

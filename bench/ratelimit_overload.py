@@ -34,12 +34,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from bench.machine import describe
-from bench.tables import dynamodb_client, scratch_table
 from functions.gateway.ratelimit.bucket import BucketState, Decision, Limit, bucket_key
 from functions.gateway.ratelimit.dynamodb import DynamoDBRateLimitStore, RateLimitError
 from functions.gateway.ratelimit.leased import LeasedRateLimitStore, lease_size
 from functions.gateway.ratelimit.table import rate_limit_table
 from infra.settings import Settings
+from proof.tables import dynamodb_client, scratch_table
 
 TARGET_ERROR = 0.05
 MODES = ("leased", "direct")

@@ -19,7 +19,6 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from bench import tables
 from bus.delivery.retry import RetryBudget
 from bus.errors import MeshError
 from bus.security.access import AccessPolicy
@@ -29,6 +28,7 @@ from bus.telemetry.mesh_telemetry import MeshTelemetry
 from bus.transport import Record
 from infra.settings import Settings
 from localstack.kafka.probe import broker_ready
+from proof import tables
 
 if TYPE_CHECKING:
     from bus.security.inbound import InboundGuard

@@ -10,7 +10,7 @@ import base64
 import contextlib
 import json
 import os
-import uuid
+import sys
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -28,6 +28,7 @@ from infra.kafka.connect import door_kwargs
 from infra.settings import Settings
 from infra.stack.tables import idempotency_table
 from proof.procs import ROOT, free_port
+from proof.tables import scratch_table
 
 KAFKA_SCRIPT = ROOT / "localstack" / "kafka" / "kafka.sh"
 EMULATOR_SCRIPT = ROOT / "localstack" / "ministack" / "ministack.sh"
@@ -179,24 +180,18 @@ def aws_settings(endpoint_url: str | None = None) -> Settings:
 @asynccontextmanager
 async def idempotency_table_on(settings: Settings) -> AsyncIterator[str]:
     """A fresh idempotency table as ``infra.stack.tables`` defines it (no TTL, so nothing the run
-    counts disappears), deleted afterwards."""
-    name = f"chaos-{uuid.uuid4().hex[:10]}"
-    props = idempotency_table()["Properties"]
+    counts disappears), deleted afterwards (a failed delete is reported, never raised over the
+    scenario's own outcome)."""
     ddb: Any = await asyncio.to_thread(client, settings, "dynamodb")
-
-    def create() -> None:
-        ddb.create_table(TableName=name, BillingMode=props["BillingMode"],
-                         AttributeDefinitions=props["AttributeDefinitions"],
-                         KeySchema=props["KeySchema"])
-        ddb.get_waiter("table_exists").wait(
-            TableName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 30})
-
-    await asyncio.to_thread(create)
+    table = scratch_table(ddb, "chaos", idempotency_table(), wait_s=30)
+    name = await asyncio.to_thread(table.__enter__)
     try:
         yield name
     finally:
-        with contextlib.suppress(Exception):
-            await asyncio.to_thread(ddb.delete_table, TableName=name)
+        try:
+            await asyncio.to_thread(table.__exit__, None, None, None)
+        except Exception as exc:
+            print(f"chaos: warning: could not delete table {name}: {exc!r}", file=sys.stderr)
 
 
 def in_progress_claims(settings: Settings, table: str) -> int:

@@ -1,6 +1,7 @@
 """A scratch DynamoDB table made from the stack's own CloudFormation table resource (the API
-takes the same property names) and deleted afterwards: for bench runs on the emulator and
-the integration tests (``tests.support.scratch_table``)."""
+takes the same property names) and deleted afterwards: for bench runs on the emulator, the
+integration tests (``tests.support.scratch_table``) and the chaos scenarios
+(``proof.chaos.stack.idempotency_table_on``)."""
 
 from __future__ import annotations
 
