@@ -18,6 +18,12 @@ def test_new_traceparent_is_w3c_and_unique() -> None:
     assert first != second
 
 
+def test_a_new_span_id_is_not_drawn_from_its_trace_id() -> None:
+    for _ in range(50):
+        _, trace, span, _ = new_traceparent().split("-")
+        assert span not in trace
+
+
 def test_trace_id() -> None:
     assert trace_id(PARENT) == "0af7651916cd43dd8448eb211c80319c"
 
