@@ -262,6 +262,10 @@ class Builder:
                             ("ce_time without milliseconds", at[:19] + b"Z"),
                             ("ce_time in epoch ms", str(good.time_ms).encode())):
             yield MeshCase(WIRE_FORMAT, label, _set(base, H_TIME, text), good.value, good.id)
+        own = self.signed()
+        algorithm, key_id, signature_text = (own.signature or "").split(":")
+        yield _case(WIRE_FORMAT, "genuine record, its signature respelled in base64url",
+                    own.with_signature(f"{algorithm}:{key_id}:{_respelled(signature_text)}"))
         yield MeshCase(WIRE_FORMAT, "ce_specversion 0.3", _set(base, H_SPECVERSION, b"0.3"),
                        good.value, good.id)
         yield MeshCase(WIRE_FORMAT, "ce_specversion removed",
@@ -361,6 +365,17 @@ class Builder:
         yield _case(BATCH_FORGED, "a batch message with random signature bytes",
                     third.with_signature(replace(header, signature=secrets.token_bytes(64))
                                          .encode()))
+        # The same bytes in a second base64url spelling (a spare bit of the last character
+        # set): a lenient decoder would read the genuine path or signature and admit the copy.
+        path_text = (third.signature or "").rpartition(":")[2]
+        yield _case(BATCH_FORGED, "genuine batch message, its path respelled (root verified)",
+                    third.with_signature((third.signature or "").removesuffix(path_text)
+                                         + _respelled(path_text)))
+        fresh = self.batch(2)[1]
+        signature_text = (fresh.signature or "").split(":")[3]
+        yield _case(BATCH_FORGED, "genuine batch message, its signature respelled",
+                    fresh.with_signature((fresh.signature or "").replace(
+                        f":{signature_text}:", f":{_respelled(signature_text)}:")))
         yield _case(BATCH_FORGED, "the caller's batch signed for another topic",
                     self.batch(2, topic="some.other.requests")[0])
         # atk-other's own valid key: its batch is genuine, the source it claims is not.
@@ -395,6 +410,16 @@ def _malleated(signature_b64: str) -> str:
     raw = base64.urlsafe_b64decode(signature_b64 + "=" * (-len(signature_b64) % 4))
     s = int.from_bytes(raw[32:], "little") + _ED25519_ORDER
     return _b64(raw[:32] + s.to_bytes(32, "little"))
+
+
+_B64URL = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
+
+def _respelled(text: str) -> str:
+    """Unpadded base64url ``text`` (not a multiple of 4 long) with the lowest spare bit of its
+    last character set: lenient decoders read the same bytes from it."""
+    assert len(text) % 4 in (2, 3), "a text a multiple of 4 long has no spare bits"
+    return text[:-1] + _B64URL[_B64URL.index(text[-1]) ^ 1]
 
 
 def _leading_zero(raw: bytes) -> bytes:

@@ -30,6 +30,8 @@ def test_every_batch_forgery_is_refused_and_the_genuine_ones_admitted() -> None:
         "a batch message carrying another's path": "bad_signature",
         "a batch message claiming a larger batch": "bad_signature",
         "a batch message with random signature bytes": "bad_signature",
+        "genuine batch message, its path respelled (root verified)": "malformed_signature",
+        "genuine batch message, its signature respelled": "malformed_signature",
         "the caller's batch signed for another topic": "bad_signature",
         "another service's batch key, claiming the caller": "sender_mismatch",
         "another service's batch relabelled with the caller's key id": "bad_signature",
