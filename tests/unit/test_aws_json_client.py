@@ -66,6 +66,7 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("content-type", "application/x-amz-json-1.0")
         self.send_header("content-length", str(len(data)))
         self.send_header("x-amz-crc32", str(zlib.crc32(data) + (0 if good_crc else 1)))
+        self.send_header("x-amzn-requestid", f"req-{len(self.server.seen)}")
         self.end_headers()
         self.wfile.write(data)
         if self.server.close_after_reply:
@@ -104,11 +105,25 @@ def client_for(port: int, attempts: int = 3) -> FastDynamoDB:
     return FastDynamoDB(botocore_client, sleep=lambda _: None)
 
 
+def without_metadata(answer: dict[str, Any]) -> dict[str, Any]:
+    return {name: value for name, value in answer.items() if name != "ResponseMetadata"}
+
+
+def test_an_answer_carries_botocore_s_response_metadata(server: Scripted) -> None:
+    server.replies = [(200, {}, True)]
+    metadata = client_for(server.server_port).put_item(TableName="t", Item={})[
+        "ResponseMetadata"]
+    assert metadata["HTTPStatusCode"] == 200
+    assert metadata["RetryAttempts"] == 0
+    assert metadata["HTTPHeaders"]["content-type"] == "application/x-amz-json-1.0"
+    assert metadata["RequestId"] == "req-1"
+
+
 def test_an_item_call_is_signed_json_and_binary_values_come_back_as_bytes(
         server: Scripted) -> None:
     server.replies = [(200, {"Item": {"id": {"S": "k"}, "result": {"B": "b2s="}}}, True)]
     answer = client_for(server.server_port).get_item(TableName="t", Key={"id": {"S": "k"}})
-    assert answer == {"Item": {"id": {"S": "k"}, "result": {"B": b"ok"}}}
+    assert without_metadata(answer) == {"Item": {"id": {"S": "k"}, "result": {"B": b"ok"}}}
     (request,) = server.seen
     assert request["target"] == "DynamoDB_20120810.GetItem"
     assert request["body"] == {"TableName": "t", "Key": {"id": {"S": "k"}}}
@@ -132,7 +147,9 @@ def test_throttling_is_retried_until_it_passes(server: Scripted) -> None:
     throttled = {"__type": "com.amazonaws.dynamodb.v20120810#ThrottlingException",
                  "message": "slow down"}
     server.replies = [(400, throttled, True), (400, throttled, True), (200, {}, True)]
-    assert client_for(server.server_port).put_item(TableName="t", Item={}) == {}
+    answer = client_for(server.server_port).put_item(TableName="t", Item={})
+    assert answer["ResponseMetadata"]["RetryAttempts"] == 2  # as botocore counts them
+    assert without_metadata(answer) == {}
     assert len(server.seen) == 3
 
 
@@ -147,7 +164,8 @@ def test_throttling_past_the_attempts_is_raised_as_botocore_would(server: Script
 
 def test_a_body_whose_crc32_is_wrong_is_asked_again_then_refused(server: Scripted) -> None:
     server.replies = [(200, {}, False), (200, {"Attributes": {}}, True)]
-    assert client_for(server.server_port).update_item(TableName="t") == {"Attributes": {}}
+    assert without_metadata(client_for(server.server_port).update_item(TableName="t")) == {
+        "Attributes": {}}
     server.replies = [(200, {}, False)] * 3
     with pytest.raises(ChecksumError):
         client_for(server.server_port).delete_item(TableName="t", Key={})
@@ -159,7 +177,7 @@ def test_an_idle_connection_the_server_closed_is_replaced_without_an_attempt(
     server.close_after_reply = True
     server.replies = [(200, {}, True), (200, {"Item": {}}, True)]
     client.put_item(TableName="t", Item={})
-    assert client.get_item(TableName="t", Key={}) == {"Item": {}}
+    assert without_metadata(client.get_item(TableName="t", Key={})) == {"Item": {}}
     assert len(server.seen) == 2
 
 
@@ -177,7 +195,7 @@ def test_when_every_idle_connection_was_closed_the_retry_takes_a_new_one() -> No
             pool.give_back(connection)
     with running_server_on(port) as second:  # the first server's connections are dead
         second.replies = [(200, {"Item": {}}, True)]
-        assert client.get_item(TableName="t", Key={}) == {"Item": {}}
+        assert without_metadata(client.get_item(TableName="t", Key={})) == {"Item": {}}
         assert len(second.seen) == 1
 
 

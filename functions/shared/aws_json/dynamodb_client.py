@@ -9,7 +9,9 @@ them unchanged. Every other call goes to the botocore client it wraps, which als
 what the fast path uses: the resolved endpoint, region, timeouts, attempt count, credentials
 and event hooks (``provide-client-params`` and ``before-call`` are emitted as botocore emits
 them). Tools that patch botocore's ``_make_api_call`` do not see these calls
-(``MESH_DYNAMODB_FAST=0``: ``functions.shared.dynamodb.fast_client_wanted``).
+(``MESH_DYNAMODB_FAST=0``: ``functions.shared.dynamodb.fast_client_wanted``); the client
+makes the OpenTelemetry span such a tool would (``call_spans``). A success carries
+botocore's ``ResponseMetadata`` (request id, status, headers, retry attempts).
 
 Retries as botocore's: throttling, 5xx, a wrong CRC32 and connection errors are tried
 again (up to the configured attempts, exponential backoff from 50 ms with full jitter, as
@@ -45,6 +47,7 @@ from botocore.exceptions import (
 from botocore.httpsession import get_cert_path
 
 from functions.shared.aws_json.attribute_values import from_wire, to_wire
+from functions.shared.aws_json.call_spans import item_call_span, record_answer, record_refusal
 from functions.shared.aws_json.sigv4 import Credentials, SigningKeys, signed_headers
 
 SERVICE: Final = "dynamodb"
@@ -222,20 +225,29 @@ class FastDynamoDB:
     def call(self, operation: str, params: Mapping[str, Any]) -> dict[str, Any]:
         params, extra_headers = self._before_call(operation, dict(params))
         body = json.dumps(to_wire(params), separators=(",", ":")).encode()
-        attempt = 1
-        while True:
-            try:
-                return self._once(operation, body, extra_headers)
-            except ClientError as exc:
-                status = int(exc.response["ResponseMetadata"]["HTTPStatusCode"])
-                if attempt >= self._attempts or not retriable_answer(status,
-                                                              exc.response["Error"]["Code"]):
-                    raise
-            except (EndpointConnectionError, ReadTimeoutError, ChecksumError):
-                if attempt >= self._attempts:
-                    raise
-            self._sleep(backoff_s(attempt))
-            attempt += 1
+        connections = self._connections
+        with item_call_span(operation, params, region=self.region, host=connections.host,
+                            port=connections.port) as span:
+            attempt = 1
+            while True:
+                try:
+                    answer = self._once(operation, body, extra_headers)
+                    answer["ResponseMetadata"]["RetryAttempts"] = attempt - 1
+                    record_answer(span, answer["ResponseMetadata"])
+                    return answer
+                except ClientError as exc:
+                    metadata = exc.response["ResponseMetadata"]
+                    metadata["RetryAttempts"] = attempt - 1
+                    code = exc.response["Error"]["Code"]
+                    if attempt >= self._attempts or not retriable_answer(
+                            int(metadata["HTTPStatusCode"]), code):
+                        record_refusal(span, metadata, code)
+                        raise
+                except (EndpointConnectionError, ReadTimeoutError, ChecksumError):
+                    if attempt >= self._attempts:
+                        raise  # the span records it as the error it ends with
+                self._sleep(backoff_s(attempt))
+                attempt += 1
 
     def _before_call(self, operation: str, params: dict[str, Any]
                      ) -> tuple[dict[str, Any], dict[str, str]]:
@@ -288,7 +300,11 @@ class FastDynamoDB:
         if decoded is None:  # what a stores' translation reads as retriable, as a 5xx
             raise HTTPClientError(error=f"{operation}: the answer is not a JSON object: "
                                         f"{data[:200]!r}")
-        return from_wire(decoded)
+        answer: dict[str, Any] = from_wire(decoded)
+        answer["ResponseMetadata"] = {
+            "RequestId": response_headers.get("x-amzn-requestid", ""), "HTTPStatusCode": status,
+            "HTTPHeaders": response_headers}
+        return answer
 
     def _exchange(self, headers: dict[str, str], body: bytes
                   ) -> tuple[int, dict[str, str], bytes]:
