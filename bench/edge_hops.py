@@ -12,12 +12,15 @@ the local collector (``.local/telemetry/spans.jsonl``) are read back per trace. 
   Lambda runtime's invoke, Mangum's event translation and the span export before returning;
 - ``edge_before_call``: SERVER span start to the mesh CLIENT span start (auth, rate limit,
   validation, the mesh client's lookup);
+- ``edge_store``: the gateway's DynamoDB item calls (their CLIENT spans, summed: the rate
+  limiter's lease, an API key's lookup; 0 when none was made);
 - ``produce``: the request's producer span (signing, the broker's acknowledgement);
 - ``to_worker``: producer span end to the worker's CONSUMER span start (Kafka delivery and
   the worker's poll);
 - ``worker``: the worker's CONSUMER span, split into ``worker_before_reply`` (admission,
-  idempotency claim, the handler), ``reply_produce`` (the reply's PRODUCER span: signing and
-  the broker's acknowledgement) and ``worker_after_reply`` (the completion record);
+  the idempotency claim, the handler, the completion), ``reply_produce`` (the reply's
+  PRODUCER span: signing and the broker's acknowledgement) and ``worker_after_reply``;
+  ``worker_store`` is the time of its DynamoDB item calls in all (claim and completion);
 - ``reply_back``: worker span end to CLIENT span end (Kafka delivery of the reply, the
   gateway's admission of it; negative when the gateway had the reply before the worker
   finished its span);
@@ -47,9 +50,9 @@ from infra.settings import Settings
 
 HTTP_TIMEOUT_S = 30.0
 SPANS_WAIT_S = 60.0
-HOPS = ("http", "echo", "outside_span", "server_span", "edge_before_call", "client_span",
-        "produce", "to_worker", "worker", "worker_before_reply", "reply_produce",
-        "worker_after_reply", "reply_back", "edge_after_call")
+HOPS = ("http", "echo", "outside_span", "server_span", "edge_before_call", "edge_store",
+        "client_span", "produce", "to_worker", "worker", "worker_before_reply", "worker_store",
+        "reply_produce", "worker_after_reply", "reply_back", "edge_after_call")
 
 
 def _ms(ns: int) -> float:
@@ -63,6 +66,11 @@ def hops_of(spans: list[dict[str, Any]], http_ms: float) -> dict[str, float] | N
                  and str(s.get("name", "")).startswith(name_start)]
         return found[0] if len(found) == 1 else None
 
+    def store_ms(service: str) -> float:
+        return sum(_ms(s["end_ns"] - s["start_ns"]) for s in spans
+                   if s.get("kind") == "CLIENT" and s.get("service.name") == service
+                   and str(s.get("name", "")).startswith("DynamoDB."))
+
     server = one("SERVER", "POST", "gateway")
     client = one("CLIENT", "orders.create", "gateway")
     produce = one("PRODUCER", "send orders.requests", "gateway")
@@ -75,11 +83,13 @@ def hops_of(spans: list[dict[str, Any]], http_ms: float) -> dict[str, float] | N
         "server_span": _ms(server["end_ns"] - server["start_ns"]),
         "outside_span": http_ms - _ms(server["end_ns"] - server["start_ns"]),
         "edge_before_call": _ms(client["start_ns"] - server["start_ns"]),
+        "edge_store": store_ms("gateway"),
         "client_span": _ms(client["end_ns"] - client["start_ns"]),
         "produce": _ms(produce["end_ns"] - produce["start_ns"]),
         "to_worker": _ms(worker["start_ns"] - produce["end_ns"]),
         "worker": _ms(worker["end_ns"] - worker["start_ns"]),
         "worker_before_reply": _ms(reply["start_ns"] - worker["start_ns"]),
+        "worker_store": store_ms("orders"),
         "reply_produce": _ms(reply["end_ns"] - reply["start_ns"]),
         "worker_after_reply": _ms(worker["end_ns"] - reply["end_ns"]),
         "reply_back": _ms(client["end_ns"] - worker["end_ns"]),

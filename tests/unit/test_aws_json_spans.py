@@ -70,17 +70,34 @@ def test_an_item_call_is_one_client_span_named_as_the_aws_conventions_say(
 def test_a_refusal_ends_the_span_as_an_error_with_its_code(
         spans: InMemorySpanExporter, server: Scripted) -> None:
     server.replies = [(400, {"__type": "com.amazonaws.dynamodb.v20120810#"
-                                       "ConditionalCheckFailedException", "message": "no"}, True)]
+                                       "ValidationException", "message": "no"}, True)]
     with pytest.raises(ClientError):
         client_for(server.server_port).put_item(TableName="t", Item={})
     span = only(spans)
     assert span.name == "DynamoDB.PutItem"
     assert span.status.status_code is StatusCode.ERROR
     attributes = dict(span.attributes or {})
-    assert attributes["error.type"] == "ConditionalCheckFailedException"
+    assert attributes["error.type"] == "ValidationException"
+    assert attributes["db.response.status_code"] == "ValidationException"
     assert attributes["aws.request_id"] == "req-1"
     assert attributes["http.response.status_code"] == 400
     assert [event.name for event in span.events] == ["exception"]
+
+
+def test_a_failed_condition_is_recorded_and_not_an_error(
+        spans: InMemorySpanExporter, server: Scripted) -> None:
+    """A claim held by another delivery, a rate limiter's lost race: the write's "no" is an
+    answer its caller reads, so the trace of a healthy request shows no failure."""
+    server.replies = [(400, {"__type": "com.amazonaws.dynamodb.v20120810#"
+                                       "ConditionalCheckFailedException", "message": "no"}, True)]
+    with pytest.raises(ClientError):
+        client_for(server.server_port).put_item(TableName="t", Item={})
+    span = only(spans)
+    assert span.status.status_code is StatusCode.UNSET
+    attributes = dict(span.attributes or {})
+    assert attributes["db.response.status_code"] == "ConditionalCheckFailedException"
+    assert "error.type" not in attributes
+    assert span.events == ()
 
 
 def test_a_dead_endpoint_ends_the_span_as_an_error(spans: InMemorySpanExporter) -> None:

@@ -47,7 +47,7 @@ from botocore.exceptions import (
 from botocore.httpsession import get_cert_path
 
 from functions.shared.aws_json.attribute_values import from_wire, to_wire
-from functions.shared.aws_json.call_spans import item_call_span, record_answer, record_refusal
+from functions.shared.aws_json.call_spans import item_call_span, record_answer
 from functions.shared.aws_json.sigv4 import Credentials, SigningKeys, signed_headers
 
 SERVICE: Final = "dynamodb"
@@ -238,11 +238,9 @@ class FastDynamoDB:
                 except ClientError as exc:
                     metadata = exc.response["ResponseMetadata"]
                     metadata["RetryAttempts"] = attempt - 1
-                    code = exc.response["Error"]["Code"]
                     if attempt >= self._attempts or not retriable_answer(
-                            int(metadata["HTTPStatusCode"]), code):
-                        record_refusal(span, metadata, code)
-                        raise
+                            int(metadata["HTTPStatusCode"]), exc.response["Error"]["Code"]):
+                        raise  # the span records it
                 except (EndpointConnectionError, ReadTimeoutError, ChecksumError):
                     if attempt >= self._attempts:
                         raise  # the span records it as the error it ends with
