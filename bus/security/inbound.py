@@ -22,7 +22,7 @@ from bus.security.batch_roots import BatchRoots
 from bus.security.identity import Identity
 from bus.security.keys import KeyRing
 from bus.security.principals import check_principal
-from bus.security.replay import PossibleReplay, ReplayGuard
+from bus.security.replay import PossibleReplay, ReplayGuard, record_position
 from bus.security.replay_countersign import check_replay
 from bus.security.signing import PairOpener, StaleMessage, check_fresh, verify
 from bus.transport import Record
@@ -82,7 +82,7 @@ class InboundGuard:
         check_fresh(envelope.with_time(seen_at), now_ms, window)  # itself unless replayed
         self.replay.check_and_remember(
             f"{record.topic}/{seen_as}", seen_at, now_ms,
-            position=f"{record.partition}:{record.offset}",
+            position=record_position(record.partition, record.offset),
         )
         return envelope
 

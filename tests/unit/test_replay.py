@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from bus.errors import MeshError
-from bus.security.replay import PossibleReplay, ReplayedMessage, ReplayGuard
+from bus.security.replay import PossibleReplay, ReplayedMessage, ReplayGuard, record_position
 
 NOW = 1_700_000_000_000
 WINDOW = 60_000
@@ -115,3 +115,28 @@ def test_the_same_record_delivered_again_is_not_a_replay() -> None:
         guard.check_and_remember("orders.requests/gateway/m1", 1_000, 2_000, position="3:42")
     with pytest.raises(ReplayedMessage):
         guard.check_and_remember("orders.requests/gateway/m1", 1_000, 2_000)
+
+
+def test_a_redelivery_at_its_own_position_is_not_a_replay() -> None:
+    guard = ReplayGuard(WINDOW, 100)
+    guard.check_and_remember("m1", NOW, NOW, position=record_position(2, 41))
+    guard.check_and_remember("m1", NOW, NOW + 10, position=record_position(2, 41))
+    for elsewhere in (record_position(2, 42), record_position(3, 41), None):
+        with pytest.raises(ReplayedMessage):
+            guard.check_and_remember("m1", NOW, NOW + 20, position=elsewhere)
+    assert len(guard) == 1
+
+
+def test_a_record_position_is_exact() -> None:
+    places = [(partition, offset) for partition in (0, 1, 2, 2**31 - 1)
+              for offset in (0, 1, 2**32, 2**63 - 1)]
+    assert len({record_position(p, o) for p, o in places}) == len(places)
+
+
+def test_ids_that_differ_in_one_character_are_told_apart() -> None:
+    guard = ReplayGuard(WINDOW, 10_000)
+    base = "orders.requests/gateway/" + "a" * 32
+    variants = {base[:i] + "b" + base[i + 1:] for i in range(len(base))}
+    for message_id in (base, *variants, base.upper(), base + "\udcff"):
+        guard.check_and_remember(message_id, NOW, NOW)
+    assert len(guard) == len(variants) + 3
