@@ -136,6 +136,13 @@ def completed_record(result: bytes, *, now_ms: int, keep_ms: int) -> Idempotency
     return IdempotencyRecord(COMPLETED, expiry_s(now_ms + keep_ms), result=bytes(result))
 
 
+def check_result_size(result: bytes, max_bytes: int) -> None:
+    """``IdempotencyRefused`` (not retriable) for a result longer than a store keeps."""
+    if len(result) > max_bytes:
+        raise IdempotencyRefused(f"a result of {len(result)} bytes is over the {max_bytes} "
+                                 "the store keeps")
+
+
 def holds(record: IdempotencyRecord | None, token: str) -> bool:
     """Whether ``token``'s claim is the current one (what ``release`` requires)."""
     return record is not None and record.status == IN_PROGRESS and record.token == token
@@ -151,9 +158,20 @@ def new_token() -> str:
     return uuid.uuid4().hex
 
 
+# The largest result a store keeps for duplicates: what a DynamoDB item (400 KB, its key and
+# other attributes included) holds, and the in-memory store's default so both behave alike.
+# A longer result is answered once and kept as ``RESULT_NOT_KEPT`` (bus.runtime.worker).
+MAX_RESULT_BYTES: Final = 350_000
+
+
 class IdempotencyStore(Protocol):
     """Where idempotency records live. Each method is atomic with respect to the others, across
     every worker sharing the store."""
+
+    @property
+    def max_result_bytes(self) -> int:
+        """The longest ``result`` that ``complete`` keeps; a longer one is refused."""
+        ...
 
     async def begin(self, key: str, *, now_ms: int, lease_ms: int) -> Claim:
         """Claim ``key`` for ``lease_ms``, or report the duplicate (see ``Claim``)."""
@@ -195,10 +213,14 @@ class MemoryIdempotencyStore:
     second, 15-100 ms each, growing with the store).
     """
 
-    def __init__(self, max_entries: int = 100_000) -> None:
+    def __init__(self, max_entries: int = 100_000,
+                 max_result_bytes: int = MAX_RESULT_BYTES) -> None:
         if max_entries < 1:
             raise ValueError(f"max_entries must be >= 1, got {max_entries}")
+        if max_result_bytes < 1:
+            raise ValueError(f"max_result_bytes must be >= 1, got {max_result_bytes}")
         self._max_entries = max_entries
+        self._max_result_bytes = max_result_bytes
         self._records: dict[str, _Stored] = {}
         # (expires_at_ms, version, key); entries whose version is no longer the key's are stale.
         self._completed: list[tuple[int, int, str]] = []
@@ -211,6 +233,10 @@ class MemoryIdempotencyStore:
     @property
     def max_entries(self) -> int:
         return self._max_entries
+
+    @property
+    def max_result_bytes(self) -> int:
+        return self._max_result_bytes
 
     @property
     def index_entries(self) -> int:
@@ -237,6 +263,7 @@ class MemoryIdempotencyStore:
         self, key: str, result: bytes, *, token: str, now_ms: int, keep_ms: int
     ) -> bool:
         check_key(key)
+        check_result_size(result, self._max_result_bytes)
         record = completed_record(result, now_ms=now_ms, keep_ms=keep_ms)
         self._forget_expired(now_ms)
         if not may_complete(self.record(key), token):

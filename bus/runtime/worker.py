@@ -23,7 +23,8 @@ from bus.delivery.idempotency import Claim, IdempotencyStore
 from bus.delivery.intake import Intake
 from bus.delivery.pipeline import Pipeline
 from bus.delivery.replay_memory import require_store
-from bus.envelope import KIND_ERROR, KIND_REQUEST, Envelope, now_ms, reply_for, to_headers
+from bus.delivery.stored_results import NOT_KEPT, NOT_KEPT_CODE, answer_from, stored_result
+from bus.envelope import KIND_REQUEST, Envelope, now_ms, to_headers
 from bus.errors import MeshError
 from bus.runtime.client import MeshClient
 from bus.security.identity import Identity
@@ -46,11 +47,6 @@ DRAIN_TIMEOUT_S = 10.0
 def idempotency_key(request: Envelope) -> str:
     """Retries of one call share the correlation id (signed), so they share the key."""
     return f"{request.source}:{request.correlation_id or request.id}"
-
-
-def stored_result(outcome: Outcome) -> bytes:
-    assert outcome.reply is not None
-    return (b"E" if outcome.reply.kind == KIND_ERROR else b"R") + outcome.reply.value
 
 
 class ServiceWorker:
@@ -179,7 +175,8 @@ class ServiceWorker:
                 if claim.status != "claimed":
                     self.duplicates += 1
                     if claim.status == "completed" and claim.result is not None:
-                        await self._reply(request, self._rebuild(request, claim.result), deadline)
+                        await self._reply(request, answer_from(
+                            request, claim.result, source=self.service.name), deadline)
                     return None
                 token = claim.token
             if store is not None and token is not None:
@@ -192,7 +189,11 @@ class ServiceWorker:
                 if outcome.retriable or outcome.reply is None:
                     await self._intake.retrying(lambda: store.release(key, token=held), deadline)
                 else:
-                    result = stored_result(outcome)
+                    result = stored_result(outcome.reply, store.max_result_bytes)
+                    if result == NOT_KEPT:
+                        log.warning("%s (%s): its result is over the %d bytes the store "
+                                    "keeps; a duplicate will be answered %s", request.id,
+                                    request.type, store.max_result_bytes, NOT_KEPT_CODE)
                     await self._intake.retrying(lambda: store.complete(
                         key, result, token=held, now_ms=now_ms(), keep_ms=KEEP_RESULTS_MS),
                         deadline)
@@ -251,11 +252,6 @@ class ServiceWorker:
                 beat.cancel()
             if beats:
                 await asyncio.wait(beats, timeout=1.0)
-
-    def _rebuild(self, request: Envelope, stored: bytes) -> Envelope:
-        """A fresh reply (new id and time) carrying the stored result of a duplicate."""
-        return reply_for(request, source=self.service.name, value=stored[1:],
-                         error=stored[:1] == b"E")
 
     async def _reply(self, request: Envelope, reply: Envelope, deadline_ms: int) -> None:
         assert request.reply_to is not None

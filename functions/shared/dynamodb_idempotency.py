@@ -25,11 +25,13 @@ from typing import Any
 from bus.delivery.idempotency import (
     COMPLETED,
     IN_PROGRESS,
+    MAX_RESULT_BYTES,
     Claim,
     IdempotencyError,
     IdempotencyRecord,
     IdempotencyRefused,
     check_key,
+    check_result_size,
     claim_record,
     completed_record,
     decide,
@@ -82,6 +84,11 @@ class DynamoDBIdempotencyStore:
         """The boto3 DynamoDB client, created on first use."""
         return self._dynamodb.get()
 
+    @property
+    def max_result_bytes(self) -> int:
+        """What an item holds besides the record's other attributes."""
+        return MAX_RESULT_BYTES
+
     async def begin(self, key: str, *, now_ms: int, lease_ms: int) -> Claim:
         check_key(key)
         record = claim_record(new_token(), now_ms=now_ms, lease_ms=lease_ms)
@@ -91,6 +98,7 @@ class DynamoDBIdempotencyStore:
         self, key: str, result: bytes, *, token: str, now_ms: int, keep_ms: int
     ) -> bool:
         check_key(key)
+        check_result_size(result, MAX_RESULT_BYTES)
         record = completed_record(result, now_ms=now_ms, keep_ms=keep_ms)
         return await asyncio.to_thread(self._complete, key, record, token)
 

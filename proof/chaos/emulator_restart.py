@@ -58,6 +58,10 @@ class CountingStore:
         self._inner = inner
         self.errors = 0
 
+    @property
+    def max_result_bytes(self) -> int:
+        return self._inner.max_result_bytes
+
     def _count(self, exc: IdempotencyError) -> None:
         if exc.retriable:
             self.errors += 1

@@ -169,3 +169,66 @@ async def test_store_round_trips_and_duplicates_per_declared_operation(
     assert ran["read"] == 2
     assert [codec.decode(v) for v in answers["read"]] == [{"ran": 1}, {"ran": 2}]
     assert again.handled == 1
+
+
+async def test_a_result_longer_than_an_item_is_answered_once_and_never_run_again(
+    bootstrap: str, table: str, infra_settings: Settings,
+) -> None:
+    """A 450 KB answer: a Kafka message carries it, a DynamoDB item (400 KB) cannot. The call
+    is answered and recorded as handled without its result; the copy delivered to a
+    restarted worker gets the error ``result_not_kept``, and the handler ran once. (Before,
+    the completion was refused, the answer never left, and a copy ran the handler again once
+    the claim's lease ran out.)"""
+    name = f"itestbig{uuid.uuid4().hex[:8]}"
+    topic = f"{name}.requests"
+    keys = {who: generate_ed25519(who) for who in ("caller", name)}
+    ring = KeyRing(verify for _, verify in keys.values())
+    access = AccessPolicy.from_dict({"caller": [topic], name: [REPLIES, QUARANTINE_TOPIC]})
+    mesh = {who: Identity(who, signing, ring, access) for who, (signing, _) in keys.items()}
+    ran: list[str] = []
+    service = Service(name)
+    rows = "x" * 450_000
+
+    @service.operation(f"{name}.export")
+    async def export(payload: Payload, message: Envelope) -> Payload:
+        ran.append(message.id)
+        return {"rows": rows}
+
+    settings = BusSettings(bootstrap_servers=bootstrap, service_name=name)
+    sender = KafkaTransport(settings.model_copy(update={"service_name": "caller"}))
+    request = mesh["caller"].outgoing(new_request(
+        source="caller", operation=f"{name}.export", value=b"{}",
+        reply_to=ReplyTo(REPLIES, 0), deadline_ms=now_ms() + 60_000), topic)
+
+    async def life() -> ServiceWorker:
+        transport = KafkaTransport(settings)
+        worker = ServiceWorker(service, transport, settings, mesh[name],
+                               store=DynamoDBIdempotencyStore(
+                                   table, client_args=infra_settings.aws_client_args()))
+        stop = asyncio.Event()
+        task = asyncio.create_task(worker.run(stop))
+        try:
+            await sender.send(topic, request.value, headers=to_headers(request))
+            await until(lambda: worker.handled + worker.duplicates + worker.abandoned >= 1)
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, 20)
+            await transport.close()
+        return worker
+
+    replies = sender.assigned_reader(REPLIES, 0)
+    async with fresh_topic(bootstrap, topic):
+        await replies.start()
+        try:
+            first = await life()
+            again = await life()  # its replay guard is empty: the copy gets in
+            answers = await answers_to(replies, {"export": request.correlation_id or ""}, 2)
+        finally:
+            await replies.stop()
+            await sender.close()
+    assert ran == [request.id]
+    assert (first.handled, first.abandoned, again.duplicates, again.handled) == (1, 0, 1, 0)
+    answered, duplicate = (codec.decode(value) for value in answers["export"])
+    assert answered == {"rows": rows}
+    assert duplicate["code"] == "result_not_kept"
+    assert duplicate["retriable"] is False

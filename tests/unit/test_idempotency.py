@@ -21,6 +21,7 @@ from bus.delivery.idempotency import (
     Claim,
     IdempotencyError,
     IdempotencyRecord,
+    IdempotencyRefused,
     IdempotencyStore,
     MemoryIdempotencyStore,
     claim_record,
@@ -75,6 +76,22 @@ class StoreContract:
         assert done is True
         duplicate = await store.begin(key, now_ms=t0 + 10, lease_ms=LEASE_MS)
         assert duplicate == Claim("completed", result=RESULT)
+
+    async def test_a_result_up_to_the_store_s_limit_is_kept_and_longer_refused(
+        self, store: IdempotencyStore, key: str, t0: int
+    ) -> None:
+        """The limit a worker reads (``max_result_bytes``) is the one the store holds to: a
+        result of that length comes back whole, one byte more is refused, not retriable."""
+        longest = b"\xff" * store.max_result_bytes
+        claim = await store.begin(key, now_ms=t0, lease_ms=LEASE_MS)
+        assert claim.token is not None
+        with pytest.raises(IdempotencyRefused) as refused:
+            await store.complete(key, longest + b"x", token=claim.token, now_ms=t0,
+                                 keep_ms=KEEP_MS)
+        assert refused.value.retriable is False
+        assert await store.complete(key, longest, token=claim.token, now_ms=t0, keep_ms=KEEP_MS)
+        assert await store.begin(key, now_ms=t0 + 1, lease_ms=LEASE_MS) == Claim(
+            "completed", result=longest)
 
     async def test_an_empty_result_is_stored(
         self, store: IdempotencyStore, key: str, t0: int

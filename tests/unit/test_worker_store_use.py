@@ -12,8 +12,9 @@ from contextlib import asynccontextmanager
 
 import pytest
 
+from bus.codec import decode
 from bus.config import BusSettings
-from bus.delivery.idempotency import Claim, MemoryIdempotencyStore
+from bus.delivery.idempotency import MAX_RESULT_BYTES, Claim, MemoryIdempotencyStore
 from bus.envelope import Envelope, ReplyTo, from_record, new_id, new_request, now_ms, to_headers
 from bus.runtime.worker import ServiceWorker
 from bus.security.access import AccessPolicy
@@ -30,8 +31,8 @@ REPLIES = "mesh.replies"
 class CountingStore(MemoryIdempotencyStore):
     """The in-memory store, counting the calls a worker makes."""
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, max_result_bytes: int = MAX_RESULT_BYTES) -> None:
+        super().__init__(max_result_bytes=max_result_bytes)
         self.calls: Counter[str] = Counter()
 
     async def begin(self, key: str, *, now_ms: int, lease_ms: int) -> Claim:
@@ -78,6 +79,11 @@ def back_service(runs: list[str], *, slow_s: float = 0.0) -> Service:
         runs.append(message.id)
         await asyncio.sleep(slow_s)
         return {"n": len(runs)}
+
+    @back.operation("back.export")
+    async def export(payload: Payload, message: Envelope) -> Payload:
+        runs.append(message.id)
+        return {"n": len(runs), "rows": "x" * 5_000}
 
     return back
 
@@ -163,3 +169,27 @@ async def test_a_long_handler_keeps_its_claim_renewed(
     assert worker.duplicates == 1
     assert store.calls["renew"] >= 2
     assert [a.value for a in answers] == [b'{"n":1}', b'{"n":1}']
+
+
+async def test_a_result_too_long_to_keep_is_answered_once_and_never_run_again(
+    broker: MemoryBroker, mesh: dict[str, Identity]
+) -> None:
+    """A reply over what the store keeps (a DynamoDB item holds 400 KB, a Kafka message up to
+    1 MB): the call is answered and kept as handled; its retry gets a clear error instead of
+    a second run. (Before: the completion was refused, the first answer never left, and the
+    retry ran the handler again once the claim's lease ran out.)"""
+    runs: list[str] = []
+    store = CountingStore(max_result_bytes=1_000)
+    first = await send_twice(broker, mesh["front"], "back.export")
+    async with running(broker, mesh["back"], back_service(runs), store,
+                       lease_ms=300) as worker:
+        answers = await replies(broker, 2)
+    assert runs == [first.id]
+    assert (worker.handled, worker.duplicates, worker.abandoned) == (1, 1, 0)
+    answered, duplicate = answers
+    assert answered.kind == "reply"
+    assert decode(answered.value) == {"n": 1, "rows": "x" * 5_000}
+    assert duplicate.kind == "error"
+    assert decode(duplicate.value)["code"] == "result_not_kept"
+    assert decode(duplicate.value)["retriable"] is False
+    assert {a.correlation_id for a in answers} == {first.correlation_id}
