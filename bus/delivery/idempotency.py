@@ -162,6 +162,9 @@ def new_token() -> str:
 # other attributes included) holds, and the in-memory store's default so both behave alike.
 # A longer result is answered once and kept as ``RESULT_NOT_KEPT`` (bus.runtime.worker).
 MAX_RESULT_BYTES: Final = 350_000
+# The in-memory store's budget for all the results it keeps: a count alone bounds nothing
+# when each result may be 350 KB (100,000 of them: 35 GB).
+MAX_TOTAL_BYTES: Final = 64 * 1024 * 1024
 
 
 class IdempotencyStore(Protocol):
@@ -201,9 +204,10 @@ class MemoryIdempotencyStore:
     """In-process store for one worker process and for tests (not shared across processes).
 
     Bounded: expired records are forgotten as time passes (``now_ms`` of each call), and at
-    ``max_entries`` the completed record closest to its expiry is forgotten early to make
-    room (its key could then run again). Live in-progress claims are never dropped: when
-    all ``max_entries`` are live claims, ``begin`` raises ``IdempotencyError``.
+    ``max_entries``, or when a result would take the results kept past ``max_total_bytes``,
+    the completed record closest to its expiry is forgotten early to make room (its key could
+    then run again). Live in-progress claims are never dropped: when all ``max_entries`` are
+    live claims, ``begin`` raises ``IdempotencyError``.
 
     Not thread-safe; atomic for asyncio tasks on one loop (no method awaits inside).
 
@@ -214,13 +218,17 @@ class MemoryIdempotencyStore:
     """
 
     def __init__(self, max_entries: int = 100_000,
-                 max_result_bytes: int = MAX_RESULT_BYTES) -> None:
+                 max_result_bytes: int = MAX_RESULT_BYTES,
+                 max_total_bytes: int = MAX_TOTAL_BYTES) -> None:
         if max_entries < 1:
             raise ValueError(f"max_entries must be >= 1, got {max_entries}")
-        if max_result_bytes < 1:
-            raise ValueError(f"max_result_bytes must be >= 1, got {max_result_bytes}")
+        if not 1 <= max_result_bytes <= max_total_bytes:
+            raise ValueError(f"need 1 <= max_result_bytes <= max_total_bytes, got "
+                             f"{max_result_bytes} and {max_total_bytes}")
         self._max_entries = max_entries
         self._max_result_bytes = max_result_bytes
+        self._max_total_bytes = max_total_bytes
+        self._total_bytes = 0  # of the results kept
         self._records: dict[str, _Stored] = {}
         # (expires_at_ms, version, key); entries whose version is no longer the key's are stale.
         self._completed: list[tuple[int, int, str]] = []
@@ -237,6 +245,11 @@ class MemoryIdempotencyStore:
     @property
     def max_result_bytes(self) -> int:
         return self._max_result_bytes
+
+    @property
+    def total_bytes(self) -> int:
+        """The results kept, in bytes: at most ``max_total_bytes``."""
+        return self._total_bytes
 
     @property
     def index_entries(self) -> int:
@@ -287,11 +300,18 @@ class MemoryIdempotencyStore:
         return True
 
     def _put(self, key: str, record: IdempotencyRecord) -> None:
-        if key not in self._records and len(self._records) >= self._max_entries:
+        replaced = self._records.get(key)
+        if replaced is None and len(self._records) >= self._max_entries:
+            self._make_room()
+        if replaced is not None:
+            self._total_bytes -= _result_bytes(replaced)
+        added = len(record.result or b"")
+        while self._total_bytes + added > self._max_total_bytes:
             self._make_room()
         self._version += 1
         self._records[key] = (self._version, record.status, record.expires_at_s, record.token,
                               record.lease_until_ms, record.result)
+        self._total_bytes += added
         heapq.heappush(self._heap_of(record), (_forget_at_ms(record), self._version, key))
         self._compact()
 
@@ -318,6 +338,7 @@ class MemoryIdempotencyStore:
         if entry is None or entry[0] != version:
             return False
         del self._records[key]
+        self._total_bytes -= _result_bytes(entry)
         return True
 
     def _compact(self) -> None:
@@ -332,6 +353,10 @@ class MemoryIdempotencyStore:
             self._heap_of(record).append((_forget_at_ms(record), entry[0], key))
         heapq.heapify(self._completed)
         heapq.heapify(self._leases)
+
+
+def _result_bytes(entry: _Stored) -> int:
+    return len(entry[5] or b"")
 
 
 def _forget_at_ms(record: IdempotencyRecord) -> int:

@@ -292,6 +292,44 @@ class TestMemoryStore(StoreContract):
         assert (claimed.status, claimed.lease_until_ms) == (IN_PROGRESS, T0 + LEASE_MS)
 
 
+    async def test_the_results_kept_stay_within_their_byte_budget(self) -> None:
+        """Results of 300 bytes in a 1,000-byte budget: the one closest to its expiry leaves
+        first (its key could run again, as at max_entries); the count follows the bytes."""
+        store = MemoryIdempotencyStore(max_result_bytes=400, max_total_bytes=1_000)
+        for index in range(5):
+            key = f"k{index}"
+            claim = await store.begin(key, now_ms=T0, lease_ms=LEASE_MS)
+            assert claim.token is not None
+            assert await store.complete(key, bytes([index]) * 300, token=claim.token,
+                                        now_ms=T0 + index, keep_ms=KEEP_MS)
+            assert store.total_bytes <= 1_000
+        assert [store.record(f"k{index}") is not None for index in range(5)] == [
+            False, False, True, True, True]
+        assert store.total_bytes == 900
+        claim = await store.begin("k0", now_ms=T0 + 10, lease_ms=LEASE_MS)
+        assert claim.status == "claimed"  # forgotten early: it runs again
+
+    async def test_the_byte_count_follows_every_way_a_record_leaves(self) -> None:
+        store = MemoryIdempotencyStore(max_entries=3, max_result_bytes=100,
+                                       max_total_bytes=100)
+        claims = {}
+        for index in range(6):
+            key = f"k{index}"
+            claim = await store.begin(key, now_ms=T0 + index, lease_ms=LEASE_MS)
+            assert claim.token is not None
+            claims[key] = claim.token
+            if index % 3 == 2:
+                assert await store.release(key, token=claim.token)
+            else:
+                await store.complete(key, b"r" * (15 * index + 10), token=claim.token,
+                                     now_ms=T0 + index, keep_ms=1_000)
+            kept = [record.result for key in claims
+                    if (record := store.record(key)) is not None and record.result]
+            assert store.total_bytes == sum(len(result) for result in kept) <= 100
+        await store.begin("later", now_ms=T0 + 10_000, lease_ms=LEASE_MS)  # all expired
+        assert store.total_bytes == 0
+
+
 # The pure decision logic.
 
 
