@@ -91,6 +91,7 @@ class ServiceWorker:
         self.duplicates = 0
         self.expired = 0
         self.abandoned = 0
+        self._told_not_kept: set[str] = set()  # operations whose results were too long
 
     @property
     def quarantined(self) -> int:
@@ -190,10 +191,11 @@ class ServiceWorker:
                     await self._intake.retrying(lambda: store.release(key, token=held), deadline)
                 else:
                     result = stored_result(outcome.reply, store.max_result_bytes)
-                    if result == NOT_KEPT:
-                        log.warning("%s (%s): its result is over the %d bytes the store "
-                                    "keeps; a duplicate will be answered %s", request.id,
-                                    request.type, store.max_result_bytes, NOT_KEPT_CODE)
+                    if result == NOT_KEPT and request.type not in self._told_not_kept:
+                        self._told_not_kept.add(request.type)  # once an operation: no flood
+                        log.warning("%s: a result over the %d bytes the store keeps (first: "
+                                    "%s); its duplicates are answered %s", request.type,
+                                    store.max_result_bytes, request.id, NOT_KEPT_CODE)
                     await self._intake.retrying(lambda: store.complete(
                         key, result, token=held, now_ms=now_ms(), keep_ms=KEEP_RESULTS_MS),
                         deadline)

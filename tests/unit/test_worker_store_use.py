@@ -193,3 +193,18 @@ async def test_a_result_too_long_to_keep_is_answered_once_and_never_run_again(
     assert decode(duplicate.value)["code"] == "result_not_kept"
     assert decode(duplicate.value)["retriable"] is False
     assert {a.correlation_id for a in answers} == {first.correlation_id}
+
+
+async def test_results_too_long_to_keep_are_reported_once_an_operation(
+    broker: MemoryBroker, mesh: dict[str, Identity], caplog: pytest.LogCaptureFixture
+) -> None:
+    runs: list[str] = []
+    store = CountingStore(max_result_bytes=1_000)
+    for _ in range(3):
+        await send_twice(broker, mesh["front"], "back.export")
+    with caplog.at_level("WARNING", logger="bus.runtime.worker"):
+        async with running(broker, mesh["back"], back_service(runs), store):
+            await replies(broker, 6)
+    assert len(runs) == 3
+    told = [r for r in caplog.records if "result_not_kept" in r.getMessage()]
+    assert [r.getMessage().split(":")[0] for r in told] == ["back.export"]
