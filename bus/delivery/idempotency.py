@@ -160,7 +160,7 @@ def new_token() -> str:
 
 # The largest result a store keeps for duplicates: what a DynamoDB item (400 KB, its key and
 # other attributes included) holds, and the in-memory store's default so both behave alike.
-# A longer result is answered once and kept as ``RESULT_NOT_KEPT`` (bus.runtime.worker).
+# A longer result is answered once and kept as a marker (bus.delivery.stored_results.NOT_KEPT).
 MAX_RESULT_BYTES: Final = 350_000
 # The in-memory store's budget for all the results it keeps: a count alone bounds nothing
 # when each result may be 350 KB (100,000 of them: 35 GB).
