@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
+from infra.local.smoke import DEMO_ORDER
 from infra.settings import Settings
 from infra.stack.otel_env import SPANS_FILE, telemetry_dir
 from tests.e2e.edge_support import token
@@ -155,3 +156,38 @@ def test_trace_cli_fails_in_one_line_for_an_unknown_trace() -> None:
     [line] = result.stderr.strip().splitlines()
     assert "has no spans" in line
     assert "; " in line
+
+
+def _orders_with_its_store_calls(spans: list[Span]) -> bool:
+    process = [s for s in spans if s["name"] == "process orders.requests"]
+    store = [s for s in spans if s["name"].startswith("DynamoDB.")
+             and s["service.name"] == "orders"]
+    return len(process) == 1 and len(store) >= 2
+
+
+def test_the_worker_s_store_calls_are_spans_of_its_trace(endpoint: str,
+                                                          settings: Settings) -> None:
+    """The orders worker's idempotency claim and completion go out through the fast item
+    calls, which botocore's instrumentation cannot see: each is a CLIENT span of the call's
+    trace, a child of the worker's process span, with the AWS SDK attributes."""
+    trace_id = secrets.token_hex(16)
+    response = httpx.post(f"{endpoint}/v1/orders", json=DEMO_ORDER, timeout=30,
+                          headers={"traceparent": f"00-{trace_id}-{secrets.token_hex(8)}-01"})
+    assert response.status_code == 201, response.text
+    spans = wait_for_trace(settings, trace_id, _orders_with_its_store_calls)
+    process = one(spans, name="process orders.requests")
+    store = [s for s in spans if s["name"].startswith("DynamoDB.")
+             and s["service.name"] == "orders"]
+    assert {s["name"] for s in store} <= {"DynamoDB.PutItem", "DynamoDB.UpdateItem",
+                                          "DynamoDB.GetItem"}
+    for span in store:
+        assert span["kind"] == "CLIENT"
+        assert span["parent_span_id"] == process["span_id"]
+        assert span["status"] != "ERROR", span
+        attributes = span["attributes"]
+        assert attributes["rpc.system"] == "aws-api"
+        assert attributes["rpc.service"] == "DynamoDB"
+        assert attributes["rpc.method"] == span["name"].removeprefix("DynamoDB.")
+        assert attributes["aws.dynamodb.table_names"]
+        assert attributes["aws.request_id"]
+        assert attributes["http.response.status_code"] == 200
