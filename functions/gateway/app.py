@@ -20,6 +20,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
+from fastapi.telemetry import TelemetryConfig
 from starlette.routing import request_response
 
 from bus.errors import MeshError
@@ -43,6 +44,7 @@ from functions.gateway.validation import RouteValidator
 __all__ = ["EdgeDeps", "LazyMeshClient", "create_app", "mesh_error_response"]
 
 ClientFactory = Callable[[], Awaitable[MeshClient]]
+NO_NATIVE_TELEMETRY: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
 ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 NO_QUERY: Mapping[str, str] = MappingProxyType({})  # no query string: nothing to parse
 log = logging.getLogger(__name__)
@@ -183,9 +185,11 @@ def create_app(policy: Policy, deps: EdgeDeps) -> FastAPI:
     routes = tuple(r for r in policy.routes if r.caller == "gateway")
     deps.guard.check_routes(routes)
     edge = policy.edge
-    # One SERVER span per request, ours (functions.gateway.tracing: X-Ray too, traceparent
-    # on the answer), not also FastAPI's native one; its metrics and logs stay as configured.
-    app = FastAPI(title="meshgate edge", version="0.1.0", telemetry={"tracing": False})
+    # The edge's telemetry is its own middleware's: one SERVER span (functions.gateway.tracing:
+    # X-Ray too, traceparent on the answer), the HTTP metrics (functions.gateway.http_metrics)
+    # and its error log. FastAPI's native telemetry would record the same metrics a second
+    # time under its own scope, and asks the providers on every request even when off.
+    app = FastAPI(title="meshgate edge", version="0.1.0", telemetry=NO_NATIVE_TELEMETRY)
     app.state.mesh = deps.mesh
     install_middleware(app, edge)
 

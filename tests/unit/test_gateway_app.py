@@ -17,6 +17,9 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from opentelemetry.metrics import _internal as metrics_api
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from bus.config import BusSettings
 from bus.envelope import Envelope, from_record
@@ -363,3 +366,30 @@ def test_oversized_traceparent_still_gives_a_valid_envelope(
         from_record(record.headers, record.value)
     except EnvelopeError as exc:
         pytest.fail(f"the gateway sent an envelope the mesh refuses: {exc}")
+
+
+# --- telemetry ------------------------------------------------------------------------------
+
+
+def test_the_edge_records_its_http_metrics_once_with_a_meter_provider_installed(
+    broker: MemoryBroker, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """FastAPI's native telemetry, left on, recorded http.server.request.duration and
+    http.server.active_requests a second time under its own scope: twice the request rate
+    wherever the two series meet by name."""
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    monkeypatch.setattr(metrics_api, "_METER_PROVIDER", provider)  # metrics.set_meter_provider
+    try:
+        with gateway(broker) as gw:
+            assert gw.http.post("/v1/orders", json=ORDER).status_code == 201
+            assert gw.http.get("/healthz").status_code == 200
+        data = reader.get_metrics_data()
+        assert data is not None
+        recorded = sorted((scope.scope.name, metric.name) for rm in data.resource_metrics
+                          for scope in rm.scope_metrics for metric in scope.metrics
+                          if metric.name.startswith("http.server."))
+    finally:
+        provider.shutdown()
+    assert recorded == [("meshgate.gateway", "http.server.active_requests"),
+                        ("meshgate.gateway", "http.server.request.duration")]
