@@ -62,6 +62,42 @@ class Backoff:
         return min(ceiling, max(0.0, rng.uniform(0.0, ceiling)))
 
 
+# The budget's window in this many slices: its memory and per-call work stay bounded at any
+# request rate (one float per request measured ~100,000 live objects in a worker at 4.5k/s).
+WINDOW_SLICES = 1000
+
+
+class _SlicedCounts:
+    """How many events fell in each slice of ``slice_s`` seconds, oldest first: at most
+    ``window_s / slice_s + 1`` entries however many events there are."""
+
+    __slots__ = ("_slice_s", "_slices", "total")
+
+    def __init__(self, slice_s: float) -> None:
+        self._slice_s = slice_s
+        self._slices: deque[list[int]] = deque()  # [slice number, events in it]
+        self.total = 0
+
+    def add(self, now_s: float) -> None:
+        number = math.floor(now_s / self._slice_s)
+        slices = self._slices
+        if slices and number <= slices[-1][0]:  # the same slice (or a clock that went back)
+            slices[-1][1] += 1
+        else:
+            slices.append([number, 1])
+        self.total += 1
+
+    def expire(self, horizon_s: float) -> None:
+        """Forget the slices that start at or before ``horizon_s``."""
+        slices = self._slices
+        while slices and slices[0][0] * self._slice_s <= horizon_s:
+            self.total -= slices.popleft()[1]
+
+    def __len__(self) -> int:
+        """Slices held (the memory), not events (``total``)."""
+        return len(self._slices)
+
+
 class RetryBudget:
     """Caps retries at ``ratio`` of the requests seen in the last ``window_s`` seconds, plus
     a floor of ``min_retries_per_s`` (a reserve of ``min_retries_per_s * window_s`` per window),
@@ -71,9 +107,11 @@ class RetryBudget:
     extra load at most ``ratio`` (plus the floor) instead of multiplying it by the attempt
     count. The floor lets a client with little traffic still retry.
 
-    Time is passed in (seconds from any monotonic origin). Memory is one float per request
-    and per retry inside the window. Record each request once (not each attempt); spend one
-    unit per retry.
+    Time is passed in (seconds from any monotonic origin). Requests and retries are counted
+    per slice of ``window_s / WINDOW_SLICES`` (10 ms of the default 10 s), as Finagle's windowed
+    adder does: memory and work per call are bounded at any rate, and an event leaves the
+    window when its slice's start does, up to one slice before ``window_s`` has passed. Record
+    each request once (not each attempt); spend one unit per retry.
     """
 
     def __init__(
@@ -88,36 +126,39 @@ class RetryBudget:
         self.ratio = ratio
         self.min_retries_per_s = min_retries_per_s
         self.window_s = window_s
-        self._requests: deque[float] = deque()
-        self._retries: deque[float] = deque()
+        self._requests = _SlicedCounts(window_s / WINDOW_SLICES)
+        self._retries = _SlicedCounts(window_s / WINDOW_SLICES)
 
     def _expire(self, now_s: float) -> None:
         horizon = now_s - self.window_s
-        for times in (self._requests, self._retries):
-            while times and times[0] <= horizon:
-                times.popleft()
+        self._requests.expire(horizon)
+        self._retries.expire(horizon)
 
     def record_request(self, now_s: float) -> None:
         """Count one request (its first attempt) at ``now_s``."""
         self._expire(now_s)
-        self._requests.append(now_s)
+        self._requests.add(now_s)
 
     def allowance(self, now_s: float) -> int:
         """How many retries the window allows in total at ``now_s`` (spent ones included)."""
         self._expire(now_s)
         reserve = self.min_retries_per_s * self.window_s
-        return math.floor(reserve + self.ratio * len(self._requests) + _EPSILON)
+        return math.floor(reserve + self.ratio * self._requests.total + _EPSILON)
 
     def available(self, now_s: float) -> int:
         """How many more retries ``try_spend`` would grant at ``now_s``."""
-        return max(0, self.allowance(now_s) - len(self._retries))
+        return max(0, self.allowance(now_s) - self._retries.total)
 
     def try_spend(self, now_s: float) -> bool:
         """Take one retry from the budget; False (and nothing taken) when it is exhausted."""
         if self.available(now_s) < 1:
             return False
-        self._retries.append(now_s)
+        self._retries.add(now_s)
         return True
+
+    def held(self) -> int:
+        """Entries kept for the window (requests' and retries' slices): its memory."""
+        return len(self._requests) + len(self._retries)
 
 
 async def call_with_retries(
