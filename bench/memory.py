@@ -167,8 +167,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     ensure_broker(args.bootstrap)
     worker = asyncio.run(worker_memory(args.bootstrap, checkpoints, args.concurrency,
                                        args.window_ms, args.replay_max, args.store_max))
-    print(f"    rss at {worker.get('rss_mb_at')}, growth {worker['growth']}, "
-          f"load {worker['load']}", flush=True)
+    print(f"    rss at {worker.get('rss_mb_at')}, growth {worker['growth']}, live blocks "
+          f"{worker.get('python_blocks_at')}, load {worker['load']}", flush=True)
     return {
         "gateway": gateway,
         "worker": worker,

@@ -4,7 +4,9 @@ Responder (``python -m bench.memory_worker --service S --group G --checkpoints
 10000,100000 ...``): an echo ``ServiceWorker`` built as ``bench.mesh_echo`` builds it
 (signed, identity from files), plus a ``MemoryIdempotencyStore`` of ``--store-max``
 entries. The handler reads its own VmRSS on the run that first reaches each checkpoint (a
-count of handler runs), and a sampler every second; the sampler also tracks the largest size
+count of handler runs), and a sampler every second, each with the interpreter's live
+memory blocks (``sys.getallocatedblocks()``: objects kept alive, which RSS alone does not tell
+from the allocators' settling); the sampler also tracks the largest size
 of the worker's replay guard and of its idempotency store. Checkpoints taken in the handler
 cannot be missed however fast the worker is stopped after its last message (a
 sampler polling every 10 ms missed the last one when the caller finished in between). It
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -51,12 +54,15 @@ class Checkpoints:
         self._pending = sorted(counts)
         self._figures = figures
         self.at: dict[str, float] = figures.setdefault("rss_mb_at", {})
+        self.blocks_at: dict[str, int] = figures.setdefault("python_blocks_at", {})
         self.runs = 0
 
     def handler_ran(self) -> None:
         self.runs += 1
         while self._pending and self.runs >= self._pending[0]:
-            self.at[str(self._pending.pop(0))] = round(rss.rss_mb(), 2)
+            count = str(self._pending.pop(0))
+            self.at[count] = round(rss.rss_mb(), 2)
+            self.blocks_at[count] = sys.getallocatedblocks()
             self._figures[f"handled_at_{len(self.at)}"] = self.runs
 
 
@@ -69,7 +75,7 @@ async def sample(worker: ServiceWorker, store: MemoryIdempotencyStore,
         handled = worker.handled
         if time.monotonic() - last_series >= 1.0:
             last_series = time.monotonic()
-            series.append([handled, round(rss.rss_mb(), 2)])
+            series.append([handled, round(rss.rss_mb(), 2), sys.getallocatedblocks()])
         if guard is not None:
             figures["replay_max"] = max(figures.get("replay_max", 0), len(guard))
         figures["store_max"] = max(figures.get("store_max", 0), len(store))

@@ -155,10 +155,9 @@ WHY_MISSED: Mapping[str, str] = {
     "each), the worker's idempotency claim and completion on the emulator's DynamoDB (their "
     "spans: ~2.8 ms with the fast item calls; ~5 ms through botocore: the dynamodb_client "
     "suite)",
-    "worker RSS growth between checkpoints": "the allocators' high-water mark settling until "
-    "~55k messages, not retained objects (a tracemalloc diff of the worker's Python heap from "
-    "10k to 70k grows by kilobytes; docs/decisions.md, stop 25); the spread between runs is "
-    "~1 % around the line",
+    "worker RSS growth between checkpoints": "read the run's python_blocks_at: a flat count "
+    "of live objects means the allocators (the spread between runs is ~1 %), a growing one a "
+    "structure that is not bounded by count (stop 26 found the retry budget's window so)",
 }
 
 
