@@ -89,6 +89,9 @@ def memory(report: Mapping[str, Any]) -> list[str]:
                   f"{gw['target_mb']:g}: {met(gw['rss_ok'])})"),
                  ("worker VmRSS at handled messages (MiB)",
                   ", ".join(f"{k}: {v}" for k, v in worker.get("rss_mb_at", {}).items())),
+                 ("worker live interpreter blocks at handled messages",
+                  ", ".join(f"{k}: {v:,}" for k, v in worker.get("python_blocks_at", {}).items())
+                  or "not measured"),
                  ("worker growth", f"{percent(worker['growth'])} (target < "
                   f"{worker['target_growth']:.0%}: {met(worker['growth_ok'])})"),
                  ("worker load", f"{worker['load']['sent']} requests, "

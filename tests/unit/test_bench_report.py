@@ -77,6 +77,7 @@ def sample_report() -> dict[str, Any]:
                     "first_request_mb": 63.0, "after_requests_mb": 70.0, "peak_mb": 71.0,
                     "target_mb": 128.0, "rss_ok": True},
         "worker": {"rss_mb_at": {"10000": 50.0, "100000": 52.0}, "growth": 0.04,
+                   "python_blocks_at": {"10000": 275646, "100000": 278232},
                    "growth_ok": True, "target_growth": 0.1, "checkpoints": [10000, 100000],
                    "load": {"sent": 100000, "per_s": 1800, "errors": 0}, "concurrency": 200,
                    "replay_max": 9000, "replay_bound": 200000, "window_ms": 10000,
@@ -121,6 +122,8 @@ def test_targets_and_markdown_from_a_report() -> None:
     assert "FAILED (exited 1)" in markdown
     assert "![load](report_plots/sweep_load.png)" in markdown
     assert "| 70.0 (peak 71.0, target < 128: **met**) |" in markdown
+    assert "| worker live interpreter blocks at handled messages | 10000: 275,646, " \
+           "100000: 278,232 |" in markdown
     assert "not measured" in markdown
     assert "| 1 in flight | botocore | 4.000 | 3.000 | 400.0 | 700.0 |" in markdown
     assert "fast/botocore: 1 in flight: p50 0.50x, CPU 0.35x, req/s 2.00x." in markdown
