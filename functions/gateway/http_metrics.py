@@ -25,6 +25,8 @@ from opentelemetry.metrics import Histogram, MeterProvider
 from opentelemetry.util.types import AttributeValue
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from bus.telemetry.mesh_telemetry import no_meter_sdk
+
 SCOPE_NAME: Final = "meshgate.gateway"
 METRIC_DURATION: Final = "http.server.request.duration"
 METRIC_ACTIVE: Final = "http.server.active_requests"
@@ -91,6 +93,7 @@ def _histogram(meter: metrics.Meter) -> Histogram:
 class HttpMetricsMiddleware:
     def __init__(self, app: ASGIApp, meter_provider: MeterProvider | None = None) -> None:
         self.app = app
+        self._given = meter_provider is not None
         meter = metrics.get_meter(SCOPE_NAME, meter_provider=meter_provider)
         self._duration = _histogram(meter)
         self._active = meter.create_up_down_counter(
@@ -98,7 +101,9 @@ class HttpMetricsMiddleware:
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        # Without an SDK the instruments drop every value: nothing to measure (checked per
+        # request, so one installed later counts from then on).
+        if scope["type"] != "http" or (not self._given and no_meter_sdk()):
             await self.app(scope, receive, send)
             return
         method = method_of(scope)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -118,3 +121,43 @@ def test_the_edge_installs_it() -> None:
     install_middleware(app, Edge())
     installed: list[object] = [m.cls for m in app.user_middleware]
     assert HttpMetricsMiddleware in installed
+
+
+_LATE_SDK = """
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from opentelemetry import metrics
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from functions.gateway.http_metrics import HttpMetricsMiddleware
+
+app = FastAPI()
+
+@app.get("/ping")
+async def ping() -> dict[str, bool]:
+    return {"ok": True}
+
+app.add_middleware(HttpMetricsMiddleware)  # no provider given: the global one, when there is one
+client = TestClient(app)
+assert client.get("/ping").status_code == 200  # no SDK yet: skipped
+reader = InMemoryMetricReader()
+metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))
+assert client.get("/ping").status_code == 200
+assert client.get("/ping").status_code == 200
+data = reader.get_metrics_data()
+counts = [point.count for rm in data.resource_metrics for sm in rm.scope_metrics
+          if sm.scope.name == "meshgate.gateway"  # not FastAPI's own, on in this bare app
+          for metric in sm.metrics if metric.name == "http.server.request.duration"
+          for point in metric.data.data_points]
+print(counts)
+"""
+
+
+def test_without_an_sdk_nothing_is_measured_and_an_sdk_installed_later_counts_from_then() -> None:
+    """The middleware skips its work while no meter SDK is installed (the AWS default: no
+    OTEL_* variables); the global read per request means one installed later (in a fresh
+    interpreter: the global can be set once) sees the requests made after it."""
+    done = subprocess.run([sys.executable, "-c", _LATE_SDK], capture_output=True, text=True,
+                          timeout=60, check=False, cwd=Path(__file__).resolve().parents[2])
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[2]"
