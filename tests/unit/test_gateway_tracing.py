@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 from fastapi import FastAPI, Request
 from fastapi.testclient import TestClient
+from hypothesis import given
+from hypothesis import strategies as st
 from opentelemetry.trace import SpanKind, StatusCode
 
 from bus.config import BusSettings
@@ -19,6 +21,7 @@ from bus.runtime.client import MeshClient
 from bus.runtime.worker import ServiceWorker
 from bus.security.identity import Identity
 from bus.service import Payload, Service
+from bus.telemetry.tracing import valid_traceparent
 from bus.transport.memory import MemoryBroker, MemoryTransport
 from functions.gateway.middleware import install_middleware
 from functions.gateway.trace_context import incoming_trace, xray_traceparent
@@ -83,6 +86,44 @@ def test_a_bad_traceparent_falls_back_to_xray(bad: str) -> None:
 
 def test_no_header_no_trace() -> None:
     assert incoming_trace([(b"accept", b"*/*")]) is None
+
+
+_HEX = "0123456789abcdef"
+_MUTATIONS = {  # each turns a well-formed traceparent into a near miss (or leaves it)
+    "none": lambda t: t,
+    "upper trace id": lambda t: t[:3] + t[3:35].upper() + t[35:],
+    "upper span id": lambda t: t[:36] + t[36:52].upper() + t[52:],
+    "zero trace id": lambda t: t[:3] + "0" * 32 + t[35:],
+    "zero span id": lambda t: t[:36] + "0" * 16 + t[52:],
+    "short trace id": lambda t: t[:3] + t[4:],
+    "long span id": lambda t: t[:36] + "a" + t[36:],
+    "version 01": lambda t: "01" + t[2:],
+    "flags upper": lambda t: t[:-2] + "0F",
+    "flags long": lambda t: t + "1",
+    "padded": lambda t: f" \t{t} ",
+    "tab inside": lambda t: t[:2] + "\t" + t[2:],
+}
+_TRACEPARENT_LIKE = st.builds(
+    lambda trace, span, flags, mutation: _MUTATIONS[mutation](f"00-{trace}-{span}-{flags}"),
+    st.text(_HEX, min_size=32, max_size=32).filter(lambda t: any(c.isalpha() for c in t)),
+    st.text(_HEX, min_size=16, max_size=16).filter(lambda t: any(c.isalpha() for c in t)),
+    st.sampled_from(["00", "01"]), st.sampled_from(sorted(_MUTATIONS))) | st.text(max_size=70)
+
+
+@given(_TRACEPARENT_LIKE)
+def test_the_header_is_parsed_by_the_mesh_s_own_traceparent_rule(text: str) -> None:
+    """incoming_trace matches the raw header bytes with its own pattern; it must admit
+    exactly what bus.telemetry.tracing.valid_traceparent admits of the stripped text (less
+    an all-zero trace or span id), so the edge never forwards what the mesh would refuse."""
+    raw = text.encode("utf-8")
+    found = incoming_trace([(b"traceparent", raw)])
+    # The rule as bytes are stripped: ASCII whitespace only (HTTP's optional whitespace).
+    stripped = raw.strip().decode("utf-8")
+    expected = valid_traceparent(stripped)
+    if expected is not None and (expected.split("-")[1] == "0" * 32
+                                 or expected.split("-")[2] == "0" * 16):
+        expected = None
+    assert (found.traceparent if found is not None else None) == expected
 
 
 # --- the middleware ----------------------------------------------------------------------
