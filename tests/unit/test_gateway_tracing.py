@@ -5,7 +5,7 @@ the mesh call as its child, and the traceparent on the answer."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -89,7 +89,8 @@ def test_no_header_no_trace() -> None:
 
 
 _HEX = "0123456789abcdef"
-_MUTATIONS = {  # each turns a well-formed traceparent into a near miss (or leaves it)
+# Each turns a well-formed traceparent into a near miss (or leaves it as it is).
+_MUTATIONS: dict[str, Callable[[str], str]] = {
     "none": lambda t: t,
     "upper trace id": lambda t: t[:3] + t[3:35].upper() + t[35:],
     "upper span id": lambda t: t[:36] + t[36:52].upper() + t[52:],
@@ -103,8 +104,14 @@ _MUTATIONS = {  # each turns a well-formed traceparent into a near miss (or leav
     "padded": lambda t: f" \t{t} ",
     "tab inside": lambda t: t[:2] + "\t" + t[2:],
 }
+
+
+def _near_miss(trace: str, span: str, flags: str, mutation: str) -> str:
+    return _MUTATIONS[mutation](f"00-{trace}-{span}-{flags}")
+
+
 _TRACEPARENT_LIKE = st.builds(
-    lambda trace, span, flags, mutation: _MUTATIONS[mutation](f"00-{trace}-{span}-{flags}"),
+    _near_miss,
     st.text(_HEX, min_size=32, max_size=32).filter(lambda t: any(c.isalpha() for c in t)),
     st.text(_HEX, min_size=16, max_size=16).filter(lambda t: any(c.isalpha() for c in t)),
     st.sampled_from(["00", "01"]), st.sampled_from(sorted(_MUTATIONS))) | st.text(max_size=70)
