@@ -300,11 +300,12 @@ class MemoryIdempotencyStore:
         return True
 
     def _put(self, key: str, record: IdempotencyRecord) -> None:
-        replaced = self._records.get(key)
-        if replaced is None and len(self._records) >= self._max_entries:
-            self._make_room()
+        # The record replaced leaves first, so making room can never count it out twice.
+        replaced = self._records.pop(key, None)
         if replaced is not None:
             self._total_bytes -= _result_bytes(replaced)
+        elif len(self._records) >= self._max_entries:
+            self._make_room()
         added = len(record.result or b"")
         while self._total_bytes + added > self._max_total_bytes:
             self._make_room()
