@@ -98,7 +98,7 @@ class DynamoDBIdempotencyStore:
         self, key: str, result: bytes, *, token: str, now_ms: int, keep_ms: int
     ) -> bool:
         check_key(key)
-        check_result_size(result, MAX_RESULT_BYTES)
+        check_result_size(result, self.max_result_bytes)
         record = completed_record(result, now_ms=now_ms, keep_ms=keep_ms)
         return await asyncio.to_thread(self._complete, key, record, token)
 
