@@ -20,6 +20,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from fastapi.telemetry import TelemetryConfig
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from bus.errors import MeshError
@@ -93,6 +94,20 @@ def _source_ip(request: Request) -> str:
     return request.client.host if request.client is not None else "unknown"
 
 
+async def read_body(receive: Receive) -> bytes:
+    """The request body, read once, as ``Request.body()`` reads it but without its async
+    generator and its closing context (~6 us a request on the edge, issue 15)."""
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.request":
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+        elif message["type"] == "http.disconnect":
+            raise ClientDisconnect
+
+
 class RouteEndpoint:
     """One policy route's request handling (see the module docstring for the order)."""
 
@@ -108,11 +123,12 @@ class RouteEndpoint:
         caller = await self.deps.guard.authenticate(route, request.headers, _source_ip(request),
                                                     request.scope.get("aws.event"))
         limit_headers = await self.deps.guard.admit(route, caller)
-        request.state.limit_headers = limit_headers  # error answers carry them too
+        # Error answers carry them too (_with_limits reads request.state, this very dict).
+        request.scope.setdefault("state", {})["limit_headers"] = limit_headers
         query = request.query_params if request.scope.get("query_string") else NO_QUERY
         payload = self.validator.payload(request.path_params, query,
                                          request.headers.get("content-type"),
-                                         await request.body())
+                                         await read_body(request.receive))
         client = await self.deps.mesh.get()
         traceparent = None  # the trace is the current span's (functions.gateway.tracing)
         if self.async_routes is not None and route.mode == "async":

@@ -57,8 +57,9 @@ def _may_pass(route: BaseRoute, other: BaseRoute) -> bool:
 def earliest_first(routes: Sequence[BaseRoute], early: Callable[[BaseRoute], bool]) -> list[
         BaseRoute]:
     """``routes`` with each ``early`` one moved ahead of the routes before it that it can
-    never compete with (see ``_may_pass``), so the router reaches it sooner. Which route answers a request is unchanged: only routes whose path sets are
-    disjoint change places, and no request is matched by both of them."""
+    never compete with (see ``_may_pass``), so the router reaches it sooner. Which route
+    answers a request is unchanged: only routes whose path sets are disjoint change places,
+    and no request is matched by both of them."""
     front: list[BaseRoute] = []
     rest: list[BaseRoute] = []
     for route in routes:

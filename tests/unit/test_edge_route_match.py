@@ -1,15 +1,22 @@
 """functions.gateway.route_match: the edge reaches its routes sooner without changing which
-route answers any request (property tests against Starlette's own matching)."""
+route answers any request (property tests against Starlette's own matching); and the
+endpoints' own body read, against Starlette's."""
 
 from __future__ import annotations
 
+import asyncio
 import re
+from collections.abc import Awaitable, Callable
 from typing import Any
 
+import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
+from starlette.requests import ClientDisconnect, Request
 from starlette.routing import BaseRoute, Match, Route
+from starlette.types import Receive
 
+from functions.gateway.app import read_body
 from functions.gateway.route_match import LiteralPrefixRoute, earliest_first
 from tests.unit.edge_support import edge
 
@@ -117,3 +124,35 @@ def test_the_edge_tries_the_policy_routes_first_and_still_serves_its_own_pages()
         assert gw.app.routes[:len(policy_routes)] == policy_routes
         for own in ("/healthz", "/openapi.json", "/docs"):
             assert gw.http.get(own).status_code == 200
+
+
+MESSAGES = [
+    [{"type": "http.request", "body": b'{"a": 1}'}],
+    [{"type": "http.request"}],
+    [{"type": "http.request", "body": b"ab", "more_body": True},
+     {"type": "http.request", "body": b"", "more_body": True},
+     {"type": "http.request", "body": b"cd"}],
+    [{"type": "http.request", "body": b"ab", "more_body": True}, {"type": "http.disconnect"}],
+    [{"type": "http.disconnect"}],
+]
+
+
+@pytest.mark.parametrize("messages", MESSAGES)
+def test_the_endpoints_body_read_is_starlettes(messages: list[dict[str, Any]]) -> None:
+    """functions.gateway.app.read_body: what ``Request.body()`` reads, or its disconnect."""
+
+    async def read(reader: Callable[[Receive], Awaitable[bytes]]) -> bytes | str:
+        queue = iter(messages)
+
+        async def receive() -> dict[str, Any]:
+            return next(queue)
+
+        try:
+            return await reader(receive)
+        except ClientDisconnect:
+            return "disconnected"
+
+    def starlette(receive: Receive) -> Awaitable[bytes]:
+        return Request({"type": "http", "headers": []}, receive).body()
+
+    assert asyncio.run(read(read_body)) == asyncio.run(read(starlette))
