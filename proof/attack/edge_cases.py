@@ -30,12 +30,13 @@ OVERSIZED = "oversized_body"
 MALFORMED_JSON = "malformed_json"
 CONTENT_TYPE = "content_type"
 INJECTION = "path_injection"
+ROUTE_CONFUSION = "route_confusion"
 STATUS_FLOOD = "status_route_flood"  # proof/attack/edge_status_flood.py
 LAMBDA_EVENTS = "unreadable_lambda_events"  # proof/attack/edge_lambda_events.py
 STORE_FAULTS = "rate_limit_store_faults"  # proof/attack/edge_store_faults.py
 JWT_CACHE = "jwt_cache"  # proof/attack/edge_jwt_cache.py
 CATEGORIES = (JWT, API_KEY, BRUTE_FORCE, OVERSIZED, MALFORMED_JSON, CONTENT_TYPE, INJECTION,
-              STATUS_FLOOD, LAMBDA_EVENTS, STORE_FAULTS, JWT_CACHE)
+              ROUTE_CONFUSION, STATUS_FLOOD, LAMBDA_EVENTS, STORE_FAULTS, JWT_CACHE)
 CONTROL = "control"
 JSON_TYPE = {"content-type": "application/json"}
 
@@ -248,10 +249,26 @@ class Cases:
         yield EdgeCase(INJECTION, "operation id traversal", "GET",
                        f"/v1/operations/{quote('../../' + marker, safe='')}", marker, valid)
 
+    def route_confusion(self) -> Iterator[EdgeCase]:
+        """Near misses of the API-key route's path, with a valid order and no key: no path
+        trick may land a request on a policy route past its own check, on another route, or
+        on the edge's own pages (the edge tries its routes in an order of its choosing,
+        ``functions.gateway.route_match``). Then a valid JWT at that route, which takes keys
+        only."""
+        for label, path in (("upper case", "/V1/partner/orders"),
+                            ("a segment more", "/v1/partner/orders/extra"),
+                            ("under the docs", "/docs/v1/partner/orders"),
+                            ("dot segments from health", "/healthz/../v1/partner/orders"),
+                            ("encoded slash", "/v1/partner%2Forders"),
+                            ("doubled slash", "/v1/partner//orders")):
+            yield self.order(ROUTE_CONFUSION, f"{label}, no key", JSON_TYPE, path=path)
+        yield self.order(ROUTE_CONFUSION, "a valid JWT at the API-key route",
+                         {**self.c.bearer(), **JSON_TYPE})
+
 
 def build(cases: Cases, *, rounds: int, brute_force: int) -> list[EdgeCase]:
     handcrafted = [cases.jwt, cases.api_key, cases.oversized, cases.malformed_json,
-                   cases.content_type, cases.injection]
+                   cases.content_type, cases.injection, cases.route_confusion]
     return [cases.control(),
             *(case for _ in range(rounds) for family in handcrafted for case in family()),
             *cases.brute_force(brute_force)]

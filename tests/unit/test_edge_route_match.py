@@ -18,7 +18,7 @@ from starlette.types import Receive
 
 from functions.gateway.app import read_body
 from functions.gateway.route_match import LiteralPrefixRoute, earliest_first
-from tests.unit.edge_support import edge
+from tests.unit.edge_support import ORDER, edge
 
 SEGMENTS = ["v1", "orders", "docs", "healthz", "x", "openapi.json"]
 segment = st.sampled_from(SEGMENTS)
@@ -156,3 +156,23 @@ def test_the_endpoints_body_read_is_starlettes(messages: list[dict[str, Any]]) -
         return Request({"type": "http", "headers": []}, receive).body()
 
     assert asyncio.run(read(read_body)) == asyncio.run(read(starlette))
+
+
+NEAR_MISSES = ["/V1/partner/orders", "/v1/partner/orders/extra", "/docs/v1/partner/orders",
+               "/healthz/../v1/partner/orders", "/v1/partner%2Forders", "/v1/partner//orders",
+               "/openapi.json/../v1/partner/orders"]
+
+
+@pytest.mark.parametrize("path", NEAR_MISSES)
+def test_no_path_trick_reaches_a_route_past_its_check(path: str) -> None:
+    """The edge's own attack (proof/attack/edge_cases.py, route_confusion) in process: a valid
+    order without a key at near misses of the API-key route is refused, and nothing reaches
+    the bus; the same order with the key is the control."""
+    with edge() as gw:
+        refused = gw.http.post(path, json=ORDER)
+        assert 400 <= refused.status_code < 500, (path, refused.status_code, refused.text)
+        assert gw.produced() == {}
+        accepted = gw.http.post("/v1/partner/orders", json=ORDER,
+                                headers={"x-api-key": gw.partner_key})
+        assert accepted.status_code == 201, accepted.text
+        assert gw.produced()
