@@ -43,8 +43,8 @@ VARIES = {"none": [], "one": [("Vary", "Accept")],
 # --- the three layers the envelope replaced, as they were (the reference) -----------------
 
 
-class ReferenceRequestId:
-    valid = re.compile(r"[A-Za-z0-9._-]{1,128}")
+class ReferenceLayer:
+    """An HTTP-only layer: anything else (the test client's lifespan) passes through."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -53,6 +53,16 @@ class ReferenceRequestId:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        await self.http(scope, receive, send)
+
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        raise NotImplementedError
+
+
+class ReferenceRequestId(ReferenceLayer):
+    valid = re.compile(r"[A-Za-z0-9._-]{1,128}")
+
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         request_id = uuid.uuid4().hex
         for name, value in scope["headers"]:
             if name == b"x-request-id" and self.valid.fullmatch(value.decode("latin-1")):
@@ -69,14 +79,8 @@ class ReferenceRequestId:
         await self.app(scope, receive, send_with_id)
 
 
-class ReferenceBodyLimit:
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+class ReferenceBodyLimit(ReferenceLayer):
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         for name, value in scope["headers"]:
             if name == b"content-length" and not value.isdigit():
                 await problem(400, "the content-length header is not a number",
