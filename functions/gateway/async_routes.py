@@ -24,6 +24,7 @@ from bus.runtime.client import MeshClient
 from functions.gateway.guard import Caller, EdgeGuard
 from functions.gateway.openapi import OPERATION_STATUS_SCHEMA, problem_responses
 from functions.gateway.problems import EdgeRefusal
+from functions.gateway.route_match import PlainRoute
 
 STATUS_PATH = "/v1/operations/{operation_id}"
 ANONYMOUS = "anonymous"
@@ -115,18 +116,18 @@ class AsyncRoutes:
 
         security: dict[str, list[dict[str, list[str]]]] = {
             "jwt": [{"bearerAuth": []}], "api_key": [{"apiKey": []}]}
-        app.add_api_route(STATUS_PATH, read_status, methods=["GET"], name="operation status",
-                          openapi_extra={
-                              "operationId": "get_operation_status",
-                              "parameters": [{"name": "operation_id", "in": "path",
-                                              "required": True,
-                                              "schema": {"type": "string",
-                                                         "pattern": "^[0-9a-f]{32}$"}}],
-                              "responses": {"200": {"description": "the operation", "content": {
-                                  "application/json": {"schema": OPERATION_STATUS_SCHEMA}}},
-                                  **problem_responses()},
-                              "security": security.get(template.auth, []),
-                          })
+        app.router.add_api_route(
+            STATUS_PATH, read_status, methods=["GET"], name="operation status",
+            route_class_override=PlainRoute,  # no dependency solving: it reads the request
+            openapi_extra={
+                "operationId": "get_operation_status",
+                "parameters": [{"name": "operation_id", "in": "path", "required": True,
+                                "schema": {"type": "string", "pattern": "^[0-9a-f]{32}$"}}],
+                "responses": {"200": {"description": "the operation", "content": {
+                    "application/json": {"schema": OPERATION_STATUS_SCHEMA}}},
+                    **problem_responses()},
+                "security": security.get(template.auth, []),
+            })
 
 
 def _valid_id(text: str) -> bool:
