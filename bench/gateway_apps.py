@@ -6,7 +6,11 @@ Stand-ins: the bus is a ``MemoryBroker`` whose ``orders.requests`` are served by
 one Mangum runs every invocation on); API keys live in an ``InMemoryApiKeyStore`` (DynamoDB
 in a deployment), token buckets in an ``InMemoryRateLimitStore`` (DynamoDB), the JWT key
 set inline in the policy (fetched from ``jwks_url`` in a deployment). Mesh messages are not
-signed (``Identity.insecure``, as in the unit tests).
+signed (``Identity.insecure``, as in the unit tests) unless the stand-ins get an access map
+(``StandIns(access=...)``, the ``signed`` side): then the gateway and the orders worker each
+have an Ed25519 key the other trusts, the edge asserts the caller as a deployed edge does, and
+the worker keeps the idempotency record a signed worker must have (in memory: DynamoDB's round
+trips are not in the figure).
 
 Imports no PyJWT or ``cryptography`` of its own: the cold-start target imports this module
 after the gateway's handler imports, and the gateway's own build must be what loads them.
@@ -27,10 +31,14 @@ from mangum import Mangum
 
 from bench.gateway_bare import NO_CONTEXT
 from bus.config import BusSettings
+from bus.delivery.idempotency import MemoryIdempotencyStore
+from bus.envelope import H_SIGNATURE
 from bus.policy.model import Policy, RateLimit
 from bus.runtime.client import MeshClient
 from bus.runtime.worker import ServiceWorker
+from bus.security.access import AccessPolicy
 from bus.security.identity import Identity
+from bus.security.keys import KeyRing, generate_ed25519
 from bus.security.quarantine import QUARANTINE_TOPIC
 from bus.transport.memory import MemoryBroker, MemoryTransport
 from functions.gateway.auth.api_keys import (
@@ -56,7 +64,8 @@ PEPPER = b"meshgate-bench-pepper-0123456789"
 BIG_PLAN = UsagePlan(rate_per_s=1_000_000, burst=1_000_000)  # admits every bench request
 BIG_LIMIT = RateLimit(per_second=1_000_000, burst=1_000_000)
 STAND_INS = ("bus: in-memory broker + orders ServiceWorker on Mangum's loop (Kafka in a "
-             "deployment), unsigned messages; API keys and rate-limit buckets in memory "
+             "deployment), unsigned messages (the 'signed' side: Ed25519 as deployed, the "
+             "worker's idempotency record in memory); API keys and rate-limit buckets in memory "
              "(DynamoDB); JWT key set inline (fetched from jwks_url)")
 
 
@@ -174,18 +183,24 @@ class StandIns:
     hasher: ApiKeyHasher = field(default_factory=lambda: ApiKeyHasher(PEPPER))
     limiter: InMemoryRateLimitStore = field(default_factory=InMemoryRateLimitStore)
     instant: bool = False  # InstantMesh instead of the memory broker and its worker
+    # None: unsigned messages (Identity.insecure). Else signed as deployed, under this map.
+    access: AccessPolicy | None = None
     clients: list[MeshClient] = field(default_factory=list)
     instants: list[InstantMesh] = field(default_factory=list)
     worker: ServiceWorker | None = None
     _stop: asyncio.Event | None = None
     _task: asyncio.Task[None] | None = None
+    _identities: dict[str, Identity] = field(default_factory=dict)
+    store: MemoryIdempotencyStore | None = None  # the worker's, when signed
 
     def __post_init__(self) -> None:
         for topic in ("orders.requests", "mesh.replies", QUARANTINE_TOPIC):
             self.broker.create_topic(topic, partitions=1)
+        self._identities = signed_identities(("gateway", orders.name), self.access)
+        self.store = None if self.access is None else MemoryIdempotencyStore()
         self.worker = ServiceWorker(orders, MemoryTransport(self.broker),
                                     BusSettings(service_name=orders.name),
-                                    Identity.insecure(orders.name))
+                                    self._identities[orders.name], store=self.store)
 
     async def mesh_client(self) -> MeshClient:
         """The edge's ``mesh_factory``: a mesh client on the memory broker (or instant)."""
@@ -195,7 +210,7 @@ class StandIns:
             return cast(MeshClient, instant)
         client = MeshClient(MemoryTransport(self.broker),
                             BusSettings(service_name="gateway", reply_partition=0),
-                            Identity.insecure("gateway"))
+                            self._identities["gateway"])
         self.clients.append(client)
         return client
 
@@ -206,6 +221,12 @@ class StandIns:
             jwt = jwt_verifier(policy.edge.jwt)
         return EdgeGuard(jwt=jwt, api_keys=ApiKeyAuthenticator(self.keys, self.hasher),
                          limiter=self.limiter)
+
+    def unsigned_messages(self) -> int:
+        """Requests and replies on the bus without a signature (``mesh_sig``)."""
+        return sum(1 for topic in ("orders.requests", "mesh.replies")
+                   for record in self.broker.partition(topic, 0)
+                   if not any(name == H_SIGNATURE for name, _ in record.headers))
 
     async def issue_key(self) -> str:
         key, _ = await issue_api_key(self.keys, self.hasher, owner="bench-partner",
@@ -239,6 +260,21 @@ class StandIns:
                 await asyncio.wait([self._task], timeout=5)
             if not self._task.cancelled() and self._task.exception() is not None:
                 raise BenchFailure("the orders worker crashed") from self._task.exception()
+
+
+def signed_identities(services: tuple[str, ...], access: AccessPolicy | None
+                      ) -> dict[str, Identity]:
+    """Each service's identity: insecure without ``access``; else a fresh Ed25519 key each,
+    every key trusted by all, as ``meshgate keys`` provisions a stack."""
+    if access is None:
+        return {service: Identity.insecure(service) for service in services}
+    keyring = KeyRing()
+    keys = {}
+    for service in services:
+        signing, verify = generate_ed25519(service)
+        keyring.add(verify)
+        keys[service] = signing
+    return {service: Identity(service, keys[service], keyring, access) for service in services}
 
 
 # --- the gateway handler ------------------------------------------------------------------

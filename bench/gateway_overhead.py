@@ -15,7 +15,10 @@ with the recorded API Gateway v2 event (tests/events/apigw_v2_post_orders.json):
     app with a mesh client that answers at once: the edge's own cost), ``jwt`` (the same
     route with ``auth: jwt``, ES256, and a per-user bucket; ``jwt_edge``: the same on the
     instant mesh client, the token's own cost) and ``bus`` (``orders.create``
-    alone, the gateway's mesh client straight to the worker, no HTTP).
+    alone, the gateway's mesh client straight to the worker, no HTTP) and ``signed`` (the
+    gateway as a stack runs it: Ed25519 signatures on the request and the reply, the
+    edge's assertion of the caller, the worker's idempotency claim and completion, in
+    memory; the other sides' messages are unsigned and their worker keeps no record).
 
 Every answer is checked (status and body: a 201 order for the event's lines; the worker's
 count must match); one wrong answer voids the run. Warm latency: ``--warmup`` unmeasured
@@ -70,8 +73,11 @@ from bench.gateway_apps import (
 from bench.gateway_bare import HELLO, NO_CONTEXT, bare_handler
 from bench.gateway_tokens import BenchIssuer
 from bench.machine import describe
+from bus.policy.model import Policy
+from bus.security.access import AccessPolicy
 from functions.gateway.auth.api_keys import API_KEY_HEADER
 from infra.policy import load_policy
+from infra.policy.derive import access_map
 from proof.procs import ROOT
 
 RESULTS = ROOT / "bench" / "results" / "gateway_overhead.json"
@@ -113,7 +119,7 @@ def check_bare(response: dict[str, Any]) -> None:
 
 
 def sides(gw: Gateway, edge: Gateway | None, token: str, with_jwt: bool,
-          with_bus: bool) -> list[Side]:
+          with_bus: bool, signed: Gateway | None = None) -> list[Side]:
     bare = bare_handler()  # after the gateway's Mangum: both run on the thread's one loop
     bare_event = recorded_event()
     key_event = event_for(API_KEY_ROUTE, {API_KEY_HEADER: gw.api_key})
@@ -125,6 +131,10 @@ def sides(gw: Gateway, edge: Gateway | None, token: str, with_jwt: bool,
         edge_event = event_for(API_KEY_ROUTE, {API_KEY_HEADER: edge.api_key})
         result.append(Side("edge", lambda: edge(edge_event),
                            lambda r: check_order(r, edge_event, INSTANT_HANDLER)))
+    if signed is not None:
+        signed_event = event_for(API_KEY_ROUTE, {API_KEY_HEADER: signed.api_key})
+        result.append(Side("signed", lambda: signed(signed_event),
+                           lambda r: check_order(r, signed_event)))
     if with_jwt:
         jwt_event = event_for(JWT_ROUTE, {"authorization": f"Bearer {token}"})
         result.append(Side("jwt", lambda: gw(jwt_event), lambda r: check_order(r, jwt_event)))
@@ -220,8 +230,12 @@ def result_of(warm: list[Side], cold: cold_start.ColdRuns, args: argparse.Namesp
         if name in by_name:
             ratio = stats.ratio(by_name[name].p50_ms, bare.p50_ms)
             result[f"{name}_ratio_15_ok"] = ratio is not None and ratio <= target
+    if "signed" in by_name:
+        result["signed_us"] = _r(by_name["signed"].p50_ms)
+        result["signed_ratio"] = _r(stats.ratio(by_name["signed"].p50_ms, bare.p50_ms), 3)
     if "bus" in by_name:
         result["bus_us"] = _r(by_name["bus"].p50_ms)
+        result["bus_ratio"] = _r(stats.ratio(by_name["bus"].p50_ms, bare.p50_ms), 3)
         result["gateway_minus_bus_us"] = _r(gw.p50_ms - by_name["bus"].p50_ms)
     result.update({
         "gateway_cold_with_standins_ms": _r(cold.median_with_standins("gateway")),
@@ -251,7 +265,8 @@ def print_report(warm: list[Side], cold: cold_start.ColdRuns, result: dict[str, 
               f"{stats.fmt_ratio(stats.ratio(s.p50_ms, bare_p50)):>10}  "
               f"{side.ok}/{len(side.latencies_us)}")
     print("edge: the gateway with a mesh client that answers at once (no bus); jwt_edge: "
-          "the JWT route on it; bus: orders.create alone, mesh client to worker (no HTTP)")
+          "the JWT route on it; bus: orders.create alone, mesh client to worker (no HTTP); "
+          "signed: the gateway with Ed25519 messages and the worker's idempotency record")
     print(f"target gateway/bare p50 < {TARGET_REQUEST_RATIO}x: "
           f"{stats.fmt_ratio(result['request_ratio'])} "
           + ("OK" if result["request_ratio_ok"] else "MISSED"))
@@ -272,6 +287,16 @@ def print_report(warm: list[Side], cold: cold_start.ColdRuns, result: dict[str, 
             print(f"  {cost.name:<24}{cost.self_ms - bare_ms:>+8.1f} ms  (gateway "
                   f"{cost.self_ms:.1f} ms in {cost.modules} modules, bare {bare_ms:.1f} ms)")
     print(f"stand-ins: {STAND_INS}")
+
+
+def access_of(policy: Policy) -> AccessPolicy:
+    """The access map the deploy derives from ``policy`` (``infra.policy.derive``), as every
+    process of a stack reads it: the gateway is an edge, and may call ``orders.create``."""
+    derived = access_map(policy)
+    return AccessPolicy.from_dict(
+        derived["produce"], derived["consume"], derived["replay"], edges=derived["edges"],
+        calls=derived["call"], side_effect_free=derived["side_effect_free"],
+        pair_mac=derived["pair_mac"])
 
 
 # --- main ---------------------------------------------------------------------------------
@@ -299,28 +324,39 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     asyncio.set_event_loop(loop)
     gw = gateway(policy)
     edge = None if args.no_edge else gateway(policy, StandIns(instant=True))
+    signed = None if args.no_signed else gateway(policy, StandIns(access=access_of(policy)))
     try:
-        warm = sides(gw, edge, issuer.token(), not args.no_jwt, not args.no_bus)
+        warm = sides(gw, edge, issuer.token(), not args.no_jwt, not args.no_bus, signed)
         measure_warm(warm, args.requests, args.warmup, args.rounds)
         by_name = {side.name: side for side in warm}
         handled = {"orders_worker": gw.stand_ins.handled,
-                   "instant_mesh": 0 if edge is None else edge.stand_ins.handled}
+                   "instant_mesh": 0 if edge is None else edge.stand_ins.handled,
+                   "signed_worker": 0 if signed is None else signed.stand_ins.handled}
         for answered_by, names in (("orders_worker", ("gateway", "jwt", "bus")),
-                                   ("instant_mesh", ("edge", "jwt_edge"))):
+                                   ("instant_mesh", ("edge", "jwt_edge")),
+                                   ("signed_worker", ("signed",))):
             expected = sum(len(by_name[n].latencies_us) + args.warmup
                            for n in names if n in by_name)
             if handled[answered_by] != expected:
                 raise BenchFailure(f"{answered_by} answered {handled[answered_by]} "
                                    f"requests, not {expected}")
+        if signed is not None and signed.stand_ins.unsigned_messages():
+            raise BenchFailure(f"{signed.stand_ins.unsigned_messages()} messages of the "
+                               "signed side went unsigned")
+        signed_records = None if signed is None or signed.stand_ins.store is None else len(
+            signed.stand_ins.store)
         if args.profile:
             print(profile(by_name["gateway"], args.profile))
     finally:
         gw.close()
-        if edge is not None:
-            edge.close()
+        for other in (edge, signed):
+            if other is not None:
+                other.close()
         asyncio.set_event_loop(None)
         loop.close()
     result = result_of(warm, cold, args, handled)
+    if signed_records is not None:
+        result["signed_records"] = signed_records  # idempotency records the worker kept
     print_report(warm, cold, result, imports)
     return result
 
@@ -338,6 +374,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="skip the -X importtime run of the gateway")
     parser.add_argument("--no-jwt", action="store_true", help="skip the JWT route")
     parser.add_argument("--no-bus", action="store_true", help="skip the bus-only side")
+    parser.add_argument("--no-signed", action="store_true",
+                        help="skip the signed gateway (Ed25519 messages, idempotency record)")
     parser.add_argument("--no-edge", action="store_true",
                         help="skip the edge side (the gateway with an instant mesh client)")
     parser.add_argument("--profile", type=int, default=0, metavar="N",

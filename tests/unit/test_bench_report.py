@@ -165,3 +165,22 @@ def test_every_reason_names_a_target_and_is_shown_only_when_missed() -> None:
     assert found["request/reply p99 / raw p99"].why == ""
     assert found["mesh publish rate / raw"].met is None
     assert found["mesh publish rate / raw"].why == ""
+
+
+def test_the_gateway_rows_give_this_runs_parts_as_their_reason() -> None:
+    result = {"request_ratio": 4.4, "request_ratio_ok": False, "gateway_ratio_15_ok": False,
+              "jwt_ratio": 4.4, "jwt_ratio_15_ok": False, "edge_ratio": 1.4,
+              "edge_ratio_15_ok": True, "bare_p50_us": 80.0, "bus_p50_us": 200.0,
+              "edge_p50_us": 112.0, "signed_p50_us": 720.0}
+    found = {t.name: t for t in targets({"gateway_overhead": {"ok": True, "result": result}})}
+    why = found["gateway p50 / bare (issue 15)"].why
+    assert "'bus' row: caller, worker and reply, no HTTP) 2.50x the bare handler (200 vs 80 us)" \
+        in why
+    assert "the edge alone 1.40x" in why
+    assert "as a stack runs it, the gateway is 9.00x (720 us)" in why
+    assert found["JWT route / bare"].why == why + "; the JWT itself is cached"
+    assert found["the edge alone (auth, bucket, validation) / bare"].why == ""  # met
+    # a run without the bus side falls back to the written reason
+    del result["bus_p50_us"]
+    found = {t.name: t for t in targets({"gateway_overhead": {"ok": True, "result": result}})}
+    assert found["gateway p50 / bare (issue 15)"].why.startswith("the in-memory mesh call alone")
