@@ -222,11 +222,16 @@ class StandIns:
         return EdgeGuard(jwt=jwt, api_keys=ApiKeyAuthenticator(self.keys, self.hasher),
                          limiter=self.limiter)
 
-    def unsigned_messages(self) -> int:
-        """Requests and replies on the bus without a signature (``mesh_sig``)."""
-        return sum(1 for topic in ("orders.requests", "mesh.replies")
-                   for record in self.broker.partition(topic, 0)
-                   if not any(name == H_SIGNATURE for name, _ in record.headers))
+    def seals(self) -> dict[str, int]:
+        """How the requests and replies on the bus were sealed: messages by the scheme their
+        ``mesh_sig`` names (``ed25519``, ``ed25519-batch``, ``pair-hmac-sha256``; ``none``)."""
+        found: dict[str, int] = {}
+        for topic in ("orders.requests", "mesh.replies"):
+            for record in self.broker.partition(topic, 0):
+                seal = next((value.decode().partition(":")[0] for name, value in record.headers
+                             if name == H_SIGNATURE), "none")
+                found[seal] = found.get(seal, 0) + 1
+        return found
 
     async def issue_key(self) -> str:
         key, _ = await issue_api_key(self.keys, self.hasher, owner="bench-partner",

@@ -15,10 +15,12 @@ with the recorded API Gateway v2 event (tests/events/apigw_v2_post_orders.json):
     app with a mesh client that answers at once: the edge's own cost), ``jwt`` (the same
     route with ``auth: jwt``, ES256, and a per-user bucket; ``jwt_edge``: the same on the
     instant mesh client, the token's own cost) and ``bus`` (``orders.create``
-    alone, the gateway's mesh client straight to the worker, no HTTP) and ``signed`` (the
+    alone, the gateway's mesh client straight to the worker, no HTTP), ``signed`` (the
     gateway as a stack runs it: Ed25519 signatures on the request and the reply, the
     edge's assertion of the caller, the worker's idempotency claim and completion, in
-    memory; the other sides' messages are unsigned and their worker keeps no record).
+    memory; the other sides' messages are unsigned and their worker keeps no record) and
+    ``pair`` (the same, with the gateway and orders accepting per-pair MACs:
+    ``message_auth: pair-mac``).
 
 Every answer is checked (status and body: a 201 order for the event's lines; the worker's
 count must match); one wrong answer voids the run. Warm latency: ``--warmup`` unmeasured
@@ -46,8 +48,8 @@ import json
 import pstats
 import tempfile
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -75,7 +77,9 @@ from bench.gateway_tokens import BenchIssuer
 from bench.machine import describe
 from bus.policy.model import Policy
 from bus.security.access import AccessPolicy
+from bus.security.pair_mac import PAIR_HMAC
 from functions.gateway.auth.api_keys import API_KEY_HEADER
+from functions.orders.service import orders
 from infra.policy import load_policy
 from infra.policy.derive import access_map
 from proof.procs import ROOT
@@ -119,7 +123,7 @@ def check_bare(response: dict[str, Any]) -> None:
 
 
 def sides(gw: Gateway, edge: Gateway | None, token: str, with_jwt: bool,
-          with_bus: bool, signed: Gateway | None = None) -> list[Side]:
+          with_bus: bool, secured: Mapping[str, Gateway] | None = None) -> list[Side]:
     bare = bare_handler()  # after the gateway's Mangum: both run on the thread's one loop
     bare_event = recorded_event()
     key_event = event_for(API_KEY_ROUTE, {API_KEY_HEADER: gw.api_key})
@@ -131,10 +135,8 @@ def sides(gw: Gateway, edge: Gateway | None, token: str, with_jwt: bool,
         edge_event = event_for(API_KEY_ROUTE, {API_KEY_HEADER: edge.api_key})
         result.append(Side("edge", lambda: edge(edge_event),
                            lambda r: check_order(r, edge_event, INSTANT_HANDLER)))
-    if signed is not None:
-        signed_event = event_for(API_KEY_ROUTE, {API_KEY_HEADER: signed.api_key})
-        result.append(Side("signed", lambda: signed(signed_event),
-                           lambda r: check_order(r, signed_event)))
+    for name, app in (secured or {}).items():
+        result.append(secured_side(name, app))
     if with_jwt:
         jwt_event = event_for(JWT_ROUTE, {"authorization": f"Bearer {token}"})
         result.append(Side("jwt", lambda: gw(jwt_event), lambda r: check_order(r, jwt_event)))
@@ -160,6 +162,11 @@ def sides(gw: Gateway, edge: Gateway | None, token: str, with_jwt: bool,
 
         result.append(Side("bus", bus_call, bus_check))
     return result
+
+
+def secured_side(name: str, app: Gateway) -> Side:
+    event = event_for(API_KEY_ROUTE, {API_KEY_HEADER: app.api_key})
+    return Side(name, lambda: app(event), lambda r: check_order(r, event))
 
 
 def measure_warm(all_sides: list[Side], requests: int, warmup: int, rounds: int) -> None:
@@ -230,9 +237,9 @@ def result_of(warm: list[Side], cold: cold_start.ColdRuns, args: argparse.Namesp
         if name in by_name:
             ratio = stats.ratio(by_name[name].p50_ms, bare.p50_ms)
             result[f"{name}_ratio_15_ok"] = ratio is not None and ratio <= target
-    if "signed" in by_name:
-        result["signed_us"] = _r(by_name["signed"].p50_ms)
-        result["signed_ratio"] = _r(stats.ratio(by_name["signed"].p50_ms, bare.p50_ms), 3)
+    for name in SECURED:
+        if name in by_name:
+            result[f"{name}_ratio"] = _r(stats.ratio(by_name[name].p50_ms, bare.p50_ms), 3)
     if "bus" in by_name:
         result["bus_us"] = _r(by_name["bus"].p50_ms)
         result["bus_ratio"] = _r(stats.ratio(by_name["bus"].p50_ms, bare.p50_ms), 3)
@@ -266,7 +273,8 @@ def print_report(warm: list[Side], cold: cold_start.ColdRuns, result: dict[str, 
               f"{side.ok}/{len(side.latencies_us)}")
     print("edge: the gateway with a mesh client that answers at once (no bus); jwt_edge: "
           "the JWT route on it; bus: orders.create alone, mesh client to worker (no HTTP); "
-          "signed: the gateway with Ed25519 messages and the worker's idempotency record")
+          "signed: the gateway with Ed25519 messages and the worker's idempotency record; "
+          "pair: the same with per-pair MACs between the gateway and orders")
     print(f"target gateway/bare p50 < {TARGET_REQUEST_RATIO}x: "
           f"{stats.fmt_ratio(result['request_ratio'])} "
           + ("OK" if result["request_ratio_ok"] else "MISSED"))
@@ -299,6 +307,36 @@ def access_of(policy: Policy) -> AccessPolicy:
         pair_mac=derived["pair_mac"])
 
 
+# The secured sides and the one scheme each must have sealed every request and reply with.
+SECURED = {"signed": "ed25519", "pair": PAIR_HMAC}
+
+
+def secured_gateways(policy: Policy) -> dict[str, Gateway]:
+    """The gateway with messages sealed as a stack seals them: Ed25519 signatures
+    (``signed``), or per-pair MACs between the gateway and orders (``pair``)."""
+    access = access_of(policy)
+    pair = replace(access, pair_mac=access.pair_mac | {"gateway", orders.name})
+    return {"signed": gateway(policy, StandIns(access=access)),
+            "pair": gateway(policy, StandIns(access=pair))}
+
+
+def check_secured(secured: Mapping[str, Gateway]) -> dict[str, Any]:
+    """Raise ``BenchFailure`` unless each secured side sealed every message with its scheme
+    and its worker kept a record of each call; their counts, for the result."""
+    seals = {name: app.stand_ins.seals() for name, app in secured.items()}
+    records = {name: len(app.stand_ins.store) for name, app in secured.items()
+               if app.stand_ins.store is not None}
+    for name, found in seals.items():
+        if set(found) != {SECURED[name]}:
+            raise BenchFailure(f"the {name} side's messages were sealed {found}, "
+                               f"not all {SECURED[name]}")
+        calls = secured[name].stand_ins.handled
+        if records.get(name) != calls:
+            raise BenchFailure(f"the {name} side's worker kept {records.get(name)} records "
+                               f"for {calls} calls")
+    return {"seals": seals, "records": records} if secured else {}
+
+
 # --- main ---------------------------------------------------------------------------------
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -324,39 +362,33 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     asyncio.set_event_loop(loop)
     gw = gateway(policy)
     edge = None if args.no_edge else gateway(policy, StandIns(instant=True))
-    signed = None if args.no_signed else gateway(policy, StandIns(access=access_of(policy)))
+    secured = {} if args.no_signed else secured_gateways(policy)
     try:
-        warm = sides(gw, edge, issuer.token(), not args.no_jwt, not args.no_bus, signed)
+        warm = sides(gw, edge, issuer.token(), not args.no_jwt, not args.no_bus, secured)
         measure_warm(warm, args.requests, args.warmup, args.rounds)
         by_name = {side.name: side for side in warm}
         handled = {"orders_worker": gw.stand_ins.handled,
                    "instant_mesh": 0 if edge is None else edge.stand_ins.handled,
-                   "signed_worker": 0 if signed is None else signed.stand_ins.handled}
+                   **{f"{name}_worker": app.stand_ins.handled for name, app in secured.items()}}
         for answered_by, names in (("orders_worker", ("gateway", "jwt", "bus")),
                                    ("instant_mesh", ("edge", "jwt_edge")),
-                                   ("signed_worker", ("signed",))):
+                                   *((f"{name}_worker", (name,)) for name in secured)):
             expected = sum(len(by_name[n].latencies_us) + args.warmup
                            for n in names if n in by_name)
             if handled[answered_by] != expected:
                 raise BenchFailure(f"{answered_by} answered {handled[answered_by]} "
                                    f"requests, not {expected}")
-        if signed is not None and signed.stand_ins.unsigned_messages():
-            raise BenchFailure(f"{signed.stand_ins.unsigned_messages()} messages of the "
-                               "signed side went unsigned")
-        signed_records = None if signed is None or signed.stand_ins.store is None else len(
-            signed.stand_ins.store)
+        secured_report = check_secured(secured)
         if args.profile:
             print(profile(by_name["gateway"], args.profile))
     finally:
-        gw.close()
-        for other in (edge, signed):
-            if other is not None:
-                other.close()
+        for app in (gw, edge, *secured.values()):
+            if app is not None:
+                app.close()
         asyncio.set_event_loop(None)
         loop.close()
     result = result_of(warm, cold, args, handled)
-    if signed_records is not None:
-        result["signed_records"] = signed_records  # idempotency records the worker kept
+    result.update(secured_report)
     print_report(warm, cold, result, imports)
     return result
 
@@ -375,7 +407,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-jwt", action="store_true", help="skip the JWT route")
     parser.add_argument("--no-bus", action="store_true", help="skip the bus-only side")
     parser.add_argument("--no-signed", action="store_true",
-                        help="skip the signed gateway (Ed25519 messages, idempotency record)")
+                        help="skip the signed and pair sides (messages sealed as a stack "
+                        "seals them, the worker's idempotency record)")
     parser.add_argument("--no-edge", action="store_true",
                         help="skip the edge side (the gateway with an instant mesh client)")
     parser.add_argument("--profile", type=int, default=0, metavar="N",

@@ -199,15 +199,16 @@ GATEWAY_SIDES = (
     "gateway: `POST /v1/partner/orders` answered by the orders worker on an in-memory bus, "
     "messages unsigned (the issue's rows); signed: the same with Ed25519 messages, the edge's "
     "assertion of the caller and the worker's idempotency record (in memory), as a stack runs "
-    "it; edge: the gateway with a mesh client that answers at once; jwt: the route with "
-    "`auth: jwt`; bus: `orders.create` alone, mesh client to worker, no HTTP.")
+    "it; pair: the same with the gateway and orders accepting per-pair MACs "
+    "(`message_auth: pair-mac`); edge: the gateway with a mesh client that answers at once; "
+    "jwt: the route with `auth: jwt`; bus: `orders.create` alone, mesh client to worker, no HTTP.")
 
 
 def gateway(report: Mapping[str, Any]) -> list[str]:
     r = _result(report, "gateway_overhead")
     if r is None:
         return ["## Gateway vs bare FastAPI + Mangum", "", "Not measured.", ""]
-    sides = [s for s in ("bare", "gateway", "signed", "edge", "jwt", "bus")
+    sides = [s for s in ("bare", "gateway", "signed", "pair", "edge", "jwt", "bus")
              if f"{s}_p50_us" in r]
     bare = r["bare_p50_us"]
     rows = [(s, r[f"{s}_p50_us"], r[f"{s}_p90_us"], r[f"{s}_p99_us"],

@@ -194,10 +194,12 @@ def _gateway_parts(result: Result | None) -> str | None:
     text = (f"this run: the in-memory mesh call alone (the 'bus' row: caller, worker and "
             f"reply, no HTTP) {bus / bare:.2f}x the bare handler ({bus:.0f} vs {bare:.0f} us), "
             f"the edge alone {edge / bare:.2f}x")
-    signed = _get(result, "signed_p50_us")
+    signed, pair = _get(result, "signed_p50_us"), _get(result, "pair_p50_us")
     if isinstance(signed, (int, float)):
         text += (f"; with Ed25519 messages and the worker's idempotency record, as a stack "
                  f"runs it, the gateway is {signed / bare:.2f}x ({signed:.0f} us)")
+        if isinstance(pair, (int, float)):
+            text += f", with per-pair MACs {pair / bare:.2f}x ({pair:.0f} us)"
     return text
 
 

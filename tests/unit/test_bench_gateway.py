@@ -24,14 +24,17 @@ def test_tiny_run_answers_every_request_and_ends_with_the_json_line(
     for key in KEYS:
         assert isinstance(result[key], float)
         assert result[key] > 0
-    sides = ("bare", "gateway", "signed", "edge", "jwt", "jwt_edge", "bus")
+    sides = ("bare", "gateway", "edge", "signed", "pair", "jwt", "jwt_edge", "bus")
     assert result["ok"] == {side: 20 for side in sides}
     assert result["sent"] == {side: 20 for side in sides}
     # gateway, jwt and bus reached the orders worker; edge and jwt_edge the instant mesh
-    # client; signed its own worker, which verified each request and kept its record
+    # client; signed and pair each their own worker, which opened each request and kept a
+    # record of each call
     assert result["handled"] == {"orders_worker": 3 * 25, "instant_mesh": 2 * 25,
-                                 "signed_worker": 25}
-    assert result["signed_records"] == 25  # one per call: each order claimed and completed
+                                 "signed_worker": 25, "pair_worker": 25}
+    assert result["records"] == {"signed": 25, "pair": 25}
+    # every request and its reply sealed as each side says, none unsealed
+    assert result["seals"] == {"signed": {"ed25519": 50}, "pair": {"pair-hmac-sha256": 50}}
     assert set(result["cold_phases_ms"]["gateway"]) == {
         "interpreter", "imports", "standins", "build", "first_call"}
     assert json.loads(output.read_text()) == result

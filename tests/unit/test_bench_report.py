@@ -171,15 +171,27 @@ def test_the_gateway_rows_give_this_runs_parts_as_their_reason() -> None:
     result = {"request_ratio": 4.4, "request_ratio_ok": False, "gateway_ratio_15_ok": False,
               "jwt_ratio": 4.4, "jwt_ratio_15_ok": False, "edge_ratio": 1.4,
               "edge_ratio_15_ok": True, "bare_p50_us": 80.0, "bus_p50_us": 200.0,
-              "edge_p50_us": 112.0, "signed_p50_us": 720.0}
+              "edge_p50_us": 112.0, "signed_p50_us": 720.0, "pair_p50_us": 520.0}
     found = {t.name: t for t in targets({"gateway_overhead": {"ok": True, "result": result}})}
     why = found["gateway p50 / bare (issue 15)"].why
     assert "'bus' row: caller, worker and reply, no HTTP) 2.50x the bare handler (200 vs 80 us)" \
         in why
     assert "the edge alone 1.40x" in why
-    assert "as a stack runs it, the gateway is 9.00x (720 us)" in why
+    assert "as a stack runs it, the gateway is 9.00x (720 us), with per-pair MACs 6.50x " \
+        "(520 us)" in why
     assert found["JWT route / bare"].why == why + "; the JWT itself is cached"
     assert found["the edge alone (auth, bucket, validation) / bare"].why == ""  # met
+    sides = {f"{side}_p{q}_us": 100.0 + i for i, side in enumerate(
+        ("bare", "gateway", "signed", "pair", "edge", "jwt", "bus")) for q in (50, 90, 99)}
+    report = sample_report()
+    report["suites"]["gateway_overhead"] = {"ok": True, "error": None, "seconds": 1.0,
+                                            "log": "g.log", "result": {
+        **sides, "bare_cold_ms": 200.0, "gateway_cold_ms": 300.0, "cold_ratio": 1.5}}
+    report["targets"] = []
+    markdown = render(report, {})
+    assert "| signed | 102.0 | 102.0 | 102.0 | 1.02x |" in markdown
+    assert "| pair | 103.0 | 103.0 | 103.0 | 1.03x |" in markdown
+    assert "pair: the same with the gateway and orders accepting per-pair MACs" in markdown
     # a run without the bus side falls back to the written reason
     del result["bus_p50_us"]
     found = {t.name: t for t in targets({"gateway_overhead": {"ok": True, "result": result}})}
