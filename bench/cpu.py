@@ -6,8 +6,13 @@ cores went. ``parse_stat``/``parse_machine`` are pure (unit-tested); the rest re
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+from proof.procs import ROOT
 
 TICKS_PER_S = float(os.sysconf("SC_CLK_TCK"))
 
@@ -90,3 +95,37 @@ class Snapshot:
             if total > 0 else 0.0
         used["cores"] = round(cores, 1)
         return used
+
+
+def broker_pid() -> int | None:
+    """The local broker's pid (``localstack/kafka/kafka.sh`` writes it), if readable."""
+    try:
+        return int((ROOT / ".local" / "kafka" / "kafka.pid").read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+class SideCores:
+    """Cores each side's processes used while that side was loaded: this process (its
+    callers), the side's responder with its worker processes, the broker, and the machine;
+    averaged over the side's rounds."""
+
+    def __init__(self, responders: Mapping[str, int]) -> None:
+        self._responders = responders  # side -> responder pid
+        self._broker = broker_pid()
+        self._runs: dict[str, list[dict[str, float]]] = {}
+
+    @contextmanager
+    def loaded(self, side: str) -> Iterator[None]:
+        pids = {"callers": (os.getpid(), False), "responder": (self._responders[side], True)}
+        if self._broker is not None:
+            pids["broker"] = (self._broker, False)
+        before = Snapshot.take(pids, time.monotonic())
+        yield
+        used = Snapshot.take(pids, time.monotonic()).cores_since(before)
+        self._runs.setdefault(side, []).append(used)
+
+    def mean(self) -> dict[str, dict[str, float]]:
+        return {side: {key: round(sum(run.get(key, 0.0) for run in runs) / len(runs), 2)
+                       for key in runs[0]}
+                for side, runs in self._runs.items() if runs}

@@ -39,6 +39,7 @@ from aiokafka.admin import NewTopic
 
 from bench import rss, stats
 from bench.callers import started_callers
+from bench.cpu import SideCores
 from bench.machine import describe
 from bench.mesh_echo import echo_operation, provision_identities
 from bench.mesh_vs_raw import (
@@ -66,6 +67,9 @@ class Pair:
     raw: Callable[[int], Awaitable[object]]
     mesh: Callable[[int], Awaitable[object]]
     responders: dict[str, Responder]
+
+    def responder_pids(self) -> dict[str, int]:
+        return {side: responder.process.pid for side, responder in self.responders.items()}
 
     def memory(self) -> dict[str, float]:
         found = {"caller": round(rss.rss_mb(), 1)}
@@ -118,32 +122,37 @@ async def closed_loop(call: Callable[[], Awaitable[object]], callers: int, secon
 
 async def measure(sweep: str, x: float, pair: Pair, plan: Plan, *, size: int = 200,
                   rate: float | None = None, callers: int = 1) -> dict[str, Any]:
-    """One point: raw, mesh, mesh, raw, each ``point_s / 2``."""
+    """One point: raw, mesh, mesh, raw, each ``point_s / 2``, with the cores each side's
+    processes used (``bench.cpu.SideCores``): what tells queueing on a busy machine from the
+    mesh's own cost."""
     collected: dict[str, tuple[list[float], int, int, float]] = {
         "raw": ([], 0, 0, 0.0), "mesh": ([], 0, 0, 0.0)}
     half = plan.point_s / 2
+    cores = SideCores(pair.responder_pids())
     for side in ("raw", "mesh", "mesh", "raw"):
         request = pair.raw if side == "raw" else pair.mesh
 
         def call(request: Callable[[int], Awaitable[object]] = request) -> Awaitable[object]:
             return request(size)
 
-        if rate is not None:
-            load = await open_loop(call, rate, half, plan.timeout_s + 2)
-            got = (load.latencies_ms, load.sent, sum(load.errors.values()), half)
-        else:
-            got = await closed_loop(call, callers, half, plan.timeout_s)
+        with cores.loaded(side):
+            if rate is not None:
+                load = await open_loop(call, rate, half, plan.timeout_s + 2)
+                got = (load.latencies_ms, load.sent, sum(load.errors.values()), half)
+            else:
+                got = await closed_loop(call, callers, half, plan.timeout_s)
         before = collected[side]
         collected[side] = (before[0] + got[0], before[1] + got[1], before[2] + got[2],
                            before[3] + got[3])
     summaries = {side: side_summary(*values) for side, values in collected.items()}
     result = point(sweep, x, summaries["raw"], summaries["mesh"], pair.memory())
+    result["cores"] = cores.mean()
     print(f"    {sweep:<10} {x:>9g}: raw p50 {summaries['raw'].get('p50_ms', float('nan')):8.2f}"
           f" ms, mesh p50 {summaries['mesh'].get('p50_ms', float('nan')):8.2f} ms, "
           f"mesh/raw {stats.fmt_ratio(result['ratio']['p50'])}; answered "
           f"{summaries['raw']['answered']}/{summaries['raw']['sent']} and "
-          f"{summaries['mesh']['answered']}/{summaries['mesh']['sent']}; rss {result['rss_mb']}",
-          flush=True)
+          f"{summaries['mesh']['answered']}/{summaries['mesh']['sent']}; rss {result['rss_mb']}; "
+          f"cores {result['cores']}", flush=True)
     return result
 
 

@@ -23,16 +23,14 @@ import argparse
 import asyncio
 import functools
 import json
-import os
 import tempfile
-import time
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
 from bench import stats
 from bench.callers import started_callers
-from bench.cpu import Snapshot
+from bench.cpu import SideCores
 from bench.machine import describe
 from bench.mesh_echo import echo_operation, provision_identities
 from bench.mesh_vs_raw import Names, delete_topics_or_warn, ensure_broker, open_loop
@@ -40,19 +38,11 @@ from bench.sweep_plan import MAX_MESSAGE_BYTES, Plan, point, side_summary
 from bench.sweeps import Pair, closed_loop, create_topics, probe
 from bus.config import BusSettings
 from proof.chaos.stack import group_stable
-from proof.procs import ROOT, spawn
+from proof.procs import spawn
 
 SWEEP = "workers"
 GROUP_TIMEOUT_S = 60.0
 SIZE = 200
-
-
-def broker_pid() -> int | None:
-    """The local broker's pid (``localstack/kafka/kafka.sh`` writes it), if readable."""
-    try:
-        return int((ROOT / ".local" / "kafka" / "kafka.pid").read_text().strip())
-    except (OSError, ValueError):
-        return None
 
 
 async def measure_point(count: int, pair: Pair, plan: Plan, callers: int) -> dict[str, Any]:
@@ -61,22 +51,17 @@ async def measure_point(count: int, pair: Pair, plan: Plan, callers: int) -> dic
     callers), the responder and its worker processes, the whole machine."""
     collected: dict[str, tuple[list[float], int, int, float]] = {
         "raw": ([], 0, 0, 0.0), "mesh": ([], 0, 0, 0.0)}
-    cores: dict[str, list[dict[str, float]]] = {"raw": [], "mesh": []}
-    broker = {"broker": (pid, False)} if (pid := broker_pid()) is not None else {}
+    cores = SideCores(pair.responder_pids())
     for side in ("raw", "mesh", "mesh", "raw"):
         request = pair.raw if side == "raw" else pair.mesh
-        pids = {"callers": (os.getpid(), False),
-                "responder": (pair.responders[side].process.pid, True), **broker}
-        before = Snapshot.take(pids, time.monotonic())
-        got = await closed_loop(functools.partial(request, SIZE), callers, plan.point_s / 2,
-                                plan.timeout_s)
-        cores[side].append(Snapshot.take(pids, time.monotonic()).cores_since(before))
+        with cores.loaded(side):
+            got = await closed_loop(functools.partial(request, SIZE), callers,
+                                    plan.point_s / 2, plan.timeout_s)
         was = collected[side]
         collected[side] = (was[0] + got[0], was[1] + got[1], was[2] + got[2], was[3] + got[3])
     summaries = {side: side_summary(*values) for side, values in collected.items()}
     result = point(SWEEP, count, summaries["raw"], summaries["mesh"], pair.memory())
-    result["cores"] = {side: {k: round(sum(c.get(k, 0.0) for c in runs) / len(runs), 2)
-                              for k in runs[0]} for side, runs in cores.items()}
+    result["cores"] = cores.mean()
     print(f"    {count} process(es): raw {summaries['raw']['per_s']}/s p99 "
           f"{summaries['raw'].get('p99_ms')} ms, mesh {summaries['mesh']['per_s']}/s p99 "
           f"{summaries['mesh'].get('p99_ms')} ms; cores {result['cores']}", flush=True)

@@ -145,13 +145,22 @@ def sweeps(report: Mapping[str, Any], plots: Mapping[str, str]) -> list[str]:
         lines.append(table(
             (SWEEP_AXIS[sweep], "raw p50", "raw p99", "mesh p50", "mesh p99", "p50 mesh/raw",
              "raw answered/s", "mesh answered/s", "raw responder MiB",
-             "mesh responder MiB"),
+             "mesh responder MiB", "machine cores busy: raw / mesh"),
             [(f"{p['x']:g}", p["raw"].get("p50_ms"), p["raw"].get("p99_ms"),
               p["mesh"].get("p50_ms"), p["mesh"].get("p99_ms"), ratio(p["ratio"]["p50"]),
               p["raw"]["per_s"], p["mesh"]["per_s"], p["rss_mb"].get("raw_responder"),
-              p["rss_mb"].get("mesh_responder")) for p in points]))
+              p["rss_mb"].get("mesh_responder"), _busy(p)) for p in points]))
         lines.append("")
     return lines
+
+
+def _busy(point: Mapping[str, Any]) -> str:
+    """The machine's busy cores while each side of a sweep point was loaded."""
+    cores = point.get("cores") or {}
+    raw, mesh = (cores.get(side) or {} for side in ("raw", "mesh"))
+    if "machine" not in raw or "machine" not in mesh:
+        return "n/a"
+    return f"{raw['machine']:.2f} / {mesh['machine']:.2f} of {mesh.get('cores', 0):g}"
 
 
 def _cores(row: Mapping[str, Any]) -> str:

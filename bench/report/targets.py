@@ -41,18 +41,49 @@ def _pct(value: Any) -> str:
     return "n/a" if value is None else f"{value * 100:+.1f}%"
 
 
-def _sweep_ratio(result: Result | None, sweep: str, x: float, key: str,
-                 below: float) -> tuple[str, bool | None]:
-    """The mesh/raw ``key`` ratio of a sweep's point at ``x`` or, where that point was not
-    run (the fast plan), at the largest ``x`` it ran, named in the value."""
+def _sweep_point(result: Result | None, sweep: str, x: float) -> tuple[Result | None, bool]:
+    """A sweep's point at ``x`` or, where that point was not run (the fast plan), the one at
+    the largest ``x`` it ran; and whether it is the one asked for."""
     points = [p for p in (_get(result, "points") or []) if p.get("sweep") == sweep]
     if not points:
-        return "n/a", None
+        return None, False
     exact = [p for p in points if p.get("x") == x]
-    chosen = exact[0] if exact else max(points, key=lambda p: float(p.get("x", 0)))
+    return (exact[0], True) if exact else (
+        max(points, key=lambda p: float(p.get("x", 0))), False)
+
+
+def _sweep_ratio(result: Result | None, sweep: str, x: float, key: str,
+                 below: float) -> tuple[str, bool | None]:
+    """The mesh/raw ``key`` ratio of a sweep's point at ``x`` (or the largest it ran, named
+    in the value)."""
+    chosen, exact = _sweep_point(result, sweep, x)
+    if chosen is None:
+        return "n/a", None
     ratio = _get(chosen, "ratio", key)
     where = f" at {chosen['x']:g}" + ("" if exact else f" (not {x:g}: the fast plan)")
     return _fmt(ratio, "x") + where, None if ratio is None else ratio < below
+
+
+def _side_cores(cores: Result) -> str:
+    parts = [f"{name} {cores[key]:.2f}" for key, name in (
+        ("responder", "its responder"), ("callers", "the callers"), ("broker", "the broker"))
+        if isinstance(cores.get(key), (int, float))]
+    return f"{cores['machine']:.2f} ({', '.join(parts)})"
+
+
+def _point_cores(sweep: str, x: float, unit: str) -> Callable[[Result | None], str | None]:
+    """Where the cores went at a sweep's point, each side loaded in turn (``bench.cpu``)."""
+    def why(result: Result | None) -> str | None:
+        chosen, _ = _sweep_point(result, sweep, x)
+        raw, mesh = _get(chosen, "cores", "raw"), _get(chosen, "cores", "mesh")
+        if chosen is None or not isinstance(raw, Mapping) or not isinstance(mesh, Mapping) \
+                or not all(isinstance(side.get("machine"), (int, float)) for side in (raw, mesh)):
+            return None
+        return (f"this run at {chosen['x']:g} {unit}: cores busy on the machine's "
+                f"{mesh.get('cores', 0):g}, with raw loaded {_side_cores(raw)}, with the mesh "
+                f"{_side_cores(mesh)}; what one side adds on a machine this busy is its "
+                "queue as much as its work")
+    return why
 
 
 Check = tuple[str, str, str, Callable[[Result | None], tuple[str, bool | None]]]
@@ -130,7 +161,9 @@ WHY_MISSED: Mapping[str, str] = {
     "request/reply p99 / raw p99": "one slow spell of the 2 shared cores decides a p99",
     "p50 at 1,000 concurrent callers / raw": "the worker is saturated, latency is its queue: "
     + _WORKER_PATH,
-    "p99 at 1,000 req/s offered / raw": "1,000 req/s is ~40 % of a signed worker core: queueing",
+    "p99 at 1,000 req/s offered / raw": "1,000 req/s is near what this 2-core machine runs "
+    "with either side loaded (stop 28: ~1.55 cores busy with raw aiokafka, ~1.75 with the "
+    "mesh, the broker ~0.5 of it): queueing",
     "mesh publish rate / raw": "the mesh's own path per event (envelope, JSON, telemetry, ~10 "
     "CloudEvents headers: more bytes than a 200 B value; raw sends the value alone); the "
     "signature is shared by a batch (~10 us an event, was ~28 alone)",
@@ -212,6 +245,8 @@ def _jwt_parts(result: Result | None) -> str | None:
 MEASURED_WHY: Mapping[str, Callable[[Result | None], str | None]] = {
     "gateway p50 / bare FastAPI+Mangum p50": _gateway_parts,
     "gateway p50 / bare (issue 15)": _gateway_parts,
+    "p99 at 1,000 req/s offered / raw": _point_cores("load", 1000, "req/s offered"),
+    "p50 at 1,000 concurrent callers / raw": _point_cores("callers", 1000, "callers"),
     "JWT route / bare": _jwt_parts,
     "answered/s at 100 callers, one worker process / raw": _cpu_per_request,
     "pair-mac: answered/s at 100 callers, one worker process / raw": _cpu_per_request,

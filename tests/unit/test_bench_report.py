@@ -196,3 +196,31 @@ def test_the_gateway_rows_give_this_runs_parts_as_their_reason() -> None:
     del result["bus_p50_us"]
     found = {t.name: t for t in targets({"gateway_overhead": {"ok": True, "result": result}})}
     assert found["gateway p50 / bare (issue 15)"].why.startswith("the in-memory mesh call alone")
+
+
+def test_the_sweep_rows_say_where_the_cores_went() -> None:
+    load = point("load", 1000, side_summary([10.0], 1, 0, 1.0), side_summary([25.0], 1, 0, 1.0),
+                 {})
+    load["cores"] = {
+        "raw": {"callers": 0.5, "responder": 0.48, "broker": 0.5, "machine": 1.55, "cores": 2.0},
+        "mesh": {"callers": 0.6, "responder": 0.65, "broker": 0.52, "machine": 1.8,
+                 "cores": 2.0}}
+    result = {"points": [load]}
+    found = {t.name: t for t in targets({"sweeps": {"ok": True, "result": result}})}
+    row = found["p99 at 1,000 req/s offered / raw"]
+    assert row.met is False
+    assert row.why == (
+        "this run at 1000 req/s offered: cores busy on the machine's 2, with raw loaded 1.55 "
+        "(its responder 0.48, the callers 0.50, the broker 0.50), with the mesh 1.80 (its "
+        "responder 0.65, the callers 0.60, the broker 0.52); what one side adds on a machine "
+        "this busy is its queue as much as its work")
+    # a point measured without cores keeps the written reason
+    del load["cores"]
+    found = {t.name: t for t in targets({"sweeps": {"ok": True, "result": result}})}
+    assert found["p99 at 1,000 req/s offered / raw"].why.startswith("1,000 req/s is near")
+    load["cores"] = {"raw": {"machine": 1.5, "cores": 2.0}, "mesh": {"machine": 1.75,
+                                                                    "cores": 2.0}}
+    report = sample_report()
+    report["suites"]["sweeps"]["result"]["points"].append(load)
+    report["targets"] = []
+    assert "| 1.50 / 1.75 of 2 |" in render(report, {})
