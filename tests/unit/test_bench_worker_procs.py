@@ -82,3 +82,24 @@ def test_cpu_parsers() -> None:
     before = Snapshot({"w": 1.0}, 0.0, 0.0, 10.0)
     after = Snapshot({"w": 2.5}, 2 * TICKS_PER_S, 4 * TICKS_PER_S, 12.0)
     assert after.cores_since(before) == {"w": 0.75, "machine": 1.0, "cores": 2.0}
+
+
+def test_side_cores_measure_each_side_while_it_is_loaded() -> None:
+    import os
+    import time
+
+    from bench.cpu import SideCores
+
+    cores = SideCores({"raw": os.getpid(), "mesh": os.getpid()})
+    for _ in range(2):
+        with cores.loaded("raw"):
+            end = time.process_time() + 0.1
+            while time.process_time() < end:  # this process busy: callers and responder
+                pass
+    means = cores.mean()
+    assert set(means) == {"raw"}  # the mesh side was never loaded
+    raw = means["raw"]
+    assert {"callers", "responder", "machine", "cores"} <= set(raw)
+    assert raw["callers"] > 0
+    assert raw["responder"] >= raw["callers"]  # this process and its children
+    assert raw["machine"] > 0
