@@ -224,3 +224,17 @@ def test_the_sweep_rows_say_where_the_cores_went() -> None:
     report["suites"]["sweeps"]["result"]["points"].append(load)
     report["targets"] = []
     assert "| 1.50 / 1.75 of 2 |" in render(report, {})
+
+
+def test_the_signed_round_trip_is_explained_by_the_pair_mac_one_of_the_same_run() -> None:
+    signed = {"added_p50_ms": 0.606, "added_p50_ok": False, "p99_ratio": 1.2}
+    pair = {"added_p50_ms": 0.411, "added_p50_ok": True, "p99_ratio": 1.2}
+    suites = {"mesh_vs_raw": {"ok": True, "result": signed},
+              "mesh_vs_raw_pair": {"ok": True, "result": pair}}
+    why = {t.name: t for t in targets(suites)}["mesh added p50 (request/reply)"].why
+    assert why.startswith("this run with per-pair MACs instead of Ed25519: +0.411 ms, so "
+                          "0.195 ms of the +0.606 ms is the two signatures")
+    suites["mesh_vs_raw_pair"]["ok"] = False  # no pair run: the written reason
+    from bench.report.targets import WHY_MISSED
+    assert {t.name: t for t in targets(suites)}["mesh added p50 (request/reply)"].why == \
+        WHY_MISSED["mesh added p50 (request/reply)"]
