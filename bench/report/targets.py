@@ -241,6 +241,26 @@ def _jwt_parts(result: Result | None) -> str | None:
     return None if parts is None else parts + "; the JWT itself is cached"
 
 
+def _two_processes(result: Result | None) -> str | None:
+    """Where the cores went with two worker processes against one, as this run measured."""
+    one, two = (_get(result, "by_processes", n, "mesh_cores") for n in ("1", "2"))
+    if not isinstance(one, Mapping) or not isinstance(two, Mapping) or not all(
+            isinstance(side.get(k), (int, float)) for side in (one, two)
+            for k in ("machine", "responder", "callers")):
+        return None
+    per_request = [_get(result, "by_processes", n, "cpu_us_per_request", "mesh", "responder")
+                   for n in ("1", "2")]
+    text = (f"this run: the machine's {two.get('cores', 0):.0f} cores were {one['machine']:.2f} "
+            f"busy with one worker process (it {one['responder']:.2f}, the callers "
+            f"{one['callers']:.2f}) and {two['machine']:.2f} with two (they "
+            f"{two['responder']:.2f}, the callers {two['callers']:.2f}): no idle core to add")
+    if all(isinstance(v, (int, float)) for v in per_request):
+        text += (f"; a request cost the workers {per_request[0]:.0f} us of a core with one, "
+                 f"{per_request[1]:.0f} with two (each process's batches, and so its shared "
+                 "signatures, are smaller)")
+    return text
+
+
 # Reasons computed from the suite's own result, preferred to the written ones when present.
 MEASURED_WHY: Mapping[str, Callable[[Result | None], str | None]] = {
     "gateway p50 / bare FastAPI+Mangum p50": _gateway_parts,
@@ -249,6 +269,7 @@ MEASURED_WHY: Mapping[str, Callable[[Result | None], str | None]] = {
     "p50 at 1,000 concurrent callers / raw": _point_cores("callers", 1000, "callers"),
     "JWT route / bare": _jwt_parts,
     "answered/s at 100 callers, one worker process / raw": _cpu_per_request,
+    "answered/s at 100 callers, 2 worker processes / 1": _two_processes,
     "pair-mac: answered/s at 100 callers, one worker process / raw": _cpu_per_request,
 }
 

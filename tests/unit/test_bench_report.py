@@ -238,3 +238,23 @@ def test_the_signed_round_trip_is_explained_by_the_pair_mac_one_of_the_same_run(
     from bench.report.targets import WHY_MISSED
     assert {t.name: t for t in targets(suites)}["mesh added p50 (request/reply)"].why == \
         WHY_MISSED["mesh added p50 (request/reply)"]
+
+
+def test_the_two_process_row_says_where_the_cores_went() -> None:
+    def row(responder: float, callers: float, machine: float, us: float) -> dict[str, Any]:
+        return {"mesh_cores": {"responder": responder, "callers": callers, "machine": machine,
+                               "cores": 1.98},
+                "cpu_us_per_request": {"mesh": {"responder": us}},
+                "per_s_ratio": 0.25, "mesh_per_s_over_one_process": 0.83}
+    result = {"by_processes": {"1": row(0.83, 0.68, 1.73, 153.0),
+                               "2": row(0.92, 0.62, 1.80, 199.4)}}
+    found = {t.name: t for t in targets({"worker_procs": {"ok": True, "result": result}})}
+    assert found["answered/s at 100 callers, 2 worker processes / 1"].why == (
+        "this run: the machine's 2 cores were 1.73 busy with one worker process (it 0.83, the "
+        "callers 0.68) and 1.80 with two (they 0.92, the callers 0.62): no idle core to add; "
+        "a request cost the workers 153 us of a core with one, 199 with two (each process's "
+        "batches, and so its shared signatures, are smaller)")
+    del result["by_processes"]["2"]["mesh_cores"]
+    found = {t.name: t for t in targets({"worker_procs": {"ok": True, "result": result}})}
+    assert found["answered/s at 100 callers, 2 worker processes / 1"].why.startswith(
+        "no idle core")
