@@ -261,6 +261,19 @@ def _two_processes(result: Result | None) -> str | None:
     return text
 
 
+def _cold_phases(result: Result | None) -> str | None:
+    """The gateway's cold start against the bare one's, phase by phase, as this run timed it."""
+    bare, gateway = (_get(result, "cold_phases_ms", side) for side in ("bare", "gateway"))
+    phases = ("interpreter", "imports", "build", "first_call")
+    if not isinstance(bare, Mapping) or not isinstance(gateway, Mapping) or not all(
+            isinstance(side.get(p), (int, float)) for side in (bare, gateway) for p in phases):
+        return None
+    parts = ", ".join(f"{p.replace('_', ' ')} {gateway[p]:.0f} vs {bare[p]:.0f} ms"
+                      for p in phases)
+    return (f"this run, median phases of the gateway against the bare app: {parts}; "
+            + WHY_MISSED["gateway cold start / bare cold start"])
+
+
 # Reasons computed from the suite's own result, preferred to the written ones when present.
 MEASURED_WHY: Mapping[str, Callable[[Result | None], str | None]] = {
     "gateway p50 / bare FastAPI+Mangum p50": _gateway_parts,
@@ -270,6 +283,7 @@ MEASURED_WHY: Mapping[str, Callable[[Result | None], str | None]] = {
     "JWT route / bare": _jwt_parts,
     "answered/s at 100 callers, one worker process / raw": _cpu_per_request,
     "answered/s at 100 callers, 2 worker processes / 1": _two_processes,
+    "gateway cold start / bare cold start": _cold_phases,
     "pair-mac: answered/s at 100 callers, one worker process / raw": _cpu_per_request,
 }
 

@@ -258,3 +258,20 @@ def test_the_two_process_row_says_where_the_cores_went() -> None:
     found = {t.name: t for t in targets({"worker_procs": {"ok": True, "result": result}})}
     assert found["answered/s at 100 callers, 2 worker processes / 1"].why.startswith(
         "no idle core")
+
+
+def test_the_cold_start_row_gives_this_runs_phases() -> None:
+    from bench.report.targets import WHY_MISSED
+
+    phases = {"bare": {"interpreter": 19.0, "imports": 204.0, "build": 1.0, "first_call": 2.0},
+              "gateway": {"interpreter": 19.0, "imports": 311.0, "standins": 10.0,
+                          "build": 24.0, "first_call": 1.4}}
+    result = {"cold_ratio": 1.57, "cold_ratio_ok": False, "cold_phases_ms": phases}
+    found = {t.name: t for t in targets({"gateway_overhead": {"ok": True, "result": result}})}
+    written = WHY_MISSED["gateway cold start / bare cold start"]
+    assert found["gateway cold start / bare cold start"].why == (
+        "this run, median phases of the gateway against the bare app: interpreter 19 vs 19 ms,"
+        " imports 311 vs 204 ms, build 24 vs 1 ms, first call 1 vs 2 ms; " + written)
+    del phases["bare"]["build"]
+    found = {t.name: t for t in targets({"gateway_overhead": {"ok": True, "result": result}})}
+    assert found["gateway cold start / bare cold start"].why == written
