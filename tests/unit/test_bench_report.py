@@ -275,3 +275,24 @@ def test_the_cold_start_row_gives_this_runs_phases() -> None:
     del phases["bare"]["build"]
     found = {t.name: t for t in targets({"gateway_overhead": {"ok": True, "result": result}})}
     assert found["gateway cold start / bare cold start"].why == written
+
+
+def test_the_http_row_is_explained_hop_by_hop_from_the_same_runs_traces() -> None:
+    hops = {"traces": 40, "outside_span_p50_ms": 9.35, "echo_p50_ms": 7.26,
+            "edge_before_call_p50_ms": 0.22, "edge_after_call_p50_ms": 0.15,
+            "produce_p50_ms": 0.69, "to_worker_p50_ms": 0.63, "worker_p50_ms": 3.56,
+            "worker_store_p50_ms": 1.94, "reply_produce_p50_ms": 0.59,
+            "reply_back_p50_ms": 0.4}
+    suites = {"e2e_echo": {"ok": True, "result": {"added_p50_ms": 8.39}},
+              "edge_hops": {"ok": True, "result": hops}}
+    name = "POST /v1/orders p50 - echo Lambda p50, same HTTP API"
+    why = {t.name: t for t in targets(suites)}[name].why
+    assert why.startswith("this run's traces (40, p50 of each hop): outside the gateway's "
+                          "span 9.35 ms (the Lambda runtime and the span flush; the echo "
+                          "Lambda's whole call 7.26 ms)")
+    assert "four Kafka hops over SASL_SSL 2.31 ms (produce 0.69, to the worker 0.63" in why
+    assert why.endswith("the worker 3.56 ms of which its idempotency claim and completion "
+                        "1.94 ms")
+    del hops["worker_store_p50_ms"]
+    why = {t.name: t for t in targets(suites)}[name].why
+    assert why.startswith("per hop in bench.edge_hops")
