@@ -218,6 +218,18 @@ def _cpu_per_request(result: Result | None) -> str | None:
             f"{callers:.0f} us vs raw {raw_callers:.0f} us, on 2 cores shared with the broker")
 
 
+def _publish_per_event(result: Result | None) -> str | None:
+    """What an event cost each side in this run, in microseconds of the publishing process's
+    wall time at its rate (the broker's share included for both)."""
+    raw, mesh = _get(result, "raw_publish_per_s"), _get(result, "mesh_publish_per_s")
+    if not isinstance(raw, (int, float)) or not isinstance(mesh, (int, float)) or not (
+            raw > 0 and mesh > 0):
+        return None
+    return (f"this run: {1e6 / mesh:.0f} us an event against raw's {1e6 / raw:.0f} us (0.7x "
+            f"allows {1e6 / (0.7 * raw):.0f}); the {1e6 / mesh - 1e6 / raw:.0f} us more are "
+            + WHY_MISSED["mesh publish rate / raw"])
+
+
 def _gateway_parts(result: Result | None) -> str | None:
     """Where the gateway's time goes in this run: the bus alone and the edge alone, each
     over the bare handler, and what signing as a stack does adds."""
@@ -278,6 +290,7 @@ def _cold_phases(result: Result | None) -> str | None:
 MEASURED_WHY: Mapping[str, Callable[[Result | None], str | None]] = {
     "gateway p50 / bare FastAPI+Mangum p50": _gateway_parts,
     "gateway p50 / bare (issue 15)": _gateway_parts,
+    "mesh publish rate / raw": _publish_per_event,
     "p99 at 1,000 req/s offered / raw": _point_cores("load", 1000, "req/s offered"),
     "p50 at 1,000 concurrent callers / raw": _point_cores("callers", 1000, "callers"),
     "JWT route / bare": _jwt_parts,
