@@ -180,6 +180,7 @@ class Side:
     published: int = 0
     publish_s: float = 0.0
     responder: dict[str, Any] = field(default_factory=dict)
+    round_p99_ms: list[float | None] = field(default_factory=list)  # each latency round's
 
     @property
     def publish_per_s(self) -> float:
@@ -333,7 +334,10 @@ async def measure_latency(sides: tuple[Side, Side], args: argparse.Namespace) ->
           flush=True)
     for round_index in range(args.rounds):
         for side in _ordered(sides, round_index):
-            side.load.add(await open_loop(side.request, args.rate, slice_s, grace))
+            load = await open_loop(side.request, args.rate, slice_s, grace)
+            side.load.add(load)
+            side.round_p99_ms.append(
+                stats.summarize(load.latencies_ms).p99_ms if load.latencies_ms else None)
 
 
 async def measure_publish(sides: tuple[Side, Side], args: argparse.Namespace) -> None:
@@ -445,6 +449,11 @@ def result_of(raw: Side, mesh: Side, settings: BusSettings,
         "p99_ratio": rounded(stats.ratio(m.p99_ms, r.p99_ms)),
         "publish_ratio": rounded(stats.ratio(mesh.publish_per_s, raw.publish_per_s)),
         "added_p50_ms": round(m.p50_ms - r.p50_ms, 3),
+        # Each round's p99, mesh over raw (the sides alternate within a round): how far one
+        # slow spell of a shared machine moves the pooled p99.
+        "round_p99_ratios": [None if a is None or b is None else rounded(stats.ratio(b, a))
+                             for a, b in zip(raw.round_p99_ms, mesh.round_p99_ms,
+                                             strict=True)],
         **stats.targets(r.p50_ms, m.p50_ms, raw.publish_per_s, mesh.publish_per_s),
         "raw_errors": sum(raw.load.errors.values()),
         "mesh_errors": sum(mesh.load.errors.values()),

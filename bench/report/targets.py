@@ -230,6 +230,17 @@ def _publish_per_event(result: Result | None) -> str | None:
             + WHY_MISSED["mesh publish rate / raw"])
 
 
+def _round_p99s(result: Result | None) -> str | None:
+    """Each latency round's p99 ratio, from which the pooled one is made."""
+    ratios = _get(result, "round_p99_ratios")
+    if not isinstance(ratios, list) or not ratios or not all(
+            isinstance(r, (int, float)) for r in ratios):
+        return None
+    return (f"this run's {len(ratios)} rounds, mesh p99 over raw p99 each: "
+            f"{', '.join(f'{r:.2f}x' for r in ratios)} (best {min(ratios):.2f}x): "
+            + WHY_MISSED["request/reply p99 / raw p99"])
+
+
 def _gateway_parts(result: Result | None) -> str | None:
     """Where the gateway's time goes in this run: the bus alone and the edge alone, each
     over the bare handler, and what signing as a stack does adds."""
@@ -291,6 +302,8 @@ MEASURED_WHY: Mapping[str, Callable[[Result | None], str | None]] = {
     "gateway p50 / bare FastAPI+Mangum p50": _gateway_parts,
     "gateway p50 / bare (issue 15)": _gateway_parts,
     "mesh publish rate / raw": _publish_per_event,
+    "request/reply p99 / raw p99": _round_p99s,
+    "pair-mac: request/reply p99 / raw p99": _round_p99s,
     "p99 at 1,000 req/s offered / raw": _point_cores("load", 1000, "req/s offered"),
     "p50 at 1,000 concurrent callers / raw": _point_cores("callers", 1000, "callers"),
     "JWT route / bare": _jwt_parts,

@@ -52,6 +52,14 @@ def test_the_fast_report_runs_every_suite_and_writes_markdown_json_and_plots(
         assert p["raw"]["answered"] > 0, p
         assert p["mesh"]["answered"] > 0, p
         assert "mesh_responder" in p["rss_mb"]
+        for side in ("raw", "mesh"):  # where the cores went while each side was loaded
+            assert {"callers", "responder", "machine", "cores"} <= set(p["cores"][side]), p
+    for suite in ("mesh_vs_raw", "mesh_vs_raw_pair"):
+        rounds = report["suites"][suite]["result"]
+        assert len(rounds["round_p99_ratios"]) == rounds["rounds"], rounds
+    gateway = report["suites"]["gateway_overhead"]["result"]
+    assert set(gateway["seals"]) == {"signed", "pair"}  # each checked by the bench itself
+    assert gateway["records"]["signed"] > 0
     e2e = report["suites"]["e2e_echo"]["result"]
     assert e2e["echo_p50_ms"] > 0
     assert e2e["orders_p50_ms"] > 0

@@ -310,3 +310,19 @@ def test_the_publish_row_gives_this_runs_cost_per_event() -> None:
     result["mesh_publish_per_s"] = 0
     found = {t.name: t for t in targets({"mesh_vs_raw": {"ok": True, "result": result}})}
     assert found["mesh publish rate / raw"].why == WHY_MISSED["mesh publish rate / raw"]
+
+
+def test_the_p99_rows_give_each_rounds_ratio() -> None:
+    from bench.report.targets import WHY_MISSED
+
+    result = {"p99_ratio": 1.68, "round_p99_ratios": [1.1, 1.25, 3.4, 1.2]}
+    suites = {"mesh_vs_raw": {"ok": True, "result": result},
+              "mesh_vs_raw_pair": {"ok": True, "result": {**result, "p99_ratio": 1.5}}}
+    found = {t.name: t for t in targets(suites)}
+    written = WHY_MISSED["request/reply p99 / raw p99"]
+    expected = ("this run's 4 rounds, mesh p99 over raw p99 each: 1.10x, 1.25x, 3.40x, 1.20x "
+                "(best 1.10x): " + written)
+    assert found["request/reply p99 / raw p99"].why == expected
+    assert found["pair-mac: request/reply p99 / raw p99"].why == expected
+    result["round_p99_ratios"] = [1.1, None]  # a round a side had no answer in
+    assert {t.name: t for t in targets(suites)}["request/reply p99 / raw p99"].why == written
