@@ -49,7 +49,7 @@ import pstats
 import tempfile
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -73,17 +73,11 @@ from bench.gateway_apps import (
     recorded_event,
 )
 from bench.gateway_bare import HELLO, NO_CONTEXT, bare_handler
+from bench.gateway_secured import SECURED, check_secured, secured_gateways
 from bench.gateway_tokens import BenchIssuer
 from bench.machine import describe
-from bus.policy.model import Policy
-from bus.security.access import AccessPolicy
-from bus.security.batch_sig import BATCH_ED25519
-from bus.security.keys import ED25519
-from bus.security.pair_mac import PAIR_HMAC
 from functions.gateway.auth.api_keys import API_KEY_HEADER
-from functions.orders.service import orders
 from infra.policy import load_policy
-from infra.policy.derive import access_map
 from proof.procs import ROOT
 
 RESULTS = ROOT / "bench" / "results" / "gateway_overhead.json"
@@ -297,47 +291,6 @@ def print_report(warm: list[Side], cold: cold_start.ColdRuns, result: dict[str, 
             print(f"  {cost.name:<24}{cost.self_ms - bare_ms:>+8.1f} ms  (gateway "
                   f"{cost.self_ms:.1f} ms in {cost.modules} modules, bare {bare_ms:.1f} ms)")
     print(f"stand-ins: {STAND_INS}")
-
-
-def access_of(policy: Policy) -> AccessPolicy:
-    """The access map the deploy derives from ``policy`` (``infra.policy.derive``), as every
-    process of a stack reads it: the gateway is an edge, and may call ``orders.create``."""
-    derived = access_map(policy)
-    return AccessPolicy.from_dict(
-        derived["produce"], derived["consume"], derived["replay"], edges=derived["edges"],
-        calls=derived["call"], side_effect_free=derived["side_effect_free"],
-        pair_mac=derived["pair_mac"])
-
-
-# The secured sides and the schemes each must have sealed every request and reply with (a
-# message alone in its event-loop turn is signed alone; the bench sends one at a time).
-SECURED = {"signed": frozenset({ED25519, BATCH_ED25519}), "pair": frozenset({PAIR_HMAC})}
-
-
-def secured_gateways(policy: Policy) -> dict[str, Gateway]:
-    """The gateway with messages sealed as a stack seals them: Ed25519 signatures
-    (``signed``), or per-pair MACs between the gateway and orders (``pair``)."""
-    access = access_of(policy)
-    pair = replace(access, pair_mac=access.pair_mac | {"gateway", orders.name})
-    return {"signed": gateway(policy, StandIns(access=access)),
-            "pair": gateway(policy, StandIns(access=pair))}
-
-
-def check_secured(secured: Mapping[str, Gateway]) -> dict[str, Any]:
-    """Raise ``BenchFailure`` unless each secured side sealed every message with its scheme
-    and its worker kept a record of each call; their counts, for the result."""
-    seals = {name: app.stand_ins.seals() for name, app in secured.items()}
-    records = {name: len(app.stand_ins.store) for name, app in secured.items()
-               if app.stand_ins.store is not None}
-    for name, found in seals.items():
-        if not found or not set(found) <= SECURED[name]:
-            raise BenchFailure(f"the {name} side's messages were sealed {found}, "
-                               f"not all with {sorted(SECURED[name])}")
-        calls = secured[name].stand_ins.handled
-        if records.get(name) != calls:
-            raise BenchFailure(f"the {name} side's worker kept {records.get(name)} records "
-                               f"for {calls} calls")
-    return {"seals": seals, "records": records} if secured else {}
 
 
 # --- main ---------------------------------------------------------------------------------

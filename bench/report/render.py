@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from bench.report.targets import cpu_per_request
+from bench.report.reasons import cpu_per_request
 from bench.sweep_plan import SWEEPS
 
 SWEEP_AXIS = {"load": "offered load (req/s, open loop)", "callers": "concurrent callers",

@@ -154,7 +154,8 @@ def test_the_echo_part_routes_in_the_gateway_api_beside_default() -> None:
 
 
 def test_every_reason_names_a_target_and_is_shown_only_when_missed() -> None:
-    from bench.report.targets import CHECKS, WHY_MISSED
+    from bench.report.reasons import WHY_MISSED
+    from bench.report.targets import CHECKS
 
     assert set(WHY_MISSED) <= {name for _, name, _, _ in CHECKS}
     result = {"added_p50_ms": 0.9, "added_p50_ok": False, "p99_ratio": 1.1}
@@ -235,7 +236,7 @@ def test_the_signed_round_trip_is_explained_by_the_pair_mac_one_of_the_same_run(
     assert why.startswith("this run with per-pair MACs instead of Ed25519: +0.411 ms, so "
                           "0.195 ms of the +0.606 ms is the two signatures")
     suites["mesh_vs_raw_pair"]["ok"] = False  # no pair run: the written reason
-    from bench.report.targets import WHY_MISSED
+    from bench.report.reasons import WHY_MISSED
     assert {t.name: t for t in targets(suites)}["mesh added p50 (request/reply)"].why == \
         WHY_MISSED["mesh added p50 (request/reply)"]
 
@@ -261,7 +262,7 @@ def test_the_two_process_row_says_where_the_cores_went() -> None:
 
 
 def test_the_cold_start_row_gives_this_runs_phases() -> None:
-    from bench.report.targets import WHY_MISSED
+    from bench.report.reasons import WHY_MISSED
 
     phases = {"bare": {"interpreter": 19.0, "imports": 204.0, "build": 1.0, "first_call": 2.0},
               "gateway": {"interpreter": 19.0, "imports": 311.0, "standins": 10.0,
@@ -299,7 +300,7 @@ def test_the_http_row_is_explained_hop_by_hop_from_the_same_runs_traces() -> Non
 
 
 def test_the_publish_row_gives_this_runs_cost_per_event() -> None:
-    from bench.report.targets import WHY_MISSED
+    from bench.report.reasons import WHY_MISSED
 
     result = {"raw_publish_per_s": 50_000, "mesh_publish_per_s": 20_000,
               "publish_ratio": 0.4, "publish_ratio_ok": False}
@@ -313,7 +314,7 @@ def test_the_publish_row_gives_this_runs_cost_per_event() -> None:
 
 
 def test_the_p99_rows_give_each_rounds_ratio() -> None:
-    from bench.report.targets import WHY_MISSED
+    from bench.report.reasons import WHY_MISSED
 
     result = {"p99_ratio": 1.68, "round_p99_ratios": [1.1, 1.25, 3.4, 1.2]}
     suites = {"mesh_vs_raw": {"ok": True, "result": result},

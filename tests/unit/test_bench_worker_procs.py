@@ -6,8 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 from bench.cpu import TICKS_PER_S, Snapshot, parse_machine, parse_stat
+from bench.report.reasons import WHY_MISSED
 from bench.report.render import worker_procs
-from bench.report.targets import WHY_MISSED, targets
+from bench.report.targets import targets
 from bench.sweep_plan import point, side_summary
 from bench.worker_procs import parse_args, process_order, summary
 
