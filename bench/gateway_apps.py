@@ -190,8 +190,9 @@ class StandIns:
     worker: ServiceWorker | None = None
     _stop: asyncio.Event | None = None
     _task: asyncio.Task[None] | None = None
-    _identities: dict[str, Identity] = field(default_factory=dict)
-    store: MemoryIdempotencyStore | None = None  # the worker's, when signed
+    # Derived from ``access`` when built: each service's identity, and the worker's store.
+    _identities: dict[str, Identity] = field(init=False, default_factory=dict)
+    store: MemoryIdempotencyStore | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         for topic in ("orders.requests", "mesh.replies", QUARANTINE_TOPIC):

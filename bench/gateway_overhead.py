@@ -73,7 +73,7 @@ from bench.gateway_apps import (
     recorded_event,
 )
 from bench.gateway_bare import HELLO, NO_CONTEXT, bare_handler
-from bench.gateway_secured import SECURED, check_secured, secured_gateways
+from bench.gateway_secured import check_secured, secured_gateways
 from bench.gateway_tokens import BenchIssuer
 from bench.machine import describe
 from functions.gateway.auth.api_keys import API_KEY_HEADER
@@ -204,8 +204,9 @@ def result_of(warm: list[Side], cold: cold_start.ColdRuns, args: argparse.Namesp
               handled: dict[str, int]) -> dict[str, Any]:
     by_name = {side.name: stats.summarize(side.latencies_us) for side in warm}
     bare, gw = by_name["bare"], by_name["gateway"]
+    ratios = {name: stats.ratio(summary.p50_ms, bare.p50_ms) for name, summary in by_name.items()}
     bare_cold, gw_cold = cold.median("bare"), cold.median("gateway")
-    request_ratio = stats.ratio(gw.p50_ms, bare.p50_ms)
+    request_ratio = ratios["gateway"]
     cold_ratio = stats.ratio(gw_cold, bare_cold)
     result: dict[str, Any] = {
         "bare_us": _r(bare.p50_ms),
@@ -221,24 +222,16 @@ def result_of(warm: list[Side], cold: cold_start.ColdRuns, args: argparse.Namesp
         result[f"{name}_p50_us"] = _r(summary.p50_ms)
         result[f"{name}_p90_us"] = _r(summary.p90_ms)
         result[f"{name}_p99_us"] = _r(summary.p99_ms)
-    if "jwt" in by_name:
-        result["jwt_us"] = _r(by_name["jwt"].p50_ms)
-        result["jwt_ratio"] = _r(stats.ratio(by_name["jwt"].p50_ms, bare.p50_ms), 3)
-    if "jwt_edge" in by_name:
-        result["jwt_edge_ratio"] = _r(stats.ratio(by_name["jwt_edge"].p50_ms, bare.p50_ms), 3)
-    if "edge" in by_name:
-        result["edge_us"] = _r(by_name["edge"].p50_ms)
-        result["edge_ratio"] = _r(stats.ratio(by_name["edge"].p50_ms, bare.p50_ms), 3)
+        if name not in ("bare", "gateway"):  # the gateway's is request_ratio
+            result[f"{name}_ratio"] = _r(ratios[name], 3)
+    for name in ("jwt", "edge", "bus"):
+        if name in by_name:
+            result[f"{name}_us"] = _r(by_name[name].p50_ms)
     for name, target in TARGET_RATIOS_15.items():
-        if name in by_name:
-            ratio = stats.ratio(by_name[name].p50_ms, bare.p50_ms)
+        if name in ratios:
+            ratio = ratios[name]
             result[f"{name}_ratio_15_ok"] = ratio is not None and ratio <= target
-    for name in SECURED:
-        if name in by_name:
-            result[f"{name}_ratio"] = _r(stats.ratio(by_name[name].p50_ms, bare.p50_ms), 3)
     if "bus" in by_name:
-        result["bus_us"] = _r(by_name["bus"].p50_ms)
-        result["bus_ratio"] = _r(stats.ratio(by_name["bus"].p50_ms, bare.p50_ms), 3)
         result["gateway_minus_bus_us"] = _r(gw.p50_ms - by_name["bus"].p50_ms)
     result.update({
         "gateway_cold_with_standins_ms": _r(cold.median_with_standins("gateway")),

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from bench.report.results import Result, get, sweep_point
+from bench.report.results import Result, get, suite_result, sweep_point
 
 
 def _side_cores(cores: Result) -> str:
@@ -240,6 +240,5 @@ def why(name: str, result: Result | None, suites: Mapping[str, Mapping[str, Any]
     measured = MEASURED_WHY[name](result) if name in MEASURED_WHY else None
     if measured is None and name in PAIRED_WHY:
         other, paired = PAIRED_WHY[name]
-        entry = suites.get(other) or {}
-        measured = paired(result, entry.get("result") if entry.get("ok") else None)
+        measured = paired(result, suite_result(suites, other))
     return measured or WHY_MISSED.get(name, "")

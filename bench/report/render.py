@@ -6,6 +6,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from bench.report.reasons import cpu_per_request
+from bench.report.results import suite_result
 from bench.sweep_plan import SWEEPS
 
 SWEEP_AXIS = {"load": "offered load (req/s, open loop)", "callers": "concurrent callers",
@@ -41,9 +42,7 @@ def ratio(value: Any) -> str:
 
 
 def _result(report: Mapping[str, Any], suite: str) -> Mapping[str, Any] | None:
-    entry = report["suites"].get(suite) or {}
-    result = entry.get("result")
-    return result if entry.get("ok") and isinstance(result, Mapping) else None
+    return suite_result(report["suites"], suite)
 
 
 def header(report: Mapping[str, Any]) -> list[str]:

@@ -8,6 +8,13 @@ from typing import Any
 Result = Mapping[str, Any]
 
 
+def suite_result(suites: Mapping[str, Any], suite: str) -> Result | None:
+    """A suite's result when it ran to the end (``ok``), else None."""
+    entry = suites.get(suite) or {}
+    result = entry.get("result")
+    return result if entry.get("ok") and isinstance(result, Mapping) else None
+
+
 def get(result: Result | None, *path: str) -> Any:
     node: Any = result
     for key in path:

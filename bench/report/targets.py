@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from bench.report.reasons import why
-from bench.report.results import Result, fmt, get, pct, sweep_point
+from bench.report.results import Result, fmt, get, pct, suite_result, sweep_point
 
 
 @dataclass(frozen=True)
@@ -99,8 +99,7 @@ CHECKS: tuple[Check, ...] = (
 def targets(suites: Mapping[str, Mapping[str, Any]]) -> list[Target]:
     found = []
     for suite, name, target, read in CHECKS:
-        entry = suites.get(suite) or {}
-        result = entry.get("result") if entry.get("ok") else None
+        result = suite_result(suites, suite)
         value, met = read(result)
         judged = None if result is None or met is None else bool(met)
         found.append(Target(suite, name, value, target, judged,
