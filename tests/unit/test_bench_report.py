@@ -11,6 +11,7 @@ import pytest
 
 from bench import rss
 from bench.memory import growth
+from bench.report.reasons import WHY_MISSED
 from bench.report.render import render
 from bench.report.runner import last_json, outcome
 from bench.report.suites import NAMES, SUITES
@@ -154,7 +155,6 @@ def test_the_echo_part_routes_in_the_gateway_api_beside_default() -> None:
 
 
 def test_every_reason_names_a_target_and_is_shown_only_when_missed() -> None:
-    from bench.report.reasons import WHY_MISSED
     from bench.report.targets import CHECKS
 
     assert set(WHY_MISSED) <= {name for _, name, _, _ in CHECKS}
@@ -236,7 +236,6 @@ def test_the_signed_round_trip_is_explained_by_the_pair_mac_one_of_the_same_run(
     assert why.startswith("this run with per-pair MACs instead of Ed25519: +0.411 ms, so "
                           "0.195 ms of the +0.606 ms is the two signatures")
     suites["mesh_vs_raw_pair"]["ok"] = False  # no pair run: the written reason
-    from bench.report.reasons import WHY_MISSED
     assert {t.name: t for t in targets(suites)}["mesh added p50 (request/reply)"].why == \
         WHY_MISSED["mesh added p50 (request/reply)"]
 
@@ -262,8 +261,6 @@ def test_the_two_process_row_says_where_the_cores_went() -> None:
 
 
 def test_the_cold_start_row_gives_this_runs_phases() -> None:
-    from bench.report.reasons import WHY_MISSED
-
     phases = {"bare": {"interpreter": 19.0, "imports": 204.0, "build": 1.0, "first_call": 2.0},
               "gateway": {"interpreter": 19.0, "imports": 311.0, "standins": 10.0,
                           "build": 24.0, "first_call": 1.4}}
@@ -300,8 +297,6 @@ def test_the_http_row_is_explained_hop_by_hop_from_the_same_runs_traces() -> Non
 
 
 def test_the_publish_row_gives_this_runs_cost_per_event() -> None:
-    from bench.report.reasons import WHY_MISSED
-
     result = {"raw_publish_per_s": 50_000, "mesh_publish_per_s": 20_000,
               "publish_ratio": 0.4, "publish_ratio_ok": False}
     found = {t.name: t for t in targets({"mesh_vs_raw": {"ok": True, "result": result}})}
@@ -314,8 +309,6 @@ def test_the_publish_row_gives_this_runs_cost_per_event() -> None:
 
 
 def test_the_p99_rows_give_each_rounds_ratio() -> None:
-    from bench.report.reasons import WHY_MISSED
-
     result = {"p99_ratio": 1.68, "round_p99_ratios": [1.1, 1.25, 3.4, 1.2]}
     suites = {"mesh_vs_raw": {"ok": True, "result": result},
               "mesh_vs_raw_pair": {"ok": True, "result": {**result, "p99_ratio": 1.5}}}
