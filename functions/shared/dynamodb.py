@@ -11,17 +11,14 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
-import botocore.session
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from functions.errors import FunctionError
-from functions.shared.aws_json.dynamodb_client import (
-    FAST_CLIENT_ENV,
-    FastDynamoDB,
-    retriable_answer,
-)
+from functions.shared.aws_json.clients import botocore_args, botocore_client
+from functions.shared.aws_json.direct_route import environment_route
+from functions.shared.aws_json.dynamodb_client import FAST_CLIENT_ENV, FastDynamoDB
+from functions.shared.aws_json.json_client import Timeouts, retriable_answer
 
 CONDITION_FAILED = "ConditionalCheckFailedException"
 
@@ -34,9 +31,8 @@ def transient(exc: BaseException) -> bool:
         status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
         return retriable_answer(status, code)
     return isinstance(exc, BotoConnectionError | HTTPClientError)
-DEFAULT_CONFIG = Config(
-    connect_timeout=2, read_timeout=5, retries={"mode": "standard", "max_attempts": 3}
-)
+# connect 2 s, read 5 s, 4 attempts (botocore's standard mode with max_attempts 3)
+DEFAULT_TIMEOUTS = Timeouts(connect_s=2.0, read_s=5.0, attempts=4)
 
 
 class ConditionFailed(FunctionError):
@@ -83,13 +79,14 @@ def fast_client_wanted(fast: bool | None, env: Mapping[str, str]) -> bool:
 
 class LazyDynamoDB:
     """A DynamoDB client created on first use, once (thread-safe: stores call it from
-    ``asyncio.to_thread``), with this project's timeouts unless ``client_args`` override.
-    Its item calls take the fast path (``functions.shared.aws_json.dynamodb_client``)
-    unless ``fast_client_wanted`` says otherwise."""
+    ``asyncio.to_thread``), with this project's timeouts unless ``client_args`` give a
+    ``config``. Its item calls take the fast path (``functions.shared.aws_json``) unless
+    ``fast_client_wanted`` says otherwise; without botocore at all where the environment
+    gives endpoint, region and credentials (``direct_route``: a Lambda, a local worker)."""
 
     def __init__(self, client_args: Mapping[str, Any] | None = None, *,
                  fast: bool | None = None) -> None:
-        self._args = {"config": DEFAULT_CONFIG, **(client_args or {})}
+        self._args = dict(client_args or {})
         self._fast = fast_client_wanted(fast, os.environ)
         self._lock = threading.Lock()
         self._client: Any = None
@@ -97,9 +94,19 @@ class LazyDynamoDB:
     def get(self) -> Any:
         with self._lock:
             if self._client is None:
-                # botocore, not boto3: what every Lambda runtime (and the emulator's) has,
-                # and cheaper to import at cold start.
-                session = botocore.session.get_session()
-                client = session.create_client("dynamodb", **self._args)
-                self._client = FastDynamoDB.wrap(client) if self._fast else client
+                self._client = self._make()
             return self._client
+
+    def _make(self) -> Any:
+        args = self._args
+
+        def botocore_made() -> Any:
+            return botocore_client("dynamodb", botocore_args(args, DEFAULT_TIMEOUTS))
+
+        if not self._fast:
+            return botocore_made()
+        route = environment_route("dynamodb", args)
+        if route is None:
+            return FastDynamoDB.wrap(botocore_made())
+        return FastDynamoDB.direct(route, Timeouts.of(args.get("config"), DEFAULT_TIMEOUTS),
+                                   fallback=botocore_made, env=os.environ)

@@ -9,7 +9,8 @@
 
 Workers run the reload on their loop (``start_reloading``, ended by ``stop_reloading``);
 a Lambda's loop is idle between invocations, so its handler calls
-``refresh_before_invocation`` first. botocore only, with short timeouts.
+``refresh_before_invocation`` first. Short timeouts; the clients are
+``functions.shared.aws_json.clients``'s (without botocore where the environment allows).
 """
 
 from __future__ import annotations
@@ -22,14 +23,14 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import botocore.session
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from bus.config import BusSettings
 from bus.security.identity import Identity, load_identity
 from bus.security.keys import HMAC_SHA256, InvalidKey
 from bus.security.live_keys import KeyMaterial, KeyReloader, KeySourceError, LiveKeys, parse_keyring
+from functions.shared.aws_json.clients import aws_client
+from functions.shared.aws_json.json_client import Timeouts
 from functions.shared.secrets import SecretsManagerSource
 
 log = logging.getLogger(__name__)
@@ -45,10 +46,9 @@ def _region() -> str:
 
 
 def _client(service: str) -> Any:
-    config = Config(connect_timeout=AWS_TIMEOUT_S, read_timeout=AWS_TIMEOUT_S,
-                    retries={"max_attempts": 2})
-    return botocore.session.get_session().create_client(service, region_name=_region(),
-                                                        config=config)
+    # 3 attempts: botocore's max_attempts of 2 counts the retries
+    return aws_client(service, {"region_name": _region()},
+                      timeouts=Timeouts(AWS_TIMEOUT_S, AWS_TIMEOUT_S, attempts=3))
 
 
 class StoreKeySource:

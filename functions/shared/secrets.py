@@ -1,7 +1,8 @@
 """AWS Secrets Manager as a ``bus.security.keys.SecretSource`` (bus itself never imports AWS SDKs).
 
-Uses botocore, which every Lambda Python runtime ships, so the function zip stays small. The
-client is created on first use; calls block, so async code runs them in a thread.
+The client is created on first use (``functions.shared.aws_json.clients``: without botocore
+where the environment gives the way, as in a Lambda; else botocore, which every Lambda Python
+runtime ships); calls block, so async code runs them in a thread.
 """
 
 from __future__ import annotations
@@ -9,10 +10,10 @@ from __future__ import annotations
 import os
 from typing import Any
 
-import botocore.session
 from botocore.exceptions import BotoCoreError, ClientError
 
 from bus.security.keys import InvalidKey
+from functions.shared.aws_json.clients import aws_client
 from functions.shared.dynamodb import transient
 
 
@@ -24,8 +25,7 @@ class SecretsManagerSource:
 
     def get(self, name: str) -> bytes:
         if self._client is None:
-            session = botocore.session.get_session()
-            self._client = session.create_client("secretsmanager", region_name=self._region)
+            self._client = aws_client("secretsmanager", {"region_name": self._region})
         try:
             secret = self._client.get_secret_value(SecretId=name)
         except (ClientError, BotoCoreError) as exc:

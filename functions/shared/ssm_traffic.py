@@ -1,7 +1,7 @@
 """Traffic rules from an SSM parameter (JSON: ``{operation: rules}``), as a ``TrafficSource``.
 
 An operator changes the parameter; every process polling it picks the change up without a
-restart. botocore only (every Lambda runtime ships it); the client is created on first use.
+restart. The client is created on first use (``functions.shared.aws_json.clients``).
 """
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-import botocore.session
 from botocore.exceptions import BotoCoreError, ClientError
 
 from bus.traffic.table import TrafficSourceError
+from functions.shared.aws_json.clients import aws_client
 from functions.shared.dynamodb import transient
 
 
@@ -27,8 +27,7 @@ class SsmTrafficSource:
 
     def load(self) -> Mapping[str, Any]:
         if self._client is None:
-            session = botocore.session.get_session()
-            self._client = session.create_client("ssm", region_name=self._region)
+            self._client = aws_client("ssm", {"region_name": self._region})
         try:
             value = self._client.get_parameter(Name=self.parameter)["Parameter"]["Value"]
             rules = json.loads(value)

@@ -61,3 +61,36 @@ def test_deployed_function_invoked_directly(endpoint: str, settings: Settings) -
     payload = json.loads(result["Payload"].read())
     assert payload["statusCode"] == 201, payload
     assert Decimal(json.loads(payload["body"])["total"]) == Decimal("7.50")
+
+
+FRESH_INSTANCE = """
+import asyncio, json, sys
+from functions.gateway import handler as gateway
+event = json.load(open(sys.argv[1]))
+try:
+    response = gateway.handler(event, None)
+finally:
+    asyncio.get_event_loop().run_until_complete(gateway.app.state.mesh.close())
+print(json.dumps({"status": response["statusCode"], "botocore": sorted(
+    m for m in sys.modules if m.startswith(("botocore.session", "botocore.client")))}))
+"""
+
+
+def test_a_fresh_instance_answers_without_a_botocore_session(
+        endpoint: str, settings: Settings) -> None:
+    """A new gateway instance with the deployed environment, its first request end to end
+    (its keys from Secrets Manager and SSM, its rate limit in DynamoDB, the order over
+    Kafka): every AWS call it makes goes without botocore's session, whose import was ~45 ms
+    of each cold start (issue 15)."""
+    import subprocess
+    import sys
+
+    env = {name: value for name, value in resolved_gateway_environment(settings).items()
+           if not name.startswith("OTEL_")}
+    env.update(PATH=os.environ.get("PATH", ""), HOME=os.environ.get("HOME", "/root"),
+               AWS_LAMBDA_FUNCTION_NAME="gateway-fresh-instance")
+    done = subprocess.run([sys.executable, "-c", FRESH_INSTANCE, str(EVENT)],
+                          env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    assert found == {"status": 201, "botocore": []}, done.stderr[-3000:]

@@ -17,7 +17,7 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials as BotoCredentials
 
 from functions.shared.aws_json.attribute_values import from_wire, to_wire
-from functions.shared.aws_json.dynamodb_client import (
+from functions.shared.aws_json.json_client import (
     BACKOFF_BASE_S,
     attempts_of,
     backoff_s,
@@ -111,11 +111,13 @@ def test_an_error_body_becomes_the_response_botocore_raises_with() -> None:
         "__type": "com.amazonaws.dynamodb.v20120810#ConditionalCheckFailedException",
         "message": "The conditional request failed",
         "Item": {"id": {"S": "k"}, "result": {"B": "b2s="}}}
-    response = error_response(400, body, "REQ1")
+    response = error_response(400, body, "REQ1", from_wire)  # DynamoDB's modeled members
     assert response["Error"] == {"Code": "ConditionalCheckFailedException",
                                  "Message": "The conditional request failed"}
     assert response["ResponseMetadata"] == {"HTTPStatusCode": 400, "RequestId": "REQ1"}
     assert response["Item"] == {"id": {"S": "k"}, "result": {"B": b"ok"}}
+    # another service's members are left as they are (no attribute values there)
+    assert error_response(400, body, "REQ1")["Item"]["result"] == {"B": "b2s="}
     assert code_of("ThrottlingException") == "ThrottlingException"
     assert error_response(500, {"Message": "boom"}, None)["Error"] == {"Code": "",
                                                                      "Message": "boom"}

@@ -55,6 +55,7 @@ class Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(int(self.headers["content-length"]))
         self.server.seen.append({"target": self.headers["x-amz-target"],
                                  "authorization": self.headers["authorization"],
+                                 "headers": {k.lower(): v for k, v in self.headers.items()},
                                  "body": json.loads(body)})
         status, answer, good_crc = self.server.replies.pop(0)
         if status == 0:  # the request arrived; its answer is lost with the connection
@@ -189,7 +190,7 @@ def test_when_every_idle_connection_was_closed_the_retry_takes_a_new_one() -> No
         client = client_for(port, attempts=1)
         first.replies = [(200, {}, True)]
         client.put_item(TableName="t", Item={})
-        pool = client._connections
+        pool = client._json.connections
         idle = [pool.take()[0], pool.take()[0]]  # the used one and a second, connected
         for connection in idle:
             pool.give_back(connection)
