@@ -27,6 +27,8 @@ from proof.attack.event_replay import run_event_replays
 from proof.attack.fuzz import PARSER_FUZZ, fuzz_parser
 from proof.attack.kafka_connect import CATEGORY as KAFKA_CONNECT
 from proof.attack.kafka_connect import run_kafka_connect
+from proof.attack.key_store_impostor import CATEGORY as KEY_STORE_IMPOSTOR
+from proof.attack.key_store_impostor import run_key_store_impostor
 from proof.attack.mesh_attack import MeshPlan, run_mesh
 from proof.attack.reply_edge import run_edge_hijack
 from proof.attack.reply_hijack import run_reply_hijack
@@ -38,7 +40,8 @@ from proof.attack.service_functions import run_service_functions
 CATEGORIES = (*(f"mesh.{c}" for c in (*mesh_cases.CATEGORIES, *reply_cases.CATEGORIES,
                                         EVENT_REPLAYED, RETIRED_KEY, DLQ_REPLAY,
                                         BROKER_ACL, OPERATION_NOT_ALLOWED, ACL_DEPARTED,
-                                        KAFKA_CONNECT, SERVICE_FUNCTIONS)),
+                                        KAFKA_CONNECT, KEY_STORE_IMPOSTOR,
+                                        SERVICE_FUNCTIONS)),
               *(f"edge.{c}" for c in (*edge_cases.CATEGORIES, *reply_cases.CATEGORIES)),
               PARSER_FUZZ)
 
@@ -98,6 +101,8 @@ def run(plan: Plan, say: Callable[[str], None] = lambda _: None,
     connects, notes_connect = asyncio.run(run_kafka_connect(settings))
     mesh += connects
     more += notes_connect
+    # an impostor of Secrets Manager serving a forged signing key over TLS
+    mesh += run_key_store_impostor()
     # batches each service's Lambda must not serve: another service's topic, a caller the
     # policy refuses (proof.attack.service_functions; a control per service function)
     batches, notes_batches = asyncio.run(run_service_functions(settings, plan.mesh.timeout_s))

@@ -41,8 +41,10 @@ def test_the_fast_attack_suite_is_refused_everywhere(infra_settings: Settings,
     # And a fresh JWT through the edge's verified-token cache (proof.attack.edge_jwt_cache).
     # And a service still in the policy writing its topic after another left it
     # (proof.attack.broker_acl.departed_attempts).
-    assert report.control.tried == 16 + on_lambda, summary
-    assert report.control.reached_handler == 16 + on_lambda, summary
+    # And a signing key read over TLS from an endpoint the function's trust store vouches for,
+    # beside the impostors of Secrets Manager (proof.attack.key_store_impostor).
+    assert report.control.tried == 17 + on_lambda, summary
+    assert report.control.reached_handler == 17 + on_lambda, summary
     for name in CATEGORIES:
         assert report.categories[name].tried >= 1, f"{name} tried nothing\n{summary}"
     assert report.refused == report.tried, summary
