@@ -338,6 +338,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         loop.close()
     result = result_of(warm, cold, args, handled)
     result.update(secured_report)
+    if imports is not None:  # what the gateway imports beyond the bare app, by package
+        result["cold_import_extra_ms"] = {cost.name: _r(cost.self_ms - bare_ms)
+                                          for cost, bare_ms in imports.extra[:6]}
     print_report(warm, cold, result, imports)
     return result
 

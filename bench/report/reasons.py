@@ -64,9 +64,10 @@ WHY_MISSED: Mapping[str, str] = {
     "CORS, body limit) ~9, metrics ~0.7 without an SDK; with none at all 1.13x",
     "JWT route / bare": _EDGE_BUS + "; the JWT itself is cached",
     "gateway cold start / bare cold start": "the imports a deployment needs before its first "
-    "answer beyond FastAPI's: the mesh (policy models, keys, client), botocore for Secrets "
-    "Manager and DynamoDB, cryptography for JWTs; this suite's log lists them by package "
-    "(-X importtime)",
+    "answer beyond FastAPI's: the mesh (policy models, keys, client), cryptography for JWTs "
+    "and keys (PyJWT's algorithms import its x509 too), the routes' validators compiled at "
+    "build; botocore's session is no longer among them (stop 29: the functions' AWS calls go "
+    "without it); this suite's log lists them by package (-X importtime)",
     "POST /v1/orders p50 - echo Lambda p50, same HTTP API": "per hop in bench.edge_hops "
     "(stop 28's run): outside the gateway's span 9.4 ms, the Lambda runtime and the span flush "
     "to the collector, against the echo Lambda's whole call of 7.3 ms; four Kafka hops over "
@@ -175,8 +176,13 @@ def _cold_phases(result: Result | None) -> str | None:
         return None
     parts = ", ".join(f"{p.replace('_', ' ')} {gateway[p]:.0f} vs {bare[p]:.0f} ms"
                       for p in phases)
-    return (f"this run, median phases of the gateway against the bare app: {parts}; "
-            + WHY_MISSED["gateway cold start / bare cold start"])
+    extra = get(result, "cold_import_extra_ms")
+    packages = "" if not isinstance(extra, Mapping) or not extra else (
+        "; its imports beyond the bare app's, by package (-X importtime, self time): "
+        + ", ".join(f"{name} +{ms:.0f} ms" for name, ms in extra.items()
+                    if isinstance(ms, (int, float))))
+    return (f"this run, median phases of the gateway against the bare app: {parts}"
+            f"{packages}; " + WHY_MISSED["gateway cold start / bare cold start"])
 
 
 # Reasons computed from the suite's own result, preferred to the written ones when present.
