@@ -31,6 +31,8 @@ def transient(exc: BaseException) -> bool:
         status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
         return retriable_answer(status, code)
     return isinstance(exc, BotoConnectionError | HTTPClientError)
+
+
 # connect 2 s, read 5 s, 4 attempts (botocore's standard mode with max_attempts 3)
 DEFAULT_TIMEOUTS = Timeouts(connect_s=2.0, read_s=5.0, attempts=4)
 
