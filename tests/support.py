@@ -5,12 +5,10 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
-import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from http.server import HTTPServer
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import pytest
 from opentelemetry.sdk.metrics import MeterProvider
@@ -107,22 +105,6 @@ def scratch_table(dynamodb: Any, prefix: str, resource: Mapping[str, Any], *,
     with tables.scratch_table(dynamodb, f"itest-{prefix}", resource, ttl=ttl,
                               wait_s=wait_s) as name:
         yield name
-
-
-Server = TypeVar("Server", bound=HTTPServer)
-
-
-@contextmanager
-def serving(server: Server) -> Iterator[Server]:
-    """``server`` answering from a thread of its own; shut down and closed afterwards."""
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
 
 
 class CountingBudget(RetryBudget):

@@ -24,9 +24,7 @@ import ipaddress
 import json
 import ssl
 import tempfile
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -41,6 +39,7 @@ from functions.shared.aws_json.clients import aws_client
 from functions.shared.aws_json.json_client import Timeouts
 from functions.shared.secrets import SecretsManagerSource
 from proof.attack.accounting import CONTROL, Outcome
+from proof.serving import serving
 
 CATEGORY = "key_store_impostor"
 FORGED_KEY = "mallory's signing key"
@@ -116,18 +115,10 @@ class Certificates:
         return context
 
 
-@contextmanager
-def impostor(context: ssl.SSLContext) -> Iterator[_Impostor]:
+def impostor(context: ssl.SSLContext) -> AbstractContextManager[_Impostor]:
     server = _Impostor(("127.0.0.1", 0), _Handler)
     server.socket = context.wrap_socket(server.socket, server_side=True)
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+    return serving(server)
 
 
 def _read(server: _Impostor, ca_bundle: str | None) -> tuple[bool, str]:

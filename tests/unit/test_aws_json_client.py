@@ -29,7 +29,7 @@ from functions.shared.dynamodb import (
     translated,
 )
 from proof.procs import free_port
-from tests.support import serving
+from proof.serving import serving
 
 # status (0: close the connection unanswered), body (or a function of the requests seen so
 # far), correct CRC32

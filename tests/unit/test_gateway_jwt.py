@@ -41,7 +41,7 @@ from functions.gateway.auth.jwks import (
     select_key,
 )
 from functions.gateway.auth.jwt_bearer import JwtVerifier, parse_bearer
-from tests.support import serving
+from proof.serving import serving
 
 ISSUER = "https://idp.example.test/"
 AUDIENCE = "meshgate-api"

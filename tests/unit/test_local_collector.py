@@ -5,7 +5,6 @@ become one JSON line per span; the files rotate at their bound."""
 from __future__ import annotations
 
 import gzip
-import threading
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -32,6 +31,7 @@ from infra.local.otlp_decode import OtlpDecodeError, decompress, span_rows
 from infra.local.span_log import JsonLines, read_rows, rotated
 from infra.settings import Settings
 from infra.stack.otel_env import otel_environment
+from proof.serving import serving
 
 
 def _spans() -> list[ReadableSpan]:
@@ -94,15 +94,8 @@ def test_json_lines_rotate_at_the_bound(tmp_path: Path) -> None:
 
 @pytest.fixture
 def collector(tmp_path: Path) -> Iterator[CollectorServer]:
-    server = CollectorServer(CollectorConfig(folder=tmp_path, port=0))
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    try:
+    with serving(CollectorServer(CollectorConfig(folder=tmp_path, port=0))) as server:
         yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
 
 
 @pytest.mark.parametrize("compression", [Compression.NoCompression, Compression.Gzip])
