@@ -16,9 +16,11 @@ from botocore.exceptions import ClientError, EndpointConnectionError
 from bus.security.keys import InvalidKey
 from bus.traffic.table import TrafficSourceError
 from functions.shared.aws_json.clients import (
+    BOTOCORE_DEFAULTS,
     DirectSecretsManager,
     DirectSsm,
     aws_client,
+    botocore_default_timeouts,
 )
 from functions.shared.aws_json.dynamodb_client import FastDynamoDB
 from functions.shared.aws_json.json_client import Timeouts
@@ -156,3 +158,28 @@ def test_importing_the_gateway_imports_no_botocore_session() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True, timeout=60)
     assert done.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize(("env", "attempts"), [
+    ({}, 3), ({"AWS_RETRY_MODE": "legacy"}, 5), ({"AWS_RETRY_MODE": "adaptive"}, 3),
+    ({"AWS_MAX_ATTEMPTS": "7", "AWS_RETRY_MODE": "standard"}, 7)])
+def test_without_a_config_the_direct_client_attempts_as_botocore_would(
+        env: dict[str, str], attempts: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert botocore_default_timeouts(env).attempts == attempts
+    for name in [n for n in __import__("os").environ if n.startswith("AWS_")]:
+        monkeypatch.delenv(name)
+    for name, value in {**env, "AWS_DEFAULT_REGION": "eu-west-1"}.items():
+        monkeypatch.setenv(name, value)
+    # botocore's own client in the same environment counts the same (standard mode: 3
+    # attempts, legacy: 5)
+    client = aws_client("ssm", {"aws_access_key_id": "a", "aws_secret_access_key": "b"},
+                        env={"AWS_ACCESS_KEY_ID": "x"})  # no route: botocore's
+    retries = client.meta.config.retries or {}
+    default = 5 if retries.get("mode") == "legacy" else 3
+    assert retries.get("total_max_attempts", default) == attempts
+    assert BOTOCORE_DEFAULTS.read_s == client.meta.config.read_timeout
+
+
+def test_an_attempt_count_that_is_not_a_number_is_refused_as_botocore_refuses_it() -> None:
+    with pytest.raises(ValueError, match="zero"):
+        botocore_default_timeouts({"AWS_MAX_ATTEMPTS": "zero"})

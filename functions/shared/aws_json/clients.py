@@ -34,8 +34,22 @@ from functions.shared.aws_json.json_client import (
 SECRETS_MANAGER: Final = JsonService("secretsmanager", "secretsmanager.",
                                      "application/x-amz-json-1.1")
 SSM: Final = JsonService("ssm", "AmazonSSM.", "application/x-amz-json-1.1")
-# botocore's own defaults (a client made without a Config): 60 s timeouts, legacy retries.
-BOTOCORE_DEFAULTS: Final = Timeouts(connect_s=60.0, read_s=60.0, attempts=5)
+# botocore's own defaults (a client made without a Config): 60 s timeouts, standard retries
+# (its default mode since 1.36; a unit test checks them against the installed botocore).
+BOTOCORE_DEFAULTS: Final = Timeouts(connect_s=60.0, read_s=60.0, attempts=3)
+
+
+def botocore_default_timeouts(env: Mapping[str, str]) -> Timeouts:
+    """What botocore gives a client made without a ``Config``: 60 s timeouts, and the total
+    attempts of ``AWS_MAX_ATTEMPTS``, else of ``AWS_RETRY_MODE`` (standard, the default, and
+    adaptive 3; legacy 5)."""
+    configured = env.get("AWS_MAX_ATTEMPTS", "").strip()
+    if configured:
+        attempts = int(configured)  # not a number: a ValueError, as botocore raises
+    else:
+        mode = env.get("AWS_RETRY_MODE", "standard").strip().lower()
+        attempts = 5 if mode == "legacy" else 3
+    return Timeouts(BOTOCORE_DEFAULTS.connect_s, BOTOCORE_DEFAULTS.read_s, attempts)
 
 
 def botocore_client(service: str, args: Mapping[str, Any]) -> Any:
@@ -130,5 +144,6 @@ def aws_client(service: str, args: Mapping[str, Any] | None = None, *,
 
     if route is None:
         return botocore_made()
-    return DIRECT[service](route, Timeouts.of(given.get("config"), timeouts),
+    direct = botocore_default_timeouts(source) if timeouts == BOTOCORE_DEFAULTS else timeouts
+    return DIRECT[service](route, Timeouts.of(given.get("config"), direct),
                            fallback=botocore_made, env=source)
