@@ -96,7 +96,7 @@ class DirectClient:
         self._lock = threading.Lock()
 
     def __getattr__(self, name: str) -> Any:
-        if name.startswith("__"):
+        if name.startswith("_"):  # never botocore's privates, nor ours before __init__ ends
             raise AttributeError(name)
         with self._lock:
             if self._botocore is None:
