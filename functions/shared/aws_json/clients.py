@@ -35,7 +35,7 @@ SECRETS_MANAGER: Final = JsonService("secretsmanager", "secretsmanager.",
                                      "application/x-amz-json-1.1")
 SSM: Final = JsonService("ssm", "AmazonSSM.", "application/x-amz-json-1.1")
 # botocore's own defaults (a client made without a Config): 60 s timeouts, standard retries
-# (its default mode since 1.36; a unit test checks them against the installed botocore).
+# (the installed botocore's default mode; a unit test checks them against its client).
 BOTOCORE_DEFAULTS: Final = Timeouts(connect_s=60.0, read_s=60.0, attempts=3)
 
 
