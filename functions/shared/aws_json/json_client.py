@@ -1,10 +1,14 @@
 """One AWS JSON-protocol service over kept-alive HTTP connections, without botocore's request
 pipeline: each call is ``POST /`` with ``X-Amz-Target``, signed with SigV4
-(``functions.shared.aws_json.sigv4``), retried as botocore's standard mode retries it
-(throttling, 5xx, a wrong CRC32 and connection errors, with full jitter), and its failures are
-botocore's own exception types, so every caller's ``except`` reads them as before: a refusal
-is ``ClientError`` with botocore's ``response`` shape, a connection failure
-``EndpointConnectionError`` or ``ReadTimeoutError``.
+(``functions.shared.aws_json.sigv4``), and its failures are botocore's own exception types,
+so every caller's ``except`` reads them as before: a refusal is ``ClientError`` with
+botocore's ``response`` shape, a connection failure ``EndpointConnectionError`` or
+``ReadTimeoutError``.
+
+Retries as botocore's: throttling, 5xx, a wrong CRC32 and connection errors are tried again
+(up to the client's attempts, exponential backoff from 50 ms with full jitter, the base of
+botocore's DynamoDB legacy mode); a refusal is raised at once. A kept-alive connection the
+server closed while idle is replaced once without counting an attempt (as urllib3 does).
 
 ``dynamodb_client`` puts DynamoDB's item calls on it; ``direct`` the few Secrets Manager and
 SSM reads a function makes, when no botocore session is needed at all.
