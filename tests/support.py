@@ -38,6 +38,17 @@ EMULATOR_SCRIPT = ROOT / "localstack" / "ministack" / "ministack.sh"
 MESHGATE = ROOT / ".venv" / "bin" / "meshgate"
 
 
+def aws_environment(monkeypatch: pytest.MonkeyPatch, env: Mapping[str, str],
+                    home: str = "/nonexistent") -> None:
+    """This process's ``AWS_*`` variables replaced by ``env``, and a ``HOME`` without a
+    shared AWS config file (so botocore and ``direct_route`` see only ``env``)."""
+    for name in [n for n in os.environ if n.startswith("AWS_")]:
+        monkeypatch.delenv(name)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("HOME", home)
+
+
 def port_open(port: int) -> bool:
     with socket.socket() as sock:
         sock.settimeout(1.0)

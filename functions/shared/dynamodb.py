@@ -15,8 +15,7 @@ from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from functions.errors import FunctionError
-from functions.shared.aws_json.clients import botocore_args, botocore_client
-from functions.shared.aws_json.direct_route import environment_route
+from functions.shared.aws_json.clients import aws_client, botocore_args, botocore_client
 from functions.shared.aws_json.dynamodb_client import FAST_CLIENT_ENV, FastDynamoDB
 from functions.shared.aws_json.json_client import Timeouts, retriable_answer
 
@@ -100,15 +99,7 @@ class LazyDynamoDB:
             return self._client
 
     def _make(self) -> Any:
-        args = self._args
-
-        def botocore_made() -> Any:
-            return botocore_client("dynamodb", botocore_args(args, DEFAULT_TIMEOUTS))
-
         if not self._fast:
-            return botocore_made()
-        route = environment_route("dynamodb", args)
-        if route is None:
-            return FastDynamoDB.wrap(botocore_made())
-        return FastDynamoDB.direct(route, Timeouts.of(args.get("config"), DEFAULT_TIMEOUTS),
-                                   fallback=botocore_made, env=os.environ)
+            return botocore_client("dynamodb", botocore_args(self._args, DEFAULT_TIMEOUTS))
+        return aws_client("dynamodb", self._args, timeouts=DEFAULT_TIMEOUTS,
+                          wrap=FastDynamoDB.wrap)

@@ -101,4 +101,4 @@ def test_dynamodb_items_without_a_botocore_client(lambda_like: dict[str, str],
             client.put_item(TableName=table, Item=item,
                             ConditionExpression="attribute_not_exists(key_id)")
         assert failed.value.response["Error"]["Code"] == "ConditionalCheckFailedException"
-        assert client._client is None  # four item calls, no botocore client made
+        assert client._botocore.made is None  # four item calls, no botocore client made

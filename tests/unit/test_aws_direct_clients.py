@@ -16,18 +16,18 @@ from botocore.exceptions import ClientError, EndpointConnectionError
 from bus.security.keys import InvalidKey
 from bus.traffic.table import TrafficSourceError
 from functions.shared.aws_json.clients import (
-    BOTOCORE_DEFAULTS,
     DirectSecretsManager,
     DirectSsm,
     aws_client,
     botocore_default_timeouts,
 )
 from functions.shared.aws_json.dynamodb_client import FastDynamoDB
-from functions.shared.aws_json.json_client import Timeouts
+from functions.shared.aws_json.json_client import BOTOCORE_DEFAULTS, Timeouts
 from functions.shared.dynamodb import LazyDynamoDB
 from functions.shared.secrets import SecretsManagerSource
 from functions.shared.ssm_traffic import SsmTrafficSource
 from proof.procs import free_port
+from tests.support import aws_environment
 from tests.unit.test_aws_json_client import Scripted, running_server, without_metadata
 
 TRACE = "Root=1-5759e988-bd862e3fe1be46a994272793;Sampled=1"
@@ -49,11 +49,7 @@ def server() -> Any:
 def lambda_env(server: Scripted, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     """The process's environment as a Lambda's, pointed at the scripted server."""
     env = env_for(server.server_port, AWS_LAMBDA_FUNCTION_NAME="gw", _X_AMZN_TRACE_ID=TRACE)
-    for name in [n for n in __import__("os").environ if n.startswith("AWS_")]:
-        monkeypatch.delenv(name)
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.setenv("HOME", "/nonexistent")
+    aws_environment(monkeypatch, env)
     return env
 
 
@@ -123,9 +119,9 @@ def test_the_dynamodb_item_calls_make_no_botocore_client_and_other_calls_do(
     answer = client.get_item(TableName="t", Key={"id": {"S": "k"}})
     assert without_metadata(answer) == {"Item": {"id": {"S": "k"}, "v": {"B": b"ok"}}}
     assert server.seen[0]["headers"]["x-amzn-trace-id"] == TRACE
-    assert client._client is None  # no botocore client was needed
+    assert client._botocore.made is None  # no botocore client was needed
     assert client.meta.service_model.service_name == "dynamodb"  # made now, for `meta`
-    assert client._client is not None
+    assert client._botocore.made is not None
     assert client.meta.endpoint_url == lambda_env["AWS_ENDPOINT_URL"]
     # from now on what is registered on it runs, as for a wrapped client
     seen: list[str] = []
@@ -138,8 +134,7 @@ def test_the_dynamodb_item_calls_make_no_botocore_client_and_other_calls_do(
 
 def test_without_the_environment_s_way_the_client_is_botocore_s(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in [n for n in __import__("os").environ if n.startswith("AWS_")]:
-        monkeypatch.delenv(name)
+    aws_environment(monkeypatch, {})
     client = aws_client("ssm", {"region_name": "eu-west-1"})
     assert not isinstance(client, DirectSsm)
     assert client.meta.service_model.service_name == "ssm"
@@ -166,10 +161,7 @@ def test_importing_the_gateway_imports_no_botocore_session() -> None:
 def test_without_a_config_the_direct_client_attempts_as_botocore_would(
         env: dict[str, str], attempts: int, monkeypatch: pytest.MonkeyPatch) -> None:
     assert botocore_default_timeouts(env).attempts == attempts
-    for name in [n for n in __import__("os").environ if n.startswith("AWS_")]:
-        monkeypatch.delenv(name)
-    for name, value in {**env, "AWS_DEFAULT_REGION": "eu-west-1"}.items():
-        monkeypatch.setenv(name, value)
+    aws_environment(monkeypatch, {**env, "AWS_DEFAULT_REGION": "eu-west-1"})
     # botocore's own client in the same environment counts the same (standard mode: 3
     # attempts, legacy: 5)
     client = aws_client("ssm", {"aws_access_key_id": "a", "aws_secret_access_key": "b"},
@@ -183,3 +175,20 @@ def test_without_a_config_the_direct_client_attempts_as_botocore_would(
 def test_an_attempt_count_that_is_not_a_number_is_refused_as_botocore_refuses_it() -> None:
     with pytest.raises(ValueError, match="zero"):
         botocore_default_timeouts({"AWS_MAX_ATTEMPTS": "zero"})
+
+
+def test_where_botocore_decides_the_item_calls_still_skip_its_pipeline(
+        server: Scripted, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No direct route (here: a ``verify`` argument), so the botocore client is made first,
+    and the fast item calls wrap it, its hooks and credentials included."""
+    aws_environment(monkeypatch, {})
+    client = LazyDynamoDB({"endpoint_url": f"http://127.0.0.1:{server.server_port}",
+                           "region_name": "eu-west-1", "aws_access_key_id": "AKIDEXAMPLE",
+                           "aws_secret_access_key": "secret", "verify": False}).get()
+    assert isinstance(client, FastDynamoDB)
+    assert client._botocore.made is not None  # botocore's, made before the first call
+    server.replies = [(200, {"Item": {"id": {"S": "k"}}}, True)]
+    answer = client.get_item(TableName="t", Key={"id": {"S": "k"}})
+    assert without_metadata(answer) == {"Item": {"id": {"S": "k"}}}
+    assert server.seen[0]["authorization"].startswith(
+        "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/")

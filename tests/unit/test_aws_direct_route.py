@@ -15,6 +15,7 @@ from functions.shared.aws_json.direct_route import (
     recursion_header,
 )
 from functions.shared.aws_json.sigv4 import Credentials
+from tests.support import aws_environment
 
 LAMBDA_ENV = {"AWS_ACCESS_KEY_ID": "ASIAEXAMPLE", "AWS_SECRET_ACCESS_KEY": "secret",
               "AWS_SESSION_TOKEN": "token", "AWS_DEFAULT_REGION": "eu-west-1",
@@ -130,11 +131,7 @@ def test_botocore_resolves_the_same_route(service: str, env: dict[str, str],
     """The rules above, checked against botocore itself in the same environment."""
     import botocore.session
 
-    for name in [n for n in __import__("os").environ if n.startswith("AWS_")]:
-        monkeypatch.delenv(name)
-    monkeypatch.setenv("HOME", str(tmp_path))  # no shared config file
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
+    aws_environment(monkeypatch, env, home=str(tmp_path))  # no shared config file
     found = route(service, env=env)
     assert found is not None
     client = botocore.session.get_session().create_client(service)

@@ -103,7 +103,7 @@ def client_for(port: int, attempts: int = 3) -> FastDynamoDB:
                       retries={"mode": "standard", "total_max_attempts": attempts}))
     fast = FastDynamoDB.wrap(botocore_client)
     assert isinstance(fast, FastDynamoDB)
-    return FastDynamoDB(botocore_client, sleep=lambda _: None)
+    return FastDynamoDB.of_client(botocore_client, sleep=lambda _: None)
 
 
 def without_metadata(answer: dict[str, Any]) -> dict[str, Any]:

@@ -1,9 +1,9 @@
 """The AWS clients of this project's functions: botocore-free where ``direct_route`` finds the
-way from the environment, botocore's otherwise, created only when first used.
+way from the environment, botocore's otherwise (``aws_client``, the one place that decides).
 
 A direct client answers the calls a function makes on its path (Secrets Manager's
-``get_secret_value``, SSM's ``get_parameter``; DynamoDB's item calls live in
-``dynamodb_client``) as botocore would answer them: the same fields, binary values as
+``get_secret_value``, SSM's ``get_parameter``; DynamoDB's item calls, ``dynamodb_client``)
+as botocore would answer them: the same fields, binary values as
 ``bytes``, botocore's exceptions. Anything else (an operator's ``put_parameter``, a waiter,
 ``meta``) goes to a botocore client made on first use, with the same arguments.
 """
@@ -13,30 +13,27 @@ from __future__ import annotations
 import base64
 import json
 import os
-import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 from functions.shared.aws_json.direct_route import (
     DirectRoute,
-    default_ca_file,
     environment_route,
     recursion_header,
 )
+from functions.shared.aws_json.dynamodb_client import FastDynamoDB
 from functions.shared.aws_json.json_client import (
+    BOTOCORE_DEFAULTS,
     JsonClient,
     JsonService,
     Timeouts,
-    static_credentials,
 )
+from functions.shared.aws_json.lazy_botocore import LazyBotocore
 
 SECRETS_MANAGER: Final = JsonService("secretsmanager", "secretsmanager.",
                                      "application/x-amz-json-1.1")
 SSM: Final = JsonService("ssm", "AmazonSSM.", "application/x-amz-json-1.1")
-# botocore's own defaults (a client made without a Config): 60 s timeouts, standard retries
-# (the installed botocore's default mode; a unit test checks them against its client).
-BOTOCORE_DEFAULTS: Final = Timeouts(connect_s=60.0, read_s=60.0, attempts=3)
 
 
 def botocore_default_timeouts(env: Mapping[str, str]) -> Timeouts:
@@ -84,24 +81,12 @@ class DirectClient:
     def __init__(self, route: DirectRoute, timeouts: Timeouts, *,
                  fallback: Callable[[], Any], env: Mapping[str, str],
                  sleep: Callable[[float], None] = time.sleep) -> None:
-        self.route = route
-        self.json = JsonClient(self.service, endpoint_url=route.endpoint_url,
-                               region=route.region,
-                               credentials=static_credentials(route.credentials),
-                               timeouts=timeouts, ca_file=lambda: default_ca_file(route),
-                               sleep=sleep)
+        self.json = JsonClient.for_route(self.service, route, timeouts, sleep=sleep)
         self._env = env
-        self._fallback = fallback
-        self._botocore: Any = None
-        self._lock = threading.Lock()
+        self._botocore = LazyBotocore(fallback)
 
     def __getattr__(self, name: str) -> Any:
-        if name.startswith("_"):  # never botocore's privates, nor ours before __init__ ends
-            raise AttributeError(name)
-        with self._lock:
-            if self._botocore is None:
-                self._botocore = self._fallback()
-        return getattr(self._botocore, name)
+        return self._botocore.attribute(name)
 
     def _call(self, operation: str, params: Mapping[str, Any]) -> dict[str, Any]:
         body = json.dumps(params, separators=(",", ":")).encode()
@@ -125,16 +110,17 @@ class DirectSsm(DirectClient):
         return self._call("GetParameter", params)
 
 
-DIRECT: Final[dict[str, type[DirectClient]]] = {
-    "secretsmanager": DirectSecretsManager, "ssm": DirectSsm}
+# How each service is called directly: (route, timeouts, *, fallback, env) -> the client.
+DIRECT: Final[dict[str, Callable[..., Any]]] = {
+    "secretsmanager": DirectSecretsManager, "ssm": DirectSsm, "dynamodb": FastDynamoDB.direct}
 
 
 def aws_client(service: str, args: Mapping[str, Any] | None = None, *,
                timeouts: Timeouts = BOTOCORE_DEFAULTS, env: Mapping[str, str] | None = None,
-               ) -> Any:
-    """A client of ``service`` (``secretsmanager`` or ``ssm``) for botocore's client
-    arguments ``args``: the direct one when the environment gives the way, else botocore's.
-    ``timeouts`` apply where ``args`` has no ``config``."""
+               wrap: Callable[[Any], Any] = lambda client: client) -> Any:
+    """A client of ``service`` (a key of ``DIRECT``) for botocore's client arguments
+    ``args``: the direct one when the environment gives the way, else botocore's, passed
+    through ``wrap``. ``timeouts`` apply where ``args`` has no ``config``."""
     source = os.environ if env is None else env
     given = dict(args or {})
     route = environment_route(service, given, source)
@@ -143,7 +129,7 @@ def aws_client(service: str, args: Mapping[str, Any] | None = None, *,
         return botocore_client(service, botocore_args(given, timeouts))
 
     if route is None:
-        return botocore_made()
+        return wrap(botocore_made())
     direct = botocore_default_timeouts(source) if timeouts == BOTOCORE_DEFAULTS else timeouts
     return DIRECT[service](route, Timeouts.of(given.get("config"), direct),
                            fallback=botocore_made, env=source)

@@ -26,7 +26,6 @@ Two ways to make one:
 from __future__ import annotations
 
 import json
-import threading
 import time
 import urllib.request
 from collections.abc import Callable, Mapping
@@ -37,18 +36,15 @@ from botocore.exceptions import NoCredentialsError
 
 from functions.shared.aws_json.attribute_values import from_wire, to_wire
 from functions.shared.aws_json.call_spans import item_call_span, record_answer
-from functions.shared.aws_json.direct_route import (
-    DirectRoute,
-    default_ca_file,
-    recursion_header,
-)
+from functions.shared.aws_json.direct_route import DirectRoute, recursion_header
 from functions.shared.aws_json.json_client import (
+    BOTOCORE_DEFAULTS,
     CredentialSource,
     JsonClient,
     JsonService,
     Timeouts,
-    static_credentials,
 )
+from functions.shared.aws_json.lazy_botocore import LazyBotocore
 from functions.shared.aws_json.sigv4 import Credentials
 
 SERVICE: Final = "dynamodb"
@@ -80,24 +76,24 @@ def _botocore_ca_file() -> str:
 class FastDynamoDB:
     """See the module doc. Thread-safe; one per botocore client or direct route."""
 
-    def __init__(self, botocore_client: Any, *, credentials: CredentialSource | None = None,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
-        meta = botocore_client.meta
-        self._setup(JsonClient(
-            DYNAMODB, endpoint_url=meta.endpoint_url, region=meta.region_name,
-            credentials=credentials or _credentials_of(botocore_client),
-            timeouts=Timeouts.of(meta.config, Timeouts(60.0, 60.0, 3)),
-            ca_file=_botocore_ca_file, decode=from_wire, sleep=sleep),
-            client=botocore_client, fallback=None, env={})
-
-    def _setup(self, json_client: JsonClient, *, client: Any,
-               fallback: Callable[[], Any] | None, env: Mapping[str, str]) -> None:
+    def __init__(self, json_client: JsonClient, botocore: LazyBotocore,
+                 env: Mapping[str, str]) -> None:
         self._json = json_client
         self.region: str = json_client.region
-        self._client = client
-        self._fallback = fallback
+        self._botocore = botocore
         self._env = env
-        self._lock = threading.Lock()
+
+    @classmethod
+    def of_client(cls, botocore_client: Any, *, credentials: CredentialSource | None = None,
+                  sleep: Callable[[float], None] = time.sleep) -> FastDynamoDB:
+        """On ``botocore_client``'s endpoint, region, timeouts, credentials and hooks."""
+        meta = botocore_client.meta
+        return cls(JsonClient(
+            DYNAMODB, endpoint_url=meta.endpoint_url, region=meta.region_name,
+            credentials=credentials or _credentials_of(botocore_client),
+            timeouts=Timeouts.of(meta.config, BOTOCORE_DEFAULTS),
+            ca_file=_botocore_ca_file, decode=from_wire, sleep=sleep),
+            LazyBotocore.given(botocore_client), {})
 
     @classmethod
     def wrap(cls, botocore_client: Any) -> Any:
@@ -106,7 +102,7 @@ class FastDynamoDB:
         scheme = urlsplit(str(meta.endpoint_url)).scheme
         if scheme not in ("http", "https") or meta.config.proxies or urllib.request.getproxies():
             return botocore_client
-        return cls(botocore_client)
+        return cls.of_client(botocore_client)
 
     @classmethod
     def direct(cls, route: DirectRoute, timeouts: Timeouts, *, fallback: Callable[[], Any],
@@ -114,22 +110,11 @@ class FastDynamoDB:
                ) -> FastDynamoDB:
         """Without botocore (see the module doc); ``fallback`` makes the botocore client
         for any other call."""
-        fast = cls.__new__(cls)
-        fast._setup(JsonClient(
-            DYNAMODB, endpoint_url=route.endpoint_url, region=route.region,
-            credentials=static_credentials(route.credentials), timeouts=timeouts,
-            ca_file=lambda: default_ca_file(route), decode=from_wire, sleep=sleep),
-            client=None, fallback=fallback, env=env)
-        return fast
+        return cls(JsonClient.for_route(DYNAMODB, route, timeouts, decode=from_wire,
+                                        sleep=sleep), LazyBotocore(fallback), env)
 
     def __getattr__(self, name: str) -> Any:
-        if name.startswith("_"):
-            raise AttributeError(name)
-        with self._lock:
-            if self._client is None:
-                assert self._fallback is not None
-                self._client = self._fallback()
-        return getattr(self._client, name)
+        return self._botocore.attribute(name)
 
     def put_item(self, **params: Any) -> dict[str, Any]:
         return self.call("PutItem", params)
@@ -162,7 +147,7 @@ class FastDynamoDB:
         of the service is not supported here (raises). A direct client has no hooks until
         its botocore client is made (a handler is registered through ``meta.events``, which
         makes it): until then it adds the header botocore's own handler would."""
-        client = self._client
+        client = self._botocore.made
         if client is None:
             return params, recursion_header(self._env)
         events = client.meta.events

@@ -38,6 +38,7 @@ from botocore.exceptions import (
     ReadTimeoutError,
 )
 
+from functions.shared.aws_json.direct_route import DirectRoute, default_ca_file
 from functions.shared.aws_json.sigv4 import Credentials, SigningKeys, signed_headers
 
 BACKOFF_BASE_S: Final = 0.05
@@ -92,6 +93,11 @@ class Timeouts:
         return cls(default.connect_s if connect is None else float(connect),
                    default.read_s if read is None else float(read),
                    attempts_of(retries) if retries else default.attempts)
+
+
+# botocore's own defaults (a client made without a Config): 60 s timeouts, standard retries
+# (the installed botocore's default mode; a unit test checks them against its client).
+BOTOCORE_DEFAULTS: Final = Timeouts(connect_s=60.0, read_s=60.0, attempts=3)
 
 
 def code_of(error_type: str) -> str:
@@ -211,6 +217,16 @@ class JsonClient:
         self._decode = decode
         self._keys = SigningKeys()
         self._sleep = sleep
+
+    @classmethod
+    def for_route(cls, service: JsonService, route: DirectRoute, timeouts: Timeouts, *,
+                  decode: Decode = dict, sleep: Callable[[float], None] = time.sleep
+                  ) -> JsonClient:
+        """The client of ``service`` at the endpoint, region and credentials ``direct_route``
+        found, trusting its CA bundle (else the default store)."""
+        return cls(service, endpoint_url=route.endpoint_url, region=route.region,
+                   credentials=static_credentials(route.credentials), timeouts=timeouts,
+                   ca_file=lambda: default_ca_file(route), decode=decode, sleep=sleep)
 
     def call(self, operation: str, body: bytes, extra_headers: Mapping[str, str] | None = None
              ) -> dict[str, Any]:
