@@ -36,18 +36,18 @@ def _write(path: Path, data: bytes, *, private: bool) -> None:
     os.replace(tmp, path)
 
 
-def _name(common_name: str) -> x509.Name:
+def subject(common_name: str) -> x509.Name:
     return x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "meshgate local"),
                       x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
 
 
-def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+def key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
     return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                              serialization.NoEncryption())
 
 
-def _builder(subject: x509.Name, issuer: x509.Name, public: ec.EllipticCurvePublicKey,
-             days: int) -> x509.CertificateBuilder:
+def certificate_builder(subject: x509.Name, issuer: x509.Name,
+                        public: ec.EllipticCurvePublicKey, days: int) -> x509.CertificateBuilder:
     now = datetime.datetime.now(datetime.UTC)
     return (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer)
             .public_key(public).serial_number(x509.random_serial_number())
@@ -58,15 +58,15 @@ def _builder(subject: x509.Name, issuer: x509.Name, public: ec.EllipticCurvePubl
 
 def make_ca(folder: Path) -> None:
     key = ec.generate_private_key(ec.SECP256R1())
-    name = _name("meshgate local CA")
-    cert = (_builder(name, name, key.public_key(), CA_DAYS)
+    name = subject("meshgate local CA")
+    cert = (certificate_builder(name, name, key.public_key(), CA_DAYS)
             .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
             .add_extension(x509.KeyUsage(
                 digital_signature=False, content_commitment=False, key_encipherment=False,
                 data_encipherment=False, key_agreement=False, key_cert_sign=True, crl_sign=True,
                 encipher_only=False, decipher_only=False), critical=True)
             .sign(key, hashes.SHA256()))
-    _write(folder / "ca.key", _key_pem(key), private=True)
+    _write(folder / "ca.key", key_pem(key), private=True)
     _write(folder / "ca.pem", cert.public_bytes(serialization.Encoding.PEM), private=False)
 
 
@@ -78,12 +78,13 @@ def _load_ca(folder: Path) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey
     return cert, key
 
 
-def _leaf(folder: Path, common_name: str, usage: x509.ObjectIdentifier,
+def leaf(folder: Path, common_name: str, usage: x509.ObjectIdentifier,
           san: list[x509.GeneralName]) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate,
                                                 x509.Certificate]:
     ca_cert, ca_key = _load_ca(folder)
     key = ec.generate_private_key(ec.SECP256R1())
-    builder = (_builder(_name(common_name), ca_cert.subject, key.public_key(), LEAF_DAYS)
+    builder = (certificate_builder(subject(common_name), ca_cert.subject, key.public_key(),
+                                   LEAF_DAYS)
                .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
                .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
                    ca_key.public_key()), critical=False)
@@ -94,7 +95,7 @@ def _leaf(folder: Path, common_name: str, usage: x509.ObjectIdentifier,
 
 
 def make_broker(folder: Path) -> None:
-    key, cert, ca_cert = _leaf(folder, "localhost", ExtendedKeyUsageOID.SERVER_AUTH,
+    key, cert, ca_cert = leaf(folder, "localhost", ExtendedKeyUsageOID.SERVER_AUTH,
                                [x509.DNSName("localhost"),
                                 x509.IPAddress(ipaddress.ip_address("127.0.0.1"))])
     password = secrets.token_hex(16)
@@ -105,8 +106,8 @@ def make_broker(folder: Path) -> None:
 
 
 def make_client(folder: Path) -> None:
-    key, cert, _ = _leaf(folder, CLIENT_NAME, ExtendedKeyUsageOID.CLIENT_AUTH, [])
-    _write(folder / "client.key", _key_pem(key), private=True)
+    key, cert, _ = leaf(folder, CLIENT_NAME, ExtendedKeyUsageOID.CLIENT_AUTH, [])
+    _write(folder / "client.key", key_pem(key), private=True)
     _write(folder / "client.pem", cert.public_bytes(serialization.Encoding.PEM), private=False)
 
 

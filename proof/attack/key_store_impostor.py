@@ -19,7 +19,6 @@ refusal above is the certificate's, not a broken server.
 
 from __future__ import annotations
 
-import datetime
 import ipaddress
 import json
 import ssl
@@ -32,12 +31,13 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from bus.security.keys import InvalidKey
 from functions.shared.aws_json.clients import aws_client
 from functions.shared.aws_json.json_client import Timeouts
 from functions.shared.secrets import SecretsManagerSource
+from localstack.kafka import tls
 from proof.attack.accounting import CONTROL, Outcome
 from proof.serving import serving
 
@@ -69,47 +69,30 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
 
-def _name(common: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common)])
-
-
-def _certificate(subject: str, key: ec.EllipticCurvePrivateKey, issuer: str,
-                 issuer_key: ec.EllipticCurvePrivateKey, *, ca: bool,
-                 alt: x509.GeneralName | None) -> x509.Certificate:
-    now = datetime.datetime.now(datetime.UTC)
-    builder = (x509.CertificateBuilder().subject_name(_name(subject)).issuer_name(_name(issuer))
-               .public_key(key.public_key()).serial_number(x509.random_serial_number())
-               .not_valid_before(now - datetime.timedelta(minutes=1))
-               .not_valid_after(now + datetime.timedelta(hours=1))
-               .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
-    if alt is not None:
-        builder = builder.add_extension(x509.SubjectAlternativeName([alt]), critical=False)
-    return builder.sign(issuer_key, hashes.SHA256())
-
-
-def _pem(certificate: x509.Certificate) -> bytes:
-    return certificate.public_bytes(serialization.Encoding.PEM)
-
-
 class Certificates:
-    """A CA the function is told to trust, and the impostor's server certificates."""
+    """A CA the function is told to trust, and the impostor's server certificates (made by
+    the local broker's own certificate code, ``localstack.kafka.tls``)."""
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
-        self._ca_key = ec.generate_private_key(ec.SECP256R1())
-        self.ca_file = folder / "trusted-ca.pem"
-        self.ca_file.write_bytes(_pem(_certificate("trusted-ca", self._ca_key, "trusted-ca",
-                                                   self._ca_key, ca=True, alt=None)))
+        tls.make_ca(folder)
+        self.ca_file = folder / "ca.pem"
 
     def server(self, name: str, *, alt: x509.GeneralName, self_signed: bool) -> ssl.SSLContext:
-        key = ec.generate_private_key(ec.SECP256R1())
-        issuer, issuer_key = (name, key) if self_signed else ("trusted-ca", self._ca_key)
-        certificate = _certificate(name, key, issuer, issuer_key, ca=False, alt=alt)
+        if self_signed:
+            key = ec.generate_private_key(ec.SECP256R1())
+            certificate = (tls.certificate_builder(tls.subject(name), tls.subject(name),
+                                                   key.public_key(), tls.LEAF_DAYS)
+                           .add_extension(x509.BasicConstraints(ca=False, path_length=None),
+                                          critical=True)
+                           .add_extension(x509.SubjectAlternativeName([alt]), critical=False)
+                           .sign(key, hashes.SHA256()))
+        else:
+            key, certificate, _ = tls.leaf(self.folder, name, ExtendedKeyUsageOID.SERVER_AUTH,
+                                           [alt])
         cert_path, key_path = self.folder / f"{name}.pem", self.folder / f"{name}.key"
-        cert_path.write_bytes(_pem(certificate))
-        key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                               serialization.PrivateFormat.PKCS8,
-                                               serialization.NoEncryption()))
+        cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+        key_path.write_bytes(tls.key_pem(key))
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(cert_path, key_path)
         return context
