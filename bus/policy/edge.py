@@ -12,7 +12,8 @@ from typing import Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-# What PyJWT verifies with a public key; HS* would let anyone holding the JWKS forge tokens.
+# What the gateway verifies with a public key (functions.gateway.auth.jose.signatures); HS*
+# would let anyone holding the JWKS forge tokens.
 JwtAlgorithm = Literal["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384",
                        "ES512", "EdDSA"]
 AGGREGATE_PART_PATTERN: Final = r"^[a-z][a-z0-9_]{0,62}$"

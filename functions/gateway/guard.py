@@ -18,7 +18,7 @@ from functions.gateway.auth.principal import Principal
 from functions.gateway.problems import EdgeRefusal
 from functions.gateway.ratelimit.bucket import Decision, Limit, bucket_key
 
-if TYPE_CHECKING:  # PyJWT and cryptography load only when a JWT route exists
+if TYPE_CHECKING:  # the JWT verifier's modules load only when a JWT route exists
     from functions.gateway.auth.jwt_bearer import JwtVerifier
 
 

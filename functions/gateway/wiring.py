@@ -25,7 +25,7 @@ from functions.gateway.guard import EdgeGuard
 from functions.shared.kafka_connect import kafka_transport
 from functions.shared.key_reload import load_live_identity
 
-if TYPE_CHECKING:  # PyJWT and cryptography load only when a JWT route exists
+if TYPE_CHECKING:  # the JWT verifier's modules load only when a JWT route exists
     from functions.gateway.auth.api_keys import ApiKeyAuthenticator, ApiKeyMatch
     from functions.gateway.auth.jwt_bearer import JwtVerifier
 
@@ -66,7 +66,7 @@ async def mesh_client() -> MeshClient:
 
 
 def jwt_verifier(settings: JwtSettings) -> JwtVerifier:
-    from functions.gateway.auth.configured import jwt_verifier as configured  # lazily: PyJWT
+    from functions.gateway.auth.configured import jwt_verifier as configured  # lazily: JOSE
 
     return configured(settings)
 

@@ -25,7 +25,7 @@ GATEWAY = FunctionSpec(
     handler="functions.gateway.handler.handler",
     packages=("bus", "functions"),
     requirements=("aiokafka", "cryptography", "fastapi", "fastjsonschema", "mangum",
-                  "opentelemetry-api", "pydantic", "pyjwt",
+                  "opentelemetry-api", "pydantic",
                   # libsodium's Ed25519 for the mesh's signatures (bus.security.ed25519)
                   "pynacl",
                   # imported on a request's first schema refusal (every violation in the 422)
@@ -41,8 +41,7 @@ AUTHORIZER = FunctionSpec(
     name="authorizer",
     handler="functions.authorizer.handler.handler",
     packages=("bus", "functions"),
-    requirements=("boto3", "cryptography", "opentelemetry-api", "pydantic", "pyjwt",
-                  "pynacl"),
+    requirements=("boto3", "cryptography", "opentelemetry-api", "pydantic", "pynacl"),
     memory_mb=256,
     timeout_s=10,
     bundles_policy=True,

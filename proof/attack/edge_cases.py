@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import quote
 
 import jwt
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from infra.keys import dev_issuer
 from infra.keys.dev_issuer import IssuerConfig, IssuerKey
@@ -89,6 +90,23 @@ def _tampered(token: str) -> str:
     return f"{header}.{_b64(json.dumps(claims).encode())}.{signature}"
 
 
+def as_der(token: str) -> str:
+    """``token`` with its ES256 signature re-encoded as ASN.1 DER (what OpenSSL emits)."""
+    head_payload, _, signature = token.rpartition(".")
+    raw = base64.urlsafe_b64decode(signature + "=" * (-len(signature) % 4))
+    r, s = int.from_bytes(raw[:32], "big"), int.from_bytes(raw[32:], "big")
+    return f"{head_payload}.{_b64(encode_dss_signature(r, s))}"
+
+
+def respelled(token: str) -> str:
+    """``token`` with a spare bit of its signature's last character set: the same 64 bytes
+    to a lenient base64 decoder, another spelling of them (86 characters carry 4 spare bits)."""
+    head_payload, _, signature = token.rpartition(".")
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    last = alphabet[alphabet.index(signature[-1]) | 1]
+    return f"{head_payload}.{signature[:-1]}{last}"
+
+
 def forged_tokens(c: Credentials) -> Iterator[tuple[str, str]]:
     """(label, Authorization header value) for every way a bearer token must fail."""
     claims = c.claims(sub="mallory")
@@ -116,6 +134,13 @@ def forged_tokens(c: Credentials) -> Iterator[tuple[str, str]]:
         f"Bearer {dev_issuer.sign(other, claims, {'jku': 'http://127.0.0.1:9/jwks.json'})}"
     yield "tampered payload", f"Bearer {_tampered(c.token())}"
     yield "signature stripped", "Bearer " + c.token().rsplit(".", 1)[0] + "."
+    # Against the verifier written on cryptography (functions.gateway.auth.jose): the
+    # "psychic signature" (CVE-2022-21449: r = s = 0 passed Java's ECDSA check), a genuine
+    # signature in DER instead of JOSE's r || s, and the same signature bytes respelled.
+    yield "ES256 signature r = s = 0", "Bearer " + _compact(
+        {"alg": "ES256", "typ": "JWT", "kid": kid}, claims, bytes(64))
+    yield "genuine signature in DER", f"Bearer {as_der(c.token(sub='mallory'))}"
+    yield "genuine signature respelled", f"Bearer {respelled(c.token(sub='mallory'))}"
     yield "missing scope", f"Bearer {c.token(scope='reports:write')}"
 
 

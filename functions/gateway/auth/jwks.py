@@ -23,17 +23,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePublicKey
-from cryptography.hazmat.primitives.asymmetric.ed448 import Ed448PublicKey
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
-from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
-from jwt.exceptions import InvalidKeyError
-
 from functions.gateway.auth.errors import InvalidToken, KeySetUnavailable, UnknownKey
-
-VerifyingKey = RSAPublicKey | EllipticCurvePublicKey | Ed25519PublicKey | Ed448PublicKey
+from functions.gateway.auth.jose import keys as jwk_keys
+from functions.gateway.auth.jose.keys import VerifyingKey
 
 # The only algorithms a verifier may allow: asymmetric signatures, each with the key type
 # (and EC curve) it needs. No ``none``, no HMAC: those are refused wherever this is used.
@@ -106,18 +98,8 @@ def _public_key(jwk: Mapping[str, Any]) -> PublicKey | None:
         return None
     if "d" in jwk:  # private key material has no business in a published key set
         return None
-    data = dict(jwk)
-    try:
-        if kty == "RSA":
-            key: object = RSAAlgorithm.from_jwk(data)
-        elif kty == "EC":
-            key = ECAlgorithm.from_jwk(data)
-        else:
-            key = OKPAlgorithm.from_jwk(data)
-    except (InvalidKeyError, UnsupportedAlgorithm, ValueError, KeyError, TypeError):
-        # a JWK that PyJWT or cryptography cannot load is skipped, as PyJWKSet does
-        return None
-    if not isinstance(key, VerifyingKey):
+    key = jwk_keys.public_key(jwk)  # None: a JWK that cannot be loaded is skipped
+    if key is None:
         return None
     return PublicKey(kid=kid, kty=kty, crv=crv, alg=alg, key=key)
 

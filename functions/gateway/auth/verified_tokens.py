@@ -1,6 +1,6 @@
 """Verified JWTs remembered until their expiry, so a caller's next request skips the
-signature check (issue 15: an ES256 verification and PyJWT's parsing were most of the JWT
-route's cost).
+signature check (issue 15: an ES256 verification and the token's parsing were most of the
+JWT route's cost).
 
 Semantics (docs/decisions.md, "Verified JWTs are cached"): a JWT is a bearer credential valid
 until its ``exp`` by design; nothing revokes one sooner at this edge, cached or not. A cached
@@ -8,7 +8,7 @@ entry answers only the exact token bytes that were verified (keyed by their SHA-
 verifier that verified them (one cache per verifier: its issuers, audiences, algorithms and
 key set), and only:
 
-- while ``now < exp + leeway`` (what PyJWT itself accepts), checked on every hit, so an
+- while ``now < exp + leeway`` (what the verifier itself accepts), checked on every hit, so an
   expired token is refused ``token_expired`` whether or not it was cached;
 - for at most ``max_age_s`` after it was verified (the key set's refresh interval), so a key
   the issuer withdraws from its JWKS stops being trusted within the same window in which the
