@@ -69,12 +69,15 @@ def check_clock() -> None:
                          "start needs CLOCK_MONOTONIC (one clock for parent and child)")
 
 
-def child_env(policy_file: str, event_file: str) -> dict[str, str]:
+def child_env(policy_file: str, event_file: str, checks_dir: str | None = None) -> dict[str, str]:
     """The children's environment. Both sides load bytecode, as a deployed function does (its
     zip carries a ``.pyc`` per module, ``infra.deploy.bytecode``): ``PYTHONDONTWRITEBYTECODE``
     is dropped so that the warm-up start writes what is missing; with it, every sample would
-    compile the project's own modules (the gateway's, not the bare app's) from source."""
-    pythonpath = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
+    compile the project's own modules (the gateway's, not the bare app's) from source.
+    ``checks_dir`` holds the routes' checks as the deploy generates them into the gateway's zip
+    (``infra.deploy.validators``)."""
+    pythonpath = os.pathsep.join(
+        p for p in (str(ROOT), checks_dir, os.environ.get("PYTHONPATH")) if p)
     inherited = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     return {**inherited, "MESH_POLICY_FILE": policy_file, "BENCH_EVENT_FILE": event_file,
             "PYTHONPATH": pythonpath}

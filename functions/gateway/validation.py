@@ -1,7 +1,8 @@
 """Request validation from a route's schemas, before anything reaches the bus.
 
-Each route's JSON Schemas (body, path and query parameters) are compiled once, at app build,
-by fastjsonschema (generated Python, no per-request schema walking). fastjsonschema stops at
+Each route's JSON Schemas (body, path and query parameters) are compiled once, by
+fastjsonschema (generated Python, no per-request schema walking): at deploy when the zip
+carries them, else at app build (``functions.gateway.schema_checks``). fastjsonschema stops at
 the first violation, so a value it refuses is checked again by ``jsonschema_rs`` (imported and
 compiled on the first refusal only: valid requests never pay for it), and the 422 names every
 violation with its JSON pointer: a client fixes all its fields in one round trip.
@@ -18,35 +19,18 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import fastjsonschema
 
 from bus.policy.model import Route
 from functions.gateway.problems import EdgeRefusal
+from functions.gateway.schema_checks import Check, canonical, compiled
 
-Check = Callable[[Any], Any]
 _INTEGER = re.compile(r"-?[0-9]{1,18}")
 _NUMBER = re.compile(r"-?[0-9]{1,18}(\.[0-9]{1,18})?([eE][+-]?[0-9]{1,3})?")
 JSON_TYPES = ("application/json",)
 
-
-# Compiled checks by canonical schema text: routes sharing a schema (an order's body on the
-# public and the partner route) compile it once (2-3 ms of cold start each).
-_compiled: dict[str, Check] = {}
-
-
-def _canonical(schema: Mapping[str, Any]) -> str:
-    return json.dumps(schema, sort_keys=True, separators=(",", ":"))
-
-
-def _compile(schema: Mapping[str, Any]) -> Check:
-    text = _canonical(schema)
-    check = _compiled.get(text)
-    if check is None:
-        check = _compiled[text] = fastjsonschema.compile(dict(schema))
-    return check
 
 
 Violations = Callable[[Any], list[tuple[list[str], str]]]
@@ -57,7 +41,7 @@ _full: dict[str, Violations] = {}
 def _violations(schema: Mapping[str, Any]) -> Violations:
     """Every violation of ``schema`` by a value, as (instance path, message), in the order
     the schema declares them."""
-    text = _canonical(schema)
+    text = canonical(schema)
     found = _full.get(text)
     if found is None:
         import jsonschema_rs  # only a refused request pays for the import
@@ -116,8 +100,7 @@ def _loads(body: bytes) -> Any:
     return _DECODER.decode(body.decode(json.detect_encoding(body), "surrogatepass"))
 
 
-@dataclass(frozen=True)
-class _Param:
+class _Param(NamedTuple):  # not a dataclass: see functions.gateway.auth.jwks
     name: str
     schema: Mapping[str, Any]
     check: Check
@@ -131,9 +114,9 @@ class RouteValidator:
         self.takes_body = route.method in ("POST", "PUT", "PATCH", "ANY") or (
             route.request_schema is not None)
         self._body_schema = route.request_schema
-        self._body = _compile(route.request_schema) if route.request_schema else None
-        self._params = [_Param(n, s, _compile(s)) for n, s in route.params.items()]
-        self._query = [_Param(n, s, _compile(s)) for n, s in route.query.items()]
+        self._body = compiled(route.request_schema) if route.request_schema else None
+        self._params = [_Param(n, s, compiled(s)) for n, s in route.params.items()]
+        self._query = [_Param(n, s, compiled(s)) for n, s in route.query.items()]
         self._required_query = frozenset(route.required_query)
         self._query_names = frozenset(p.name for p in self._query)
 

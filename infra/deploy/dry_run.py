@@ -24,7 +24,8 @@ from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
 from bus.security.keys import KeyRing
 from infra.deploy import package
-from infra.deploy.pipeline import bundle_policy_to, policy_file
+from infra.deploy.pipeline import bundle_policy_to, bundled_files, load_bundle, policy_file
+from infra.deploy.validators import write_validators
 from infra.policy import access_map, load_policy
 from infra.settings import Settings
 from infra.stack import template
@@ -103,9 +104,9 @@ def artifacts(settings: Settings, deploy: DeploySettings, *, build: bool,
     if not build:
         return {spec.name: placeholder(spec, settings) for spec in FUNCTIONS}
     bundled = bundle_policy_to(settings, scratch / POLICY_BUNDLE)
+    checks = write_validators(load_bundle(bundled), scratch / "validators")
     specs = [for_access(spec, msk_iam=deploy.kafka_access == "msk-iam") for spec in FUNCTIONS]
-    return {spec.name: package.build(spec, settings,
-                                     [(POLICY_BUNDLE, bundled)] if spec.bundles_policy else [],
+    return {spec.name: package.build(spec, settings, bundled_files(spec, bundled, checks),
                                      target_dir=scratch)
             for spec in specs}
 

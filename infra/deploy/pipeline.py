@@ -9,15 +9,17 @@ from pathlib import Path
 
 from botocore.exceptions import ClientError
 
+from bus.policy.model import Policy
 from infra.deploy import aws as deploy
 from infra.deploy import msk, package
+from infra.deploy.validators import write_validators
 from infra.keys import dev_issuer, identity, pepper
 from infra.keys.issuer_url import with_jwks_resolved
 from infra.policy import access_map, load_policy, operators_of, services_of, traffic_document
 from infra.settings import Settings
 from infra.stack import function_env, template
 from infra.stack.deploy_settings import DeploySettings
-from infra.stack.functions import FUNCTIONS, GATEWAY, POLICY_BUNDLE, for_access
+from infra.stack.functions import FUNCTIONS, GATEWAY, POLICY_BUNDLE, FunctionSpec, for_access
 from infra.stack.model import MeshConfig
 
 Say = Callable[[str], None]
@@ -70,11 +72,12 @@ def deploy_stack(settings: Settings, say: Say,
     publish_traffic(settings, say)
     dev_issuer.ensure(settings, say)  # local JWT issuer's JWKS on the emulator's S3
     bundled = bundle_policy(settings)
+    checks = write_validators(load_bundle(bundled), settings.build_dir / "validators")
     artifacts: dict[str, package.Artifact] = {}
     for base in FUNCTIONS:
         # on MSK with IAM the Kafka clients need the token signer in their zips
         spec = for_access(base, msk_iam=aws_side.kafka_access == "msk-iam")
-        extra = [(POLICY_BUNDLE, bundled)] if spec.bundles_policy else []
+        extra = bundled_files(spec, bundled, checks)
         artifact = artifacts[spec.name] = package.build(spec, settings, extra)
         say(f"built {artifact.path.name} ({artifact.path.stat().st_size / 1e6:.1f} MB, "
             f"sha256 {artifact.sha256[:12]})")
@@ -93,6 +96,18 @@ def deploy_stack(settings: Settings, say: Say,
                                                        aws_side))
         result = deploy.deploy_template(settings, body, say)
     return template.endpoint_url(settings, result.outputs["ApiId"])
+
+
+def load_bundle(bundled: Path) -> Policy:
+    """The bundled policy as the functions read it (``Policy.from_json``)."""
+    return Policy.from_json(bundled.read_bytes())
+
+
+def bundled_files(spec: FunctionSpec, bundled: Path,
+                  checks: list[tuple[str, Path]]) -> list[tuple[str, Path]]:
+    """What a function's zip gets beside its code: the policy, the routes' checks."""
+    return ([(POLICY_BUNDLE, bundled)] if spec.bundles_policy else []) + (
+        checks if spec.bundles_validators else [])
 
 
 def bundle_policy(settings: Settings) -> Path:

@@ -14,6 +14,8 @@ class FunctionSpec:
     memory_mb: int = 512
     timeout_s: int = 30
     bundles_policy: bool = False  # gets the merged policy as POLICY_BUNDLE at the zip's root
+    # gets its routes' schema checks generated at deploy (infra.deploy.validators)
+    bundles_validators: bool = False
 
 
 # The merged policy's file name in a zip (the function's working directory in Lambda).
@@ -33,6 +35,7 @@ GATEWAY = FunctionSpec(
                   # imported only when OTEL_* asks for traces (functions/shared/otel_setup)
                   "opentelemetry-sdk", "opentelemetry-exporter-otlp-proto-http"),
     bundles_policy=True,
+    bundles_validators=True,
 )
 
 # The Lambda authorizer (``functions/authorizer``): JWT from the bundled policy's edge.jwt,

@@ -2,24 +2,31 @@
 ``GetFunction``, as AWS serves it): the project's modules carry their bytecode beside them,
 unchecked hash-based (infra.deploy.bytecode) and compiled from the very source next to it, so
 a cold start neither compiles them nor could run a stale ``.pyc``. Built by an interpreter
-that is not the functions' Python, the zips must carry no bytecode at all."""
+that is not the functions' Python, the zips must carry no bytecode at all. The gateway's
+zip carries its routes' checks, generated at deploy (infra.deploy.validators), and its
+handler, imported from the unpacked zip, builds the app without compiling a schema."""
 
 from __future__ import annotations
 
 import importlib.util
 import io
+import json
+import subprocess
+import sys
 import urllib.request
 import zipfile
+from pathlib import Path
 
 import pytest
 
+from functions.gateway.schema_checks import PACKAGE
 from infra.deploy import aws as deploy
 from infra.deploy.bytecode import builds_for, pyc_name
 from infra.settings import Settings
 
 pytestmark = pytest.mark.e2e
 FUNCTIONS = ("GatewayFunctionName", "AuthorizerFunctionName", "OrdersEventsFunctionName")
-OWN_PACKAGES = ("bus/", "functions/")
+OWN_PACKAGES = ("bus/", "functions/", f"{PACKAGE}/")
 UNCHECKED_HASH = 0b01  # PEP 552 flags: hash-based, not checked against the source
 
 
@@ -50,3 +57,39 @@ def test_a_deployed_function_carries_bytecode_of_its_own_sources(
         assert int.from_bytes(header[4:8], "little") == UNCHECKED_HASH, pyc
         assert header[8:16] == importlib.util.source_hash(archive.read(source)), (
             f"{output}: {pyc} was not compiled from the {source} beside it")
+
+
+# The handler module builds the app at import, offline (bench.zip_cold_start sets the same).
+HANDLER_ENV = {"AWS_DEFAULT_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "test",
+               "AWS_SECRET_ACCESS_KEY": "test", "MESH_RATE_LIMIT_TABLE": "t-rate",
+               "MESH_API_KEYS_TABLE": "t-keys", "MESH_OPERATIONS_TABLE": "t-ops"}
+PROBE = """
+import json, sys
+sys.path.insert(0, sys.argv[1])
+import fastjsonschema
+asked = []
+real = fastjsonschema.compile
+fastjsonschema.compile = lambda schema, *a, **k: asked.append(schema) or real(schema, *a, **k)
+import functions.gateway.handler
+from functions.gateway import schema_checks
+print(json.dumps({"compiled": len(asked), "checks": sorted(
+    check.__module__ for check in schema_checks._compiled.values())}))
+"""
+
+
+def test_the_deployed_gateway_builds_its_routes_from_the_deployed_checks(
+        endpoint: str, settings: Settings, tmp_path: Path) -> None:
+    archive = deployed_zip(settings, "GatewayFunctionName")
+    modules = sorted(name for name in archive.namelist()
+                     if name.startswith(f"{PACKAGE}/s_") and name.endswith(".py"))
+    assert modules, "the gateway's zip has no generated route checks"
+    archive.extractall(tmp_path)
+    env = {**HANDLER_ENV, "PATH": "/usr/bin:/bin", "HOME": str(tmp_path),
+           "MESH_POLICY_FILE": str(tmp_path / "meshgate-policy.json")}
+    done = subprocess.run([sys.executable, "-I", "-B", "-c", PROBE, str(tmp_path)],
+                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120,
+                          check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    assert seen["compiled"] == 0
+    assert seen["checks"] == sorted(name[:-3].replace("/", ".") for name in modules)

@@ -20,8 +20,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from functions.gateway.auth.errors import InvalidToken, KeySetUnavailable, UnknownKey
 from functions.gateway.auth.jose import keys as jwk_keys
@@ -45,8 +44,10 @@ _OKP_CURVES = frozenset({"Ed25519", "Ed448"})
 MAX_JWKS_BYTES = 512 * 1024
 
 
-@dataclass(frozen=True)
-class PublicKey:
+# NamedTuples, not dataclasses, here and in the JWT verifier's other modules: they load when
+# the app is built, and Python 3.11 takes 0.2-0.5 ms to make a dataclass (docs/decisions.md,
+# "JWTs verified without PyJWT").
+class PublicKey(NamedTuple):
     """One usable verification key of a key set."""
 
     kid: str | None
@@ -70,8 +71,7 @@ class PublicKey:
         return True
 
 
-@dataclass(frozen=True)
-class KeySet:
+class KeySet(NamedTuple):
     keys: tuple[PublicKey, ...] = ()
 
     def with_kid(self, kid: str) -> tuple[PublicKey, ...]:

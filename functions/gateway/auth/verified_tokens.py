@@ -24,7 +24,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from functions.gateway.auth.principal import Principal
 
@@ -32,8 +32,7 @@ DEFAULT_MAX_ENTRIES = 4096
 DEFAULT_MAX_AGE_S = 300.0
 
 
-@dataclass(frozen=True, slots=True)
-class _Entry:
+class _Entry(NamedTuple):  # not a dataclass: see functions.gateway.auth.jwks
     principal: Principal
     expires_at: float  # epoch seconds: exp + leeway, after which the token is expired
     trusted_until: float  # epoch seconds: verified at + max_age_s

@@ -20,7 +20,7 @@ from bus.security.b64url import decode_b64url
 from functions.gateway.auth.errors import MalformedBearer
 
 
-class CompactJws(NamedTuple):  # not a dataclass: making one costs ~0.5 ms of cold start
+class CompactJws(NamedTuple):  # not a dataclass: see functions.gateway.auth.jwks
     header: Mapping[str, Any]
     signing_input: bytes  # ``<header>.<payload>`` as sent: what the signature covers
     payload: bytes  # decoded, not yet read as JSON
