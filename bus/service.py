@@ -5,8 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import BaseModel
 
@@ -23,8 +22,7 @@ Handler = Callable[[Payload, Envelope], Awaitable[BaseModel | Payload]]
 EventHandler = Callable[[Payload, Envelope], Awaitable[None]]
 
 
-@dataclass(frozen=True)
-class Outcome:
+class Outcome(NamedTuple):
     """What handling one request produced: the reply to send, or None (nobody waits)."""
 
     reply: Envelope | None

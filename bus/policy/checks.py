@@ -12,7 +12,7 @@ import fnmatch
 import json
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from bus.policy.model import (
     Loc,
@@ -40,8 +40,7 @@ def dotted(path: Loc) -> str:
     return text
 
 
-@dataclass(frozen=True)
-class Finding:
+class Finding(NamedTuple):
     path: Loc
     what: str
     fix: str

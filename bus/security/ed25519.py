@@ -20,8 +20,7 @@ A backend makes one object per key (parsed or expanded once), never per message.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Final, Protocol
+from typing import Final, NamedTuple, Protocol
 
 import nacl.bindings
 import nacl.exceptions
@@ -107,8 +106,7 @@ class _OpenSSLVerifier:
         return True
 
 
-@dataclass(frozen=True)
-class Backend:
+class Backend(NamedTuple):
     """Where Ed25519 runs: ``signer(seed)`` and ``verifier(public)`` take the raw 32 bytes."""
 
     name: str

@@ -13,8 +13,7 @@ no lock, no torn read).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import NamedTuple, Protocol, runtime_checkable
 
 TopicPartition = tuple[str, int]
 
@@ -26,8 +25,7 @@ class EndOffsets(Protocol):
     def end_offsets(self) -> dict[TopicPartition, int]: ...
 
 
-@dataclass(frozen=True)
-class PartitionLag:
+class PartitionLag(NamedTuple):
     topic: str
     partition: int
     lag: int

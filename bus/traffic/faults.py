@@ -8,7 +8,7 @@ Pure: the caller passes a ``random.Random`` and applies the decision itself, del
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from bus.errors import MeshError
 from bus.traffic.model import FaultInjection
@@ -32,8 +32,7 @@ class InjectedFault(MeshError):
         return f"{self.fault_code}: {self.message}"
 
 
-@dataclass(frozen=True)
-class FaultDecision:
+class FaultDecision(NamedTuple):
     """What fault injection does to one call: wait ``delay_ms`` (0: no delay), then abort
     with ``abort_code`` when it is not None."""
 

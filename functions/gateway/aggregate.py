@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from bus.errors import DeadlineExceeded, MeshError
 from bus.policy.edge import AggregatePart
@@ -21,8 +20,7 @@ Call = Callable[[str, float], Awaitable[dict[str, Any]]]
 _GRACE_S = 0.25
 
 
-@dataclass(frozen=True)
-class PartOutcome:
+class PartOutcome(NamedTuple):
     result: dict[str, Any] | None = None
     error: MeshError | None = None
 

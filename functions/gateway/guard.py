@@ -8,7 +8,7 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from bus.policy.model import Route
 from functions.errors import FunctionError
@@ -58,8 +58,7 @@ class InsufficientScope(Forbidden):
         return 'Bearer error="insufficient_scope"'
 
 
-@dataclass(frozen=True)
-class Caller:
+class Caller(NamedTuple):
     """The request's caller: the principal (``None`` on ``auth: none`` routes), the API key's
     plan if any, and the source address (the per-caller bucket of anonymous routes)."""
 

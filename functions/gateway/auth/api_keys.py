@@ -14,7 +14,7 @@ import re
 import secrets
 from dataclasses import dataclass, replace
 from functools import lru_cache
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from functions.gateway.auth.errors import (
     InvalidApiKey,
@@ -67,8 +67,7 @@ def _key_principal(owner: str, key_id: str) -> Principal:
     return Principal(subject=owner, method="api_key", key_id=key_id)
 
 
-@dataclass(frozen=True)
-class ApiKeyMatch:
+class ApiKeyMatch(NamedTuple):
     """A presented key that matched a live record."""
 
     record: ApiKeyRecord

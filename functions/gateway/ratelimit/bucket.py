@@ -20,6 +20,7 @@ import math
 from dataclasses import dataclass
 from fractions import Fraction
 from functools import cached_property
+from typing import NamedTuple
 
 MILLI = 1000
 
@@ -76,14 +77,12 @@ class Limit:
         return -(-((from_ms * num) // den + milli) * den // num) - from_ms
 
 
-@dataclass(frozen=True)
-class BucketState:
+class BucketState(NamedTuple):
     tokens_milli: int
     updated_ms: int
 
 
-@dataclass(frozen=True)
-class Decision:
+class Decision(NamedTuple):
     """The answer for one request.
 
     ``state`` is what the store must hold afterwards (for a denial it equals the refilled

@@ -35,7 +35,7 @@ import math
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
 from functions.gateway.ratelimit.bucket import MILLI, Decision, Limit
@@ -152,14 +152,14 @@ class LeasedRateLimitStore:
             if held.tokens > 0 and now < held.expires_at:
                 held.tokens -= 1
                 shared = held.decision
-                return replace(shared, remaining=shared.remaining + held.tokens)
+                return shared._replace(remaining=shared.remaining + held.tokens)
             del self._held[key]  # spent or expired: unspent tokens are dropped
         denied = self._denied.get(key)
         if denied is not None and denied.limit == limit:
             if now < denied.until:
                 wait_ms = max(1, math.ceil((denied.until - now) * 1000 - 1e-6))
-                return replace(denied.decision, retry_after_ms=wait_ms,
-                               reset_ms=max(denied.decision.reset_ms, wait_ms))
+                return denied.decision._replace(
+                    retry_after_ms=wait_ms, reset_ms=max(denied.decision.reset_ms, wait_ms))
             del self._denied[key]
         return None
 
@@ -197,5 +197,5 @@ class LeasedRateLimitStore:
         if granted > 1:
             self._held[key] = _Held(limit, granted - 1, now + self.lease_ttl_s, decision)
             _trim(self._held, self.max_keys)
-        return replace(decision, remaining=decision.remaining + granted - 1)
+        return decision._replace(remaining=decision.remaining + granted - 1)
 

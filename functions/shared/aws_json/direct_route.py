@@ -15,8 +15,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 from urllib.parse import quote
 
 from functions.shared.aws_json.sigv4 import Credentials
@@ -30,8 +29,7 @@ _CHINA = re.compile(r"^cn-[a-z]+-\d+$")
 _TRUE = ("1", "true", "yes")
 
 
-@dataclass(frozen=True)
-class DirectRoute:
+class DirectRoute(NamedTuple):
     endpoint_url: str
     region: str
     credentials: Credentials

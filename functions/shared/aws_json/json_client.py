@@ -25,8 +25,7 @@ import ssl
 import time
 import zlib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 from urllib.parse import urlsplit
 
 from botocore.exceptions import (
@@ -64,8 +63,7 @@ CredentialSource = Callable[[], Credentials]
 Decode = Callable[[Mapping[str, Any]], dict[str, Any]]
 
 
-@dataclass(frozen=True)
-class JsonService:
+class JsonService(NamedTuple):
     """What names a JSON-protocol service on the wire."""
 
     signing_name: str  # SigV4's service, e.g. ``dynamodb``
@@ -73,8 +71,7 @@ class JsonService:
     content_type: str  # ``application/x-amz-json-1.0`` or ``-1.1``
 
 
-@dataclass(frozen=True)
-class Timeouts:
+class Timeouts(NamedTuple):
     """A client's socket timeouts and total attempts (botocore's ``Config`` fields)."""
 
     connect_s: float

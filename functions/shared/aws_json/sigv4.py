@@ -12,14 +12,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from dataclasses import dataclass
-from typing import Final
+from typing import Final, NamedTuple
 
 ALGORITHM: Final = "AWS4-HMAC-SHA256"
 
 
-@dataclass(frozen=True)
-class Credentials:
+class Credentials(NamedTuple):
     access_key: str
     secret_key: str
     token: str | None = None
