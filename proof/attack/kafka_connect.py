@@ -20,7 +20,6 @@ PLAINTEXT, where every one of these clients wrote its record.
 from __future__ import annotations
 
 import asyncio
-import datetime
 import secrets
 import tempfile
 import uuid
@@ -28,10 +27,6 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from bus.errors import KafkaConnectRefused, MeshError
 from bus.transport.connect_check import start_client
@@ -43,6 +38,7 @@ from infra.kafka.scram_users import upsert_user
 from infra.local import secure_mesh
 from infra.policy.acls import AclBinding
 from infra.settings import Settings
+from localstack.kafka import tls
 from proof.attack.accounting import CONTROL, Outcome
 
 CATEGORY = "kafka_connect"
@@ -50,27 +46,14 @@ WAIT_S = 20.0
 
 
 def _foreign_certificate(folder: Path) -> tuple[str, str]:
-    """A client certificate and key signed by a CA the broker does not trust."""
-    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(
-        ec.SECP256R1())
-    now = datetime.datetime.now(datetime.UTC)
-
-    def cert(subject: str, public: ec.EllipticCurvePublicKey, issuer: str) -> x509.Certificate:
-        return (x509.CertificateBuilder()
-                .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
-                .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))
-                .public_key(public).serial_number(x509.random_serial_number())
-                .not_valid_before(now - datetime.timedelta(minutes=1))
-                .not_valid_after(now + datetime.timedelta(hours=1))
-                .sign(ca_key, hashes.SHA256()))
-
-    cert_path, key_path = folder / "client.pem", folder / "client.key"
-    cert_path.write_bytes(cert("admin", key.public_key(), "mallory-ca").public_bytes(
-        serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                           serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    return str(cert_path), str(key_path)
+    """A well-formed client certificate for the super user's name (CN=admin), made as the
+    local broker's own are (``localstack.kafka.tls``) but signed by a CA of its own, which the
+    broker does not trust."""
+    mallory = folder / "mallory-ca"
+    mallory.mkdir(parents=True, exist_ok=True)
+    tls.make_ca(mallory)
+    tls.make_client(mallory)
+    return str(mallory / "client.pem"), str(mallory / "client.key")
 
 
 def foreign_clients(listeners: LocalListeners, folder: Path
