@@ -4,7 +4,8 @@ unchecked hash-based (infra.deploy.bytecode) and compiled from the very source n
 a cold start neither compiles them nor could run a stale ``.pyc``. Built by an interpreter
 that is not the functions' Python, the zips must carry no bytecode at all. The gateway's
 zip carries its routes' checks, generated at deploy (infra.deploy.validators), and its
-handler, imported from the unpacked zip, builds the app without compiling a schema."""
+handler, imported from the unpacked zip, builds the app without compiling a schema, and its
+JWT verifier without PyJWT or cryptography's x509."""
 
 from __future__ import annotations
 
@@ -73,7 +74,9 @@ fastjsonschema.compile = lambda schema, *a, **k: asked.append(schema) or real(sc
 import functions.gateway.handler
 from functions.gateway import schema_checks
 print(json.dumps({"compiled": len(asked), "checks": sorted(
-    check.__module__ for check in schema_checks._compiled.values())}))
+    check.__module__ for check in schema_checks._compiled.values()), "modules": sorted(
+    name for name in sys.modules if name.split(".")[0] in ("jwt", "cryptography", "functions")
+    and name.startswith(("jwt", "cryptography.x509", "functions.gateway.auth.jose")))}))
 """
 
 
@@ -93,3 +96,9 @@ def test_the_deployed_gateway_builds_its_routes_from_the_deployed_checks(
     seen = json.loads(done.stdout.strip().splitlines()[-1])
     assert seen["compiled"] == 0
     assert seen["checks"] == sorted(name[:-3].replace("/", ".") for name in modules)
+    # Its JWT verifier is built (the policy has JWT routes) without PyJWT, which is not in
+    # the zip, and without cryptography's x509 (docs/decisions.md, "JWTs verified without
+    # PyJWT").
+    assert "functions.gateway.auth.jose.signatures" in seen["modules"]
+    assert not [name for name in seen["modules"] if not name.startswith("functions.")]
+    assert not [name for name in archive.namelist() if name.startswith("jwt/")]
