@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Final, Literal, Protocol
 
 from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from bus.errors import MeshError
@@ -473,6 +472,10 @@ def _ed25519_public(secret: bytes) -> bytes:
 
 
 def _pem_private(data: bytes, password: bytes | None) -> bytes:
+    # PEM only: the keys `meshgate` deploys are raw (a rotation document), and this module
+    # (with ssh, ciphers, dh) is ~3 ms of every function's cold start.
+    from cryptography.hazmat.primitives import serialization
+
     try:
         private = serialization.load_pem_private_key(data, password)
     except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
@@ -483,6 +486,8 @@ def _pem_private(data: bytes, password: bytes | None) -> bytes:
 
 
 def _pem_public(data: bytes) -> bytes:
+    from cryptography.hazmat.primitives import serialization  # PEM only (see _pem_private)
+
     try:
         public = serialization.load_pem_public_key(data)
     except (ValueError, UnsupportedAlgorithm) as exc:
