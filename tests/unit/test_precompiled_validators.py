@@ -17,7 +17,7 @@ from bus.policy.model import Policy
 from functions.gateway import schema_checks
 from functions.gateway.schema_checks import PACKAGE, canonical, module_name, route_schemas
 from functions.gateway.validation import RouteValidator
-from infra.deploy.validators import validator_modules, write_validators
+from infra.deploy.validators import module_source, validator_modules, write_validators
 from infra.policy import load_policy
 from proof.procs import ROOT
 
@@ -120,3 +120,15 @@ def test_without_the_package_the_schema_is_compiled(monkeypatch: pytest.MonkeyPa
     schema_checks.compiled(schema)
     schema_checks.compiled(schema)  # once per schema text
     assert compiles == [text]
+
+
+def test_the_first_violation_is_the_one_a_runtime_compile_reports() -> None:
+    """fastjsonschema checks properties in the order it reads them: a module generated from
+    the canonical (sorted) text would report ``a`` here, the runtime compile reports ``b``."""
+    schema = {"type": "object", "properties": {"b": {"type": "string"},
+                                               "a": {"type": "integer"}}}
+    namespace: dict[str, Any] = {}
+    exec(module_source(canonical(schema), schema), namespace)  # the deploy's own output
+    value = {"a": "x", "b": 1}
+    assert answer(namespace["CHECK"], value) == answer(fastjsonschema.compile(schema), value)
+    assert answer(namespace["CHECK"], value)[1][0] == "data.b must be string"
