@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
 
 from functions.gateway.auth import AuthError, MalformedBearer
+from functions.gateway.auth.jose.keys import public_key
 from functions.gateway.auth.jwks import JwksCache, StaticJwks
 from functions.gateway.auth.jwt_bearer import JwtVerifier, parse_bearer
 
@@ -131,6 +132,28 @@ def signed(payload: Mapping[str, Any] | bytes, alg: str = "ES256",
 
 def both(token: str, now: float) -> tuple[str, str]:
     return ours(token, now), pyjwts(token)
+
+
+# -- the key set ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("jwk", DOCUMENT["keys"], ids=[k["kid"] for k in DOCUMENT["keys"]])
+def test_each_jwk_loads_as_pyjwt_loads_it(jwk: dict[str, Any]) -> None:
+    """Both sides above share the new key loading; here it meets PyJWT's ``from_jwk``."""
+    mine = public_key(jwk)
+    if isinstance(mine, rsa.RSAPublicKey):
+        rsa_key = RSAAlgorithm.from_jwk(jwk)
+        assert isinstance(rsa_key, rsa.RSAPublicKey)
+        assert mine.public_numbers() == rsa_key.public_numbers()
+    elif isinstance(mine, ec.EllipticCurvePublicKey):
+        ec_key = ECAlgorithm.from_jwk(jwk)
+        assert isinstance(ec_key, ec.EllipticCurvePublicKey)
+        assert mine.public_numbers() == ec_key.public_numbers()
+    else:
+        okp_key = OKPAlgorithm.from_jwk(jwk)
+        assert isinstance(okp_key, ed25519.Ed25519PublicKey | ed448.Ed448PublicKey)
+        assert mine is not None
+        assert mine.public_bytes_raw() == okp_key.public_bytes_raw()
 
 
 # -- every algorithm, accepted and refused alike ------------------------------------------
