@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from infra.keys import dev_issuer
 from infra.keys.dev_issuer import IssuerConfig, IssuerKey
+from proof.attack.mesh_cases import respelled
 
 JWT = "jwt"
 API_KEY = "api_key"
@@ -98,13 +99,11 @@ def as_der(token: str) -> str:
     return f"{head_payload}.{_b64(encode_dss_signature(r, s))}"
 
 
-def respelled(token: str) -> str:
+def respelled_signature(token: str) -> str:
     """``token`` with a spare bit of its signature's last character set: the same 64 bytes
     to a lenient base64 decoder, another spelling of them (86 characters carry 4 spare bits)."""
     head_payload, _, signature = token.rpartition(".")
-    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
-    last = alphabet[alphabet.index(signature[-1]) | 1]
-    return f"{head_payload}.{signature[:-1]}{last}"
+    return f"{head_payload}.{respelled(signature)}"
 
 
 def forged_tokens(c: Credentials) -> Iterator[tuple[str, str]]:
@@ -140,7 +139,7 @@ def forged_tokens(c: Credentials) -> Iterator[tuple[str, str]]:
     yield "ES256 signature r = s = 0", "Bearer " + _compact(
         {"alg": "ES256", "typ": "JWT", "kid": kid}, claims, bytes(64))
     yield "genuine signature in DER", f"Bearer {as_der(c.token(sub='mallory'))}"
-    yield "genuine signature respelled", f"Bearer {respelled(c.token(sub='mallory'))}"
+    yield "genuine signature respelled", f"Bearer {respelled_signature(c.token(sub='mallory'))}"
     yield "missing scope", f"Bearer {c.token(scope='reports:write')}"
 
 

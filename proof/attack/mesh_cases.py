@@ -265,7 +265,7 @@ class Builder:
         own = self.signed()
         algorithm, key_id, signature_text = (own.signature or "").split(":")
         yield _case(WIRE_FORMAT, "genuine record, its signature respelled in base64url",
-                    own.with_signature(f"{algorithm}:{key_id}:{_respelled(signature_text)}"))
+                    own.with_signature(f"{algorithm}:{key_id}:{respelled(signature_text)}"))
         yield MeshCase(WIRE_FORMAT, "ce_specversion 0.3", _set(base, H_SPECVERSION, b"0.3"),
                        good.value, good.id)
         yield MeshCase(WIRE_FORMAT, "ce_specversion removed",
@@ -370,12 +370,12 @@ class Builder:
         path_text = (third.signature or "").rpartition(":")[2]
         yield _case(BATCH_FORGED, "genuine batch message, its path respelled (root verified)",
                     third.with_signature((third.signature or "").removesuffix(path_text)
-                                         + _respelled(path_text)))
+                                         + respelled(path_text)))
         fresh = self.batch(2)[1]
         signature_text = (fresh.signature or "").split(":")[3]
         yield _case(BATCH_FORGED, "genuine batch message, its signature respelled",
                     fresh.with_signature((fresh.signature or "").replace(
-                        f":{signature_text}:", f":{_respelled(signature_text)}:")))
+                        f":{signature_text}:", f":{respelled(signature_text)}:")))
         yield _case(BATCH_FORGED, "the caller's batch signed for another topic",
                     self.batch(2, topic="some.other.requests")[0])
         # atk-other's own valid key: its batch is genuine, the source it claims is not.
@@ -415,7 +415,7 @@ def _malleated(signature_b64: str) -> str:
 _B64URL = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 
 
-def _respelled(text: str) -> str:
+def respelled(text: str) -> str:
     """Unpadded base64url ``text`` (not a multiple of 4 long) with the lowest spare bit of its
     last character set: lenient decoders read the same bytes from it."""
     assert len(text) % 4 in (2, 3), "a text a multiple of 4 long has no spare bits"

@@ -16,7 +16,7 @@ from jwt.algorithms import ECAlgorithm
 from functions.gateway.auth import AuthError
 from functions.gateway.auth.jwks import JwksCache, StaticJwks
 from functions.gateway.auth.jwt_bearer import JwtVerifier
-from proof.attack.edge_cases import as_der, respelled
+from proof.attack.edge_cases import as_der, respelled_signature
 
 ISSUER, AUDIENCE, KID = "https://idp.example.test/", "meshgate-api", "ec-1"
 KEY = ec.generate_private_key(ec.SECP256R1())
@@ -59,7 +59,7 @@ def test_the_der_signature_is_the_genuine_one_refused() -> None:
 
 def test_the_respelled_signature_is_the_genuine_bytes_refused() -> None:
     token = genuine()
-    other = respelled(token)
+    other = respelled_signature(token)
     assert other != token
     assert signature(other) == signature(token)  # a lenient decoder sees no difference
     assert verdict(other) == "malformed_token"
