@@ -61,6 +61,7 @@ UNUSABLE: list[tuple[str, dict[str, Any]]] = [
     ("private rsa", {**jwk(RSA), "d": "AQ"}),
     ("private okp", {**jwk(ED25519), "d": jwk(ED25519)["x"]}),
     ("symmetric", {"kty": "oct", "k": "c2VjcmV0"}),
+    ("kty not a string", {**jwk(RSA), "kty": ["RSA"]}),
     ("number member", {**jwk(ED25519), "x": 5}),
 ]
 

@@ -74,7 +74,8 @@ _LOADERS: Mapping[str, Callable[[Mapping[str, Any]], VerifyingKey]] = {
 
 def public_key(jwk: Mapping[str, Any]) -> VerifyingKey | None:
     """The public key of ``jwk``, or ``None`` if it is not a usable public verification key."""
-    loader = _LOADERS.get(jwk.get("kty"))  # type: ignore[arg-type]
+    kty = jwk.get("kty")
+    loader = _LOADERS.get(kty) if isinstance(kty, str) else None
     if loader is None or not _PRIVATE_MEMBERS.isdisjoint(jwk):
         return None
     try:
