@@ -508,6 +508,7 @@ def test_parse_jwks_keeps_only_public_signing_keys() -> None:
             {**rsa_jwk("enc"), "use": "enc"},
             {**rsa_jwk("hs"), "alg": "HS256"},
             {"kty": "RSA", "kid": "broken", "n": "!!", "e": "AQAB"},
+            {**rsa_jwk("alg-list"), "alg": ["RS256"]},
             "not an object",
         ]
     }

@@ -92,7 +92,8 @@ def _public_key(jwk: Mapping[str, Any]) -> PublicKey | None:
     key_ops = jwk.get("key_ops")
     if key_ops is not None and (not isinstance(key_ops, list) or "verify" not in key_ops):
         return None
-    if alg is not None and ASYMMETRIC_ALGORITHMS.get(alg, ("", None))[0] != kty:
+    if alg is not None and (not isinstance(alg, str)
+                            or ASYMMETRIC_ALGORITHMS.get(alg, ("", None))[0] != kty):
         return None
     if crv is not None and not isinstance(crv, str):
         return None
