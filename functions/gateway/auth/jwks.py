@@ -40,7 +40,6 @@ ASYMMETRIC_ALGORITHMS: Mapping[str, tuple[str, str | None]] = {
     "ES512": ("EC", "P-521"),
     "EdDSA": ("OKP", None),
 }
-_OKP_CURVES = frozenset({"Ed25519", "Ed448"})
 MAX_JWKS_BYTES = 512 * 1024
 
 
@@ -67,7 +66,7 @@ class PublicKey(NamedTuple):
         if kty == "EC":
             return self.crv == crv
         if kty == "OKP":
-            return self.crv in _OKP_CURVES
+            return self.crv in jwk_keys.OKP_CURVES
         return True
 
 
@@ -97,9 +96,8 @@ def _public_key(jwk: Mapping[str, Any]) -> PublicKey | None:
         return None
     if crv is not None and not isinstance(crv, str):
         return None
-    if "d" in jwk:  # private key material has no business in a published key set
-        return None
-    key = jwk_keys.public_key(jwk)  # None: a JWK that cannot be loaded is skipped
+    # None: a JWK that cannot be loaded is skipped, private key material included
+    key = jwk_keys.public_key(jwk)
     if key is None:
         return None
     return PublicKey(kid=kid, kty=kty, crv=crv, alg=alg, key=key)
