@@ -43,11 +43,14 @@ def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return obj
 
 
+# One decoder for every token (``json.loads`` with options builds a new one per call).
+_DECODER = json.JSONDecoder(object_pairs_hook=_unique, parse_constant=_no_constants)
+
+
 def json_object(data: bytes, what: str) -> dict[str, Any]:
     """``data`` as one strict JSON object; raises :class:`MalformedBearer`."""
     try:
-        parsed = json.loads(data.decode("utf-8"), object_pairs_hook=_unique,
-                            parse_constant=_no_constants)
+        parsed = _DECODER.decode(data.decode("utf-8"))
     except (ValueError, RecursionError):  # UnicodeDecodeError and JSONDecodeError included
         raise malformed(f"its {what} is not JSON") from None
     if not isinstance(parsed, dict):
