@@ -76,8 +76,8 @@ from bench.gateway_bare import HELLO, NO_CONTEXT, bare_handler
 from bench.gateway_secured import check_secured, secured_gateways
 from bench.gateway_tokens import BenchIssuer
 from bench.machine import describe
-from bus.policy.model import Policy
 from functions.gateway.auth.api_keys import API_KEY_HEADER
+from infra.deploy.pipeline import load_bundle
 from infra.deploy.validators import write_validators
 from infra.policy import load_policy
 from proof.procs import ROOT
@@ -300,7 +300,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         policy_file = Path(tmp) / "meshgate-policy.json"
         policy_file.write_text(bundle(policy))
         checks = Path(tmp) / "checks"  # the gateway zip's routes' checks, as deployed
-        write_validators(Policy.from_json(policy_file.read_bytes()), checks)
+        write_validators(load_bundle(policy_file), checks)
         env = cold_start.child_env(str(policy_file), str(RECORDED_EVENT), str(checks))
         print(f"==> cold start: {args.cold} fresh interpreters per handler", flush=True)
         cold = cold_start.measure(env, args.cold, warmup=args.cold_warmup)

@@ -28,8 +28,7 @@ from bench import stats
 from bench.machine import describe
 from infra.deploy import package
 from infra.deploy.bytecode import builds_for
-from infra.deploy.pipeline import bundle_policy_to, bundled_files, load_bundle
-from infra.deploy.validators import write_validators
+from infra.deploy.pipeline import bundle_for_functions
 from infra.settings import Settings
 from infra.stack.functions import FUNCTIONS, FunctionSpec
 
@@ -63,13 +62,12 @@ def import_ms(root: Path, module: str, env: dict[str, str]) -> float:
 def run(spec: FunctionSpec, settings: Settings, runs: int, work: Path) -> dict[str, Any]:
     # the baseline: the zip as it was built before, sources only; both get what the deploy
     # bundles (the policy, and for the gateway its routes' checks: infra.deploy.validators)
-    policy = bundle_policy_to(settings, work / "policy.json")
-    extra = bundled_files(spec, policy, write_validators(load_bundle(policy), work / "checks"))
-    built = {side: package.build(spec, settings, extra, target_dir=work / side,
+    bundle = bundle_for_functions(settings, work / "bundle")
+    built = {side: package.build(spec, settings, bundle.files_for(spec), target_dir=work / side,
                                  bytecode=side == "bytecode") for side in SIDES}
     roots = {side: unpacked(built[side].path, work / f"task-{side}") for side in SIDES}
     env = {"PATH": os.environ.get("PATH", ""), "HOME": str(work), **HANDLER_ENV,
-           "MESH_POLICY_FILE": str(policy)}
+           "MESH_POLICY_FILE": str(bundle.policy)}
     module = spec.handler.rsplit(".", 1)[0]
     times: dict[str, list[float]] = {side: [] for side in SIDES}
     for index in range(runs):

@@ -24,13 +24,12 @@ from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
 from bus.security.keys import KeyRing
 from infra.deploy import package
-from infra.deploy.pipeline import bundle_policy_to, bundled_files, load_bundle, policy_file
-from infra.deploy.validators import write_validators
+from infra.deploy.pipeline import bundle_for_functions, policy_file
 from infra.policy import access_map, load_policy
 from infra.settings import Settings
 from infra.stack import template
 from infra.stack.deploy_settings import DeploySettings
-from infra.stack.functions import FUNCTIONS, GATEWAY, POLICY_BUNDLE, FunctionSpec, for_access
+from infra.stack.functions import FUNCTIONS, GATEWAY, FunctionSpec, for_access
 from infra.stack.model import MeshConfig
 
 Say = Callable[[str], None]
@@ -103,11 +102,9 @@ def artifacts(settings: Settings, deploy: DeploySettings, *, build: bool,
     """Every function's artifact: built into ``scratch`` (exact keys) or placeholders."""
     if not build:
         return {spec.name: placeholder(spec, settings) for spec in FUNCTIONS}
-    bundled = bundle_policy_to(settings, scratch / POLICY_BUNDLE)
-    checks = write_validators(load_bundle(bundled), scratch / "validators")
+    bundle = bundle_for_functions(settings, scratch)
     specs = [for_access(spec, msk_iam=deploy.kafka_access == "msk-iam") for spec in FUNCTIONS]
-    return {spec.name: package.build(spec, settings, bundled_files(spec, bundled, checks),
-                                     target_dir=scratch)
+    return {spec.name: package.build(spec, settings, bundle.files_for(spec), target_dir=scratch)
             for spec in specs}
 
 

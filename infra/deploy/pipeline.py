@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 from botocore.exceptions import ClientError
 
@@ -71,14 +72,12 @@ def deploy_stack(settings: Settings, say: Say,
     pepper.ensure_pepper(settings, say)  # the API-key pepper the gateway and authorizer read
     publish_traffic(settings, say)
     dev_issuer.ensure(settings, say)  # local JWT issuer's JWKS on the emulator's S3
-    bundled = bundle_policy(settings)
-    checks = write_validators(load_bundle(bundled), settings.build_dir / "validators")
+    bundle = bundle_for_functions(settings, settings.build_dir)
     artifacts: dict[str, package.Artifact] = {}
     for base in FUNCTIONS:
         # on MSK with IAM the Kafka clients need the token signer in their zips
         spec = for_access(base, msk_iam=aws_side.kafka_access == "msk-iam")
-        extra = bundled_files(spec, bundled, checks)
-        artifact = artifacts[spec.name] = package.build(spec, settings, extra)
+        artifact = artifacts[spec.name] = package.build(spec, settings, bundle.files_for(spec))
         say(f"built {artifact.path.name} ({artifact.path.stat().st_size / 1e6:.1f} MB, "
             f"sha256 {artifact.sha256[:12]})")
     deploy.upload(settings, list(artifacts.values()), say)
@@ -103,11 +102,23 @@ def load_bundle(bundled: Path) -> Policy:
     return Policy.from_json(bundled.read_bytes())
 
 
-def bundled_files(spec: FunctionSpec, bundled: Path,
-                  checks: list[tuple[str, Path]]) -> list[tuple[str, Path]]:
-    """What a function's zip gets beside its code: the policy, the routes' checks."""
-    return ([(POLICY_BUNDLE, bundled)] if spec.bundles_policy else []) + (
-        checks if spec.bundles_validators else [])
+class Bundle(NamedTuple):
+    """What the functions' zips get beside their code: the merged policy and the routes'
+    checks generated from it (``infra.deploy.validators``)."""
+
+    policy: Path
+    checks: list[tuple[str, Path]]
+
+    def files_for(self, spec: FunctionSpec) -> list[tuple[str, Path]]:
+        """(name in the zip, file) of what ``spec``'s zip gets."""
+        return ([(POLICY_BUNDLE, self.policy)] if spec.bundles_policy else []) + (
+            self.checks if spec.bundles_validators else [])
+
+
+def bundle_for_functions(settings: Settings, folder: Path) -> Bundle:
+    """The policy bundled under ``folder``, and the routes' checks generated from it."""
+    bundled = bundle_policy_to(settings, folder / POLICY_BUNDLE)
+    return Bundle(bundled, write_validators(load_bundle(bundled), folder / "validators"))
 
 
 def bundle_policy(settings: Settings) -> Path:
