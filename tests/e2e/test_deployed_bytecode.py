@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.zip_cold_start import HANDLER_ENV  # the handler builds its app offline with it
 from functions.gateway.schema_checks import PACKAGE
 from infra.deploy import aws as deploy
 from infra.deploy.bytecode import builds_for, pyc_name
@@ -60,10 +61,6 @@ def test_a_deployed_function_carries_bytecode_of_its_own_sources(
             f"{output}: {pyc} was not compiled from the {source} beside it")
 
 
-# The handler module builds the app at import, offline (bench.zip_cold_start sets the same).
-HANDLER_ENV = {"AWS_DEFAULT_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "test",
-               "AWS_SECRET_ACCESS_KEY": "test", "MESH_RATE_LIMIT_TABLE": "t-rate",
-               "MESH_API_KEYS_TABLE": "t-keys", "MESH_OPERATIONS_TABLE": "t-ops"}
 PROBE = """
 import json, sys
 sys.path.insert(0, sys.argv[1])
